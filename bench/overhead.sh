@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Gateway overhead, side by side in one run: the fixed backend direct, tokenway (--workers 1) and
+# nginx (1 worker), each proxy pinned to core PROXY_CPU (0), wrk / the latency client / the
+# backend pinned to core LOAD_CPU (1). See docs/benchmarks.md ("Gateway overhead").
+#
+#   bench/overhead.sh [BUILD_DIR]          (default: build; `make bench` passes it)
+#
+# Measures, for each target:
+#   1. non-streaming requests/s with wrk -c32 (300 B and ~12 KB chat bodies), and per proxy core
+#      (requests/s ÷ the proxy's CPU share from /proc/PID/stat during the run)
+#   2. latency at one connection (p50/p99, own client), added over direct
+#   3. proxy RSS after load (VmRSS)
+#   4. SSE events/s with 64 concurrent streams × 100 events, no pacing, per proxy core
+#   5. first-event delay of paced streams (first event 20 ms after the request, 1 connection,
+#      200 streams), added over direct
+# Prints a Markdown table and writes it plus raw numbers (JSON) to bench/results/overhead-<date>.*
+#
+# Environment knobs (defaults in brackets): DURATION [10] s per wrk run, WARMUP [2] s,
+# CONNS [32], SSE_CONNS [64], EVENTS [100], LAT_REQUESTS [20000], PACED_STREAMS [200],
+# PACED_MS [20], PROXY_CPU [0], LOAD_CPU [1].
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-build}
+[[ "$BUILD" = /* ]] || BUILD="$ROOT/$BUILD"
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-32}
+SSE_CONNS=${SSE_CONNS:-64}
+EVENTS=${EVENTS:-100}
+LAT_REQUESTS=${LAT_REQUESTS:-20000}
+PACED_STREAMS=${PACED_STREAMS:-200}
+PACED_MS=${PACED_MS:-20}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+TOKENWAY="$BUILD/src/main/tokenway"
+BACKEND="$BUILD/bench/tokenway-fixed-backend"
+CLIENT="$BUILD/bench/tokenway-latency-client"
+for bin in "$TOKENWAY" "$BACKEND" "$CLIENT"; do
+  if [[ ! -x "$bin" ]]; then
+    echo "overhead.sh: $bin not found; build first:" >&2
+    echo "  cmake -S $ROOT -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build $BUILD" >&2
+    exit 1
+  fi
+done
+NGINX=$(command -v nginx || true)
+[[ -n "$NGINX" ]] || NGINX=/usr/sbin/nginx
+for tool in wrk taskset python3 curl; do
+  command -v "$tool" >/dev/null || { echo "overhead.sh: $tool missing (scripts/setup.sh --bench)" >&2; exit 1; }
+done
+[[ -x "$NGINX" ]] || { echo "overhead.sh: nginx missing (apt-get install nginx-light)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/tokenway-overhead.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+HZ=$(getconf CLK_TCK)
+
+# Free loopback ports, chosen by the kernel.
+read -r P_BACK P_PACED P_TW P_TWA P_NG P_TWP P_TWPA P_NGP < <(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(8):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+)
+
+# Request bodies: a small chat request (~300 B), a realistic long prompt (~12 KB), and the small
+# one with "stream": true.
+python3 - "$WORK" <<'EOF'
+import json, sys
+d = sys.argv[1]
+small = {"model": "bench", "messages": [
+    {"role": "system", "content": "You are a helpful assistant. Answer briefly and precisely."},
+    {"role": "user", "content": "Explain in two sentences what an inference gateway does "
+                                "in front of a fleet of model servers."}],
+    "max_tokens": 128, "temperature": 0.7}
+para = ("The quarterly report covers revenue, churn and the migration of the billing service to "
+        "the new cluster; list the three largest risks, who owns each, and what the mitigation "
+        "plan says about dates, budgets and the fallback if the vendor slips again. ")
+msgs = [{"role": "system", "content": "You are a careful analyst. Cite the section you rely on. " + para * 4}]
+while len(json.dumps(msgs)) < 11600:
+    msgs.append({"role": "user", "content": para * 3})
+    msgs.append({"role": "assistant", "content": "Noted. " + para * 2})
+msgs.append({"role": "user", "content": "Summarise the risks now."})
+large = {"model": "bench", "messages": msgs, "max_tokens": 256, "temperature": 0.2}
+stream = dict(small, stream=True)
+for name, obj in (("small", small), ("large", large), ("stream", stream)):
+    with open(f"{d}/{name}.json", "w") as f:
+        f.write(json.dumps(obj, separators=(",", ":")))
+EOF
+for b in small large stream; do
+  cat > "$WORK/$b.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open("$WORK/$b.json", "rb"))
+wrk.body = f:read("*a")
+f:close()
+EOF
+done
+SMALL_BYTES=$(stat -c %s "$WORK/small.json")
+LARGE_BYTES=$(stat -c %s "$WORK/large.json")
+
+# --- processes --------------------------------------------------------------------------------
+start_bg() {  # start_bg LOGNAME CMD...; sets LAST_PID
+  "$@" >"$WORK/$1.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+start() {  # start NAME CPU CMD...
+  local name=$1 cpu=$2
+  shift 2
+  taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+nginx_conf() {  # nginx_conf DIR LISTEN_PORT UPSTREAM_PORT
+  mkdir -p "$1"
+  sed -e "s|@DIR@|$1|g" -e "s|@LISTEN@|127.0.0.1:$2|" -e "s|@UPSTREAM@|127.0.0.1:$3|" \
+    "$ROOT/bench/nginx.conf.in" >"$1/nginx.conf"
+}
+wait_ready() {  # wait_ready PORT NAME
+  local i
+  for i in $(seq 1 100); do
+    if [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+            --data-binary @"$WORK/small.json" "http://127.0.0.1:$1/v1/chat/completions" || true) == 200 ]]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "overhead.sh: $2 on port $1 did not become ready; its log:" >&2
+  cat "$WORK/$2.log" >&2 || true
+  exit 1
+}
+nginx_worker() {  # the worker process of an nginx master
+  local i kids
+  for i in $(seq 1 50); do
+    kids=$(cat "/proc/$1/task/$1/children" 2>/dev/null || true)
+    if [[ -n "$kids" ]]; then echo "${kids%% *}"; return 0; fi
+    sleep 0.1
+  done
+  echo "overhead.sh: nginx worker not found" >&2
+  exit 1
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+start backend "$LOAD_CPU" "$BACKEND" --listen "127.0.0.1:$P_BACK" --events "$EVENTS"
+BACK_PID=$LAST_PID
+start backend-paced "$LOAD_CPU" "$BACKEND" --listen "127.0.0.1:$P_PACED" --events 1 --interval-ms "$PACED_MS"
+start tokenway "$PROXY_CPU" "$TOKENWAY" --upstream "http://127.0.0.1:$P_BACK" --model bench \
+  --listen "127.0.0.1:$P_TW" --admin "127.0.0.1:$P_TWA" --workers 1 --no-access-log
+TW_PID=$LAST_PID
+nginx_conf "$WORK/nginx" "$P_NG" "$P_BACK"
+start nginx "$PROXY_CPU" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+NG_MASTER=$LAST_PID
+start tokenway-paced "$PROXY_CPU" "$TOKENWAY" --upstream "http://127.0.0.1:$P_PACED" --model bench \
+  --listen "127.0.0.1:$P_TWP" --admin "127.0.0.1:$P_TWPA" --workers 1 --no-access-log
+nginx_conf "$WORK/nginx-paced" "$P_NGP" "$P_PACED"
+start nginx-paced "$PROXY_CPU" "$NGINX" -p "$WORK/nginx-paced" -c "$WORK/nginx-paced/nginx.conf" \
+  -e "$WORK/nginx-paced/error.log"
+
+wait_ready "$P_BACK" backend
+wait_ready "$P_TW" tokenway
+wait_ready "$P_NG" nginx
+NG_PID=$(nginx_worker "$NG_MASTER")
+RSS0_TW=$(rss_kb "$TW_PID")
+RSS0_NG=$(rss_kb "$NG_PID")
+
+declare -A PORT=([direct]=$P_BACK [tokenway]=$P_TW [nginx]=$P_NG)
+declare -A PPORT=([direct]=$P_PACED [tokenway]=$P_TWP [nginx]=$P_NGP)
+declare -A PID=([direct]=$BACK_PID [tokenway]=$TW_PID [nginx]=$NG_PID)
+TARGETS=(direct tokenway nginx)
+RAW="$WORK/raw.txt"
+: >"$RAW"
+
+# run_wrk TEST TARGET LUA CONNS: warm-up, then a measured run; records req/s, CPU share, errors.
+run_wrk() {
+  local test=$1 target=$2 lua=$3 conns=$4
+  local url="http://127.0.0.1:${PORT[$target]}/v1/chat/completions" pid=${PID[$target]}
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" -s "$lua" "$url" >/dev/null
+  local c0 t0 c1 t1 out
+  c0=$(cpu_ticks "$pid")
+  t0=$(date +%s.%N)
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" -s "$lua" "$url")
+  t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$pid")
+  echo "$out" >"$WORK/wrk-$test-$target.txt"
+  local rps non2xx sockerr
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  sockerr=$(awk -F'[ ,]+' '/Socket errors/ {print $4+$6+$8+$10}' <<<"$out")
+  local share
+  share=$(python3 -c "print(round(($c1-$c0)/$HZ/($t1-$t0), 4))")
+  echo "wrk $test $target ${rps:-0} $share ${non2xx:-0} ${sockerr:-0}" >>"$RAW"
+  log "$test $target: ${rps:-0} req/s, CPU share $share${non2xx:+, NON-2XX $non2xx}${sockerr:+, socket errors $sockerr}"
+}
+
+log "1. non-streaming, $CONNS connections, ${SMALL_BYTES} B body"
+for t in "${TARGETS[@]}"; do run_wrk small "$t" "$WORK/small.lua" "$CONNS"; done
+log "1. non-streaming, $CONNS connections, ${LARGE_BYTES} B body"
+for t in "${TARGETS[@]}"; do run_wrk large "$t" "$WORK/large.lua" "$CONNS"; done
+log "4. SSE, $SSE_CONNS streams x $EVENTS events, no pacing"
+for t in "${TARGETS[@]}"; do run_wrk sse "$t" "$WORK/stream.lua" "$SSE_CONNS"; done
+echo "rss tokenway $(rss_kb "$TW_PID") $(hwm_kb "$TW_PID") $RSS0_TW" >>"$RAW"
+echo "rss nginx $(rss_kb "$NG_PID") $(hwm_kb "$NG_PID") $RSS0_NG" >>"$RAW"
+echo "rss nginx-master $(rss_kb "$NG_MASTER") $(hwm_kb "$NG_MASTER") 0" >>"$RAW"
+
+log "2. latency at one connection ($LAT_REQUESTS requests each)"
+for body in small large; do
+  for t in "${TARGETS[@]}"; do
+    r=$(taskset -c "$LOAD_CPU" "$CLIENT" --connect "127.0.0.1:${PORT[$t]}" --body-file "$WORK/$body.json" \
+          --mode json --requests "$LAT_REQUESTS" --warmup 1000)
+    echo "lat $body $t $r" >>"$RAW"
+    log "latency $body $t: $r"
+  done
+done
+
+log "5. first-event delay, paced streams (first event after $PACED_MS ms), $PACED_STREAMS streams"
+wait_ready "$P_PACED" backend-paced
+for t in "${TARGETS[@]}"; do
+  wait_ready "${PPORT[$t]}" "$([[ $t == direct ]] && echo backend-paced || echo "$t-paced")"
+  r=$(taskset -c "$LOAD_CPU" "$CLIENT" --connect "127.0.0.1:${PPORT[$t]}" --body-file "$WORK/stream.json" \
+        --mode stream --requests "$PACED_STREAMS" --warmup 10)
+  echo "fev paced $t $r" >>"$RAW"
+  log "first event $t: $r"
+done
+
+# --- report -----------------------------------------------------------------------------------
+mkdir -p "$ROOT/bench/results"
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+python3 - "$RAW" "$ROOT/bench/results/overhead-$STAMP" <<EOF
+import json, sys
+raw, out = sys.argv[1], sys.argv[2]
+R = {"wrk": {}, "lat": {}, "fev": {}, "rss": {}}
+for line in open(raw):
+    f = line.split(None, 3)
+    if f[0] == "wrk":
+        test, target, rps, share, non2xx, sockerr = line.split()[1:]
+        R["wrk"].setdefault(test, {})[target] = {"rps": float(rps), "cpu_share": float(share),
+            "non2xx": int(non2xx), "socket_errors": int(sockerr)}
+    elif f[0] in ("lat", "fev"):
+        R[f[0]].setdefault(f[1], {})[f[2]] = json.loads(f[3])
+    elif f[0] == "rss":
+        _, who, rss, hwm, before = line.split()
+        R["rss"][who] = {"rss_kb": int(rss), "hwm_kb": int(hwm), "before_kb": int(before)}
+meta = {"date": "$STAMP", "nproc": $(nproc), "cpu": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')",
+        "kernel": "$(uname -r)", "debian": "$(cat /etc/debian_version 2>/dev/null || echo ?)",
+        "nginx": "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')",
+        "tokenway_commit": "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)",
+        "load_before": "$LOAD_BEFORE", "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
+        "duration_s": $DURATION, "warmup_s": $WARMUP, "conns": $CONNS, "sse_conns": $SSE_CONNS,
+        "events": $EVENTS, "lat_requests": $LAT_REQUESTS, "paced_streams": $PACED_STREAMS,
+        "paced_ms": $PACED_MS, "small_body_bytes": $SMALL_BYTES, "large_body_bytes": $LARGE_BYTES,
+        "proxy_cpu": $PROXY_CPU, "load_cpu": $LOAD_CPU}
+R["meta"] = meta
+W = R["wrk"]
+for t in W.get("sse", {}).values():
+    t["events_per_s"] = t["rps"] * $EVENTS
+def per_core(test, target, key="rps"):
+    w = W[test][target]
+    return w[key] / w["cpu_share"] if w["cpu_share"] > 0 else 0.0
+def k(x): return f"{x/1000:.1f}k"
+rows = []
+ok = lambda b: "met" if b else "**missed**"
+for test, label in (("small", f"req/s, {$SMALL_BYTES} B body"), ("large", f"req/s, {$LARGE_BYTES} B body")):
+    d, t, n = W[test]["direct"], W[test]["tokenway"], W[test]["nginx"]
+    rows.append([label + " (raw)", k(d["rps"]), k(t["rps"]), k(n["rps"]), f"{t['rps']/n['rps']:.2f}", "", ""])
+    rows.append(["proxy CPU share", f"{d['cpu_share']:.2f} (backend)", f"{t['cpu_share']:.2f}", f"{n['cpu_share']:.2f}", "", "", ""])
+    r = per_core(test, "tokenway") / per_core(test, "nginx")
+    rows.append([f"**req/s per proxy core, {$SMALL_BYTES if test == 'small' else $LARGE_BYTES} B**", "—",
+                 k(per_core(test, "tokenway")), k(per_core(test, "nginx")), f"**{r:.2f}**", "≥ 0.8× nginx", ok(r >= 0.8)])
+s = W["sse"]
+rows.append(["SSE events/s (raw)", k(s["direct"]["events_per_s"]), k(s["tokenway"]["events_per_s"]),
+             k(s["nginx"]["events_per_s"]), f"{s['tokenway']['events_per_s']/s['nginx']['events_per_s']:.2f}", "", ""])
+rows.append(["proxy CPU share", f"{s['direct']['cpu_share']:.2f} (backend)", f"{s['tokenway']['cpu_share']:.2f}", f"{s['nginx']['cpu_share']:.2f}", "", "", ""])
+r = per_core("sse", "tokenway", "events_per_s") / per_core("sse", "nginx", "events_per_s")
+rows.append(["**SSE events/s per proxy core**", "—", k(per_core("sse", "tokenway", "events_per_s")),
+             k(per_core("sse", "nginx", "events_per_s")), f"**{r:.2f}**", "≥ 0.8× nginx", ok(r >= 0.8)])
+for body in ("small", "large"):
+    L = R["lat"][body]
+    for q in ("p50", "p99"):
+        d, t, n = (L[x][q + "_us"] for x in ("direct", "tokenway", "nginx"))
+        rows.append([f"latency {q}, 1 conn, {body} body (µs)", f"{d:.1f}", f"{t:.1f}", f"{n:.1f}", "", "", ""])
+        target = "≤ 40 µs" if q == "p50" else ""
+        rows.append([f"**added {q}, {body} body (µs)**", "—", f"**{t-d:.1f}**", f"{n-d:.1f}", "", target,
+                     ok(t - d <= 40) if q == "p50" else ""])
+F = R["fev"]["paced"]
+for q in ("p50", "p99"):
+    d, t, n = (F[x][q + "_us"] for x in ("direct", "tokenway", "nginx"))
+    rows.append([f"first-event delay {q}, paced (ms)", f"{d/1000:.3f}", f"{t/1000:.3f}", f"{n/1000:.3f}", "", "", ""])
+    rows.append([f"**added first-event delay {q} (ms)**", "—", f"**{(t-d)/1000:.3f}**", f"{(n-d)/1000:.3f}", "",
+                 "≤ 0.5 ms" if q == "p50" else "", ok((t - d) <= 500) if q == "p50" else ""])
+rt, rn = R["rss"]["tokenway"], R["rss"]["nginx"]
+rows.append(["**RSS after load (MB)**", "—", f"**{rt['rss_kb']/1024:.1f}**", f"{rn['rss_kb']/1024:.1f} (worker; master {R['rss']['nginx-master']['rss_kb']/1024:.1f})",
+             "", "≤ 25 MB", ok(rt["rss_kb"] <= 25 * 1024)])
+errs = [(test, tgt, w["non2xx"], w["socket_errors"]) for test, ts in W.items() for tgt, w in ts.items()
+        if w["non2xx"] or w["socket_errors"]]
+head = ["measure", "direct", "tokenway", "nginx", "tokenway ÷ nginx", "target", "verdict"]
+md = [f"Gateway overhead, {meta['date']} — {meta['nproc']} cores ({meta['cpu']}), kernel {meta['kernel']}, "
+      f"Debian {meta['debian']}, nginx {meta['nginx']}, tokenway {meta['tokenway_commit']}; "
+      f"load average before {meta['load_before']}, after {meta['load_after']}.", "",
+      "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+md += ["| " + " | ".join(r) + " |" for r in rows]
+if errs:
+    md += ["", "Errors during load (test, target, non-2xx, socket errors): " + "; ".join(map(str, errs))]
+text = "\n".join(md) + "\n"
+open(out + ".md", "w").write(text)
+json.dump(R, open(out + ".json", "w"), indent=2)
+print(text)
+print(f"written: {out}.md, {out}.json")
+EOF

@@ -1,0 +1,58 @@
+// Picker: chooses the endpoint(s) of a pool for one request.
+//
+// The forwarding code gives a picker the pool's eligible endpoints (healthy, not ejected) and
+// gets back an ordered list: the first is tried first, the rest are fallbacks for retries. The
+// routing layer later adds filters and weighted scorers in front of a picker; the forwarding code
+// only ever sees this interface. One picker instance per pool, shared by all worker threads:
+// Pick() is called concurrently and must not block or take a lock.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace tokenway {
+
+struct EndpointState;
+struct InspectedRequest;
+
+// One candidate endpoint: its index in the pool and its live state.
+struct PickCandidate {
+  uint32_t index;
+  const EndpointState* state;
+};
+
+// What a picker may look at besides the candidates.
+struct PickContext {
+  const InspectedRequest* request = nullptr;
+  uint64_t random = 0;  // a fresh random value from the worker's generator
+};
+
+// Ordered endpoint indices, best first; bounded so it lives on the stack.
+class FallbackList {
+ public:
+  static constexpr uint32_t kCapacity = 8;
+  void push_back(uint32_t index) {
+    if (size_ < kCapacity) items_[size_++] = index;
+  }
+  uint32_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  uint32_t operator[](uint32_t i) const { return items_[i]; }
+  void clear() { size_ = 0; }
+
+ private:
+  uint32_t items_[kCapacity] = {};
+  uint32_t size_ = 0;
+};
+
+class Picker {
+ public:
+  virtual ~Picker() = default;
+  // Fills `out` (cleared by the caller) with candidate indices, best first. `candidates` is
+  // never empty. Called on worker threads, concurrently.
+  virtual void Pick(const PickContext& ctx, std::span<const PickCandidate> candidates,
+                    FallbackList& out) = 0;
+  virtual std::string_view name() const = 0;
+};
+
+}  // namespace tokenway

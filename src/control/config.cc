@@ -1,0 +1,485 @@
+#include "control/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/json_writer.h"
+
+namespace tokenway {
+
+const std::vector<std::string>& KnownPolicies() {
+  static const std::vector<std::string> kPolicies = {"round-robin", "least-request",
+                                                     "power-of-two"};
+  return kPolicies;
+}
+
+namespace {
+
+// Thrown inside the loader only; converted to a Status at the module boundary.
+struct ConfigError {
+  std::string message;
+};
+
+class Loader {
+ public:
+  explicit Loader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void Fail(const YAML::Node& node, const std::string& field,
+                         const std::string& what) const {
+    std::ostringstream out;
+    out << source_;
+    if (node.IsDefined() && node.Mark().line >= 0) {
+      out << ":" << node.Mark().line + 1 << ":" << node.Mark().column + 1;
+    }
+    out << ": " << field << ": " << what;
+    throw ConfigError{out.str()};
+  }
+
+  void ExpectMap(const YAML::Node& node, const std::string& field,
+                 std::initializer_list<const char*> allowed) const {
+    if (!node.IsMap()) Fail(node, field, "must be a mapping");
+    for (const auto& kv : node) {
+      std::string key = kv.first.as<std::string>();
+      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
+        std::string list;
+        for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        Fail(kv.first, Join(field, key), "unknown field (known: " + list + ")");
+      }
+    }
+  }
+
+  static std::string Join(const std::string& a, const std::string& b) {
+    return a.empty() ? b : a + "." + b;
+  }
+
+  std::string String(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a string");
+    return node.Scalar();
+  }
+
+  bool Bool(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be true or false");
+    const std::string& s = node.Scalar();
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+    Fail(node, field, "must be true or false, got '" + s + "'");
+  }
+
+  uint64_t Unsigned(const YAML::Node& node, const std::string& field, uint64_t min,
+                    uint64_t max) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a number");
+    const std::string& s = node.Scalar();
+    uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      Fail(node, field, "must be a non-negative integer, got '" + s + "'");
+    }
+    if (v < min || v > max) {
+      Fail(node, field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    return v;
+  }
+
+  // Sizes accept plain bytes or KiB/MiB/GiB suffixes.
+  uint64_t Size(const YAML::Node& node, const std::string& field, uint64_t min,
+                uint64_t max) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a size");
+    std::string s = node.Scalar();
+    uint64_t scale = 1;
+    for (auto [suffix, mult] : {std::pair{"KiB", 1024ull}, std::pair{"MiB", 1024ull * 1024},
+                                std::pair{"GiB", 1024ull * 1024 * 1024}}) {
+      std::string_view sv(s);
+      if (sv.size() > 3 && sv.substr(sv.size() - 3) == suffix) {
+        s.resize(s.size() - 3);
+        scale = mult;
+        break;
+      }
+    }
+    uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      Fail(node, field, "must be a size such as 65536, 64KiB or 8MiB");
+    }
+    // Checked before multiplying: a huge count with a suffix must not wrap into range.
+    if (v > max / scale) {
+      Fail(node, field,
+           "must be between " + std::to_string(min) + " and " + std::to_string(max) + " bytes");
+    }
+    v *= scale;
+    if (v < min || v > max) {
+      Fail(node, field,
+           "must be between " + std::to_string(min) + " and " + std::to_string(max) + " bytes");
+    }
+    return v;
+  }
+
+  Duration Dur(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a duration such as 250ms or 10s");
+    auto d = ParseDuration(node.Scalar());
+    if (!d.ok()) Fail(node, field, d.status().message());
+    if (d->count() <= 0) Fail(node, field, "must be positive");
+    return *d;
+  }
+
+  GatewayConfig Load(const YAML::Node& root) {
+    GatewayConfig c;
+    c.source = source_;
+    if (!root.IsDefined() || root.IsNull()) Fail(root, "(root)", "the file is empty");
+    ExpectMap(root, "",
+              {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
+               "upstream", "health", "streaming", "access_log", "pools", "models"});
+    if (auto n = root["listen"]) c.listen = String(n, "listen");
+    if (auto n = root["admin"]) c.admin = String(n, "admin");
+    if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
+    if (auto n = root["drain_timeout"]) c.drain_timeout = Dur(n, "drain_timeout");
+    if (auto n = root["reload_poll_interval"]) {
+      c.reload_poll_interval = Dur(n, "reload_poll_interval");
+    }
+    if (auto l = root["limits"]) {
+      ExpectMap(l, "limits",
+                {"max_header_bytes", "max_body_bytes", "max_response_bytes", "max_connections",
+                 "header_timeout", "idle_timeout", "write_timeout"});
+      auto& x = c.limits;
+      if (auto n = l["max_header_bytes"]) {
+        x.max_header_bytes =
+            static_cast<uint32_t>(Size(n, "limits.max_header_bytes", 1024, 1024 * 1024));
+      }
+      if (auto n = l["max_body_bytes"]) {
+        x.max_body_bytes = Size(n, "limits.max_body_bytes", 1024, 1ull << 30);
+      }
+      if (auto n = l["max_response_bytes"]) {
+        x.max_response_bytes = Size(n, "limits.max_response_bytes", 1024, 1ull << 32);
+      }
+      if (auto n = l["max_connections"]) {
+        x.max_connections =
+            static_cast<uint32_t>(Unsigned(n, "limits.max_connections", 1, 10000000));
+      }
+      if (auto n = l["header_timeout"]) x.header_timeout = Dur(n, "limits.header_timeout");
+      if (auto n = l["idle_timeout"]) x.idle_timeout = Dur(n, "limits.idle_timeout");
+      if (auto n = l["write_timeout"]) x.write_timeout = Dur(n, "limits.write_timeout");
+    }
+    if (auto u = root["upstream"]) {
+      ExpectMap(u, "upstream",
+                {"connect_timeout", "first_byte_timeout", "stream_idle_timeout", "total_timeout",
+                 "idle_connection_timeout", "max_idle_per_endpoint", "max_attempts"});
+      auto& x = c.upstream;
+      if (auto n = u["connect_timeout"]) x.connect_timeout = Dur(n, "upstream.connect_timeout");
+      if (auto n = u["first_byte_timeout"]) {
+        x.first_byte_timeout = Dur(n, "upstream.first_byte_timeout");
+      }
+      if (auto n = u["stream_idle_timeout"]) {
+        x.stream_idle_timeout = Dur(n, "upstream.stream_idle_timeout");
+      }
+      if (auto n = u["total_timeout"]) x.total_timeout = Dur(n, "upstream.total_timeout");
+      if (auto n = u["idle_connection_timeout"]) {
+        x.idle_connection_timeout = Dur(n, "upstream.idle_connection_timeout");
+      }
+      if (auto n = u["max_idle_per_endpoint"]) {
+        x.max_idle_per_endpoint =
+            static_cast<uint32_t>(Unsigned(n, "upstream.max_idle_per_endpoint", 0, 100000));
+      }
+      if (auto n = u["max_attempts"]) {
+        x.max_attempts = static_cast<uint32_t>(Unsigned(n, "upstream.max_attempts", 1, 10));
+      }
+    }
+    if (auto h = root["health"]) {
+      ExpectMap(h, "health", {"active", "passive"});
+      if (auto a = h["active"]) {
+        ExpectMap(
+            a, "health.active",
+            {"enabled", "interval", "timeout", "path", "unhealthy_threshold", "healthy_threshold"});
+        auto& x = c.active_health;
+        if (auto n = a["enabled"]) x.enabled = Bool(n, "health.active.enabled");
+        if (auto n = a["interval"]) x.interval = Dur(n, "health.active.interval");
+        if (auto n = a["timeout"]) x.timeout = Dur(n, "health.active.timeout");
+        if (auto n = a["path"]) {
+          x.path = String(n, "health.active.path");
+          if (x.path.empty() || x.path[0] != '/')
+            Fail(n, "health.active.path", "must start with /");
+        }
+        if (auto n = a["unhealthy_threshold"]) {
+          x.unhealthy_threshold =
+              static_cast<uint32_t>(Unsigned(n, "health.active.unhealthy_threshold", 1, 100));
+        }
+        if (auto n = a["healthy_threshold"]) {
+          x.healthy_threshold =
+              static_cast<uint32_t>(Unsigned(n, "health.active.healthy_threshold", 1, 100));
+        }
+      }
+      if (auto p = h["passive"]) {
+        ExpectMap(p, "health.passive", {"consecutive_failures", "base_ejection", "max_ejection"});
+        auto& x = c.passive_health;
+        if (auto n = p["consecutive_failures"]) {
+          x.consecutive_failures =
+              static_cast<uint32_t>(Unsigned(n, "health.passive.consecutive_failures", 0, 1000));
+        }
+        if (auto n = p["base_ejection"]) x.base_ejection = Dur(n, "health.passive.base_ejection");
+        if (auto n = p["max_ejection"]) x.max_ejection = Dur(n, "health.passive.max_ejection");
+      }
+    }
+    if (auto s = root["streaming"]) {
+      ExpectMap(s, "streaming", {"inject_usage"});
+      if (auto n = s["inject_usage"]) c.streaming.inject_usage = Bool(n, "streaming.inject_usage");
+    }
+    if (auto a = root["access_log"]) {
+      ExpectMap(a, "access_log", {"enabled", "path"});
+      if (auto n = a["enabled"]) c.access_log.enabled = Bool(n, "access_log.enabled");
+      if (auto n = a["path"]) c.access_log.path = String(n, "access_log.path");
+    }
+    auto pools = root["pools"];
+    if (!pools) Fail(root, "pools", "is required: at least one pool of endpoints");
+    if (!pools.IsSequence() || pools.size() == 0) {
+      Fail(pools, "pools", "must be a non-empty list");
+    }
+    for (size_t i = 0; i < pools.size(); ++i) {
+      const YAML::Node& p = pools[i];
+      std::string f = "pools[" + std::to_string(i) + "]";
+      ExpectMap(p, f, {"name", "policy", "endpoints"});
+      PoolConfig pool;
+      if (!p["name"]) Fail(p, f + ".name", "is required");
+      pool.name = String(p["name"], f + ".name");
+      for (const auto& earlier : c.pools) {
+        if (earlier.name == pool.name) {
+          Fail(p["name"], f + ".name", "pool '" + pool.name + "' is defined twice");
+        }
+      }
+      if (auto n = p["policy"]) {
+        pool.policy = String(n, f + ".policy");
+        const auto& known = KnownPolicies();
+        if (std::find(known.begin(), known.end(), pool.policy) == known.end()) {
+          std::string list;
+          for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+          Fail(n, f + ".policy", "unknown policy '" + pool.policy + "' (known: " + list + ")");
+        }
+      }
+      auto eps = p["endpoints"];
+      if (!eps || !eps.IsSequence() || eps.size() == 0) {
+        Fail(eps ? eps : p, f + ".endpoints", "must be a non-empty list of http://host:port URLs");
+      }
+      for (size_t j = 0; j < eps.size(); ++j) {
+        std::string ef = f + ".endpoints[" + std::to_string(j) + "]";
+        auto ep = ParseEndpointUrl(String(eps[j], ef));
+        if (!ep.ok()) Fail(eps[j], ef, ep.status().message());
+        pool.endpoints.push_back(*ep);
+      }
+      c.pools.push_back(std::move(pool));
+    }
+    auto models = root["models"];
+    if (!models) Fail(root, "models", "is required: at least one model");
+    if (!models.IsSequence() || models.size() == 0) {
+      Fail(models, "models", "must be a non-empty list");
+    }
+    for (size_t i = 0; i < models.size(); ++i) {
+      const YAML::Node& m = models[i];
+      std::string f = "models[" + std::to_string(i) + "]";
+      ExpectMap(m, f, {"name", "pool", "parent"});
+      ModelConfig model;
+      if (!m["name"]) Fail(m, f + ".name", "is required");
+      model.name = String(m["name"], f + ".name");
+      for (const auto& earlier : c.models) {
+        if (earlier.name == model.name) {
+          Fail(m["name"], f + ".name", "model '" + model.name + "' is defined twice");
+        }
+      }
+      if (!m["pool"]) Fail(m, f + ".pool", "is required");
+      model.pool = String(m["pool"], f + ".pool");
+      if (auto n = m["parent"]) model.parent = String(n, f + ".parent");
+      bool pool_known = std::any_of(c.pools.begin(), c.pools.end(),
+                                    [&](const PoolConfig& p) { return p.name == model.pool; });
+      if (!pool_known) Fail(m["pool"], f + ".pool", "no pool named '" + model.pool + "'");
+      c.models.push_back(std::move(model));
+    }
+    // Parents may be defined after the adapters that name them, so they are checked last.
+    for (size_t i = 0; i < c.models.size(); ++i) {
+      const std::string& parent = c.models[i].parent;
+      bool known =
+          parent.empty() || std::any_of(c.models.begin(), c.models.end(),
+                                        [&](const ModelConfig& m) { return m.name == parent; });
+      if (!known) {
+        Fail(models[i]["parent"], "models[" + std::to_string(i) + "].parent",
+             "model '" + c.models[i].name + "' names unknown parent '" + parent + "'");
+      }
+    }
+    auto status = ValidateConfig(c);
+    if (!status.ok()) Fail(root, "(config)", status.message());
+    return c;
+  }
+
+ private:
+  std::string source_;
+};
+
+}  // namespace
+
+StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url) {
+  std::string_view rest(url);
+  if (rest.substr(0, 7) != "http://") {
+    return Status::Error("'" + url + "' must start with http:// (TLS upstreams are not supported)");
+  }
+  rest.remove_prefix(7);
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos) {
+    return Status::Error("'" + url + "' must not have a path");
+  }
+  size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Status::Error("'" + url + "' must be http://host:port");
+  }
+  EndpointConfig ep;
+  ep.url = url;
+  ep.host = std::string(rest.substr(0, colon));
+  if (ep.host.size() > 2 && ep.host.front() == '[' && ep.host.back() == ']') {
+    ep.host = ep.host.substr(1, ep.host.size() - 2);
+  }
+  std::string_view port = rest.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || ptr != port.data() + port.size() || value == 0 || value > 65535) {
+    return Status::Error("'" + url + "' has an invalid port");
+  }
+  ep.port = static_cast<uint16_t>(value);
+  return ep;
+}
+
+Status ValidateConfig(const GatewayConfig& c) {
+  if (c.pools.empty()) return Status::Error("at least one pool is required");
+  if (c.models.empty()) return Status::Error("at least one model is required");
+  std::set<std::string> pool_names;
+  for (const auto& p : c.pools) {
+    if (p.name.empty()) return Status::Error("a pool has an empty name");
+    if (!pool_names.insert(p.name).second) {
+      return Status::Error("pool '" + p.name + "' is defined twice");
+    }
+    if (p.endpoints.empty()) return Status::Error("pool '" + p.name + "' has no endpoints");
+  }
+  std::set<std::string> model_names;
+  for (const auto& m : c.models) {
+    if (m.name.empty()) return Status::Error("a model has an empty name");
+    if (!model_names.insert(m.name).second) {
+      return Status::Error("model '" + m.name + "' is defined twice");
+    }
+    if (!pool_names.count(m.pool)) {
+      return Status::Error("model '" + m.name + "' names unknown pool '" + m.pool + "'");
+    }
+  }
+  for (const auto& m : c.models) {
+    if (!m.parent.empty() && !model_names.count(m.parent)) {
+      return Status::Error("model '" + m.name + "' names unknown parent '" + m.parent + "'");
+    }
+  }
+  if (c.upstream.max_attempts < 1) return Status::Error("upstream.max_attempts must be >= 1");
+  return Status::Ok();
+}
+
+StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& source) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    return Loader(source).Load(root);
+  } catch (const ConfigError& e) {
+    return Status::Error(e.message);
+  } catch (const YAML::Exception& e) {
+    std::ostringstream out;
+    out << source;
+    if (e.mark.line >= 0) out << ":" << e.mark.line + 1 << ":" << e.mark.column + 1;
+    out << ": " << e.msg;
+    return Status::Error(out.str());
+  }
+}
+
+StatusOr<GatewayConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Error(path + ": cannot open the file");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return ParseConfig(buf.str(), path);
+}
+
+std::string RenderConfigJson(const GatewayConfig& c) {
+  std::string o;
+  auto str = [&](const char* key, const std::string& v, bool comma = true) {
+    o.append("\"").append(key).append("\":");
+    AppendJsonString(o, v);
+    if (comma) o.push_back(',');
+  };
+  auto num = [&](const char* key, uint64_t v, bool comma = true) {
+    o.append("\"").append(key).append("\":").append(std::to_string(v));
+    if (comma) o.push_back(',');
+  };
+  auto dur = [&](const char* key, Duration d, bool comma = true) {
+    str(key, FormatDuration(d), comma);
+  };
+  auto boolean = [&](const char* key, bool v, bool comma = true) {
+    o.append("\"").append(key).append("\":").append(v ? "true" : "false");
+    if (comma) o.push_back(',');
+  };
+  o.push_back('{');
+  str("source", c.source);
+  str("listen", c.listen);
+  str("admin", c.admin);
+  num("workers", c.workers);
+  dur("drain_timeout", c.drain_timeout);
+  dur("reload_poll_interval", c.reload_poll_interval);
+  o.append("\"limits\":{");
+  num("max_header_bytes", c.limits.max_header_bytes);
+  num("max_body_bytes", c.limits.max_body_bytes);
+  num("max_response_bytes", c.limits.max_response_bytes);
+  num("max_connections", c.limits.max_connections);
+  dur("header_timeout", c.limits.header_timeout);
+  dur("idle_timeout", c.limits.idle_timeout);
+  dur("write_timeout", c.limits.write_timeout, false);
+  o.append("},\"upstream\":{");
+  dur("connect_timeout", c.upstream.connect_timeout);
+  dur("first_byte_timeout", c.upstream.first_byte_timeout);
+  dur("stream_idle_timeout", c.upstream.stream_idle_timeout);
+  dur("total_timeout", c.upstream.total_timeout);
+  dur("idle_connection_timeout", c.upstream.idle_connection_timeout);
+  num("max_idle_per_endpoint", c.upstream.max_idle_per_endpoint);
+  num("max_attempts", c.upstream.max_attempts, false);
+  o.append("},\"health\":{\"active\":{");
+  boolean("enabled", c.active_health.enabled);
+  dur("interval", c.active_health.interval);
+  dur("timeout", c.active_health.timeout);
+  str("path", c.active_health.path);
+  num("unhealthy_threshold", c.active_health.unhealthy_threshold);
+  num("healthy_threshold", c.active_health.healthy_threshold, false);
+  o.append("},\"passive\":{");
+  num("consecutive_failures", c.passive_health.consecutive_failures);
+  dur("base_ejection", c.passive_health.base_ejection);
+  dur("max_ejection", c.passive_health.max_ejection, false);
+  o.append("}},\"streaming\":{");
+  boolean("inject_usage", c.streaming.inject_usage, false);
+  o.append("},\"access_log\":{");
+  boolean("enabled", c.access_log.enabled);
+  str("path", c.access_log.path, false);
+  o.append("},\"pools\":[");
+  for (size_t i = 0; i < c.pools.size(); ++i) {
+    if (i) o.push_back(',');
+    o.push_back('{');
+    str("name", c.pools[i].name);
+    str("policy", c.pools[i].policy);
+    o.append("\"endpoints\":[");
+    for (size_t j = 0; j < c.pools[i].endpoints.size(); ++j) {
+      if (j) o.push_back(',');
+      AppendJsonString(o, c.pools[i].endpoints[j].url);
+    }
+    o.append("]}");
+  }
+  o.append("],\"models\":[");
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    if (i) o.push_back(',');
+    o.push_back('{');
+    str("name", c.models[i].name);
+    str("pool", c.models[i].pool, !c.models[i].parent.empty());
+    if (!c.models[i].parent.empty()) str("parent", c.models[i].parent, false);
+    o.push_back('}');
+  }
+  o.append("]}");
+  return o;
+}
+
+}  // namespace tokenway

@@ -1,0 +1,116 @@
+// GatewayConfig: tokenway's configuration as loaded from YAML or quick flags.
+//
+// Loaded and validated once on the control thread, at start-up and on reload; the request path
+// never sees this struct directly, only the immutable Runtime built from it. Every error names
+// the file, line and field. docs/configuration.md documents each field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/duration.h"
+#include "tokenway/status.h"
+
+namespace tokenway {
+
+struct EndpointConfig {
+  std::string url;   // as written: http://host:port
+  std::string host;  // host part
+  uint16_t port = 0;
+};
+
+struct PoolConfig {
+  std::string name;
+  std::string policy = "least-request";
+  std::vector<EndpointConfig> endpoints;
+};
+
+struct ModelConfig {
+  std::string name;    // what clients send in "model" and see in GET /v1/models
+  std::string pool;    // pool that serves it
+  std::string parent;  // base model when this is a LoRA adapter; empty otherwise
+};
+
+struct LimitsConfig {
+  uint32_t max_header_bytes = 64 * 1024;
+  uint64_t max_body_bytes = 8 * 1024 * 1024;
+  uint64_t max_response_bytes = 64 * 1024 * 1024;
+  uint32_t max_connections = 10000;
+  Duration header_timeout = std::chrono::seconds(10);
+  Duration idle_timeout = std::chrono::seconds(60);
+  Duration write_timeout = std::chrono::seconds(60);
+};
+
+struct UpstreamConfig {
+  Duration connect_timeout = std::chrono::seconds(2);
+  Duration first_byte_timeout = std::chrono::seconds(300);
+  Duration stream_idle_timeout = std::chrono::seconds(60);
+  Duration total_timeout = std::chrono::seconds(1800);
+  Duration idle_connection_timeout = std::chrono::seconds(60);
+  uint32_t max_idle_per_endpoint = 128;
+  uint32_t max_attempts = 3;  // first try plus retries on another endpoint
+};
+
+struct ActiveHealthConfig {
+  bool enabled = true;
+  Duration interval = std::chrono::seconds(5);
+  Duration timeout = std::chrono::seconds(1);
+  std::string path = "/health";
+  uint32_t unhealthy_threshold = 2;
+  uint32_t healthy_threshold = 1;
+};
+
+struct PassiveHealthConfig {
+  uint32_t consecutive_failures = 5;
+  Duration base_ejection = std::chrono::seconds(10);
+  Duration max_ejection = std::chrono::seconds(300);
+};
+
+struct StreamingConfig {
+  // Ask upstreams for usage on every stream and strip the usage chunk when the client did not
+  // ask for it, so every request's tokens are known.
+  bool inject_usage = true;
+};
+
+struct AccessLogConfig {
+  bool enabled = true;
+  std::string path = "stdout";  // "stdout" or a file path
+};
+
+struct GatewayConfig {
+  std::string source = "flags";  // file the config came from
+  std::string listen = "127.0.0.1:8080";
+  std::string admin = "127.0.0.1:8081";
+  uint32_t workers = 0;  // 0: one per core
+  Duration drain_timeout = std::chrono::seconds(30);
+  Duration reload_poll_interval = std::chrono::seconds(1);
+  LimitsConfig limits;
+  UpstreamConfig upstream;
+  ActiveHealthConfig active_health;
+  PassiveHealthConfig passive_health;
+  StreamingConfig streaming;
+  AccessLogConfig access_log;
+  std::vector<PoolConfig> pools;
+  std::vector<ModelConfig> models;
+};
+
+// Parses YAML text; `source` names the file in error messages.
+StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& source);
+StatusOr<GatewayConfig> LoadConfigFile(const std::string& path);
+
+// Cross-field checks (every model's pool exists, names unique, ...). ParseConfig calls it; quick
+// flag configurations call it directly.
+Status ValidateConfig(const GatewayConfig& config);
+
+// Parses "http://host:port" (path-less). The error explains what is wrong.
+StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url);
+
+// The effective configuration as JSON for /admin/config. Contains no secrets today; fields that
+// later carry secrets are redacted here.
+std::string RenderConfigJson(const GatewayConfig& config);
+
+// Known picker policy names (for validation and --help).
+const std::vector<std::string>& KnownPolicies();
+
+}  // namespace tokenway

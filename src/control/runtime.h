@@ -1,0 +1,83 @@
+// Runtime: the immutable snapshot of routing state that workers serve requests from.
+//
+// Built by the control thread from a validated GatewayConfig (at start and on every reload) and
+// handed to each worker; a request keeps the snapshot it started with, so a reload never changes
+// a request mid-flight. Endpoint live state (EndpointState) is shared across snapshots through
+// the EndpointRegistry, keyed by URL.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "control/config.h"
+#include "routing/endpoint_state.h"
+#include "tokenway/picker.h"
+
+namespace tokenway {
+
+class ModelSlots;
+
+struct PoolEndpoint {
+  std::string url;
+  std::string host_header;  // "host:port" as sent in the Host header
+  boost::asio::ip::tcp::endpoint address;
+  std::shared_ptr<EndpointState> state;
+};
+
+struct Pool {
+  std::string name;
+  std::vector<PoolEndpoint> endpoints;
+  std::unique_ptr<Picker> picker;
+};
+
+struct ModelRoute {
+  std::string name;
+  const Pool* pool = nullptr;
+  uint16_t metrics_slot = 0;
+};
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+struct Runtime {
+  GatewayConfig config;
+  uint64_t generation = 0;
+  std::vector<std::unique_ptr<Pool>> pools;
+  std::unordered_map<std::string, ModelRoute, StringHash, std::equal_to<>> models;
+  std::string models_json;  // body of GET /v1/models
+  std::unordered_map<std::string, std::string, StringHash, std::equal_to<>> model_json;
+  std::string config_json;  // body of /admin/config
+
+  const ModelRoute* FindModel(std::string_view name) const {
+    auto it = models.find(name);
+    return it == models.end() ? nullptr : &it->second;
+  }
+};
+
+// Live endpoint state by URL; lives as long as the process. Control thread creates entries; the
+// admin thread lists them. The mutex is never taken on the request path.
+class EndpointRegistry {
+ public:
+  std::shared_ptr<EndpointState> Get(const std::string& url);
+  std::vector<std::shared_ptr<EndpointState>> All() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<EndpointState>> states_;
+};
+
+// Builds a snapshot: resolves endpoint addresses, creates pickers, renders the model list.
+StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
+                                                      EndpointRegistry& endpoints,
+                                                      ModelSlots& slots, uint64_t generation,
+                                                      int64_t created_unix_seconds);
+
+}  // namespace tokenway

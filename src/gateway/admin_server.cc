@@ -1,0 +1,337 @@
+#include "gateway/admin_server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "common/duration.h"
+#include "common/json_writer.h"
+#include "gateway/worker.h"
+#include "telemetry/prometheus_text.h"
+
+namespace tokenway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+
+AdminServer::AdminServer(asio::io_context& ioc, AdminView view)
+    : ioc_(ioc), acceptor_(ioc), view_(std::move(view)) {}
+
+tcp::endpoint AdminServer::Listen(const tcp::endpoint& at) {
+  acceptor_.open(at.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(at);
+  acceptor_.listen();
+  return acceptor_.local_endpoint();
+}
+
+void AdminServer::Start() {
+  asio::co_spawn(ioc_, AcceptLoop(), asio::detached);
+}
+
+void AdminServer::Stop() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+asio::awaitable<void> AdminServer::AcceptLoop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (!acceptor_.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(ioc_, Serve(std::move(socket)), asio::detached);
+  }
+}
+
+bool AdminServer::Ready(std::string& reason) const {
+  if (view_.shared->draining.load()) {
+    reason = "draining";
+    return false;
+  }
+  auto rt = view_.runtime();
+  int64_t now = MonotonicNanos();
+  for (const auto& pool : rt->pools) {
+    bool any = false;
+    for (const auto& ep : pool->endpoints) any = any || ep.state->Eligible(now);
+    if (!any) {
+      reason = "pool '" + pool->name + "' has no healthy endpoint";
+      return false;
+    }
+  }
+  return true;
+}
+
+asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
+  constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    stream.expires_after(std::chrono::seconds(30));
+    http::request<http::string_body> req;
+    auto [ec, n] = co_await http::async_read(stream, buffer, req, kNoThrow);
+    if (ec) co_return;
+    http::response<http::string_body> res;
+    res.version(req.version());
+    res.keep_alive(req.keep_alive());
+    std::string_view target(req.target().data(), req.target().size());
+    std::string_view path = target.substr(0, target.find('?'));
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "application/json");
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      res.result(http::status::method_not_allowed);
+      res.body() =
+          R"({"error":{"message":"use GET","type":"invalid_request_error","param":null,"code":"method_not_allowed"}})";
+    } else if (path == "/healthz") {
+      res.body() = R"({"status":"ok"})";
+    } else if (path == "/readyz") {
+      std::string reason;
+      if (Ready(reason)) {
+        res.body() = R"({"status":"ready"})";
+      } else {
+        res.result(http::status::service_unavailable);
+        res.body() = "{\"status\":\"not ready\",\"reason\":";
+        AppendJsonString(res.body(), reason);
+        res.body().push_back('}');
+      }
+    } else if (path == "/metrics") {
+      res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      res.body() = RenderMetrics();
+    } else if (path == "/admin/endpoints") {
+      res.body() = RenderEndpoints();
+    } else if (path == "/admin/config") {
+      res.body() = view_.runtime()->config_json;
+    } else {
+      res.result(http::status::not_found);
+      res.body() =
+          R"({"error":{"message":"unknown admin path","type":"invalid_request_error","param":null,"code":"not_found"}})";
+    }
+    res.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(stream, res, kNoThrow);
+    if (wec || !res.keep_alive()) co_return;
+  }
+}
+
+std::string AdminServer::RenderEndpoints() const {
+  auto rt = view_.runtime();
+  int64_t now = MonotonicNanos();
+  std::string o = "{\"generation\":" + std::to_string(rt->generation) + ",\"pools\":[";
+  for (size_t p = 0; p < rt->pools.size(); ++p) {
+    const Pool& pool = *rt->pools[p];
+    if (p) o.push_back(',');
+    o.append("{\"name\":");
+    AppendJsonString(o, pool.name);
+    o.append(",\"policy\":");
+    AppendJsonString(o, pool.picker->name());
+    o.append(",\"endpoints\":[");
+    for (size_t i = 0; i < pool.endpoints.size(); ++i) {
+      const EndpointState& s = *pool.endpoints[i].state;
+      if (i) o.push_back(',');
+      int64_t until = s.ejected_until_ns.load();
+      o.append("{\"url\":");
+      AppendJsonString(o, s.url);
+      o.append(",\"healthy\":").append(s.healthy.load() ? "true" : "false");
+      o.append(",\"ejected\":").append(s.Ejected(now) ? "true" : "false");
+      o.append(",\"ejected_for_ms\":")
+          .append(std::to_string(until > now ? (until - now) / 1000000 : 0));
+      o.append(",\"eligible\":").append(s.Eligible(now) ? "true" : "false");
+      o.append(",\"in_flight\":").append(std::to_string(s.in_flight.load()));
+      o.append(",\"requests_total\":").append(std::to_string(s.requests_total.load()));
+      o.append(",\"failures_total\":").append(std::to_string(s.failures_total.load()));
+      o.append(",\"consecutive_failures\":").append(std::to_string(s.consecutive_failures.load()));
+      o.append(",\"ejections_total\":").append(std::to_string(s.ejections_total.load()));
+      o.append("}");
+    }
+    o.append("]}");
+  }
+  o.append("]}");
+  return o;
+}
+
+namespace {
+
+uint64_t Load(const std::atomic<uint64_t>& a) {
+  return a.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::string AdminServer::RenderMetrics() const {
+  PrometheusText t;
+  const auto& workers = view_.metrics;
+  std::vector<std::string> models = view_.model_slots->Names();
+  auto rt = view_.runtime();
+  int64_t now = MonotonicNanos();
+
+  t.Family("tokenway_requests_total", "counter",
+           "Requests answered, by requested model and HTTP status code.");
+  for (size_t s = 0; s < models.size(); ++s) {
+    for (size_t c = 0; c < kStatusSlots; ++c) {
+      uint64_t v = 0;
+      for (auto* w : workers) v += Load(w->requests[s][c]);
+      if (v == 0) continue;
+      int code = StatusForSlot(c);
+      std::string code_text = code == 599                            ? "5xx"
+                              : code == 499 && c == kStatusSlots - 2 ? "4xx"
+                                                                     : std::to_string(code);
+      t.Sample("tokenway_requests_total", {{"model", models[s]}, {"code", code_text}}, v);
+    }
+  }
+  auto histogram = [&](const char* name, const char* help,
+                       std::array<Histogram, kMaxModelSlots> WorkerMetrics::*member) {
+    t.Family(name, "histogram", help);
+    for (size_t s = 0; s < models.size(); ++s) {
+      uint64_t counts[kLatencyBuckets.size() + 1] = {};
+      uint64_t total = 0;
+      double sum = 0;
+      for (auto* w : workers) {
+        const Histogram& h = (w->*member)[s];
+        for (size_t b = 0; b <= kLatencyBuckets.size(); ++b) counts[b] += Load(h.buckets[b]);
+        total += Load(h.count);
+        sum += static_cast<double>(Load(h.sum_micros)) / 1e6;
+      }
+      if (total == 0) continue;
+      t.Histogram(name, {{"model", models[s]}}, kLatencyBuckets.data(), counts,
+                  kLatencyBuckets.size(), counts[kLatencyBuckets.size()], sum);
+    }
+  };
+  histogram("tokenway_request_duration_seconds",
+            "Time from the request's arrival to its last response byte.", &WorkerMetrics::duration);
+  histogram("tokenway_time_to_first_byte_seconds",
+            "Time from the request's arrival to the first response byte sent to the client "
+            "(for streams: the first event).",
+            &WorkerMetrics::time_to_first_byte);
+
+  t.Family("tokenway_tokens_total", "counter",
+           "Tokens of successful requests by model and type (input, output, cached input).");
+  for (size_t s = 0; s < models.size(); ++s) {
+    uint64_t in = 0, out = 0, cached = 0;
+    for (auto* w : workers) {
+      in += Load(w->prompt_tokens[s]);
+      out += Load(w->completion_tokens[s]);
+      cached += Load(w->cached_tokens[s]);
+    }
+    if (in + out + cached == 0) continue;
+    t.Sample("tokenway_tokens_total", {{"model", models[s]}, {"type", "input"}}, in);
+    t.Sample("tokenway_tokens_total", {{"model", models[s]}, {"type", "output"}}, out);
+    t.Sample("tokenway_tokens_total", {{"model", models[s]}, {"type", "cached"}}, cached);
+  }
+  t.Family("tokenway_requests_without_usage_total", "counter",
+           "Successful requests whose token usage could not be determined.");
+  for (size_t s = 0; s < models.size(); ++s) {
+    uint64_t v = 0;
+    for (auto* w : workers) v += Load(w->usage_unknown[s]);
+    if (v) t.Sample("tokenway_requests_without_usage_total", {{"model", models[s]}}, v);
+  }
+
+  int64_t in_flight = 0, connections = 0;
+  uint64_t retries = 0, injected = 0, connects = 0, reused = 0, no_endpoint = 0, accepted = 0;
+  for (auto* w : workers) {
+    in_flight += w->in_flight.load(std::memory_order_relaxed);
+    connections += w->connections.load(std::memory_order_relaxed);
+    retries += Load(w->retries);
+    injected += Load(w->usage_injected);
+    connects += Load(w->upstream_connects);
+    reused += Load(w->upstream_reused);
+    no_endpoint += Load(w->no_endpoint);
+    accepted += Load(w->connections_total);
+  }
+  t.Family("tokenway_requests_in_flight", "gauge", "Inference requests being processed.");
+  t.Sample("tokenway_requests_in_flight", {}, static_cast<double>(in_flight));
+  t.Family("tokenway_client_connections", "gauge", "Open client connections.");
+  t.Sample("tokenway_client_connections", {}, static_cast<double>(connections));
+  t.Family("tokenway_client_connections_total", "counter", "Client connections accepted.");
+  t.Sample("tokenway_client_connections_total", {}, accepted);
+  t.Family("tokenway_retries_total", "counter",
+           "Upstream attempts beyond the first (another endpoint, before any byte was sent).");
+  t.Sample("tokenway_retries_total", {}, retries);
+  t.Family("tokenway_usage_injected_total", "counter",
+           "Streams for which tokenway asked the upstream for usage and stripped the usage "
+           "chunk.");
+  t.Sample("tokenway_usage_injected_total", {}, injected);
+  t.Family("tokenway_upstream_connections_total", "counter",
+           "Upstream connections used, by whether they were reused from the pool.");
+  t.Sample("tokenway_upstream_connections_total", {{"reused", "false"}}, connects);
+  t.Sample("tokenway_upstream_connections_total", {{"reused", "true"}}, reused);
+  t.Family("tokenway_no_healthy_endpoint_total", "counter",
+           "Requests answered 503 because their pool had no eligible endpoint.");
+  t.Sample("tokenway_no_healthy_endpoint_total", {}, no_endpoint);
+  t.Family("tokenway_upstream_errors_total", "counter", "Upstream failures by kind.");
+  for (size_t k = 0; k < static_cast<size_t>(UpstreamError::kCount); ++k) {
+    uint64_t v = 0;
+    for (auto* w : workers) v += Load(w->upstream_errors[k]);
+    t.Sample("tokenway_upstream_errors_total",
+             {{"kind", UpstreamErrorName(static_cast<UpstreamError>(k))}}, v);
+  }
+  t.Family("tokenway_client_errors_total", "counter", "Bad or aborted client requests by kind.");
+  for (size_t k = 0; k < static_cast<size_t>(ClientError::kCount); ++k) {
+    uint64_t v = 0;
+    for (auto* w : workers) v += Load(w->client_errors[k]);
+    t.Sample("tokenway_client_errors_total",
+             {{"kind", ClientErrorName(static_cast<ClientError>(k))}}, v);
+  }
+
+  t.Family("tokenway_endpoint_in_flight", "gauge", "Requests in flight per endpoint.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_in_flight", {{"pool", pool->name}, {"endpoint", ep.url}},
+               static_cast<double>(ep.state->in_flight.load()));
+    }
+  }
+  t.Family("tokenway_endpoint_healthy", "gauge",
+           "1 when the endpoint passes active health checks.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_healthy", {{"pool", pool->name}, {"endpoint", ep.url}},
+               ep.state->healthy.load() ? 1.0 : 0.0);
+    }
+  }
+  t.Family("tokenway_endpoint_ejected", "gauge",
+           "1 while the endpoint is ejected after consecutive failures.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_ejected", {{"pool", pool->name}, {"endpoint", ep.url}},
+               ep.state->Ejected(now) ? 1.0 : 0.0);
+    }
+  }
+  t.Family("tokenway_endpoint_requests_total", "counter", "Upstream attempts per endpoint.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_requests_total", {{"pool", pool->name}, {"endpoint", ep.url}},
+               Load(ep.state->requests_total));
+    }
+  }
+  t.Family("tokenway_endpoint_failures_total", "counter", "Failed attempts per endpoint.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_failures_total", {{"pool", pool->name}, {"endpoint", ep.url}},
+               Load(ep.state->failures_total));
+    }
+  }
+  t.Family("tokenway_endpoint_ejections_total", "counter", "Passive ejections per endpoint.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_ejections_total", {{"pool", pool->name}, {"endpoint", ep.url}},
+               Load(ep.state->ejections_total));
+    }
+  }
+  t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");
+  t.Sample("tokenway_config_reloads_total", {{"result", "success"}}, Load(*view_.reloads_ok));
+  t.Sample("tokenway_config_reloads_total", {{"result", "failure"}}, Load(*view_.reloads_failed));
+  t.Family("tokenway_config_generation", "gauge", "Generation of the configuration in use.");
+  t.Sample("tokenway_config_generation", {}, static_cast<double>(rt->generation));
+  t.Family("tokenway_workers", "gauge", "Worker threads serving the data plane.");
+  t.Sample("tokenway_workers", {}, static_cast<double>(workers.size()));
+  return std::move(t.str());
+}
+
+}  // namespace tokenway

@@ -1,0 +1,52 @@
+// AdminServer: the admin listener (/healthz, /readyz, /metrics, /admin/endpoints,
+// /admin/config), served on the control thread so scrapes never compete with the data plane's
+// event loops.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/runtime.h"
+#include "telemetry/metrics.h"
+
+namespace tokenway {
+
+struct GatewayShared;
+
+// What the admin endpoints read. Everything here is safe to read from the control thread.
+struct AdminView {
+  GatewayShared* shared = nullptr;
+  std::vector<WorkerMetrics*> metrics;
+  ModelSlots* model_slots = nullptr;
+  std::function<std::shared_ptr<const Runtime>()> runtime;
+  const std::atomic<uint64_t>* reloads_ok = nullptr;
+  const std::atomic<uint64_t>* reloads_failed = nullptr;
+};
+
+class AdminServer {
+ public:
+  AdminServer(boost::asio::io_context& ioc, AdminView view);
+  boost::asio::ip::tcp::endpoint Listen(const boost::asio::ip::tcp::endpoint& at);
+  void Start();
+  void Stop();
+
+  // Rendered documents (also used by tests).
+  std::string RenderMetrics() const;
+  std::string RenderEndpoints() const;
+  bool Ready(std::string& reason) const;
+
+ private:
+  boost::asio::awaitable<void> AcceptLoop();
+  boost::asio::awaitable<void> Serve(boost::asio::ip::tcp::socket socket);
+
+  boost::asio::io_context& ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  AdminView view_;
+};
+
+}  // namespace tokenway

@@ -1,0 +1,125 @@
+// ClientSession: one client connection on one worker, from accept to close.
+//
+// Reads requests in place from its own buffer (keep-alive and pipelining), answers the requests
+// the gateway serves itself (model list, errors) and runs the request path for the inference
+// endpoints (proxy.cc): inspect, route, forward, settle, observe. Owned by the coroutine that
+// runs it; registered with its worker for draining.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/io_buffer.h"
+#include "common/request_inspector.h"
+#include "common/sse.h"
+#include "common/usage.h"
+#include "http/deadline_sweep.h"
+#include "http/request_parser.h"
+#include "tokenway/picker.h"
+
+namespace tokenway {
+
+class Worker;
+struct Runtime;
+struct Pool;
+struct PoolEndpoint;
+struct UpstreamConnection;
+
+// Cancels the upstream exchange when the client goes away while it waits (shared with the
+// completion handler of a wait on the client socket, hence the shared_ptr).
+struct ClientAbortWatch {
+  uint64_t generation = 0;
+  bool fired = false;
+  boost::asio::ip::tcp::socket* upstream = nullptr;
+};
+
+// Everything recorded about one request for settlement, metrics and the access log.
+struct RequestRecord {
+  int64_t start_ns = 0;
+  int64_t first_byte_ns = 0;  // first response byte written to the client
+  int status = 0;
+  uint16_t model_slot = 0;
+  std::string request_id;
+  std::string_view pool;
+  std::string_view endpoint;
+  std::string error_code;  // tokenway's own code when it produced or cut the response
+  TokenUsage usage;
+  uint32_t retries = 0;
+  uint32_t stream_events = 0;
+  bool stream = false;
+  bool usage_injected = false;
+  uint64_t prompt_hash = 0;
+  size_t request_bytes = 0;
+  size_t response_bytes = 0;
+};
+
+class ClientSession {
+ public:
+  ClientSession(Worker& worker, boost::asio::ip::tcp::socket socket);
+  ~ClientSession();
+
+  boost::asio::awaitable<void> Run();
+  // Closes the connection if it is between requests (drain).
+  void CloseIfIdle();
+
+ private:
+  enum class ReadOutcome { kRequest, kClosed, kResponded };
+  enum class AttemptOutcome { kDone, kRetry, kFailed };
+
+  boost::asio::awaitable<ReadOutcome> ReadRequest(RequestParser& parser, size_t& head_size,
+                                                  size_t& body_size);
+  boost::asio::awaitable<void> Dispatch(RequestParser& parser, std::string_view body,
+                                        size_t padding);
+  boost::asio::awaitable<void> Proxy(RequestParser& parser, Operation op, std::string_view body,
+                                     size_t padding);
+  boost::asio::awaitable<AttemptOutcome> ForwardOnce(const RequestParser& parser,
+                                                     const PoolEndpoint& endpoint,
+                                                     std::string_view body, bool last_attempt);
+  boost::asio::awaitable<AttemptOutcome> RelayStream(UpstreamConnection& conn,
+                                                     const PoolEndpoint& endpoint,
+                                                     class ResponseParser& response,
+                                                     bool& reusable);
+
+  // Local responses (errors, model list). They set keep_alive_ = false when the connection must
+  // close afterwards.
+  boost::asio::awaitable<bool> WriteJson(int status, std::string_view body,
+                                         std::string_view extra_headers = {});
+  boost::asio::awaitable<bool> WriteError(int status, std::string_view message,
+                                          std::string_view code, std::string_view param = {});
+  boost::asio::awaitable<bool> WriteAll(std::string_view a, std::string_view b = {},
+                                        std::string_view c = {}, std::string_view d = {});
+
+  void StartAbortWatch(boost::asio::ip::tcp::socket* upstream);
+  void StopAbortWatch();
+  void Observe(RequestRecord& rec);
+  void ChooseRequestId(const RequestParser& parser);
+
+  Worker& worker_;
+  boost::asio::ip::tcp::socket socket_;
+  IoBuffer buffer_;
+  Deadline deadline_;
+  bool keep_alive_ = true;
+  bool idle_ = true;  // between requests
+  bool http10_ = false;
+  std::shared_ptr<ClientAbortWatch> abort_;
+  std::shared_ptr<const Runtime> runtime_;  // snapshot of the current request
+
+  // Per-request scratch, reused across requests so it keeps its capacity.
+  InspectedRequest inspected_;
+  InspectError inspect_error_;
+  RequestRecord record_;
+  std::string out_;            // response heads and local bodies
+  std::string upstream_head_;  // request head for the upstream
+  std::string rewritten_body_;
+  std::string response_body_;  // non-streaming upstream body
+  std::string relay_;          // streaming events kept after filtering
+  std::string chunk_head_;
+  std::string scratch_;
+  SseEventSplitter events_;
+  std::vector<PickCandidate> candidates_;
+};
+
+}  // namespace tokenway

@@ -1,0 +1,279 @@
+#include "gateway/gateway.h"
+
+#include <sys/stat.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/log.h"
+#include "control/health_checker.h"
+#include "control/runtime.h"
+#include "gateway/admin_server.h"
+#include "gateway/worker.h"
+
+namespace tokenway {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+StatusOr<tcp::endpoint> ParseListenAddress(const std::string& text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return Status::Error("'" + text + "' must be host:port");
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return Status::Error("'" + text + "': '" + host + "' is not an IP address");
+  int port = 0;
+  try {
+    port = std::stoi(text.substr(colon + 1));
+  } catch (...) {
+    return Status::Error("'" + text + "' has an invalid port");
+  }
+  if (port < 0 || port > 65535) return Status::Error("'" + text + "' has an invalid port");
+  return tcp::endpoint(address, static_cast<uint16_t>(port));
+}
+
+struct FileStamp {
+  bool ok = false;
+  timespec mtime{};
+  off_t size = 0;
+  ino_t inode = 0;
+  bool operator==(const FileStamp& o) const {
+    return ok == o.ok && mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec &&
+           size == o.size && inode == o.inode;
+  }
+};
+
+FileStamp Stamp(const std::string& path) {
+  struct stat st {};
+  FileStamp s;
+  if (::stat(path.c_str(), &st) != 0) return s;
+  s.ok = true;
+  s.mtime = st.st_mtim;
+  s.size = st.st_size;
+  s.inode = st.st_ino;
+  return s;
+}
+
+class Process {
+ public:
+  explicit Process(GatewayOptions options) : options_(std::move(options)) {}
+
+  int Run() {
+    GatewayConfig config = options_.config;
+    ApplyOverrides(config);
+    std::string error;
+    shared_.access_log = AccessLogSink::Open(config.access_log.path, error);
+    if (!shared_.access_log) {
+      LogError("access_log.path: " + error);
+      return 1;
+    }
+    auto rt = BuildRuntime(config, endpoints_, model_slots_, ++generation_, std::time(nullptr));
+    if (!rt.ok()) {
+      LogError(rt.status().message());
+      return 1;
+    }
+    current_ = *rt;
+    auto listen = ParseListenAddress(config.listen);
+    if (!listen.ok()) {
+      LogError("listen: " + listen.status().message());
+      return 1;
+    }
+    auto admin_at = ParseListenAddress(config.admin);
+    if (!admin_at.ok()) {
+      LogError("admin: " + admin_at.status().message());
+      return 1;
+    }
+    uint32_t n =
+        config.workers ? config.workers : std::max(1u, std::thread::hardware_concurrency());
+    tcp::endpoint bound;
+    try {
+      for (uint32_t i = 0; i < n; ++i) {
+        metrics_.push_back(std::make_unique<WorkerMetrics>());
+        workers_.push_back(std::make_unique<Worker>(i, shared_, *metrics_.back()));
+        bound = workers_.back()->Listen(i == 0 ? *listen : bound);
+      }
+    } catch (const boost::system::system_error& e) {
+      LogError("cannot listen on " + config.listen + ": " + e.code().message());
+      return 1;
+    }
+    AdminView view;
+    view.shared = &shared_;
+    for (auto& m : metrics_) view.metrics.push_back(m.get());
+    view.model_slots = &model_slots_;
+    view.runtime = [this] { return current_; };
+    view.reloads_ok = &reloads_ok_;
+    view.reloads_failed = &reloads_failed_;
+    admin_ = std::make_unique<AdminServer>(ioc_, view);
+    tcp::endpoint admin_bound;
+    try {
+      admin_bound = admin_->Listen(*admin_at);
+    } catch (const boost::system::system_error& e) {
+      LogError("cannot listen on admin " + config.admin + ": " + e.code().message());
+      return 1;
+    }
+    for (auto& w : workers_) w->Start(current_);
+    admin_->Start();
+    health_ = std::make_unique<HealthChecker>(ioc_, [this] { return current_; });
+    health_->Start();
+    if (!options_.config_path.empty()) {
+      stamp_ = Stamp(options_.config_path);
+      PollConfigFile();
+    }
+    signals_.add(SIGINT);
+    signals_.add(SIGTERM);
+    signals_.add(SIGHUP);
+    WaitSignal();
+    LogInfo("listening on " + bound.address().to_string() + ":" + std::to_string(bound.port()) +
+            " with " + std::to_string(n) + " workers; admin on " +
+            admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
+    ioc_.run();
+    for (auto& w : workers_) w->Stop();
+    workers_.clear();
+    LogInfo("stopped");
+    return 0;
+  }
+
+ private:
+  void ApplyOverrides(GatewayConfig& c) const {
+    if (!options_.listen_override.empty()) c.listen = options_.listen_override;
+    if (!options_.admin_override.empty()) c.admin = options_.admin_override;
+    if (options_.workers_override >= 0)
+      c.workers = static_cast<uint32_t>(options_.workers_override);
+    if (options_.disable_access_log) c.access_log.enabled = false;
+  }
+
+  void WaitSignal() {
+    signals_.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        Reload("SIGHUP");
+        WaitSignal();
+        return;
+      }
+      if (shared_.draining.load()) {
+        LogWarn("second stop signal: exiting without waiting for in-flight requests");
+        ioc_.stop();
+        return;
+      }
+      BeginDrain();
+      WaitSignal();
+    });
+  }
+
+  void BeginDrain() {
+    shared_.draining.store(true);
+    LogInfo("draining: stopped accepting; waiting for in-flight requests");
+    for (auto& w : workers_) w->BeginDrain();
+    drain_deadline_ = MonotonicNanos() + current_->config.drain_timeout.count();
+    CheckDrained();
+  }
+
+  void CheckDrained() {
+    int64_t in_flight = 0;
+    for (auto& m : metrics_) in_flight += m->in_flight.load();
+    if (in_flight == 0 || MonotonicNanos() >= drain_deadline_) {
+      if (in_flight) {
+        LogWarn("drain timeout with " + std::to_string(in_flight) + " requests in flight");
+      }
+      admin_->Stop();
+      ioc_.stop();
+      return;
+    }
+    drain_timer_.expires_after(std::chrono::milliseconds(20));
+    drain_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) CheckDrained();
+    });
+  }
+
+  void Reload(const std::string& why) {
+    if (options_.config_path.empty()) {
+      LogWarn("reload requested (" + why + ") but tokenway runs from flags; nothing to reload");
+      return;
+    }
+    auto loaded = LoadConfigFile(options_.config_path);
+    if (!loaded.ok()) {
+      reloads_failed_.fetch_add(1);
+      LogError("reload rejected, keeping the running configuration: " + loaded.status().message());
+      return;
+    }
+    GatewayConfig config = *loaded;
+    ApplyOverrides(config);
+    const GatewayConfig& running = current_->config;
+    if (config.listen != running.listen || config.admin != running.admin ||
+        config.workers != running.workers || config.access_log.path != running.access_log.path) {
+      LogWarn(
+          "listen, admin, workers and access_log.path change only on restart; keeping the "
+          "running values");
+      config.listen = running.listen;
+      config.admin = running.admin;
+      config.workers = running.workers;
+      config.access_log.path = running.access_log.path;
+    }
+    auto rt = BuildRuntime(config, endpoints_, model_slots_, generation_ + 1, std::time(nullptr));
+    if (!rt.ok()) {
+      reloads_failed_.fetch_add(1);
+      LogError("reload rejected, keeping the running configuration: " + rt.status().message());
+      return;
+    }
+    ++generation_;
+    current_ = *rt;
+    for (auto& w : workers_) w->Publish(current_);
+    reloads_ok_.fetch_add(1);
+    LogInfo("configuration reloaded (" + why + "), generation " + std::to_string(generation_));
+  }
+
+  void PollConfigFile() {
+    poll_timer_.expires_after(current_->config.reload_poll_interval);
+    poll_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      FileStamp now = Stamp(options_.config_path);
+      if (!(now == stamp_)) {
+        stamp_ = now;
+        if (now.ok) Reload("file changed");
+      }
+      PollConfigFile();
+    });
+  }
+
+  GatewayOptions options_;
+  asio::io_context ioc_{1};
+  asio::signal_set signals_{ioc_};
+  asio::steady_timer drain_timer_{ioc_};
+  asio::steady_timer poll_timer_{ioc_};
+  GatewayShared shared_;
+  EndpointRegistry endpoints_;
+  ModelSlots model_slots_;
+  std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<HealthChecker> health_;
+  std::shared_ptr<const Runtime> current_;
+  std::atomic<uint64_t> reloads_ok_{0};
+  std::atomic<uint64_t> reloads_failed_{0};
+  uint64_t generation_ = 0;
+  int64_t drain_deadline_ = 0;
+  FileStamp stamp_;
+};
+
+}  // namespace
+
+int RunGateway(GatewayOptions options) {
+  Process process(std::move(options));
+  return process.Run();
+}
+
+}  // namespace tokenway

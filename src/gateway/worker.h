@@ -1,0 +1,92 @@
+// Worker: one event loop on one thread, its own SO_REUSEPORT listener, and everything a request
+// needs on the way (upstream connection pool, body inspector, metrics, access-log buffer).
+//
+// A request stays on the worker that accepted its connection. The control thread talks to a
+// worker only by posting to its io_context: a new Runtime snapshot, the start of a drain, stop.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "common/request_inspector.h"
+#include "common/usage.h"
+#include "control/runtime.h"
+#include "http/deadline_sweep.h"
+#include "http/upstream_pool.h"
+#include "telemetry/access_log.h"
+#include "telemetry/metrics.h"
+
+namespace tokenway {
+
+class ClientSession;
+
+// Process-wide state shared by all workers (atomics only on the request path).
+struct GatewayShared {
+  std::atomic<bool> draining{false};
+  std::atomic<int64_t> connections{0};
+  std::shared_ptr<AccessLogSink> access_log;
+};
+
+class Worker {
+ public:
+  Worker(uint32_t id, GatewayShared& shared, WorkerMetrics& metrics);
+  ~Worker();
+
+  // Binds the listener (before Start). With port 0 the kernel picks one; the caller binds the
+  // other workers to the same port.
+  boost::asio::ip::tcp::endpoint Listen(const boost::asio::ip::tcp::endpoint& at);
+  void Start(std::shared_ptr<const Runtime> runtime);
+  // Thread-safe: hands the worker a new snapshot for requests that start from now on.
+  void Publish(std::shared_ptr<const Runtime> runtime);
+  // Thread-safe: stop accepting, close idle client connections, finish the rest.
+  void BeginDrain();
+  // Thread-safe: stop the loop and join the thread.
+  void Stop();
+
+  // --- used by sessions on the worker thread ---
+  uint32_t id() const { return id_; }
+  boost::asio::io_context& io() { return *ioc_; }
+  const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
+  GatewayShared& shared() { return shared_; }
+  WorkerMetrics& metrics() { return metrics_; }
+  DeadlineSweep& sweep() { return sweep_; }
+  UpstreamPool& upstreams() { return upstreams_; }
+  RequestInspector& inspector() { return inspector_; }
+  UsageReader& usage_reader() { return usage_reader_; }
+  AccessLogBuffer& access_log() { return access_log_; }
+  uint64_t NextRandom() { return rng_(); }
+  void AddSession(ClientSession* s);
+  void RemoveSession(ClientSession* s);
+
+ private:
+  void AcceptLoop();
+  void Tick();
+
+  const uint32_t id_;
+  GatewayShared& shared_;
+  WorkerMetrics& metrics_;
+  // The io_context is destroyed first (explicitly, in ~Worker) so that coroutine frames it still
+  // holds are torn down while the pool, the sweep and the session list are alive.
+  std::unique_ptr<boost::asio::io_context> ioc_;
+  std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::optional<boost::asio::steady_timer> tick_timer_;
+  std::shared_ptr<const Runtime> runtime_;
+  DeadlineSweep sweep_;
+  UpstreamPool upstreams_;
+  RequestInspector inspector_;
+  UsageReader usage_reader_;
+  AccessLogBuffer access_log_;
+  std::mt19937_64 rng_;
+  std::vector<ClientSession*> sessions_;
+  std::thread thread_;
+  bool draining_ = false;
+};
+
+}  // namespace tokenway

@@ -1,0 +1,77 @@
+// RequestParser: HTTP/1.1 request heads parsed in place from a connection's read buffer.
+//
+// Beast's basic_parser does the syntax work (it is fuzzed and strict); this class keeps only
+// what the request path needs, as offsets into the buffer rather than copies. Bodies with a
+// Content-Length are not fed through the parser at all: they are read where they lie in the
+// buffer. Chunked request bodies are de-chunked into `chunked_body`.
+#pragma once
+
+#include <boost/beast/http/basic_parser.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tokenway {
+
+// A range of the request buffer, relative to the start of the message.
+struct Slice {
+  uint32_t offset = 0;
+  uint32_t length = 0;
+  std::string_view in(const char* base) const { return {base + offset, length}; }
+  bool empty() const { return length == 0; }
+};
+
+struct HeaderSlice {
+  Slice name;
+  Slice value;
+};
+
+class RequestParser final : public boost::beast::http::basic_parser<true> {
+ public:
+  RequestParser(uint32_t header_limit, uint64_t body_limit);
+
+  // Sets the address put() will be given; views are computed relative to it.
+  void set_base(const char* base) { base_ = base; }
+
+  boost::beast::http::verb method = boost::beast::http::verb::unknown;
+  int version = 11;
+  Slice target;
+  Slice content_type;
+  Slice request_id;
+  Slice authorization;
+  bool expect_continue = false;
+  // Headers that are passed to the upstream unchanged (end-to-end headers).
+  std::vector<HeaderSlice> forward_headers;
+  // De-chunked body, for requests sent with Transfer-Encoding: chunked.
+  std::string chunked_body;
+
+ private:
+  Slice SliceOf(boost::beast::string_view v) const {
+    return Slice{static_cast<uint32_t>(v.data() - base_), static_cast<uint32_t>(v.size())};
+  }
+  void on_request_impl(boost::beast::http::verb method, boost::beast::string_view method_str,
+                       boost::beast::string_view target, int version,
+                       boost::beast::error_code& ec) override;
+  void on_response_impl(int, boost::beast::string_view, int, boost::beast::error_code&) override {}
+  void on_field_impl(boost::beast::http::field name, boost::beast::string_view name_string,
+                     boost::beast::string_view value, boost::beast::error_code& ec) override;
+  void on_header_impl(boost::beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&,
+                         boost::beast::error_code&) override {}
+  std::size_t on_body_impl(boost::beast::string_view body, boost::beast::error_code&) override;
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view,
+                            boost::beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
+                                 boost::beast::error_code&) override;
+  void on_finish_impl(boost::beast::error_code&) override {}
+
+  const char* base_ = nullptr;
+};
+
+// Case-insensitive ASCII comparison for header values such as media types.
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+// True for "application/json" with optional parameters ("; charset=utf-8").
+bool IsJsonMediaType(std::string_view content_type);
+
+}  // namespace tokenway

@@ -1,0 +1,338 @@
+#include "sim/engine.h"
+
+#include <algorithm>
+
+#include "sim/prefix_cache.h"
+#include "sim/tokenizer.h"
+
+namespace tokenway::sim {
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+std::string_view FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kNone:
+      break;
+  }
+  return "";
+}
+
+struct Engine::Sequence {
+  uint64_t id = 0;
+  GenerationRequest request;
+  std::vector<uint32_t> tokens;  // prompt then output; recomputed after preemption
+  std::vector<uint64_t> block_hashes;
+  std::vector<BlockId> blocks;
+  std::size_t registered_blocks = 0;  // leading blocks already in the prefix cache
+  uint64_t hash_seed = 0;
+  int64_t prompt_len = 0;
+  int64_t num_computed = 0;
+  int64_t output_len = 0;
+  int64_t cached_tokens = 0;
+  bool ever_scheduled = false;
+  bool holds_lora = false;
+  bool finished = false;
+  double arrival = 0;
+  double last_token_time = 0;
+  std::string output_text;  // kept only when stop strings need it
+};
+
+Engine::Engine(EngineConfig config)
+    : config_(std::move(config)),
+      pool_(config_.kv_blocks > 0 ? config_.kv_blocks
+                                  : config_.profile.kv_pool_tokens / config_.profile.block_size,
+            config_.profile.block_size),
+      lora_slots_(config_.max_loras) {
+  PseudoWordVocabulary::Get();  // build it now, not inside the first timed step
+  max_model_len_ = std::min<int64_t>(config_.profile.max_model_len,
+                                     pool_.num_blocks() * config_.profile.block_size);
+}
+
+Engine::~Engine() = default;
+
+uint64_t Engine::Add(GenerationRequest request, double now) {
+  auto seq = std::make_unique<Sequence>();
+  seq->id = next_id_++;
+  seq->tokens = std::move(request.prompt_tokens);
+  if (seq->tokens.empty()) seq->tokens.push_back(0);  // vLLM prepends BOS; never empty
+  seq->prompt_len = static_cast<int64_t>(seq->tokens.size());
+  seq->request = std::move(request);
+  seq->request.max_output_tokens = std::max<int64_t>(1, seq->request.max_output_tokens);
+  seq->hash_seed = PrefixHashSeed(
+      seq->request.adapter.empty() ? std::string_view(config_.model_name) : seq->request.adapter);
+  ExtendBlockHashes(seq->hash_seed, seq->tokens, pool_.block_size(), seq->block_hashes);
+  seq->arrival = now;
+  const uint64_t id = seq->id;
+  waiting_.push_back(seq.get());
+  sequences_.emplace(id, std::move(seq));
+  return id;
+}
+
+void Engine::Abort(uint64_t request_id, double now) {
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) return;
+  Sequence& seq = *it->second;
+  if (auto w = std::find(waiting_.begin(), waiting_.end(), &seq); w != waiting_.end()) {
+    waiting_.erase(w);
+  }
+  if (auto r = std::find(running_.begin(), running_.end(), &seq); r != running_.end()) {
+    running_.erase(r);
+  }
+  Finish(seq, FinishReason::kAbort, now);
+  sequences_.erase(it);
+}
+
+std::vector<std::string> Engine::WaitingAdapters() const {
+  std::vector<std::string> names;
+  for (const Sequence* seq : waiting_) {
+    const std::string& name = seq->request.adapter;
+    if (!name.empty() && std::find(names.begin(), names.end(), name) == names.end()) {
+      names.push_back(name);
+    }
+  }
+  return names;
+}
+
+bool Engine::AllocateFor(Sequence& seq, int64_t new_tokens) {
+  const int64_t bs = pool_.block_size();
+  const int64_t needed = (seq.num_computed + new_tokens + bs - 1) / bs;
+  const int64_t missing = needed - static_cast<int64_t>(seq.blocks.size());
+  if (missing <= 0) return true;
+  if (pool_.num_free_blocks() < missing) return false;
+  for (int64_t i = 0; i < missing; ++i) seq.blocks.push_back(pool_.Allocate());
+  return true;
+}
+
+void Engine::ReleaseBlocks(Sequence& seq) {
+  // Tail blocks first, so the free list evicts a sequence's last blocks before its prefix.
+  for (auto it = seq.blocks.rbegin(); it != seq.blocks.rend(); ++it) pool_.Release(*it);
+  seq.blocks.clear();
+  seq.registered_blocks = 0;
+  seq.num_computed = 0;
+}
+
+void Engine::Preempt(Sequence& seq) {
+  ReleaseBlocks(seq);
+  if (seq.holds_lora) {
+    lora_slots_.Release(seq.request.adapter);
+    seq.holds_lora = false;
+  }
+  waiting_.push_front(&seq);
+  ++stats_.preemptions;
+}
+
+bool Engine::Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens) {
+  const int64_t bs = pool_.block_size();
+  const int64_t len = static_cast<int64_t>(seq.tokens.size());
+  // At least one token must be computed to produce the next token.
+  const std::size_t max_cached_blocks = static_cast<std::size_t>((len - 1) / bs);
+  ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
+  const std::size_t cached_blocks =
+      CountCachedPrefixBlocks(pool_, seq.block_hashes, max_cached_blocks);
+  const int64_t cached_tokens = static_cast<int64_t>(cached_blocks) * bs;
+  const int64_t new_tokens = std::min(len - cached_tokens, budget);
+  int64_t free_needed = (cached_tokens + new_tokens + bs - 1) / bs - cached_blocks;
+  for (std::size_t i = 0; i < cached_blocks; ++i) {
+    if (pool_.refcount(pool_.FindCached(seq.block_hashes[i])) == 0) ++free_needed;
+  }
+  if (pool_.num_free_blocks() < free_needed) return false;
+  for (std::size_t i = 0; i < cached_blocks; ++i) {
+    const BlockId block = pool_.FindCached(seq.block_hashes[i]);
+    pool_.Acquire(block);
+    seq.blocks.push_back(block);
+  }
+  seq.registered_blocks = cached_blocks;
+  seq.num_computed = cached_tokens;
+  const bool allocated = AllocateFor(seq, new_tokens);
+  (void)allocated;  // guaranteed by the free-block check above
+  if (!seq.ever_scheduled) {
+    seq.ever_scheduled = true;
+    seq.cached_tokens = cached_tokens;
+    stats_.prefix_cache_queries += static_cast<uint64_t>(seq.prompt_len);
+    stats_.prefix_cache_hits += static_cast<uint64_t>(cached_tokens);
+  }
+  scheduled_tokens = new_tokens;
+  return true;
+}
+
+double Engine::BeginStep(double now) {
+  scheduled_.clear();
+  int64_t budget = config_.profile.max_num_batched_tokens;
+  int64_t step_tokens = 0;
+  int64_t step_context = 0;
+  double lora_load_ms = 0;
+  bool preempted = false;
+
+  // 1. Running sequences: the next prefill chunk or one decode token each.
+  for (std::size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence* seq = running_[i];
+    const int64_t remaining = static_cast<int64_t>(seq->tokens.size()) - seq->num_computed;
+    const int64_t n = std::min(remaining, budget);
+    bool self_preempted = false;
+    while (!AllocateFor(*seq, n)) {
+      Sequence* victim = running_.back();
+      running_.pop_back();
+      Preempt(*victim);
+      preempted = true;
+      if (victim == seq) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) break;
+    scheduled_.push_back({seq->id, n});
+    budget -= n;
+    step_tokens += n;
+    step_context += seq->num_computed + n;
+    ++i;
+  }
+
+  // 2. Waiting sequences, first come first served, unless this step had to preempt.
+  if (!preempted) {
+    std::vector<Sequence*> skipped;  // waiting for a LoRA slot; keep their order
+    while (!waiting_.empty() && budget > 0 &&
+           static_cast<int64_t>(running_.size()) < config_.profile.max_num_seqs) {
+      Sequence* seq = waiting_.front();
+      const std::string& adapter = seq->request.adapter;
+      if (!adapter.empty() && !lora_slots_.CanAcquire(adapter)) {
+        skipped.push_back(seq);
+        waiting_.pop_front();
+        continue;
+      }
+      int64_t n = 0;
+      const bool first_admission = !seq->ever_scheduled;
+      if (!Admit(*seq, budget, n)) break;  // KV cache full: new work waits
+      if (!adapter.empty()) {
+        if (lora_slots_.Acquire(adapter).value_or(false)) {
+          lora_load_ms += config_.profile.lora_load_ms;
+          ++stats_.lora_loads;
+        }
+        seq->holds_lora = true;
+      }
+      waiting_.pop_front();
+      running_.push_back(seq);
+      if (first_admission) stats_.request_queue_time.Observe(now - seq->arrival);
+      scheduled_.push_back({seq->id, n});
+      budget -= n;
+      step_tokens += n;
+      step_context += seq->num_computed + n;
+    }
+    for (auto it = skipped.rbegin(); it != skipped.rend(); ++it) waiting_.push_front(*it);
+  }
+
+  last_step_tokens_ = step_tokens;
+  last_step_context_ = step_context;
+  if (scheduled_.empty()) return 0.0;
+  step_in_flight_ = true;
+  ++stats_.steps;
+  return (config_.profile.StepMs(step_tokens, step_context) + lora_load_ms) / 1000.0;
+}
+
+void Engine::RegisterFullBlocks(Sequence& seq) {
+  const std::size_t bs = static_cast<std::size_t>(pool_.block_size());
+  ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
+  const std::size_t full = std::min(static_cast<std::size_t>(seq.num_computed) / bs,
+                                    std::min(seq.blocks.size(), seq.block_hashes.size()));
+  for (; seq.registered_blocks < full; ++seq.registered_blocks) {
+    pool_.RegisterCached(seq.blocks[seq.registered_blocks],
+                         seq.block_hashes[seq.registered_blocks]);
+  }
+}
+
+const std::vector<TokenEvent>& Engine::FinishStep(double now) {
+  events_.clear();
+  step_in_flight_ = false;
+  const auto& vocabulary = PseudoWordVocabulary::Get();
+  for (const ScheduledWork& work : scheduled_) {
+    auto it = sequences_.find(work.request_id);
+    if (it == sequences_.end()) continue;  // aborted during the step
+    Sequence& seq = *it->second;
+    seq.num_computed += work.tokens;
+    RegisterFullBlocks(seq);
+    if (seq.num_computed < static_cast<int64_t>(seq.tokens.size())) continue;  // prefill chunk
+
+    // The step computed every known token: sample the next one.
+    const std::size_t index =
+        SplitMix64(seq.request.seed ^ (static_cast<uint64_t>(seq.output_len) << 20) ^
+                   (config_.seed * 0x51ED27ull)) %
+        vocabulary.size();
+    seq.tokens.push_back(vocabulary.id(index));
+    ++seq.output_len;
+    ++stats_.generation_tokens;
+    if (seq.output_len == 1) {
+      stats_.time_to_first_token.Observe(now - seq.arrival);
+      stats_.prompt_tokens += static_cast<uint64_t>(seq.prompt_len);
+    } else {
+      stats_.inter_token_latency.Observe(now - seq.last_token_time);
+    }
+    seq.last_token_time = now;
+
+    std::string_view text = vocabulary.word(index);
+    FinishReason finish = FinishReason::kNone;
+    if (!seq.request.stop.empty()) {
+      const std::size_t before = seq.output_text.size();
+      seq.output_text.append(text);
+      for (const std::string& stop : seq.request.stop) {
+        if (stop.empty()) continue;
+        const std::size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
+        const std::size_t at = seq.output_text.find(stop, from);
+        if (at != std::string::npos) {
+          finish = FinishReason::kStop;
+          text = text.substr(0, at > before ? at - before : 0);
+          break;
+        }
+      }
+    }
+    if (finish == FinishReason::kNone && seq.output_len >= seq.request.max_output_tokens) {
+      finish = seq.request.limit_is_eos ? FinishReason::kStop : FinishReason::kLength;
+    }
+    events_.push_back(
+        TokenEvent{seq.id, text, finish, seq.prompt_len, seq.output_len, seq.cached_tokens});
+    if (finish != FinishReason::kNone) Finish(seq, finish, now);
+  }
+  // Drop finished sequences from the running list and the table.
+  std::erase_if(running_, [](const Sequence* seq) { return seq->finished; });
+  for (const TokenEvent& event : events_) {
+    if (event.finish != FinishReason::kNone) sequences_.erase(event.request_id);
+  }
+  return events_;
+}
+
+void Engine::Finish(Sequence& seq, FinishReason reason, double now) {
+  seq.finished = true;
+  ReleaseBlocks(seq);
+  if (seq.holds_lora) {
+    lora_slots_.Release(seq.request.adapter);
+    seq.holds_lora = false;
+  }
+  switch (reason) {
+    case FinishReason::kStop:
+      ++stats_.success_stop;
+      break;
+    case FinishReason::kLength:
+      ++stats_.success_length;
+      break;
+    case FinishReason::kAbort:
+      ++stats_.success_abort;
+      return;  // aborted requests are not observed in the latency histograms
+    case FinishReason::kNone:
+      break;
+  }
+  stats_.e2e_request_latency.Observe(now - seq.arrival);
+}
+
+}  // namespace tokenway::sim

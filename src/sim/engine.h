@@ -1,0 +1,137 @@
+// The simulated inference engine of one endpoint: continuous batching in steps over a paged KV
+// cache with automatic prefix caching and LoRA slots, timed by a HardwareProfile.
+//
+// The engine knows nothing about networking or wall clocks. Its owner (the HTTP endpoint, or a
+// unit test with a fake clock) drives it: BeginStep(now) schedules one step and returns how long
+// the step takes in engine seconds; FinishStep(end) makes that step's tokens visible. Every
+// method runs on the owner's thread. Memory is bounded by max_num_seqs, the KV pool and the
+// owner's waiting-queue limit, not by traffic.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "sim/histogram.h"
+#include "sim/kv_cache.h"
+#include "sim/lora_slots.h"
+#include "sim/profiles.h"
+
+namespace tokenway::sim {
+
+enum class FinishReason { kNone, kStop, kLength, kAbort };
+std::string_view FinishReasonName(FinishReason reason);
+
+struct EngineConfig {
+  HardwareProfile profile;
+  std::string model_name = "meta-llama/Llama-3.1-8B-Instruct";
+  int max_loras = 4;
+  int64_t kv_blocks = 0;  // 0: profile.kv_pool_tokens / block_size
+  uint64_t seed = 0;
+};
+
+struct GenerationRequest {
+  std::vector<uint32_t> prompt_tokens;
+  std::string adapter;  // empty: the base model
+  int64_t max_output_tokens = 16;
+  bool limit_is_eos = false;  // true: the limit stands for a sampled EOS (finish "stop")
+  std::vector<std::string> stop;
+  uint64_t seed = 0;  // picks the pseudo-words
+};
+
+// One output token made visible by FinishStep.
+struct TokenEvent {
+  uint64_t request_id = 0;
+  std::string_view text;  // the token's text (cut before a matched stop string)
+  FinishReason finish = FinishReason::kNone;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;  // including this token
+  int64_t cached_tokens = 0;
+};
+
+struct EngineStats {
+  uint64_t prompt_tokens = 0;
+  uint64_t generation_tokens = 0;
+  uint64_t prefix_cache_queries = 0;
+  uint64_t prefix_cache_hits = 0;
+  uint64_t preemptions = 0;
+  uint64_t success_stop = 0;
+  uint64_t success_length = 0;
+  uint64_t success_abort = 0;
+  uint64_t steps = 0;
+  uint64_t lora_loads = 0;
+  Histogram time_to_first_token{TimeToFirstTokenBuckets()};
+  Histogram inter_token_latency{InterTokenLatencyBuckets()};
+  Histogram e2e_request_latency{RequestLatencyBuckets()};
+  Histogram request_queue_time{RequestLatencyBuckets()};
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineConfig config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request arriving at engine time `now`; returns its id (never 0).
+  uint64_t Add(GenerationRequest request, double now);
+  // Drops a request (client gone): frees its KV blocks and slot; counted as finished "abort".
+  void Abort(uint64_t request_id, double now);
+
+  // Schedules one step at `now` and returns its duration in engine seconds, or 0 when nothing
+  // can run. Must be followed by FinishStep before the next BeginStep.
+  double BeginStep(double now);
+  // Completes the step begun last; `now` is its end time. The returned events stay valid until
+  // the next call to FinishStep.
+  const std::vector<TokenEvent>& FinishStep(double now);
+
+  bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
+  bool step_in_flight() const { return step_in_flight_; }
+  std::size_t num_running() const { return running_.size(); }
+  std::size_t num_waiting() const { return waiting_.size(); }
+  double kv_usage() const { return pool_.Usage(); }
+  const KvBlockPool& kv_pool() const { return pool_; }
+  int64_t max_model_len() const { return max_model_len_; }
+  const EngineConfig& config() const { return config_; }
+  const EngineStats& stats() const { return stats_; }
+  std::vector<std::string> RunningAdapters() const { return lora_slots_.RunningAdapters(); }
+  std::vector<std::string> WaitingAdapters() const;
+  void UnloadAdapter(std::string_view adapter) { lora_slots_.Evict(adapter); }
+  // Tokens scheduled / summed context of the last step begun (for tests and validation).
+  int64_t last_step_tokens() const { return last_step_tokens_; }
+  int64_t last_step_context() const { return last_step_context_; }
+
+ private:
+  struct Sequence;
+  bool AllocateFor(Sequence& seq, int64_t new_tokens);
+  bool Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens);
+  void Preempt(Sequence& seq);
+  void ReleaseBlocks(Sequence& seq);
+  void Finish(Sequence& seq, FinishReason reason, double now);
+  void RegisterFullBlocks(Sequence& seq);
+
+  EngineConfig config_;
+  KvBlockPool pool_;
+  LoraSlots lora_slots_;
+  int64_t max_model_len_;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<Sequence>> sequences_;
+  std::vector<Sequence*> running_;  // admission order; the newest is preempted first
+  std::deque<Sequence*> waiting_;
+  struct ScheduledWork {
+    uint64_t request_id;
+    int64_t tokens;
+  };
+  std::vector<ScheduledWork> scheduled_;
+  std::vector<TokenEvent> events_;
+  bool step_in_flight_ = false;
+  int64_t last_step_tokens_ = 0;
+  int64_t last_step_context_ = 0;
+  EngineStats stats_;
+};
+
+}  // namespace tokenway::sim

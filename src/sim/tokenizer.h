@@ -1,0 +1,60 @@
+// The simulator's tokenizer: one deterministic, documented text <-> token-id rule that the
+// simulator, the gateway and the benchmark share, so all three count the same prompt tokens.
+//
+// Rule (docs/simulator.md, "Tokenizer"):
+//   1. Pre-tokenize the UTF-8 bytes into pieces, left to right:
+//        word         an optional single ' ' followed by a run of ASCII letters/digits
+//        punctuation  one ASCII byte that is neither alphanumeric nor whitespace
+//        whitespace   a run of ASCII whitespace (a lone ' ' that precedes a word joins the word)
+//        non-ASCII    a run of bytes >= 0x80 (UTF-8 multi-byte text)
+//   2. Every piece longer than kMaxPieceBytes (8) bytes is split into consecutive 8-byte tokens;
+//      the remainder is one more token.
+//   3. A token's id is XXH32(token bytes, seed 0) with the top bit cleared (ids < 2^31).
+// Counting therefore needs no vocabulary and costs one pass over the text. Decode knows the
+// vocabulary of the simulator's own pseudo-words (every output token is one such word, " word"),
+// so Decode(Encode(output)) == output for any simulator output; ids of other text decode to
+// U+FFFD.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tokenway::sim {
+
+inline constexpr std::size_t kMaxPieceBytes = 8;
+
+// Number of tokens of `text` under the rule above. Pure and thread-safe.
+std::size_t CountTokens(std::string_view text);
+
+// Token ids of `text` under the rule above, appended to `out`.
+void EncodeAppend(std::string_view text, std::vector<uint32_t>& out);
+std::vector<uint32_t> Encode(std::string_view text);
+
+// Id of one token's text (no splitting): what Encode yields for a piece of <= 8 bytes.
+uint32_t TokenId(std::string_view token_text);
+
+// Text of token ids from the pseudo-word vocabulary; unknown ids become U+FFFD.
+std::string Decode(const std::vector<uint32_t>& tokens);
+
+// The pseudo-word vocabulary the simulator generates output from. Each entry is " " followed by
+// 2..7 lowercase letters, so each is exactly one token; entries are unique.
+class PseudoWordVocabulary {
+ public:
+  static const PseudoWordVocabulary& Get();
+
+  std::size_t size() const { return words_.size(); }
+  std::string_view word(std::size_t index) const { return words_[index]; }
+  uint32_t id(std::size_t index) const { return ids_[index]; }
+  // Text for a token id, or nullptr when the id is not a pseudo-word.
+  const std::string* Find(uint32_t id) const;
+
+ private:
+  PseudoWordVocabulary();
+  std::vector<std::string> words_;
+  std::vector<uint32_t> ids_;
+  std::vector<std::pair<uint32_t, uint32_t>> sorted_ids_;  // (id, index), sorted by id
+};
+
+}  // namespace tokenway::sim

@@ -1,0 +1,45 @@
+// AccessLog: one JSON line per request, written without slowing the request path.
+//
+// Each worker appends lines to its own AccessLogBuffer; the buffer is flushed to the sink when it
+// passes 32 KiB and by the worker's periodic timer, so a line appears within ~100 ms. The sink
+// write takes a process-wide mutex so lines from different workers never interleave; that lock
+// is taken per flush, not per request.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace tokenway {
+
+class AccessLogSink {
+ public:
+  // "stdout" or a file path (appended to). Returns nullptr and sets `error` on failure.
+  static std::shared_ptr<AccessLogSink> Open(const std::string& path, std::string& error);
+  ~AccessLogSink();
+  void Write(const std::string& lines);
+
+ private:
+  explicit AccessLogSink(int fd, bool owned) : fd_(fd), owned_(owned) {}
+  std::mutex mu_;
+  int fd_;
+  bool owned_;
+};
+
+class AccessLogBuffer {
+ public:
+  std::string& line() { return buf_; }  // append one complete line ending in '\n'
+  void MaybeFlush(AccessLogSink* sink) {
+    if (buf_.size() >= 32 * 1024) Flush(sink);
+  }
+  void Flush(AccessLogSink* sink) {
+    if (!buf_.empty() && sink) sink->Write(buf_);
+    buf_.clear();
+  }
+
+ private:
+  std::string buf_;
+};
+
+}  // namespace tokenway

@@ -1,0 +1,349 @@
+// ParseConfig / ValidateConfig / ParseEndpointUrl / RenderConfigJson.
+#include "control/config.h"
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <iostream>
+#include <regex>
+
+namespace tokenway {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kFullConfig = R"(# every field
+listen: 0.0.0.0:9000
+admin: 127.0.0.1:9001
+workers: 4
+drain_timeout: 15s
+reload_poll_interval: 500ms
+limits:
+  max_header_bytes: 32KiB
+  max_body_bytes: 4MiB
+  max_response_bytes: 1GiB
+  max_connections: 2000
+  header_timeout: 5s
+  idle_timeout: 2m
+  write_timeout: 30s
+upstream:
+  connect_timeout: 250ms
+  first_byte_timeout: 120s
+  stream_idle_timeout: 45s
+  total_timeout: 1h
+  idle_connection_timeout: 90s
+  max_idle_per_endpoint: 64
+  max_attempts: 2
+health:
+  active:
+    enabled: false
+    interval: 3s
+    timeout: 800ms
+    path: /healthz
+    unhealthy_threshold: 4
+    healthy_threshold: 2
+  passive:
+    consecutive_failures: 7
+    base_ejection: 20s
+    max_ejection: 10m
+streaming:
+  inject_usage: off
+access_log:
+  enabled: no
+  path: /var/log/tokenway.log
+pools:
+  - name: gpu-a
+    policy: power-of-two
+    endpoints:
+      - http://10.0.0.1:8000
+      - http://[::1]:8001/
+  - name: gpu-b
+    endpoints: [http://sim-b:9000]
+models:
+  - name: llama-3-8b
+    pool: gpu-a
+  - name: llama-3-8b-sql
+    pool: gpu-a
+    parent: llama-3-8b
+  - name: "mistral \"7b\""
+    pool: gpu-b
+)";
+
+constexpr const char* kMinimal = R"(pools:
+  - name: p
+    endpoints: [http://h:1]
+models:
+  - name: m
+    pool: p
+)";
+
+TEST(ConfigTest, FullFileParsesEveryField) {
+  auto r = ParseConfig(kFullConfig, "full.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const GatewayConfig& c = *r;
+  EXPECT_EQ(c.source, "full.yaml");
+  EXPECT_EQ(c.listen, "0.0.0.0:9000");
+  EXPECT_EQ(c.admin, "127.0.0.1:9001");
+  EXPECT_EQ(c.workers, 4u);
+  EXPECT_EQ(c.drain_timeout, 15s);
+  EXPECT_EQ(c.reload_poll_interval, 500ms);
+  EXPECT_EQ(c.limits.max_header_bytes, 32u * 1024);
+  EXPECT_EQ(c.limits.max_body_bytes, 4ull * 1024 * 1024);
+  EXPECT_EQ(c.limits.max_response_bytes, 1ull << 30);
+  EXPECT_EQ(c.limits.max_connections, 2000u);
+  EXPECT_EQ(c.limits.header_timeout, 5s);
+  EXPECT_EQ(c.limits.idle_timeout, 2min);
+  EXPECT_EQ(c.limits.write_timeout, 30s);
+  EXPECT_EQ(c.upstream.connect_timeout, 250ms);
+  EXPECT_EQ(c.upstream.first_byte_timeout, 120s);
+  EXPECT_EQ(c.upstream.stream_idle_timeout, 45s);
+  EXPECT_EQ(c.upstream.total_timeout, 1h);
+  EXPECT_EQ(c.upstream.idle_connection_timeout, 90s);
+  EXPECT_EQ(c.upstream.max_idle_per_endpoint, 64u);
+  EXPECT_EQ(c.upstream.max_attempts, 2u);
+  EXPECT_FALSE(c.active_health.enabled);
+  EXPECT_EQ(c.active_health.interval, 3s);
+  EXPECT_EQ(c.active_health.timeout, 800ms);
+  EXPECT_EQ(c.active_health.path, "/healthz");
+  EXPECT_EQ(c.active_health.unhealthy_threshold, 4u);
+  EXPECT_EQ(c.active_health.healthy_threshold, 2u);
+  EXPECT_EQ(c.passive_health.consecutive_failures, 7u);
+  EXPECT_EQ(c.passive_health.base_ejection, 20s);
+  EXPECT_EQ(c.passive_health.max_ejection, 10min);
+  EXPECT_FALSE(c.streaming.inject_usage);
+  EXPECT_FALSE(c.access_log.enabled);
+  EXPECT_EQ(c.access_log.path, "/var/log/tokenway.log");
+  ASSERT_EQ(c.pools.size(), 2u);
+  EXPECT_EQ(c.pools[0].name, "gpu-a");
+  EXPECT_EQ(c.pools[0].policy, "power-of-two");
+  ASSERT_EQ(c.pools[0].endpoints.size(), 2u);
+  EXPECT_EQ(c.pools[0].endpoints[0].url, "http://10.0.0.1:8000");
+  EXPECT_EQ(c.pools[0].endpoints[0].host, "10.0.0.1");
+  EXPECT_EQ(c.pools[0].endpoints[0].port, 8000);
+  EXPECT_EQ(c.pools[0].endpoints[1].host, "::1");
+  EXPECT_EQ(c.pools[0].endpoints[1].port, 8001);
+  EXPECT_EQ(c.pools[1].policy, "least-request");  // the default
+  ASSERT_EQ(c.models.size(), 3u);
+  EXPECT_EQ(c.models[1].name, "llama-3-8b-sql");
+  EXPECT_EQ(c.models[1].pool, "gpu-a");
+  EXPECT_EQ(c.models[1].parent, "llama-3-8b");
+  EXPECT_EQ(c.models[2].name, "mistral \"7b\"");
+  EXPECT_EQ(c.models[2].pool, "gpu-b");
+}
+
+TEST(ConfigTest, MinimalFileKeepsDefaults) {
+  auto r = ParseConfig(kMinimal, "min.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  GatewayConfig defaults;
+  EXPECT_EQ(r->listen, defaults.listen);
+  EXPECT_EQ(r->limits.max_body_bytes, defaults.limits.max_body_bytes);
+  EXPECT_EQ(r->upstream.max_attempts, defaults.upstream.max_attempts);
+  EXPECT_TRUE(r->streaming.inject_usage);
+}
+
+TEST(ConfigTest, ExampleConfigLoads) {
+  auto r = LoadConfigFile(std::string(TOKENWAY_SOURCE_DIR) + "/deploy/examples/local-sim.yaml");
+  EXPECT_TRUE(r.ok()) << r.status().message();
+}
+
+// Each error must read "<file>:<line>:<col>: <field>: <message>".
+struct ErrorCase {
+  const char* name;
+  std::string yaml;
+  int line;
+  const char* field;
+  const char* words;  // a fragment of the message
+};
+
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
+class ConfigErrorTest : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(ConfigErrorTest, NamesFileLineAndField) {
+  const ErrorCase& c = GetParam();
+  auto r = ParseConfig(c.yaml, "gw.yaml");
+  ASSERT_FALSE(r.ok()) << c.yaml;
+  const std::string& msg = r.status().message();
+  std::string prefix = "gw.yaml:" + std::to_string(c.line) + ":";
+  EXPECT_EQ(msg.rfind(prefix, 0), 0u) << msg;
+  EXPECT_TRUE(std::regex_search(msg, std::regex("^gw\\.yaml:[0-9]+:[0-9]+: "))) << msg;
+  EXPECT_NE(msg.find(std::string(": ") + c.field + ": "), std::string::npos) << msg;
+  EXPECT_NE(msg.find(c.words), std::string::npos) << msg;
+}
+
+
+INSTANTIATE_TEST_SUITE_P(
+    Errors, ConfigErrorTest,
+    ::testing::Values(
+        ErrorCase{"UnknownTopLevelKey", std::string(kMinimal) + "listn: x\n", 7, "listn",
+                  "unknown field"},
+        ErrorCase{"UnknownNestedKey", "limits:\n  max_body: 1\n" + std::string(kMinimal), 2,
+                  "limits.max_body", "unknown field"},
+        ErrorCase{"WrongTypeNumber", "workers: many\n" + std::string(kMinimal), 1, "workers",
+                  "non-negative integer"},
+        ErrorCase{"WrongTypeMapping", "limits: 5\n" + std::string(kMinimal), 1, "limits",
+                  "must be a mapping"},
+        ErrorCase{"WrongTypeBool", "streaming:\n  inject_usage: maybe\n" + std::string(kMinimal),
+                  2, "streaming.inject_usage", "true or false"},
+        ErrorCase{"WrongTypeString", "listen: [a, b]\n" + std::string(kMinimal), 1, "listen",
+                  "must be a string"},
+        ErrorCase{"BadDuration", "upstream:\n  connect_timeout: 5 parsecs\n" +
+                                     std::string(kMinimal),
+                  2, "upstream.connect_timeout", "duration"},
+        ErrorCase{"ZeroDuration", "drain_timeout: 0s\n" + std::string(kMinimal), 1,
+                  "drain_timeout", "positive"},
+        ErrorCase{"OutOfRange", "upstream:\n  max_attempts: 11\n" + std::string(kMinimal), 2,
+                  "upstream.max_attempts", "between 1 and 10"},
+        ErrorCase{"BadSize", "limits:\n  max_body_bytes: 8MB\n" + std::string(kMinimal), 2,
+                  "limits.max_body_bytes", "size"},
+        ErrorCase{"BadHealthPath", "health:\n  active:\n    path: healthz\n" +
+                                       std::string(kMinimal),
+                  3, "health.active.path", "must start with /"},
+        ErrorCase{"BadUrlScheme",
+                  "pools:\n  - name: p\n    endpoints:\n      - https://h:1\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  4, "pools[0].endpoints[0]", "http://"},
+        ErrorCase{"BadUrlPort",
+                  "pools:\n  - name: p\n    endpoints:\n      - http://h:1\n      - http://h:99999\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].endpoints[1]", "invalid port"},
+        ErrorCase{"UrlWithPath",
+                  "pools:\n  - name: p\n    endpoints: [http://h:1/v1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  3, "pools[0].endpoints[0]", "path"},
+        ErrorCase{"UnknownPolicy",
+                  "pools:\n  - name: p\n    policy: random\n    endpoints: [http://h:1]\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].policy", "unknown policy 'random'"},
+        ErrorCase{"ModelNamesUnknownPool",
+                  "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - name: m\n"
+                  "    pool: q\n",
+                  6, "models[0].pool", "no pool named 'q'"},
+        ErrorCase{"EmptyEndpoints",
+                  "pools:\n  - name: p\n    endpoints: []\nmodels:\n  - {name: m, pool: p}\n", 3,
+                  "pools[0].endpoints", "non-empty"},
+        ErrorCase{"MissingPools", "models:\n  - {name: m, pool: p}\n", 1, "pools", "required"},
+        ErrorCase{"MissingModels", "pools:\n  - name: p\n    endpoints: [http://h:1]\n", 1,
+                  "models", "required"},
+        ErrorCase{"MissingModelName",
+                  "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - pool: p\n", 5,
+                  "models[0].name", "required"},
+        ErrorCase{"DuplicatePool",
+                  "pools:\n  - name: p\n    endpoints: [http://h:1]\n  - name: p\n"
+                  "    endpoints: [http://h:2]\nmodels:\n  - {name: m, pool: p}\n",
+                  4, "pools[1].name", "defined twice"},
+        ErrorCase{"DuplicateModel",
+                  "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n  - name: m\n    pool: p\n",
+                  6, "models[1].name", "defined twice"},
+        ErrorCase{"UnknownParent",
+                  "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n  - name: lora\n    pool: p\n    parent: base\n",
+                  8, "models[1].parent", "unknown parent 'base'"},
+        ErrorCase{"SizeOverflow",
+                  "limits:\n  max_body_bytes: 17179869185GiB\n" + std::string(kMinimal), 2,
+                  "limits.max_body_bytes", "between"},
+        ErrorCase{"RootNotAMapping", "- a\n- b\n", 1, "(root)", "must be a mapping"}),
+    [](const ::testing::TestParamInfo<ErrorCase>& info) { return std::string(info.param.name); });
+
+TEST(ConfigTest, EmptyFileIsAnError) {
+  for (const char* text : {"", "\n", "# only a comment\n", "~\n"}) {
+    auto r = ParseConfig(text, "empty.yaml");
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.status().message().rfind("empty.yaml:", 0), 0u) << r.status().message();
+    EXPECT_NE(r.status().message().find("empty"), std::string::npos) << r.status().message();
+    std::cout << r.status().message() << "\n";
+  }
+}
+
+TEST(ConfigTest, YamlSyntaxErrorNamesFileAndLine) {
+  auto r = ParseConfig("pools:\n  - name: p\n    endpoints: [http://h:1\nmodels: x\n", "bad.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(std::regex_search(r.status().message(), std::regex("^bad\\.yaml:[0-9]+:[0-9]+: ")))
+      << r.status().message();
+}
+
+TEST(ConfigTest, MissingFile) {
+  auto r = LoadConfigFile("/nonexistent/tokenway.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/nonexistent/tokenway.yaml"), std::string::npos);
+}
+
+TEST(ParseEndpointUrlTest, Forms) {
+  auto ok = ParseEndpointUrl("http://localhost:8000");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->host, "localhost");
+  EXPECT_EQ(ok->port, 8000);
+  EXPECT_EQ(ok->url, "http://localhost:8000");
+  auto v6 = ParseEndpointUrl("http://[fe80::1]:65535/");
+  ASSERT_TRUE(v6.ok()) << v6.status().message();
+  EXPECT_EQ(v6->host, "fe80::1");
+  EXPECT_EQ(v6->port, 65535);
+  for (const char* bad : {"localhost:8000", "https://h:1", "http://h", "http://:80", "http://h:0",
+                          "http://h:65536", "http://h:80x", "http://h:80/v1", "http://h:"}) {
+    auto r = ParseEndpointUrl(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status().message();
+    }
+  }
+}
+
+TEST(ValidateConfigTest, QuickFlagConfigs) {
+  GatewayConfig c;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  PoolConfig pool;
+  pool.name = "p";
+  pool.endpoints.push_back(*ParseEndpointUrl("http://h:1"));
+  c.pools.push_back(pool);
+  EXPECT_FALSE(ValidateConfig(c).ok());  // no model
+  c.models.push_back({"m", "p", ""});
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  c.models.push_back({"m2", "nope", ""});
+  EXPECT_NE(ValidateConfig(c).message().find("unknown pool 'nope'"), std::string::npos);
+  c.models.pop_back();
+  c.upstream.max_attempts = 0;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+}
+
+TEST(RenderConfigJsonTest, IsValidJsonWithTheValues) {
+  auto r = ParseConfig(kFullConfig, "full \"quoted\".yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  std::string json = RenderConfigJson(*r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_EQ(std::string_view(doc["source"]), "full \"quoted\".yaml");
+  EXPECT_EQ(int64_t(doc["workers"]), 4);
+  EXPECT_EQ(std::string_view(doc["limits"]["idle_timeout"]), "120s");
+  EXPECT_EQ(std::string_view(doc["upstream"]["connect_timeout"]), "250ms");
+  EXPECT_EQ(uint64_t(doc["limits"]["max_response_bytes"]), 1ull << 30);
+  EXPECT_EQ(bool(doc["health"]["active"]["enabled"]), false);
+  EXPECT_EQ(std::string_view(doc["health"]["active"]["path"]), "/healthz");
+  EXPECT_EQ(int64_t(doc["health"]["passive"]["consecutive_failures"]), 7);
+  EXPECT_EQ(bool(doc["streaming"]["inject_usage"]), false);
+  simdjson::dom::array pools = doc["pools"];
+  EXPECT_EQ(pools.size(), 2u);
+  EXPECT_EQ(std::string_view(pools.at(0)["endpoints"].at(1)), "http://[::1]:8001/");
+  simdjson::dom::array models = doc["models"];
+  ASSERT_EQ(models.size(), 3u);
+  EXPECT_EQ(std::string_view(models.at(1)["parent"]), "llama-3-8b");
+  EXPECT_EQ(std::string_view(models.at(2)["name"]), "mistral \"7b\"");
+  EXPECT_TRUE(models.at(0)["parent"].error() == simdjson::NO_SUCH_FIELD);
+}
+
+TEST(RenderConfigJsonTest, DefaultsAreValidJson) {
+  auto r = ParseConfig(kMinimal, "min.yaml");
+  ASSERT_TRUE(r.ok());
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  EXPECT_EQ(parser.parse(RenderConfigJson(*r)).get(doc), simdjson::SUCCESS);
+}
+
+TEST(KnownPoliciesTest, MatchConfigNames) {
+  EXPECT_EQ(KnownPolicies(),
+            (std::vector<std::string>{"round-robin", "least-request", "power-of-two"}));
+}
+
+}  // namespace
+}  // namespace tokenway
