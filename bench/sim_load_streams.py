@@ -6,7 +6,9 @@ Usage: bench/sim_load_streams.py BUILD_DIR/tokenway-sim [--endpoints 8] [--strea
 Starts the simulator pinned to CPU 0 (taskset) and this client on CPU 1, keeps every stream
 busy (a new request as soon as one finishes, keep-alive), then reads GET /sim/stats of every
 endpoint: step timer lateness (wall clock between a step's planned end and the moment the loop
-ran it) p50/p99/max, and the simulator's CPU use. Standard library only.
+ran it) p50/p99/max, the simulator's CPU use and CPU time per SSE event, and the machine's
+load average (other processes on the simulator's core inflate the lateness). Standard library
+only.
 """
 import argparse
 import asyncio
@@ -31,6 +33,7 @@ async def stream_worker(port, body, stop_at, counters):
                 if not data:
                     return
                 counters["bytes"] += len(data)
+                counters["events"] += data.count(b"data: ")
                 tail = (tail + data)[-16:]
                 if tail.endswith(b"0\r\n\r\n"):
                     break
@@ -43,7 +46,7 @@ async def run(ports, streams, seconds, max_tokens):
     body = json.dumps({"model": "meta-llama/Llama-3.1-8B-Instruct", "stream": True,
                        "max_tokens": max_tokens,
                        "messages": [{"role": "user", "content": "benchmark " * 100}]}).encode()
-    counters = {"bytes": 0, "requests": 0}
+    counters = {"bytes": 0, "requests": 0, "events": 0}
     stop_at = time.monotonic() + seconds
     tasks = [asyncio.create_task(stream_worker(p, body, stop_at, counters))
              for p in ports for _ in range(streams)]
@@ -77,7 +80,8 @@ def main():
         ports = [e["port"] for e in ready["endpoints"]]
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         counters = asyncio.run(run(ports, args.streams, args.seconds, args.max_tokens))
-        cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+        cpu_used = cpu_seconds(proc.pid) - cpu0
+        cpu = cpu_used / (time.monotonic() - t0)
         p50s, p99s, maxes, steps = [], [], [], 0
         for port in ports:
             stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/sim/stats"))
@@ -90,7 +94,11 @@ def main():
             "endpoints": args.endpoints, "streams_per_endpoint": args.streams,
             "seconds": args.seconds, "completed_requests": counters["requests"],
             "received_mb": round(counters["bytes"] / 1e6, 1), "steps": steps,
+            "sse_events": counters["events"],
+            "sse_events_per_s": round(counters["events"] / args.seconds),
             "sim_cpu_share": round(cpu, 3),
+            "sim_cpu_us_per_event": round(cpu_used / max(counters["events"], 1) * 1e6, 2),
+            "load_average_1m": os.getloadavg()[0],
             "step_lateness_us_p50_worst_endpoint": max(p50s),
             "step_lateness_us_p99_worst_endpoint": max(p99s),
             "step_lateness_us_max": max(maxes)}, indent=1))

@@ -42,7 +42,7 @@ class Loader {
 
   void ExpectMap(const YAML::Node& node, const std::string& field,
                  std::initializer_list<const char*> allowed) const {
-    if (!node.IsMap()) Fail(node, field, "must be a mapping");
+    if (!node.IsMap()) Fail(node, field.empty() ? "(root)" : field, "must be a mapping");
     for (const auto& kv : node) {
       std::string key = kv.first.as<std::string>();
       if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
@@ -129,7 +129,10 @@ class Loader {
   GatewayConfig Load(const YAML::Node& root) {
     GatewayConfig c;
     c.source = source_;
-    if (!root.IsDefined() || root.IsNull()) Fail(root, "(root)", "the file is empty");
+    if (!root.IsDefined() || root.IsNull()) {
+      // An empty document has no position of its own; the error is about the whole file.
+      throw ConfigError{source_ + ":1:1: (root): the file is empty"};
+    }
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
                "upstream", "health", "streaming", "access_log", "pools", "models"});

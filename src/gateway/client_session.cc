@@ -11,6 +11,7 @@
 #include <chrono>
 
 #include "common/duration.h"
+#include "common/scope_exit.h"
 #include "common/json_writer.h"
 #include "common/openai_error.h"
 #include "gateway/worker.h"
@@ -65,6 +66,10 @@ asio::awaitable<void> ClientSession::Run() {
     runtime_ = worker_.runtime();
     const auto& limits = runtime_->config.limits;
     RequestParser parser(limits.max_header_bytes, limits.max_body_bytes);
+    // Lend the parser this connection's header list so it keeps its capacity across requests.
+    header_scratch_.clear();
+    parser.forward_headers.swap(header_scratch_);
+    ScopeExit give_back([&] { parser.forward_headers.swap(header_scratch_); });
     size_t head_size = 0;
     size_t body_size = 0;
     ReadOutcome outcome = co_await ReadRequest(parser, head_size, body_size);
@@ -176,9 +181,7 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
         if (parser.is_done()) break;
         if (!ec && n > 0) continue;
       }
-      // Consumed chunk data is already copied out; drop it so the buffer stays small.
-      buffer_.consume(consumed);
-      consumed = 0;
+      // The head stays in the buffer (the request's slices point into it); read more after it.
       char* p = buffer_.write_ptr(kReadChunk);
       auto [ec, n] =
           co_await socket_.async_read_some(asio::buffer(p, buffer_.write_space()), kNoThrow);
@@ -239,7 +242,7 @@ asio::awaitable<void> ClientSession::Dispatch(RequestParser& parser, std::string
   } else if (path == "/v1/embeddings") {
     op = post_only(Operation::kEmbeddings);
   } else if (path == "/v1/models" || path.substr(0, 11) == "/v1/models/") {
-    if (method != http::verb::get && method != http::verb::head) {
+    if (method != http::verb::get) {
       co_await WriteError(405, "method not allowed; use GET", "method_not_allowed");
       co_return;
     }

@@ -120,6 +120,7 @@ class ClientSession {
   std::string scratch_;
   SseEventSplitter events_;
   std::vector<PickCandidate> candidates_;
+  std::vector<HeaderSlice> header_scratch_;
 };
 
 }  // namespace tokenway

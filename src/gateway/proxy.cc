@@ -18,6 +18,7 @@
 #include <boost/beast/http/error.hpp>
 
 #include "common/duration.h"
+#include "common/scope_exit.h"
 #include "common/openai_error.h"
 #include "gateway/client_session.h"
 #include "gateway/worker.h"
@@ -50,18 +51,6 @@ class InFlight {
   std::atomic<int32_t>& counter_;
 };
 
-template <typename F>
-class OnExit {
- public:
-  explicit OnExit(F f) : f_(std::move(f)) {}
-  ~OnExit() { f_(); }
-  OnExit(const OnExit&) = delete;
-  OnExit& operator=(const OnExit&) = delete;
-
- private:
-  F f_;
-};
-
 }  // namespace
 
 asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
@@ -80,7 +69,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   rec.request_bytes = body.size();
   ChooseRequestId(parser);
   m.in_flight.fetch_add(1, std::memory_order_relaxed);
-  OnExit settle([&] {
+  ScopeExit settle([&] {
     m.in_flight.fetch_sub(1, std::memory_order_relaxed);
     Observe(rec);
   });
@@ -176,7 +165,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
   auto bounded = [&](Duration d) { return std::min(MonotonicNanos() + d.count(), total_deadline); };
   InFlight in_flight(state.in_flight);
   state.requests_total.fetch_add(1, std::memory_order_relaxed);
-  OnExit stop_watch([this] { StopAbortWatch(); });
+  ScopeExit stop_watch([this] { StopAbortWatch(); });
 
   auto client_gone = [&]() {
     m.Count(ClientError::kDisconnected);

@@ -177,14 +177,31 @@ class SimServer::Endpoint {
   void Start() { asio::co_spawn(io_, AcceptLoop(), asio::detached); }
 
  private:
-  // A generation in flight: the engine's tokens for it wait here until its coroutine writes
-  // them.
+  // A generation in flight. The step loop delivers each token straight to it (Deliver): a
+  // streaming token is formatted and written to the socket at once when no write is pending;
+  // the serving coroutine is woken only for what needs it (a blocked socket, the end, a fault).
   struct Generation {
-    explicit Generation(const asio::any_io_executor& executor) : signal(executor) {}
+    enum class Fault { kNone, kStall, kDrop };
+    Generation(const asio::any_io_executor& executor, tcp::socket& socket)
+        : signal(executor), socket(socket) {}
     uint64_t engine_id = 0;
-    std::vector<TokenEvent> pending;
     bool engine_done = false;
     Signal signal;
+    tcp::socket& socket;
+    ResponseIdentity identity;
+    bool stream = false;
+    bool include_usage = false;
+    int64_t stall_after_tokens = -1;
+    int64_t drop_after_tokens = -1;
+    int64_t sent_tokens = 0;
+    std::string outbox;       // formatted bytes not yet handed to the socket
+    bool writer_busy = true;  // the coroutine owns the socket's write side (headers first)
+    bool complete = false;    // the final token was delivered
+    bool write_failed = false;
+    Fault fault = Fault::kNone;
+    std::string text;  // non-streaming output
+    std::string_view finish_reason;
+    UsageCounts usage;
   };
 
   // Removes a generation from the endpoint and aborts its engine sequence if still running,
@@ -246,15 +263,59 @@ class SimServer::Endpoint {
     for (const TokenEvent& event : engine_.FinishStep(step_end_engine_)) {
       auto it = generations_.find(event.request_id);
       if (it == generations_.end()) continue;
-      Generation& generation = *it->second;
-      generation.pending.push_back(event);
-      if (event.finish != FinishReason::kNone) generation.engine_done = true;
-      generation.signal.Notify();
+      Deliver(*it->second, event);
     }
     // Steps follow each other back to back in engine time; if the loop fell far behind
     // (overload), restart from now instead of bursting to catch up.
     const bool far_behind = woke - step_end_ > std::chrono::milliseconds(20);
     if (engine_.HasWork()) StartStep(far_behind ? woke : step_end_);
+  }
+
+  void Deliver(Generation& g, const TokenEvent& event) {
+    if (event.finish != FinishReason::kNone) g.engine_done = true;
+    if (g.complete || g.fault != Generation::Fault::kNone || g.write_failed) return;
+    if (g.stall_after_tokens >= 0 && g.sent_tokens >= g.stall_after_tokens) {
+      g.fault = Generation::Fault::kStall;
+      g.signal.Notify();
+      return;
+    }
+    if (g.drop_after_tokens >= 0 && g.sent_tokens >= g.drop_after_tokens) {
+      g.fault = Generation::Fault::kDrop;
+      g.signal.Notify();
+      return;
+    }
+    ++g.sent_tokens;
+    const bool last = event.finish != FinishReason::kNone;
+    if (last) {
+      g.complete = true;
+      g.finish_reason = FinishReasonName(event.finish);
+      g.usage = UsageCounts{event.prompt_tokens, event.completion_tokens, event.cached_tokens};
+    }
+    if (!g.stream) {
+      g.text.append(event.text);
+      if (last) g.signal.Notify();
+      return;
+    }
+    if (g.sent_tokens == 1 && g.identity.kind == ApiKind::kChat) {
+      g.outbox += SseChunk(ChatRoleChunk(g.identity));
+    }
+    g.outbox += SseChunk(ContentChunk(g.identity, event.text, g.finish_reason));
+    if (last) {
+      if (g.include_usage) g.outbox += SseChunk(UsageChunk(g.identity, g.usage));
+      g.outbox += SseChunk("[DONE]");
+      g.outbox += "0\r\n\r\n";
+    }
+    if (!g.writer_busy) {
+      // The socket is non-blocking: write what the kernel takes now, the coroutine the rest.
+      boost::system::error_code ec;
+      const std::size_t written = g.socket.write_some(asio::buffer(g.outbox), ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        g.write_failed = true;
+      } else {
+        g.outbox.erase(0, written);
+      }
+    }
+    if (!g.outbox.empty() || last || g.write_failed) g.signal.Notify();
   }
 
   awaitable<void> AcceptLoop() {
@@ -273,6 +334,7 @@ class SimServer::Endpoint {
   awaitable<void> Session(tcp::socket socket) {
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
+    socket.non_blocking(true, ignored);  // for Deliver's immediate writes
     boost::beast::flat_buffer buffer;
     try {
       for (;;) {
@@ -546,7 +608,12 @@ class SimServer::Endpoint {
                            .count();
     identity.model = spec.model;
 
-    Generation generation(executor);
+    Generation generation(executor, socket);
+    generation.identity = std::move(identity);
+    generation.stream = spec.stream;
+    generation.include_usage = spec.include_usage;
+    generation.stall_after_tokens = faults.stall_after_tokens;
+    generation.drop_after_tokens = faults.drop_after_tokens;
     generation.engine_id = engine_.Add(std::move(request), EngineNow());
     generations_.emplace(generation.engine_id, &generation);
     GenerationGuard guard(*this, generation);
@@ -562,51 +629,44 @@ class SimServer::Endpoint {
         co_return Reply{true};
       }
     }
+    generation.writer_busy = false;
 
-    std::string text;  // non-streaming: the whole output
-    int64_t sent_tokens = 0;
-    std::vector<TokenEvent> events;
+    std::string in_flight;
     for (;;) {
-      while (generation.pending.empty()) {
-        co_await generation.signal.Wait();
-        if (co_await Cancelled()) co_return Reply{true};
+      if (generation.write_failed) co_return Reply{true};
+      if (generation.fault == Generation::Fault::kStall) {
+        Detach(generation);  // the engine is done with it; the client hangs
+        for (;;) {
+          co_await generation.signal.Wait();
+          if (co_await Cancelled()) co_return Reply{true};
+        }
       }
-      events.clear();
-      events.swap(generation.pending);
-      for (const TokenEvent& event : events) {
-        if (faults.stall_after_tokens >= 0 && sent_tokens >= faults.stall_after_tokens) {
-          Detach(generation);  // the engine is done with it; the client hangs
-          for (;;) {
-            co_await generation.signal.Wait();
-            if (co_await Cancelled()) co_return Reply{true};
-          }
-        }
-        if (faults.drop_after_tokens >= 0 && sent_tokens >= faults.drop_after_tokens) {
-          boost::system::error_code ignored;
-          socket.set_option(asio::socket_base::linger(true, 0), ignored);
-          socket.close(ignored);
-          co_return Reply{true};
-        }
-        ++sent_tokens;
-        const std::string_view finish = FinishReasonName(event.finish);
-        const UsageCounts usage{event.prompt_tokens, event.completion_tokens, event.cached_tokens};
+      if (generation.fault == Generation::Fault::kDrop) {
+        boost::system::error_code ignored;
+        socket.set_option(asio::socket_base::linger(true, 0), ignored);
+        socket.close(ignored);
+        co_return Reply{true};
+      }
+      if (!generation.outbox.empty()) {
+        in_flight.clear();
+        in_flight.swap(generation.outbox);
+        generation.writer_busy = true;
+        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(in_flight), kNoThrow);
+        generation.writer_busy = false;
+        if (ec) co_return Reply{true};
+        continue;
+      }
+      if (generation.complete) {
         if (!spec.stream) {
-          text.append(event.text);
-          if (event.finish == FinishReason::kNone) continue;
           co_return co_await Respond(socket, 200, "application/json",
-                                     CompleteResponse(identity, text, finish, usage), keep_alive);
+                                     CompleteResponse(generation.identity, generation.text,
+                                                      generation.finish_reason, generation.usage),
+                                     keep_alive);
         }
-        std::string out;
-        if (sent_tokens == 1 && kind == ApiKind::kChat) out += SseChunk(ChatRoleChunk(identity));
-        out += SseChunk(ContentChunk(identity, event.text, finish));
-        if (event.finish != FinishReason::kNone) {
-          if (spec.include_usage) out += SseChunk(UsageChunk(identity, usage));
-          out += SseChunk("[DONE]");
-          out += "0\r\n\r\n";
-        }
-        if (!co_await WriteAll(socket, std::move(out))) co_return Reply{true};
-        if (event.finish != FinishReason::kNone) co_return Reply{!keep_alive};
+        co_return Reply{!keep_alive};
       }
+      co_await generation.signal.Wait();
+      if (co_await Cancelled()) co_return Reply{true};
     }
   }
 

@@ -21,6 +21,10 @@ void AppendEscaped(std::string& out, std::string_view v) {
 }
 
 void AppendNumber(std::string& out, double v) {
+  if (std::isnan(v)) {  // printf spells it "nan" or "-nan"; the format says "NaN"
+    out.append("NaN");
+    return;
+  }
   if (std::isinf(v)) {
     out.append(v > 0 ? "+Inf" : "-Inf");
     return;
@@ -33,7 +37,18 @@ void AppendNumber(std::string& out, double v) {
 }  // namespace
 
 void PrometheusText::Family(std::string_view name, std::string_view type, std::string_view help) {
-  out_.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out_.append("# HELP ").append(name).append(" ");
+  // HELP text escapes backslash and line feed (but not quotes).
+  for (char c : help) {
+    if (c == '\\') {
+      out_.append("\\\\");
+    } else if (c == '\n') {
+      out_.append("\\n");
+    } else {
+      out_.push_back(c);
+    }
+  }
+  out_.push_back('\n');
   out_.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 

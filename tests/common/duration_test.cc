@@ -51,8 +51,8 @@ TEST(DurationTest, Format) {
 }
 
 TEST(DurationTest, FormatParsesBack) {
-  for (Duration d : {Duration(1s), Duration(250ms), Duration(3us), Duration(17ns),
-                     Duration(2h), Duration(1234567891ns)}) {
+  for (Duration d : {Duration(1s), Duration(250ms), Duration(3us), Duration(17ns), Duration(2h),
+                     Duration(1234567891ns)}) {
     EXPECT_EQ(Parse(FormatDuration(d)), d) << FormatDuration(d);
   }
 }

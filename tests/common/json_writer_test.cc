@@ -50,12 +50,14 @@ TEST(JsonWriterTest, ValidUtf8PassesThrough) {
 
 TEST(JsonWriterTest, InvalidUtf8BecomesReplacementCharacter) {
   const std::string fffd = "\xEF\xBF\xBD";
-  EXPECT_EQ(Quote("a\xFF" "b"), "\"a" + fffd + "b\"");
-  EXPECT_EQ(Quote("\xC3"), "\"" + fffd + "\"");                  // truncated
-  EXPECT_EQ(Quote("\xC0\xAF"), "\"" + fffd + fffd + "\"");       // overlong
-  EXPECT_EQ(Quote("\xED\xA0\x80"), "\"" + fffd + fffd + fffd + "\"");  // surrogate
+  EXPECT_EQ(Quote("a\xFF"
+                  "b"),
+            "\"a" + fffd + "b\"");
+  EXPECT_EQ(Quote("\xC3"), "\"" + fffd + "\"");                                   // truncated
+  EXPECT_EQ(Quote("\xC0\xAF"), "\"" + fffd + fffd + "\"");                        // overlong
+  EXPECT_EQ(Quote("\xED\xA0\x80"), "\"" + fffd + fffd + fffd + "\"");             // surrogate
   EXPECT_EQ(Quote("\xF4\x90\x80\x80"), "\"" + fffd + fffd + fffd + fffd + "\"");  // > U+10FFFF
-  EXPECT_EQ(Quote("\x80"), "\"" + fffd + "\"");                  // lone continuation
+  EXPECT_EQ(Quote("\x80"), "\"" + fffd + "\"");  // lone continuation
   // Whatever the bytes, the output is valid JSON.
   std::string junk;
   for (int c = 0; c < 256; ++c) junk.push_back(static_cast<char>(c));

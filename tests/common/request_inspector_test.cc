@@ -187,7 +187,10 @@ TEST_F(InspectorTest, MalformedBodies) {
   ExpectError(chat, "   ", "invalid_json", "");
   ExpectError(chat, "{", "invalid_json", "");
   ExpectError(chat, R"({"model":"m" "messages":[]})", "invalid_json", "");
-  ExpectError(chat, R"({"model":"m","messages":[]})" "x", "invalid_json", "");
+  ExpectError(chat,
+              R"({"model":"m","messages":[]})"
+              "x",
+              "invalid_json", "");
   ExpectError(chat, R"({"model":"m","messages":[]} {})", "invalid_json", "");
   ExpectError(chat, R"({"model":"m","messages":[]}])", "invalid_json", "");
   ExpectError(chat, R"([{"model":"m"}])", "invalid_json", "");
@@ -237,8 +240,8 @@ TEST_F(InspectorTest, WrongTypes) {
               "messages.role");
   ExpectError(chat, R"({"model":"m","messages":[{"role":"user","content":5}]})", "invalid_type",
               "messages.content");
-  ExpectError(chat, R"({"model":"m","messages":[{"role":"user","content":["x"]}]})",
-              "invalid_type", "messages");
+  ExpectError(chat, R"({"model":"m","messages":[{"role":"user","content":["x"]}]})", "invalid_type",
+              "messages");
   ExpectError(chat, R"({"model":"m","stream_options":true,"messages":[]})", "invalid_type",
               "stream_options");
   ExpectError(chat, R"({"model":"m","stream_options":{"include_usage":"yes"},"messages":[]})",
@@ -259,8 +262,7 @@ TEST_F(InspectorTest, NegativeMaxTokens) {
 }
 
 TEST_F(InspectorTest, MissingRequiredFields) {
-  ExpectError(Operation::kChatCompletions, R"({"messages":[]})", "missing_required_field",
-              "model");
+  ExpectError(Operation::kChatCompletions, R"({"messages":[]})", "missing_required_field", "model");
   ExpectError(Operation::kChatCompletions, R"({"model":"m"})", "missing_required_field",
               "messages");
   ExpectError(Operation::kChatCompletions, R"({})", "missing_required_field", "model");
@@ -344,8 +346,9 @@ TEST_F(RewriteTest, KeepsOtherStreamOptionKeys) {
       R"({"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true},"messages":[]})";
   std::string out = Rewrite(body);
   EXPECT_TRUE(IncludeUsageOf(out));
-  EXPECT_EQ(out,
-            R"({"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":true},"messages":[]})");
+  EXPECT_EQ(
+      out,
+      R"({"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":true},"messages":[]})");
 }
 
 TEST_F(RewriteTest, OverridesIncludeUsageFalse) {
@@ -359,12 +362,13 @@ TEST_F(RewriteTest, OverridesIncludeUsageFalse) {
 
 TEST_F(RewriteTest, EmptyStreamOptions) {
   std::string out = Rewrite(R"({"model":"m","stream":true,"stream_options":{ },"messages":[]})");
-  EXPECT_EQ(out, R"({"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
+  EXPECT_EQ(out,
+            R"({"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
 }
 
 TEST_F(RewriteTest, NestedBracesInsideStreamOptions) {
-  std::string out = Rewrite(
-      R"({"model":"m","stream":true,"stream_options":{"x":{"y":"}"}},"messages":[]})");
+  std::string out =
+      Rewrite(R"({"model":"m","stream":true,"stream_options":{"x":{"y":"}"}},"messages":[]})");
   EXPECT_TRUE(IncludeUsageOf(out));
 }
 

@@ -155,7 +155,9 @@ struct ErrorCase {
   const char* words;  // a fragment of the message
 };
 
-void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const ErrorCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class ConfigErrorTest : public ::testing::TestWithParam<ErrorCase> {};
 
@@ -171,7 +173,6 @@ TEST_P(ConfigErrorTest, NamesFileLineAndField) {
   EXPECT_NE(msg.find(c.words), std::string::npos) << msg;
 }
 
-
 INSTANTIATE_TEST_SUITE_P(
     Errors, ConfigErrorTest,
     ::testing::Values(
@@ -183,30 +184,31 @@ INSTANTIATE_TEST_SUITE_P(
                   "non-negative integer"},
         ErrorCase{"WrongTypeMapping", "limits: 5\n" + std::string(kMinimal), 1, "limits",
                   "must be a mapping"},
-        ErrorCase{"WrongTypeBool", "streaming:\n  inject_usage: maybe\n" + std::string(kMinimal),
-                  2, "streaming.inject_usage", "true or false"},
+        ErrorCase{"WrongTypeBool", "streaming:\n  inject_usage: maybe\n" + std::string(kMinimal), 2,
+                  "streaming.inject_usage", "true or false"},
         ErrorCase{"WrongTypeString", "listen: [a, b]\n" + std::string(kMinimal), 1, "listen",
                   "must be a string"},
-        ErrorCase{"BadDuration", "upstream:\n  connect_timeout: 5 parsecs\n" +
-                                     std::string(kMinimal),
-                  2, "upstream.connect_timeout", "duration"},
-        ErrorCase{"ZeroDuration", "drain_timeout: 0s\n" + std::string(kMinimal), 1,
-                  "drain_timeout", "positive"},
+        ErrorCase{"BadDuration",
+                  "upstream:\n  connect_timeout: 5 parsecs\n" + std::string(kMinimal), 2,
+                  "upstream.connect_timeout", "duration"},
+        ErrorCase{"ZeroDuration", "drain_timeout: 0s\n" + std::string(kMinimal), 1, "drain_timeout",
+                  "positive"},
         ErrorCase{"OutOfRange", "upstream:\n  max_attempts: 11\n" + std::string(kMinimal), 2,
                   "upstream.max_attempts", "between 1 and 10"},
         ErrorCase{"BadSize", "limits:\n  max_body_bytes: 8MB\n" + std::string(kMinimal), 2,
                   "limits.max_body_bytes", "size"},
-        ErrorCase{"BadHealthPath", "health:\n  active:\n    path: healthz\n" +
-                                       std::string(kMinimal),
-                  3, "health.active.path", "must start with /"},
+        ErrorCase{"BadHealthPath",
+                  "health:\n  active:\n    path: healthz\n" + std::string(kMinimal), 3,
+                  "health.active.path", "must start with /"},
         ErrorCase{"BadUrlScheme",
                   "pools:\n  - name: p\n    endpoints:\n      - https://h:1\nmodels:\n"
                   "  - {name: m, pool: p}\n",
                   4, "pools[0].endpoints[0]", "http://"},
-        ErrorCase{"BadUrlPort",
-                  "pools:\n  - name: p\n    endpoints:\n      - http://h:1\n      - http://h:99999\n"
-                  "models:\n  - {name: m, pool: p}\n",
-                  5, "pools[0].endpoints[1]", "invalid port"},
+        ErrorCase{
+            "BadUrlPort",
+            "pools:\n  - name: p\n    endpoints:\n      - http://h:1\n      - http://h:99999\n"
+            "models:\n  - {name: m, pool: p}\n",
+            5, "pools[0].endpoints[1]", "invalid port"},
         ErrorCase{"UrlWithPath",
                   "pools:\n  - name: p\n    endpoints: [http://h:1/v1]\nmodels:\n"
                   "  - {name: m, pool: p}\n",
@@ -250,9 +252,7 @@ TEST(ConfigTest, EmptyFileIsAnError) {
   for (const char* text : {"", "\n", "# only a comment\n", "~\n"}) {
     auto r = ParseConfig(text, "empty.yaml");
     ASSERT_FALSE(r.ok()) << text;
-    EXPECT_EQ(r.status().message().rfind("empty.yaml:", 0), 0u) << r.status().message();
-    EXPECT_NE(r.status().message().find("empty"), std::string::npos) << r.status().message();
-    std::cout << r.status().message() << "\n";
+    EXPECT_EQ(r.status().message(), "empty.yaml:1:1: (root): the file is empty");
   }
 }
 

@@ -92,7 +92,8 @@ TEST(RequestParserTest, HeadFieldsAsSlices) {
   ASSERT_TRUE(p.content_length());
   EXPECT_EQ(*p.content_length(), 2u);
   std::vector<std::pair<std::string, std::string>> fwd;
-  for (const auto& h : p.forward_headers) fwd.emplace_back(View(p, h.name, req), View(p, h.value, req));
+  for (const auto& h : p.forward_headers)
+    fwd.emplace_back(View(p, h.name, req), View(p, h.value, req));
   std::vector<std::pair<std::string, std::string>> want = {
       {"Content-Type", "application/json; charset=utf-8"},
       {"Authorization", "Bearer sk-123"},
@@ -139,7 +140,8 @@ TEST(RequestParserTest, KeepAliveRules) {
 }
 
 TEST(RequestParserTest, ExpectContinue) {
-  std::string req = "POST /v1/completions HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+  std::string req =
+      "POST /v1/completions HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
   RequestParser p(8192, 1 << 20);
   ASSERT_TRUE(ParseHead(p, req).header_done);
   EXPECT_TRUE(p.expect_continue);
@@ -175,8 +177,9 @@ TEST(RequestParserTest, TrailerFieldsAreNotHeadFields) {
   std::string head =
       "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
       "Authorization: Bearer head\r\n\r\n";
-  std::string req = head + "2\r\n{}\r\n0\r\nAuthorization: Bearer trailer\r\n"
-                           "X-Request-Id: t\r\nX-Other: 1\r\n\r\n";
+  std::string req = head +
+                    "2\r\n{}\r\n0\r\nAuthorization: Bearer trailer\r\n"
+                    "X-Request-Id: t\r\nX-Other: 1\r\n\r\n";
   RequestParser p(8192, 1 << 20);
   Parsed r = ParseHead(p, req);
   ASSERT_TRUE(r.header_done);
@@ -189,8 +192,7 @@ TEST(RequestParserTest, TrailerFieldsAreNotHeadFields) {
 }
 
 TEST(RequestParserTest, MalformedChunkedBody) {
-  std::string req =
-      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n";
+  std::string req = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n";
   RequestParser p(8192, 1 << 20);
   Parsed r = ParseHead(p, req);
   ASSERT_TRUE(r.header_done);
@@ -225,12 +227,12 @@ TEST(RequestParserTest, BodyLimitOnChunkedBody) {
 }
 
 TEST(RequestParserTest, MalformedRequestLines) {
-  for (const char* bad : {"GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/2.5\r\n\r\n",
-                          "GET / FTP/1.1\r\n\r\n", "GET  / HTTP/1.1\r\n\r\n",
-                          "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-                          "GET / HTTP/1.1\r\nX: a\r\nContent-Length: x\r\n\r\n",
-                          "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                          "\x01\x02\x03\r\n\r\n"}) {
+  for (const char* bad :
+       {"GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/2.5\r\n\r\n", "GET / FTP/1.1\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\r\nContent-Length: x\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "\x01\x02\x03\r\n\r\n"}) {
     std::string req = bad;
     RequestParser p(8192, 1 << 20);
     Parsed r = ParseHead(p, req);

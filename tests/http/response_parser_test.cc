@@ -133,11 +133,13 @@ TEST(ResponseParserTest, SinkCanBeSwitched) {
 }
 
 TEST(ResponseParserTest, EventStreamDetection) {
-  for (auto [ct, want] : {std::pair{"text/event-stream", true}, {"Text/Event-Stream;charset=x", true},
-                          {"text/event", false}, {"application/json", false},
+  for (auto [ct, want] : {std::pair{"text/event-stream", true},
+                          {"Text/Event-Stream;charset=x", true},
+                          {"text/event", false},
+                          {"application/json", false},
                           {"text/plain", false}}) {
-    std::string wire = std::string("HTTP/1.1 200 OK\r\nContent-Type: ") + ct +
-                       "\r\nContent-Length: 0\r\n\r\n";
+    std::string wire =
+        std::string("HTTP/1.1 200 OK\r\nContent-Type: ") + ct + "\r\nContent-Length: 0\r\n\r\n";
     std::string body;
     ResponseParser p(8192, 1 << 20, &body);
     error_code ec;
@@ -149,9 +151,10 @@ TEST(ResponseParserTest, EventStreamDetection) {
 }
 
 TEST(ResponseParserTest, Garbage) {
-  for (const char* bad : {"garbage\r\n\r\n", "HTTP/1.1 abc OK\r\n\r\n", "HTTP/1.1 200 OK\r\nX\r\n\r\n",
-                          "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n"}) {
+  for (const char* bad :
+       {"garbage\r\n\r\n", "HTTP/1.1 abc OK\r\n\r\n", "HTTP/1.1 200 OK\r\nX\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n"}) {
     std::string body;
     ResponseParser p(8192, 1 << 20, &body);
     Outcome o = Feed(p, bad, std::string(bad).size(), false);
@@ -182,7 +185,8 @@ TEST(HttpTextTest, StatusLineAndChunkSize) {
   AppendStatusLine(out, 200);
   AppendStatusLine(out, 429);
   AppendStatusLine(out, 599);
-  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nHTTP/1.1 429 Too Many Requests\r\nHTTP/1.1 599 Server Error\r\n");
+  EXPECT_EQ(out,
+            "HTTP/1.1 200 OK\r\nHTTP/1.1 429 Too Many Requests\r\nHTTP/1.1 599 Server Error\r\n");
   out.clear();
   AppendChunkSize(out, 0);
   AppendChunkSize(out, 15);

@@ -3,6 +3,7 @@ and knows every request's token usage."""
 import http.server
 import json
 import threading
+import time
 import socket
 import subprocess
 import shutil
@@ -171,7 +172,10 @@ class ProxyTest(unittest.TestCase):
         req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks)
         with socket.create_connection(("127.0.0.1", self.gw.port), timeout=10) as s:
-            s.sendall(req)
+            # In pieces, so the body arrives over several reads after the head.
+            for i in range(0, len(req), 40):
+                s.sendall(req[i:i + 40])
+                time.sleep(0.01)
             data = b""
             while True:
                 chunk = s.recv(65536)

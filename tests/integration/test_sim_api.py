@@ -35,6 +35,22 @@ class SimApiTest(unittest.TestCase):
         # Every output token is one pseudo-word.
         self.assertEqual(count_tokens(body["choices"][0]["message"]["content"]), 6)
 
+    def test_prompt_tokens_follow_the_documented_tokenizer_rule(self):
+        texts = ["Hello,  world!!  \n\n\tTabs and   spaces", "supercalifragilisticexpialidocious x",
+                 "caf\u00e9 na\u00efve \u65e5\u672c\u8a9e text", "a" * 100 + " " + "b1" * 30,
+                 "  leading and trailing  ", "x=1; y=[2,3]; print(x+y)"]
+        for text in texts:
+            with self.subTest(text=text):
+                st, _, body, _ = twtest.post_json(self.url + "/v1/completions",
+                                                  {"model": MODEL, "prompt": text, "max_tokens": 1})
+                self.assertEqual(st, 200)
+                self.assertEqual(body["usage"]["prompt_tokens"], count_tokens(text))
+        messages = [{"role": "system", "content": "Be terse."},
+                    {"role": "user", "content": "What's 2+2?"}]
+        st, _, body, _ = twtest.post_json(self.url + "/v1/chat/completions",
+                                          {"model": MODEL, "messages": messages, "max_tokens": 1})
+        self.assertEqual(body["usage"]["prompt_tokens"], count_tokens(chat_prompt_text(messages)))
+
     def test_completion_non_streaming_matches_recorded_vllm_shape(self):
         st, _, body, _ = twtest.post_json(self.url + "/v1/completions",
                                           {"model": MODEL, "prompt": "Paris is", "max_tokens": 5})
@@ -90,23 +106,27 @@ class SimApiTest(unittest.TestCase):
             self.assertEqual(shape(json.loads(got)), shape(json.loads(want)))
 
     def test_each_token_is_written_when_its_step_completes(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.sim.ports[0], timeout=10)
-        body = json.dumps(twtest.chat_body(MODEL, "Hi", 30, stream=True))
-        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        arrivals = []
-        while True:
-            line = resp.fp.readline()
-            if not line:
-                break
-            if line.startswith(b"data: "):
-                arrivals.append(time.monotonic())
-                if line.strip() == b"data: [DONE]":
+        # Its own simulator at speed 2 so that ~3.6 ms steps are far apart from each other.
+        with twtest.Sim(count=1, args=["--speed", "2"]) as sim:
+            conn = http.client.HTTPConnection("127.0.0.1", sim.ports[0], timeout=10)
+            body = json.dumps(twtest.chat_body(MODEL, "Hi", 30, stream=True))
+            conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            arrivals = []
+            while True:
+                line = resp.fp.readline()
+                if not line:
                     break
-        conn.close()
-        # 30 content events plus role and [DONE]; they arrive spread over ~30 steps, not at once.
+                if line.startswith(b"data: "):
+                    arrivals.append(time.monotonic())
+                    if line.strip() == b"data: [DONE]":
+                        break
+            conn.close()
+        # Role chunk, 30 content events, [DONE]; spread over ~29 steps, not written at once.
         self.assertEqual(len(arrivals), 32)
-        self.assertGreater(arrivals[-2] - arrivals[1], 0.5 * 29 * 0.0072 / 100)
+        self.assertGreater(arrivals[-2] - arrivals[1], 0.5 * 29 * 0.0072 / 2)
+        gaps = [b - a for a, b in zip(arrivals[1:-2], arrivals[2:-1])]
+        self.assertGreater(sorted(gaps)[len(gaps) // 2], 0.001)  # median gap ~3.6 ms
 
     def test_stop_string_ends_with_finish_reason_stop(self):
         _, _, first, _ = chat(self.url, "stop test", 5, seed=42)

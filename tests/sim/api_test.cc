@@ -57,6 +57,17 @@ TEST(ApiTest, BadInputIsRejectedWith400) {
   }
 }
 
+TEST(ApiTest, JsonStringsAreEscaped) {
+  std::string out;
+  AppendJsonString(out,
+                   "a\"b\\c\nd\x01"
+                   "e \xC3\xA9");
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\u0001e \xC3\xA9\"");
+  out.clear();
+  AppendJsonString(out, "");
+  EXPECT_EQ(out, "\"\"");
+}
+
 TEST(ApiTest, ErrorJsonHasVllmShape) {
   EXPECT_EQ(ErrorJson(404, "The model `x` does not exist."),
             R"({"object":"error","message":"The model `x` does not exist.","type":"NotFoundError",)"

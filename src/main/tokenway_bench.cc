@@ -1,0 +1,216 @@
+// tokenway-bench: load generator and experiment runner for OpenAI-compatible endpoints.
+//   tokenway-bench run --url URL --workload sharegpt --rate 4 --duration 30s ...
+//   tokenway-bench experiment FILE.yaml
+// docs/bench.md describes workloads, metrics and the experiment file.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include "bench/experiment.h"
+#include "bench/load_generator.h"
+#include "bench/report.h"
+#include "bench/workload.h"
+#include "common/duration.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+double ToSeconds(const std::string& text, const char* flag) {
+  auto d = tokenway::ParseDuration(text);
+  if (!d.ok()) throw CLI::ValidationError(flag, d.status().message());
+  return std::chrono::duration<double>(*d).count();
+}
+
+std::string SelfDir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, n);
+  return p.substr(0, p.rfind('/'));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace tokenway::bench;
+  std::string command_line;
+  for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + std::string(argv[i]);
+
+  CLI::App app{"tokenway-bench: serving benchmark for OpenAI-compatible endpoints"};
+  app.require_subcommand(1);
+
+  // run
+  auto* run = app.add_subcommand("run", "Send one workload to one URL and report");
+  std::string url = "http://127.0.0.1:8080", path = "/v1/chat/completions";
+  WorkloadOptions w;
+  double rate = 0;
+  std::vector<double> sweep;
+  int64_t concurrency = 0, requests = 0;
+  std::string duration = "", warmup = "0s", timeout = "300s", drain = "30s", slo_text;
+  bool stream = true, constant = false;
+  int threads = 1;
+  std::string out_json, out_md;
+  std::vector<std::string> metrics_urls;
+  bool quiet = false;
+  run->add_option("--url", url, "Base URL of the OpenAI-compatible server")->capture_default_str();
+  run->add_option("--path", path, "Request path")->capture_default_str();
+  run->add_option("--model", w.model, "Model name")->capture_default_str();
+  run->add_option("--workload", w.kind, "Workload")
+      ->check(CLI::IsMember(WorkloadKinds()))
+      ->capture_default_str();
+  run->add_option("--seed", w.seed, "Seed for prompts, lengths and arrivals")->capture_default_str();
+  auto* rate_opt = run->add_option("--rate", rate, "Open loop: mean arrival rate (req/s)");
+  auto* sweep_opt = run->add_option("--rate-sweep", sweep, "Open loop at each rate in turn")
+                        ->delimiter(',');
+  auto* conc_opt = run->add_option("--concurrency", concurrency, "Closed loop: requests in flight");
+  rate_opt->excludes(sweep_opt)->excludes(conc_opt);
+  sweep_opt->excludes(conc_opt);
+  run->add_flag("--constant", constant, "Constant gaps instead of Poisson arrivals");
+  run->add_option("--duration", duration, "Measured time per rate (e.g. 30s)");
+  run->add_option("--requests", requests, "Measured requests per rate");
+  run->add_option("--warmup", warmup, "Warm-up excluded from results")->capture_default_str();
+  run->add_option("--timeout", timeout, "Per-request timeout")->capture_default_str();
+  run->add_option("--drain", drain, "Time in-flight requests may take after the last start")
+      ->capture_default_str();
+  run->add_flag("--stream,!--no-stream", stream, "Streaming requests (default) or not");
+  run->add_option("--slo", slo_text, "SLO for goodput, e.g. ttft=1s,tpot=50ms");
+  run->add_option("--threads", threads, "Event-loop threads")->capture_default_str();
+  run->add_option("--out", out_json, "Write results JSON here");
+  run->add_option("--report", out_md, "Write a Markdown report here");
+  run->add_option("--metrics-url", metrics_urls,
+                  "An endpoint's /metrics for the prefix-cache hit rate (repeatable)");
+  run->add_flag("--quiet", quiet, "No progress line");
+  // Workload parameters.
+  run->add_option("--input-len", w.random.input_len, "random: input tokens")->capture_default_str();
+  run->add_option("--output-len", w.random.output_len, "random: output tokens")
+      ->capture_default_str();
+  run->add_option("--range-ratio", w.random.range_ratio, "random: lengths in [ratio*L, L]")
+      ->capture_default_str();
+  auto& sp = w.shared_prefix;
+  run->add_option("--groups", sp.groups, "shared-prefix: groups")->capture_default_str();
+  run->add_option("--prompts-per-group", sp.prompts_per_group, "shared-prefix: prompts per group")
+      ->capture_default_str();
+  run->add_option("--system-len", sp.system_len, "shared-prefix: system prompt tokens")
+      ->capture_default_str();
+  run->add_option("--question-len", sp.question_len, "shared-prefix: question tokens")
+      ->capture_default_str();
+  run->add_option("--gsp-output-len", sp.output_len, "shared-prefix: output tokens")
+      ->capture_default_str();
+  run->add_option("--sessions", w.multi_turn.sessions, "multi-turn: sessions")
+      ->capture_default_str();
+  run->add_option("--turns", w.multi_turn.turns, "multi-turn: turns per session")
+      ->capture_default_str();
+  run->add_option("--adapters", w.lora.adapters, "lora-mix: adapters")->capture_default_str();
+  run->add_option("--zipf", w.lora.zipf_s, "lora-mix: Zipf exponent")->capture_default_str();
+  run->add_option("--lora-prefix", w.lora.prefix, "lora-mix: adapter name prefix")
+      ->capture_default_str();
+  run->add_option("--min-input", w.long_context.min_input, "long-context: min input tokens")
+      ->capture_default_str();
+  run->add_option("--max-input", w.long_context.max_input, "long-context: max input tokens")
+      ->capture_default_str();
+  run->add_option("--trace-file", w.trace.path, "trace: JSONL file");
+  run->add_option("--trace-block-size", w.trace.block_size, "trace: tokens per hash id")
+      ->capture_default_str();
+  run->add_option("--trace-time-scale", w.trace.time_scale, "trace: multiply arrival offsets")
+      ->capture_default_str();
+  run->add_option("--trace-max-output", w.trace.max_output, "trace: cap output tokens (0: none)")
+      ->capture_default_str();
+
+  // experiment
+  auto* exp = app.add_subcommand("experiment", "Run an experiment file (fleet + gateways)");
+  ExperimentOptions eo;
+  exp->add_option("file", eo.file, "Experiment YAML")->required()->check(CLI::ExistingFile);
+  exp->add_option("--out", eo.out_dir, "Output directory (overrides the file's `out`)");
+  exp->add_option("--bin-dir", eo.bin_dir, "Directory of tokenway and tokenway-sim");
+  exp->add_flag("--quiet", quiet, "No progress line");
+
+  CLI11_PARSE(app, argc, argv);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  if (*exp) {
+    if (eo.bin_dir.empty()) eo.bin_dir = SelfDir();
+    eo.progress = !quiet;
+    eo.command_line = command_line;
+    return RunExperiment(eo, &g_stop);
+  }
+
+  LoadOptions o;
+  try {
+    auto target = ParseHttpUrl(url, path);
+    if (!target.ok()) throw CLI::ValidationError("--url", target.status().message());
+    o.target = *target;
+    o.stream = stream;
+    o.poisson = !constant;
+    o.concurrency = concurrency;
+    o.requests = requests;
+    o.duration_s = duration.empty() ? 0 : ToSeconds(duration, "--duration");
+    o.warmup_s = ToSeconds(warmup, "--warmup");
+    o.timeout_s = ToSeconds(timeout, "--timeout");
+    o.drain_s = ToSeconds(drain, "--drain");
+    o.threads = threads;
+    o.seed = w.seed;
+    o.progress = !quiet;
+    o.trace_arrivals = w.kind == "trace";
+    if (w.kind == "trace" && w.trace.path.empty()) {
+      throw CLI::ValidationError("--trace-file", "the trace workload needs --trace-file");
+    }
+    if (!o.trace_arrivals && rate <= 0 && sweep.empty() && concurrency <= 0) {
+      throw CLI::ValidationError("--rate", "give --rate, --rate-sweep or --concurrency");
+    }
+    if (o.duration_s <= 0 && requests <= 0 && !o.trace_arrivals) {
+      throw CLI::ValidationError("--duration", "give --duration or --requests");
+    }
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
+  }
+  tokenway::bench::Slo slo;
+  if (!slo_text.empty()) {
+    auto parsed = ParseSlo(slo_text);
+    if (!parsed.ok()) {
+      fprintf(stderr, "tokenway-bench: --slo: %s\n", parsed.status().message().c_str());
+      return 2;
+    }
+    slo = *parsed;
+  }
+  std::vector<double> rates = sweep;
+  if (rates.empty()) rates.push_back(rate);
+  LoadOptions sizing = o;
+  sizing.rate = *std::max_element(rates.begin(), rates.end());
+  auto workload = GenerateWorkload(w, WorkloadCountFor(sizing, w.kind));
+  if (!workload.ok()) {
+    fprintf(stderr, "tokenway-bench: %s\n", workload.status().message().c_str());
+    return 2;
+  }
+  std::vector<RunSummary> runs;
+  for (double r : rates) {
+    if (g_stop.load()) break;
+    LoadOptions point = o;
+    point.rate = o.trace_arrivals ? 0 : r;
+    point.progress_label = r > 0 ? std::to_string(r).substr(0, 6) + " req/s" : "";
+    runs.push_back(RunPoint(point, *workload, metrics_urls, slo, "run", w.kind, &g_stop));
+    if (rates.size() > 1) fprintf(stderr, "%s", FormatTable({runs.back()}).c_str());
+  }
+  printf("%s", FormatTable(runs).c_str());
+  std::string meta = RunMetadataJson(command_line);
+  if (!out_json.empty()) {
+    std::ofstream f(out_json);
+    f << ToJson(runs, meta);
+  }
+  if (!out_md.empty()) {
+    std::ofstream f(out_md);
+    f << ToMarkdown(runs, "tokenway-bench run",
+                    "- command: `" + command_line + "`\n- target: " + url + path + "\n- workload: `" +
+                        w.kind + "`, " + std::to_string(workload->size()) +
+                        " distinct requests\n- metadata: `" + meta + "`\n");
+  }
+  int64_t ok = 0;
+  for (const auto& r : runs) ok += r.succeeded;
+  return g_stop.load() ? 130 : (ok > 0 ? 0 : 1);
+}

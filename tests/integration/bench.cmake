@@ -1,0 +1,1 @@
+tw_integration_test(bench_experiment SCRIPT tests/integration/test_bench_experiment.py TIMEOUT 120)
