@@ -15,7 +15,10 @@
 #      200 streams), added over direct
 # Prints a Markdown table and writes it plus raw numbers (JSON) to bench/results/overhead-<date>.*
 #
-# Environment knobs (defaults in brackets): DURATION [10] s per wrk run, WARMUP [2] s,
+# Throughput runs are interleaved in ROUNDS [2] rounds, ABBA order (direct, tokenway, nginx, then
+# nginx, tokenway, direct), each DURATION s after its own WARMUP, so slow drift of the machine
+# hits both proxies alike; requests/s and CPU shares are averaged over the rounds.
+# Environment knobs (defaults in brackets): DURATION [6] s per wrk run, WARMUP [2] s, ROUNDS [2],
 # CONNS [32], SSE_CONNS [64], EVENTS [100], LAT_REQUESTS [20000], PACED_STREAMS [200],
 # PACED_MS [20], PROXY_CPU [0], LOAD_CPU [1], WAIT_QUIET [30] s to wait for an idle machine,
 # BENCH_NICE [-20 as root, else 0]: every process of the benchmark (proxies, backend, wrk,
@@ -25,7 +28,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-build}
 [[ "$BUILD" = /* ]] || BUILD="$ROOT/$BUILD"
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-6}
+ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-32}
 SSE_CONNS=${SSE_CONNS:-64}
@@ -253,12 +257,19 @@ run_wrk() {
   log "$test $target: ${rps:-0} req/s, CPU share $share (core $PROXY_CPU busy $core0, core $LOAD_CPU busy $core1)${non2xx:+, NON-2XX $non2xx}${sockerr:+, socket errors $sockerr}"
 }
 
+ORDERS=("direct tokenway nginx" "nginx tokenway direct")
+rounds() {  # rounds TEST LUA CONNS
+  local r t
+  for ((r = 0; r < ROUNDS; r++)); do
+    for t in ${ORDERS[$((r % 2))]}; do run_wrk "$1" "$t" "$2" "$3"; done
+  done
+}
 log "1. non-streaming, $CONNS connections, ${SMALL_BYTES} B body"
-for t in "${TARGETS[@]}"; do run_wrk small "$t" "$WORK/small.lua" "$CONNS"; done
+rounds small "$WORK/small.lua" "$CONNS"
 log "1. non-streaming, $CONNS connections, ${LARGE_BYTES} B body"
-for t in "${TARGETS[@]}"; do run_wrk large "$t" "$WORK/large.lua" "$CONNS"; done
+rounds large "$WORK/large.lua" "$CONNS"
 log "4. SSE, $SSE_CONNS streams x $EVENTS events, no pacing"
-for t in "${TARGETS[@]}"; do run_wrk sse "$t" "$WORK/stream.lua" "$SSE_CONNS"; done
+rounds sse "$WORK/stream.lua" "$SSE_CONNS"
 echo "rss tokenway $(rss_kb "$TW_PID") $(hwm_kb "$TW_PID") $RSS0_TW" >>"$RAW"
 echo "rss nginx $(rss_kb "$NG_PID") $(hwm_kb "$NG_PID") $RSS0_NG" >>"$RAW"
 echo "rss nginx-master $(rss_kb "$NG_MASTER") $(hwm_kb "$NG_MASTER") 0" >>"$RAW"
@@ -272,6 +283,20 @@ for body in small large; do
     log "latency $body $t: $r"
   done
 done
+
+# The same at one connection with the proxy moved onto the load core too: no cross-core wake-ups,
+# so the difference to direct is the proxy's own processing (a diagnostic, not the target).
+log "2b. latency at one connection, everything on core $LOAD_CPU"
+for t in tokenway nginx; do taskset -a -p -c "$LOAD_CPU" "${PID[$t]}" >/dev/null; done
+taskset -a -p -c "$LOAD_CPU" "$NG_MASTER" >/dev/null
+for t in "${TARGETS[@]}"; do
+  r=$(taskset -c "$LOAD_CPU" "${PRIO[@]}" "$CLIENT" --connect "127.0.0.1:${PORT[$t]}" --body-file "$WORK/small.json" \
+        --mode json --requests "$LAT_REQUESTS" --warmup 1000)
+  echo "lat onecore $t $r" >>"$RAW"
+  log "latency small, one core, $t: $r"
+done
+for t in tokenway nginx; do taskset -a -p -c "$PROXY_CPU" "${PID[$t]}" >/dev/null; done
+taskset -a -p -c "$PROXY_CPU" "$NG_MASTER" >/dev/null
 
 log "5. first-event delay, paced streams (first event after $PACED_MS ms), $PACED_STREAMS streams"
 wait_ready "$P_PACED" backend-paced
@@ -294,20 +319,28 @@ for line in open(raw):
     f = line.split(None, 3)
     if f[0] == "wrk":
         test, target, rps, share, non2xx, sockerr, core0, core1 = line.split()[1:]
-        R["wrk"].setdefault(test, {})[target] = {"rps": float(rps), "cpu_share": float(share),
-            "non2xx": int(non2xx), "socket_errors": int(sockerr),
-            "proxy_core_busy": float(core0), "load_core_busy": float(core1)}
+        R["wrk"].setdefault(test, {}).setdefault(target, {"rounds": []})["rounds"].append({
+            "rps": float(rps), "cpu_share": float(share), "non2xx": int(non2xx),
+            "socket_errors": int(sockerr), "proxy_core_busy": float(core0),
+            "load_core_busy": float(core1)})
     elif f[0] in ("lat", "fev"):
         R[f[0]].setdefault(f[1], {})[f[2]] = json.loads(f[3])
     elif f[0] == "rss":
         _, who, rss, hwm, before = line.split()
         R["rss"][who] = {"rss_kb": int(rss), "hwm_kb": int(hwm), "before_kb": int(before)}
+for ts in R["wrk"].values():  # average over the rounds (equal durations)
+    for w in ts.values():
+        rs = w["rounds"]
+        for key in ("rps", "cpu_share", "proxy_core_busy", "load_core_busy"):
+            w[key] = sum(r[key] for r in rs) / len(rs)
+        for key in ("non2xx", "socket_errors"):
+            w[key] = sum(r[key] for r in rs)
 meta = {"date": "$STAMP", "nproc": $(nproc), "cpu": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')",
         "kernel": "$(uname -r)", "debian": "$(cat /etc/debian_version 2>/dev/null || echo ?)",
         "nginx": "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')",
         "tokenway_commit": "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo uncommitted)",
         "load_before": "$LOAD_BEFORE", "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
-        "duration_s": $DURATION, "warmup_s": $WARMUP, "conns": $CONNS, "sse_conns": $SSE_CONNS,
+        "duration_s": $DURATION, "warmup_s": $WARMUP, "rounds": $ROUNDS, "conns": $CONNS, "sse_conns": $SSE_CONNS,
         "events": $EVENTS, "lat_requests": $LAT_REQUESTS, "paced_streams": $PACED_STREAMS,
         "paced_ms": $PACED_MS, "small_body_bytes": $SMALL_BYTES, "large_body_bytes": $LARGE_BYTES,
         "proxy_cpu": $PROXY_CPU, "load_cpu": $LOAD_CPU, "nice": $BENCH_NICE}
@@ -319,6 +352,11 @@ def per_core(test, target, key="rps"):
     w = W[test][target]
     return w[key] / w["cpu_share"] if w["cpu_share"] > 0 else 0.0
 def k(x): return f"{x/1000:.1f}k"
+def spread(test):  # per-round ratios, when there is more than one round
+    t, n = W[test]["tokenway"]["rounds"], W[test]["nginx"]["rounds"]
+    if len(t) < 2: return ""
+    rs = [(a["rps"] / a["cpu_share"]) / (b["rps"] / b["cpu_share"]) for a, b in zip(t, n)]
+    return " (rounds " + ", ".join(f"{x:.2f}" for x in rs) + ")"
 rows = []
 ok = lambda b: "met" if b else "**missed**"
 for test, label in (("small", f"req/s, {$SMALL_BYTES} B body"), ("large", f"req/s, {$LARGE_BYTES} B body")):
@@ -327,14 +365,14 @@ for test, label in (("small", f"req/s, {$SMALL_BYTES} B body"), ("large", f"req/
     rows.append(["proxy CPU share", f"{d['cpu_share']:.2f} (backend)", f"{t['cpu_share']:.2f}", f"{n['cpu_share']:.2f}", "", "", ""])
     r = per_core(test, "tokenway") / per_core(test, "nginx")
     rows.append([f"**req/s per proxy core, {$SMALL_BYTES if test == 'small' else $LARGE_BYTES} B**", "—",
-                 k(per_core(test, "tokenway")), k(per_core(test, "nginx")), f"**{r:.2f}**", "≥ 0.8× nginx", ok(r >= 0.8)])
+                 k(per_core(test, "tokenway")), k(per_core(test, "nginx")), f"**{r:.2f}**{spread(test)}", "≥ 0.8× nginx", ok(r >= 0.8)])
 s = W["sse"]
 rows.append(["SSE events/s (raw)", k(s["direct"]["events_per_s"]), k(s["tokenway"]["events_per_s"]),
              k(s["nginx"]["events_per_s"]), f"{s['tokenway']['events_per_s']/s['nginx']['events_per_s']:.2f}", "", ""])
 rows.append(["proxy CPU share", f"{s['direct']['cpu_share']:.2f} (backend)", f"{s['tokenway']['cpu_share']:.2f}", f"{s['nginx']['cpu_share']:.2f}", "", "", ""])
 r = per_core("sse", "tokenway", "events_per_s") / per_core("sse", "nginx", "events_per_s")
 rows.append(["**SSE events/s per proxy core**", "—", k(per_core("sse", "tokenway", "events_per_s")),
-             k(per_core("sse", "nginx", "events_per_s")), f"**{r:.2f}**", "≥ 0.8× nginx", ok(r >= 0.8)])
+             k(per_core("sse", "nginx", "events_per_s")), f"**{r:.2f}**{spread('sse')}", "≥ 0.8× nginx", ok(r >= 0.8)])
 for body in ("small", "large"):
     L = R["lat"][body]
     for q in ("p50", "p99"):
@@ -343,6 +381,9 @@ for body in ("small", "large"):
         target = "≤ 40 µs" if q == "p50" else ""
         rows.append([f"**added {q}, {body} body (µs)**", "—", f"**{t-d:.1f}**", f"{n-d:.1f}", "", target,
                      ok(t - d <= 40) if q == "p50" else ""])
+L = R["lat"]["onecore"]
+d, t, n = (L[x]["p50_us"] for x in ("direct", "tokenway", "nginx"))
+rows.append(["added p50, small body, proxy on the load core too (µs; diagnostic)", "—", f"{t-d:.1f}", f"{n-d:.1f}", "", "", ""])
 F = R["fev"]["paced"]
 for q in ("p50", "p99"):
     d, t, n = (F[x][q + "_us"] for x in ("direct", "tokenway", "nginx"))

@@ -321,7 +321,11 @@ std::string GatewayYaml(const Experiment& e, const Configuration& c,
 
 std::string Csv(const std::vector<double>& v) {
   std::string s;
-  for (double x : v) s += (s.empty() ? "" : ", ") + std::to_string(x).substr(0, 6);
+  char buf[32];
+  for (double x : v) {
+    snprintf(buf, sizeof buf, "%g", x);
+    s += (s.empty() ? "" : ", ") + std::string(buf);
+  }
   return s;
 }
 
@@ -467,7 +471,7 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     Child sim;
     std::vector<std::string> sim_argv = {sim_bin, "--port", "0", "--count",
                                          std::to_string(e.fleet_count), "--profile",
-                                         e.fleet_profile, "--speed", std::to_string(e.fleet_speed),
+                                         e.fleet_profile, "--speed", Csv({e.fleet_speed}),
                                          "--seed", std::to_string(e.workload.seed)};
     for (const auto& l : e.loras) sim_argv.insert(sim_argv.end(), {"--lora", l});
     sim_argv.insert(sim_argv.end(), e.fleet_args.begin(), e.fleet_args.end());
@@ -615,8 +619,8 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
   pre += "- load: " +
          (e.rates.empty() ? "concurrency " + std::to_string(e.concurrency)
                           : "Poisson arrivals at " + Csv(e.rates) + " req/s") +
-         ", warm-up " + std::to_string(e.warmup_s).substr(0, 5) + " s, measured " +
-         std::to_string(e.duration_s).substr(0, 5) + " s per point\n";
+         ", warm-up " + Csv({e.warmup_s}) + " s, measured " + Csv({e.duration_s}) +
+         " s per point\n";
   pre += "- fleet: `tokenway-sim " + fleet_desc + "` (a fresh fleet per configuration)\n";
   pre += "- gateway: " + std::to_string(e.gateway_workers) + " worker(s); configurations: ";
   for (size_t i = 0; i < e.configurations.size(); ++i) {

@@ -110,26 +110,21 @@ bool AppendContent(od::value content, std::string& out, InspectError& e) {
           return Malformed(e, err);
         }
         std::string_view part_type;
-        bool is_text = false;
+        std::string_view text;
+        bool has_text = false;
         for (auto field : part) {
           std::string_view key;
           if (auto err = field.unescaped_key().get(key)) return Malformed(e, err);
           od::value v = field.value();
           if (key == "type") {
-            if (v.get_string().get(part_type) == simdjson::SUCCESS && part_type == "text") {
-              is_text = true;
-            }
+            if (v.get_string().get(part_type) != simdjson::SUCCESS) part_type = {};
           } else if (key == "text") {
-            std::string_view text;
-            if (v.get_string().get(text) == simdjson::SUCCESS) {
-              // The "type" key normally comes first; if it comes later we keep the text anyway
-              // because a part with a "text" string is a text part in every API version.
-              out.append(text);
-              is_text = true;
-            }
+            has_text = v.get_string().get(text) == simdjson::SUCCESS;
           }
         }
-        (void)is_text;
+        // Only parts of type "text" count, whichever order their keys come in (views into the
+        // parser's string buffer stay valid for the whole document).
+        if (has_text && part_type == "text") out.append(text);
       }
       return true;
     }

@@ -1,6 +1,7 @@
 #include "common/usage.h"
 
 #include <simdjson.h>
+#include <string.h>
 
 namespace tokenway {
 
@@ -15,11 +16,15 @@ UsageReader::UsageReader() : impl_(std::make_unique<Impl>()) {}
 UsageReader::~UsageReader() = default;
 
 bool UsageReader::MayCarryUsage(std::string_view json) {
-  size_t pos = 0;
-  while ((pos = json.find("\"usage\"", pos)) != std::string_view::npos) {
-    pos += 7;
-    size_t v = json.find_first_not_of(" \t\r\n:", pos);
-    if (v != std::string_view::npos && json[v] == '{') return true;
+  static constexpr std::string_view kKey = "\"usage\"";
+  const char* p = json.data();
+  const char* const end = p + json.size();
+  while (p < end) {
+    const void* hit = ::memmem(p, static_cast<size_t>(end - p), kKey.data(), kKey.size());
+    if (!hit) return false;
+    p = static_cast<const char*>(hit) + kKey.size();
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ':')) ++p;
+    if (p < end && *p == '{') return true;
   }
   return false;
 }

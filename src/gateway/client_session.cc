@@ -39,6 +39,7 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket)
       socket_(std::move(socket)),
       buffer_(kReadChunk),
       abort_(std::make_shared<ClientAbortWatch>()) {
+  abort_->client = &socket_;
   deadline_.Attach(&worker_.sweep(), &socket_);
   worker_.AddSession(this);
   worker_.metrics().connections.fetch_add(1, std::memory_order_relaxed);
@@ -46,7 +47,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket)
 }
 
 ClientSession::~ClientSession() {
-  StopAbortWatch();
+  abort_->client = nullptr;
+  abort_->upstream = nullptr;
   deadline_.Detach();
   worker_.RemoveSession(this);
   worker_.metrics().connections.fetch_sub(1, std::memory_order_relaxed);
@@ -109,14 +111,17 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
   WorkerMetrics& m = worker_.metrics();
   idle_ = buffer_.empty();
   deadline_.Arm(MonotonicNanos() + (idle_ ? limits.idle_timeout : limits.header_timeout).count());
-  // 1. The head.
+  // 1. The head. Beast may consume the request line before the rest of the head has arrived;
+  // `parsed` counts what it took, and the head stays in the buffer (the slices point into it).
+  size_t parsed = 0;
   for (;;) {
-    if (!buffer_.empty()) {
-      parser.set_base(buffer_.data());
+    if (buffer_.size() > parsed) {
+      parser.set_base(buffer_.data(), buffer_.size());
       boost::beast::error_code ec;
-      size_t n = parser.put(asio::buffer(buffer_.data(), buffer_.size()), ec);
+      size_t n = parser.put(asio::buffer(buffer_.data() + parsed, buffer_.size() - parsed), ec);
+      parsed += n;
       if (!ec && parser.is_header_done()) {
-        head_size = n;
+        head_size = parsed;
         break;
       }
       if (ec == http::error::need_more) {
@@ -318,33 +323,26 @@ asio::awaitable<bool> ClientSession::WriteError(int status, std::string_view mes
 
 void ClientSession::StartAbortWatch(tcp::socket* upstream) {
   ClientAbortWatch& w = *abort_;
-  ++w.generation;
   w.fired = false;
   w.upstream = upstream;
-  socket_.async_wait(tcp::socket::wait_read, [watch = abort_, gen = w.generation,
-                                              client = &socket_](boost::system::error_code ec) {
-    if (ec || watch->generation != gen) return;
+  if (w.armed) return;
+  w.armed = true;
+  socket_.async_wait(tcp::socket::wait_read, [watch = abort_](boost::system::error_code ec) {
+    watch->armed = false;
+    if (ec || !watch->client || !watch->upstream) return;
     char c;
-    ssize_t n = ::recv(client->native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = ::recv(watch->client->native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       watch->fired = true;
-      if (watch->upstream) {
-        boost::system::error_code ignored;
-        watch->upstream->cancel(ignored);
-        watch->upstream->close(ignored);
-      }
+      boost::system::error_code ignored;
+      watch->upstream->cancel(ignored);
+      watch->upstream->close(ignored);
     }
-    // Readable with data: the client pipelined its next request; nothing to do.
+    // Readable with data: the client pipelined its next request; it is read after this one.
   });
 }
 
-void ClientSession::StopAbortWatch() {
-  ClientAbortWatch& w = *abort_;
-  ++w.generation;
-  w.upstream = nullptr;
-  boost::system::error_code ec;
-  if (socket_.is_open()) socket_.cancel(ec);
-}
+void ClientSession::StopAbortWatch() { abort_->upstream = nullptr; }
 
 void ClientSession::ChooseRequestId(const RequestParser& parser) {
   std::string_view given = parser.request_id.in(buffer_.data());

@@ -28,12 +28,15 @@ struct Pool;
 struct PoolEndpoint;
 struct UpstreamConnection;
 
-// Cancels the upstream exchange when the client goes away while it waits (shared with the
-// completion handler of a wait on the client socket, hence the shared_ptr).
+// Cancels the upstream exchange when the client goes away while it waits. One wait on the
+// client socket stays armed across requests (arming and cancelling one per request cost a
+// scheduler round trip each); it acts only while a request is being forwarded. Shared with the
+// wait's completion handler, hence held by shared_ptr.
 struct ClientAbortWatch {
-  uint64_t generation = 0;
+  boost::asio::ip::tcp::socket* client = nullptr;    // null once the session is gone
+  boost::asio::ip::tcp::socket* upstream = nullptr;  // set while a request is forwarded
+  bool armed = false;                                // a wait is pending on the client socket
   bool fired = false;
-  boost::asio::ip::tcp::socket* upstream = nullptr;
 };
 
 // Everything recorded about one request for settlement, metrics and the access log.

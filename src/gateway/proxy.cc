@@ -251,12 +251,13 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
     conn->deadline.Arm(bounded(up.first_byte_timeout));
     bool stale = false;
     bool head_done = false;
+    bool received = false;
     while (!head_done) {
       if (!conn->buffer.empty()) {
         boost::beast::error_code ec;
         size_t n = response->put(asio::buffer(conn->buffer.data(), conn->buffer.size()), ec);
+        conn->buffer.consume(n);  // Beast may take the status line before the head is complete
         if (!ec && response->is_header_done()) {
-          conn->buffer.consume(n);
           head_done = true;
           break;
         }
@@ -277,7 +278,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
                                              "upstream " + endpoint.url + " did not answer in time",
                                              "upstream_timeout", false);
         }
-        if (reused && round == 0 && conn->buffer.empty()) {
+        if (reused && round == 0 && !received) {
           stale = true;
           break;
         }
@@ -287,6 +288,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
             "upstream_connection_closed", false);
       }
       conn->buffer.commit(n);
+      received = true;
     }
     if (stale) {
       conn.reset();

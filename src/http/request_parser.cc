@@ -18,10 +18,15 @@ void RequestParser::on_request_impl(http::verb m, boost::beast::string_view,
 }
 
 void RequestParser::on_field_impl(http::field name, boost::beast::string_view name_string,
-                                  boost::beast::string_view value, boost::beast::error_code&) {
+                                  boost::beast::string_view value, boost::beast::error_code& ec) {
   // Fields of a chunked body's trailer arrive here too, after the head and from a later part of
   // the buffer: they are neither forwarded nor allowed to change what the head said.
   if (is_header_done()) return;
+  // RFC 9112 section 5.2: a server must reject obs-fold or unfold it; tokenway rejects it (400).
+  if (!InHead(value)) {
+    ec = http::error::bad_value;
+    return;
+  }
   switch (name) {
     case http::field::content_type:
       content_type = SliceOf(value);
@@ -67,6 +72,13 @@ std::size_t RequestParser::on_chunk_body_impl(std::uint64_t, boost::beast::strin
                                               boost::beast::error_code&) {
   chunked_body.append(body.data(), body.size());
   return body.size();
+}
+
+bool RequestParser::InHead(boost::beast::string_view v) const {
+  if (v.empty()) return true;
+  auto p = reinterpret_cast<uintptr_t>(v.data());
+  auto b = reinterpret_cast<uintptr_t>(base_);
+  return p >= b && p - b <= size_ && v.size() <= size_ - (p - b);
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

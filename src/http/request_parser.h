@@ -31,8 +31,12 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
  public:
   RequestParser(uint32_t header_limit, uint64_t body_limit);
 
-  // Sets the address put() will be given; views are computed relative to it.
-  void set_base(const char* base) { base_ = base; }
+  // Sets where the message starts in the caller's buffer and how many bytes the buffer holds;
+  // slices are offsets from `base`, and a value Beast reports from anywhere else is rejected.
+  void set_base(const char* base, size_t size) {
+    base_ = base;
+    size_ = size;
+  }
 
   boost::beast::http::verb method = boost::beast::http::verb::unknown;
   int version = 11;
@@ -48,8 +52,12 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
 
  private:
   Slice SliceOf(boost::beast::string_view v) const {
+    if (v.empty()) return Slice{};
     return Slice{static_cast<uint32_t>(v.data() - base_), static_cast<uint32_t>(v.size())};
   }
+  // True when `v` lies in the caller's buffer [base_, base_ + size_). Beast hands out a value folded over several lines
+  // (obs-fold) from a scratch buffer of its own, which no slice can describe.
+  bool InHead(boost::beast::string_view v) const;
   void on_request_impl(boost::beast::http::verb method, boost::beast::string_view method_str,
                        boost::beast::string_view target, int version,
                        boost::beast::error_code& ec) override;
@@ -67,6 +75,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   void on_finish_impl(boost::beast::error_code&) override {}
 
   const char* base_ = nullptr;
+  size_t size_ = 0;
 };
 
 // Case-insensitive ASCII comparison for header values such as media types.

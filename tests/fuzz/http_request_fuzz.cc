@@ -35,12 +35,12 @@ Result Run(const std::string& input, tokenway::fuzz::SplitRng* rng) {
   tokenway::RequestParser p(1024, 4096);
   size_t have = 0;
   boost::beast::error_code ec;
-  size_t n = 0;
+  size_t n = 0;  // bytes of the head consumed so far (Beast may take the request line early)
   for (;;) {
     have = rng ? std::min(buf.size(), have + rng->Piece(buf.size() - have)) : buf.size();
-    p.set_base(buf.data());
+    p.set_base(buf.data(), buf.size());
     ec = {};
-    n = p.put(boost::asio::buffer(buf.data(), have), ec);
+    n += p.put(boost::asio::buffer(buf.data() + n, have - n), ec);
     if (!ec && p.is_header_done()) break;
     if (ec == http::error::need_more && have > 1024) return r;  // the gateway's own limit
     if (ec && ec != http::error::need_more) return r;

@@ -24,13 +24,14 @@ struct Parsed {
 Parsed ParseHead(RequestParser& p, const std::string& buf, size_t step = 0) {
   Parsed r;
   if (step == 0) step = buf.size();
+  size_t parsed = 0;  // Beast may consume the request line before the head is complete
   for (size_t have = std::min(step, buf.size());; have = std::min(have + step, buf.size())) {
-    p.set_base(buf.data());
+    p.set_base(buf.data(), buf.size());
     r.ec = {};
-    size_t n = p.put(boost::asio::buffer(buf.data(), have), r.ec);
+    parsed += p.put(boost::asio::buffer(buf.data() + parsed, have - parsed), r.ec);
     if (!r.ec && p.is_header_done()) {
       r.header_done = true;
-      r.head_size = n;
+      r.head_size = parsed;
       return r;
     }
     if (r.ec && r.ec != http::error::need_more) return r;
@@ -191,6 +192,42 @@ TEST(RequestParserTest, TrailerFieldsAreNotHeadFields) {
   EXPECT_EQ(View(p, p.forward_headers[0].value, req), "Bearer head");
 }
 
+// Regression (found by the http_request fuzzer): Beast unfolds an obs-fold value into a scratch
+// buffer of its own, so its slice pointed outside the request buffer and the gateway would have
+// forwarded arbitrary memory. Folded values are now rejected as RFC 9112 allows.
+TEST(RequestParserTest, ObsFoldIsRejected) {
+  for (const char* folded : {"GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n",
+                             "GET / HTTP/1.1\r\nAuthorization: Bearer\r\n\tsk\r\n\r\n"}) {
+    std::string req = folded;
+    RequestParser p(8192, 1 << 20);
+    Parsed r = ParseHead(p, req);
+    EXPECT_FALSE(r.header_done) << folded;
+    EXPECT_EQ(r.ec, http::error::bad_value) << folded << r.ec.message();
+  }
+}
+
+// A fold before any value text is only leading whitespace: Beast keeps that value in place.
+TEST(RequestParserTest, FoldBeforeTheValueIsWhitespace) {
+  std::string req = "GET / HTTP/1.1\r\nX-A:\r\n b\r\nX-B: c\r\n\r\n";
+  RequestParser p(8192, 1 << 20);
+  Parsed r = ParseHead(p, req);
+  ASSERT_TRUE(r.header_done) << r.ec.message();
+  ASSERT_EQ(p.forward_headers.size(), 2u);
+  EXPECT_EQ(View(p, p.forward_headers[0].value, req), "b");
+  EXPECT_EQ(View(p, p.forward_headers[1].value, req), "c");
+}
+
+TEST(RequestParserTest, EmptyHeaderValueIsForwarded) {
+  std::string req = "GET / HTTP/1.1\r\nX-Empty:\r\nX-Ws:   \r\n\r\n";
+  RequestParser p(8192, 1 << 20);
+  Parsed r = ParseHead(p, req);
+  ASSERT_TRUE(r.header_done) << r.ec.message();
+  ASSERT_EQ(p.forward_headers.size(), 2u);
+  EXPECT_EQ(View(p, p.forward_headers[0].name, req), "X-Empty");
+  EXPECT_EQ(View(p, p.forward_headers[0].value, req), "");
+  EXPECT_EQ(View(p, p.forward_headers[1].value, req), "");
+}
+
 TEST(RequestParserTest, MalformedChunkedBody) {
   std::string req = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n";
   RequestParser p(8192, 1 << 20);
@@ -262,5 +299,20 @@ TEST(HttpTextHelpersTest, EqualsIgnoreCaseAndJsonMediaType) {
   EXPECT_FALSE(IsJsonMediaType(""));
 }
 
+// Regression: a head split right after the request line used to be re-fed from its start, and
+// Beast, which had already consumed the request line, read it as a field ("bad field").
+TEST(RequestParserTest, HeadSplitAfterRequestLineParses) {
+  const std::string buf =
+      "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (size_t step = 1; step < buf.size(); ++step) {
+    RequestParser p(8192, 1 << 20);
+    Parsed r = ParseHead(p, buf, step);
+    ASSERT_TRUE(r.header_done) << "step " << step << ": " << r.ec.message();
+    EXPECT_EQ(r.head_size, buf.size());
+    EXPECT_EQ(p.target.in(buf.data()), "/v1/models");
+  }
+}
+
 }  // namespace
 }  // namespace tokenway
+

@@ -143,7 +143,7 @@ class BenchExperimentTest(unittest.TestCase):
                 self.assertTrue(f.read().startswith("<svg"), svg)
         # Everything it started is gone.
         ports = gateway_ports(self.out)
-        self.assertEqual(len(ports), 2)
+        self.assertEqual(len(ports), 4)  # 2 configurations x 2 endpoints
         for p in ports:
             self.assertFalse(listening(p), p)
         self.assertEqual(processes_mentioning(self.out), [])

@@ -16,7 +16,8 @@ def stats(url):
 class SimEngineHttpTest(unittest.TestCase):
     def test_full_kv_cache_queues_and_preempts_but_never_fails(self):
         # 40 blocks = 640 tokens shared by 12 requests growing to ~130 tokens each.
-        with twtest.Sim(count=1, args=["--speed", "50", "--kv-blocks", "40"]) as sim:
+        # Slow enough that the twelve requests overlap even on a busy machine.
+        with twtest.Sim(count=1, args=["--speed", "3", "--kv-blocks", "40"]) as sim:
             results = [None] * 12
 
             def run(i):
@@ -38,11 +39,13 @@ class SimEngineHttpTest(unittest.TestCase):
 
     def test_max_num_seqs_queues_requests(self):
         with twtest.Sim(count=1, args=["--speed", "1", "--max-num-seqs", "2"]) as sim:
-            threads = [threading.Thread(target=chat, args=(sim.urls[0], "q", 60))
+            threads = [threading.Thread(target=chat, args=(sim.urls[0], "q", 200))
                        for _ in range(5)]
             for t in threads:
                 t.start()
-            time.sleep(0.15)  # all five arrived; the first two run for ~430 ms
+            # All five arrive well within the ~1.4 s the first two run.
+            twtest.wait_until(lambda: metric_value(metrics(sim.urls[0]), "vllm:num_requests_waiting") == 3,
+                              timeout=1.0)
             text = metrics(sim.urls[0])
             self.assertEqual(metric_value(text, "vllm:num_requests_running"), 2)
             self.assertEqual(metric_value(text, "vllm:num_requests_waiting"), 3)
