@@ -203,16 +203,26 @@ StatusOr<Experiment> LoadExperiment(const std::string& path) {
     for (auto it : root) {
       std::string key = it.first.as<std::string>();
       const YAML::Node& v = it.second;
-      if (key == "name") e.name = v.as<std::string>();
-      else if (key == "out") e.out_dir = v.as<std::string>();
-      else if (key == "rates") e.rates = v.as<std::vector<double>>();
-      else if (key == "concurrency") e.concurrency = v.as<int64_t>();
-      else if (key == "duration") e.duration_s = Seconds(v, key);
-      else if (key == "warmup") e.warmup_s = Seconds(v, key);
-      else if (key == "timeout") e.timeout_s = Seconds(v, key);
-      else if (key == "drain") e.drain_s = Seconds(v, key);
-      else if (key == "time_limit") e.time_limit_s = Seconds(v, key);
-      else if (key == "stream") e.stream = v.as<bool>();
+      if (key == "name")
+        e.name = v.as<std::string>();
+      else if (key == "out")
+        e.out_dir = v.as<std::string>();
+      else if (key == "rates")
+        e.rates = v.as<std::vector<double>>();
+      else if (key == "concurrency")
+        e.concurrency = v.as<int64_t>();
+      else if (key == "duration")
+        e.duration_s = Seconds(v, key);
+      else if (key == "warmup")
+        e.warmup_s = Seconds(v, key);
+      else if (key == "timeout")
+        e.timeout_s = Seconds(v, key);
+      else if (key == "drain")
+        e.drain_s = Seconds(v, key);
+      else if (key == "time_limit")
+        e.time_limit_s = Seconds(v, key);
+      else if (key == "stream")
+        e.stream = v.as<bool>();
       else if (key == "slo") {
         auto slo = ParseSlo(v.as<std::string>());
         if (!slo.ok()) return Status::Error(path + ": slo: " + slo.status().message());
@@ -222,53 +232,83 @@ StatusOr<Experiment> LoadExperiment(const std::string& path) {
         for (auto f : v) {
           std::string k = f.first.as<std::string>();
           const YAML::Node& x = f.second;
-          if (k == "kind") w.kind = x.as<std::string>();
-          else if (k == "model") w.model = x.as<std::string>();
-          else if (k == "seed") w.seed = x.as<uint64_t>();
-          else if (k == "groups") w.shared_prefix.groups = x.as<int64_t>();
-          else if (k == "prompts_per_group") w.shared_prefix.prompts_per_group = x.as<int64_t>();
+          if (k == "kind")
+            w.kind = x.as<std::string>();
+          else if (k == "model")
+            w.model = x.as<std::string>();
+          else if (k == "seed")
+            w.seed = x.as<uint64_t>();
+          else if (k == "groups")
+            w.shared_prefix.groups = x.as<int64_t>();
+          else if (k == "prompts_per_group")
+            w.shared_prefix.prompts_per_group = x.as<int64_t>();
           else if (k == "system_len") {
             w.shared_prefix.system_len = x.as<int64_t>();
             w.multi_turn.system_len = x.as<int64_t>();
-          } else if (k == "question_len") w.shared_prefix.question_len = x.as<int64_t>();
+          } else if (k == "question_len")
+            w.shared_prefix.question_len = x.as<int64_t>();
           else if (k == "output_len") {
             w.shared_prefix.output_len = w.multi_turn.output_len = w.random.output_len =
                 w.long_context.output_len = x.as<int64_t>();
-          } else if (k == "input_len") w.random.input_len = x.as<int64_t>();
-          else if (k == "range_ratio") w.random.range_ratio = x.as<double>();
-          else if (k == "sessions") w.multi_turn.sessions = x.as<int64_t>();
-          else if (k == "turns") w.multi_turn.turns = x.as<int64_t>();
-          else if (k == "user_len") w.multi_turn.user_len = x.as<int64_t>();
-          else if (k == "active_sessions") w.multi_turn.active_sessions = x.as<int64_t>();
-          else if (k == "adapters") w.lora.adapters = x.as<int64_t>();
-          else if (k == "zipf") w.lora.zipf_s = x.as<double>();
-          else if (k == "lora_prefix") w.lora.prefix = x.as<std::string>();
-          else if (k == "min_input") w.long_context.min_input = x.as<int64_t>();
-          else if (k == "max_input") w.long_context.max_input = x.as<int64_t>();
-          else if (k == "trace") w.trace.path = x.as<std::string>();
-          else if (k == "trace_block_size") w.trace.block_size = x.as<int64_t>();
-          else if (k == "trace_time_scale") w.trace.time_scale = x.as<double>();
-          else if (k == "trace_max_output") w.trace.max_output = x.as<int64_t>();
-          else return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
-                                    ": workload." + k + ": unknown field");
+          } else if (k == "input_len")
+            w.random.input_len = x.as<int64_t>();
+          else if (k == "range_ratio")
+            w.random.range_ratio = x.as<double>();
+          else if (k == "sessions")
+            w.multi_turn.sessions = x.as<int64_t>();
+          else if (k == "turns")
+            w.multi_turn.turns = x.as<int64_t>();
+          else if (k == "user_len")
+            w.multi_turn.user_len = x.as<int64_t>();
+          else if (k == "active_sessions")
+            w.multi_turn.active_sessions = x.as<int64_t>();
+          else if (k == "adapters")
+            w.lora.adapters = x.as<int64_t>();
+          else if (k == "zipf")
+            w.lora.zipf_s = x.as<double>();
+          else if (k == "lora_prefix")
+            w.lora.prefix = x.as<std::string>();
+          else if (k == "min_input")
+            w.long_context.min_input = x.as<int64_t>();
+          else if (k == "max_input")
+            w.long_context.max_input = x.as<int64_t>();
+          else if (k == "trace")
+            w.trace.path = x.as<std::string>();
+          else if (k == "trace_block_size")
+            w.trace.block_size = x.as<int64_t>();
+          else if (k == "trace_time_scale")
+            w.trace.time_scale = x.as<double>();
+          else if (k == "trace_max_output")
+            w.trace.max_output = x.as<int64_t>();
+          else
+            return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
+                                 ": workload." + k + ": unknown field");
         }
       } else if (key == "fleet") {
         for (auto f : v) {
           std::string k = f.first.as<std::string>();
-          if (k == "count") e.fleet_count = f.second.as<int64_t>();
-          else if (k == "profile") e.fleet_profile = f.second.as<std::string>();
-          else if (k == "speed") e.fleet_speed = f.second.as<double>();
-          else if (k == "args") e.fleet_args = f.second.as<std::vector<std::string>>();
-          else if (k == "loras") e.loras = f.second.as<std::vector<std::string>>();
-          else return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
-                                    ": fleet." + k + ": unknown field");
+          if (k == "count")
+            e.fleet_count = f.second.as<int64_t>();
+          else if (k == "profile")
+            e.fleet_profile = f.second.as<std::string>();
+          else if (k == "speed")
+            e.fleet_speed = f.second.as<double>();
+          else if (k == "args")
+            e.fleet_args = f.second.as<std::vector<std::string>>();
+          else if (k == "loras")
+            e.loras = f.second.as<std::vector<std::string>>();
+          else
+            return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) + ": fleet." +
+                                 k + ": unknown field");
         }
       } else if (key == "gateway") {
         for (auto f : v) {
           std::string k = f.first.as<std::string>();
-          if (k == "workers") e.gateway_workers = f.second.as<int>();
-          else return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
-                                    ": gateway." + k + ": unknown field");
+          if (k == "workers")
+            e.gateway_workers = f.second.as<int>();
+          else
+            return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
+                                 ": gateway." + k + ": unknown field");
         }
       } else if (key == "configurations") {
         for (auto c : v) {
@@ -303,8 +343,8 @@ std::string GatewayYaml(const Experiment& e, const Configuration& c,
   for (const auto& u : urls) eps += "      - " + u + "\n";
   if (!c.config.empty()) {
     std::string y = c.config;
-    for (auto [ph, val] : {std::pair<std::string, std::string>{"{endpoints}", eps},
-                           {"{model}", e.workload.model}}) {
+    for (auto [ph, val] :
+         {std::pair<std::string, std::string>{"{endpoints}", eps}, {"{model}", e.workload.model}}) {
       size_t p;
       while ((p = y.find(ph)) != std::string::npos) y.replace(p, ph.size(), val);
     }
@@ -376,10 +416,10 @@ std::string RunMetadataJson(const std::string& command_line) {
   std::string cpu = CommandOutput("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
   std::string machine = std::string(u.sysname) + " " + u.release + " " + u.machine + ", " +
                         std::to_string(std::thread::hardware_concurrency()) + " cores," + cpu;
-  std::string commit = CommandOutput("git -C " TOKENWAY_SOURCE_DIR
-                                     " rev-parse --short HEAD 2>/dev/null");
-  std::string dirty = CommandOutput("git -C " TOKENWAY_SOURCE_DIR
-                                    " status --porcelain 2>/dev/null | head -1");
+  std::string commit =
+      CommandOutput("git -C " TOKENWAY_SOURCE_DIR " rev-parse --short HEAD 2>/dev/null");
+  std::string dirty =
+      CommandOutput("git -C " TOKENWAY_SOURCE_DIR " status --porcelain 2>/dev/null | head -1");
   if (!dirty.empty()) commit += " (with uncommitted changes)";
   std::string out = "{\"date\":";
   AppendJsonString(out, date);
@@ -469,10 +509,17 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     if (local_stop.load()) break;
     // A fresh fleet per configuration: every configuration starts with cold caches.
     Child sim;
-    std::vector<std::string> sim_argv = {sim_bin, "--port", "0", "--count",
-                                         std::to_string(e.fleet_count), "--profile",
-                                         e.fleet_profile, "--speed", Csv({e.fleet_speed}),
-                                         "--seed", std::to_string(e.workload.seed)};
+    std::vector<std::string> sim_argv = {sim_bin,
+                                         "--port",
+                                         "0",
+                                         "--count",
+                                         std::to_string(e.fleet_count),
+                                         "--profile",
+                                         e.fleet_profile,
+                                         "--speed",
+                                         Csv({e.fleet_speed}),
+                                         "--seed",
+                                         std::to_string(e.workload.seed)};
     for (const auto& l : e.loras) sim_argv.insert(sim_argv.end(), {"--lora", l});
     sim_argv.insert(sim_argv.end(), e.fleet_args.begin(), e.fleet_args.end());
     fleet_desc.clear();
@@ -578,10 +625,10 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     plots.emplace_back("tpot_p90_vs_rate.svg",
                        SvgPlot("TPOT p90 vs offered rate", "offered rate (req/s)", "TPOT p90 (ms)",
                                by_config([](const RunSummary& r) { return r.tpot.p90 * 1e3; })));
-    plots.emplace_back("goodput_vs_rate.svg",
-                       SvgPlot("Goodput (" + e.slo.ToString() + ") vs offered rate",
-                               "offered rate (req/s)", "goodput (req/s)",
-                               by_config([](const RunSummary& r) { return r.goodput; })));
+    plots.emplace_back(
+        "goodput_vs_rate.svg",
+        SvgPlot("Goodput (" + e.slo.ToString() + ") vs offered rate", "offered rate (req/s)",
+                "goodput (req/s)", by_config([](const RunSummary& r) { return r.goodput; })));
     plots.emplace_back(
         "throughput_vs_rate.svg",
         SvgPlot("Output tokens/s vs offered rate", "offered rate (req/s)", "output tok/s",
@@ -613,8 +660,8 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
   }
   std::string pre;
   pre += "- experiment file: `" + opts.file + "`\n";
-  pre += "- workload: `" + e.workload.kind + "` (seed " + std::to_string(e.workload.seed) +
-         "), " + std::to_string(workload->size()) + " distinct requests, " +
+  pre += "- workload: `" + e.workload.kind + "` (seed " + std::to_string(e.workload.seed) + "), " +
+         std::to_string(workload->size()) + " distinct requests, " +
          (e.stream ? "streaming" : "non-streaming") + "\n";
   pre += "- load: " +
          (e.rates.empty() ? "concurrency " + std::to_string(e.concurrency)
@@ -636,8 +683,8 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     p += key.size() + 4;
     return m.substr(p, m.find('"', p) - p);
   };
-  pre += "- date: " + field("date") + "; commit: " + field("git_commit") + "; machine: " +
-         field("machine") + "\n";
+  pre += "- date: " + field("date") + "; commit: " + field("git_commit") +
+         "; machine: " + field("machine") + "\n";
   if (interrupted) pre += "- **interrupted** (SIGINT or time limit): partial results\n";
   pre += "- gateway configurations as run: `gateway-<name>.yaml` next to this report\n";
   std::string md = ToMarkdown(runs, "Experiment: " + e.name, pre);

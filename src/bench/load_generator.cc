@@ -2,6 +2,7 @@
 
 #include <netinet/tcp.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -17,7 +18,6 @@
 #include <memory>
 #include <random>
 #include <thread>
-#include <unistd.h>
 
 #include "bench/sse_client.h"
 #include "common/usage.h"
@@ -48,6 +48,7 @@ struct Conn {
   int64_t deadline_ns = 0;  // 0: idle
   bool timed_out = false;
   bool alive = false;
+  bool maybe_more = false;  // the last read filled the buffer: read before waiting
 };
 
 // What every thread shares, read-only during the run.
@@ -102,6 +103,7 @@ struct ThreadCtx {
       c->sock.close(ec);
       c->alive = false;
       c->timed_out = false;
+      c->maybe_more = false;
     }
     idle.push_back(c);
   }
@@ -124,6 +126,7 @@ asio::awaitable<ErrorKind> Exchange(ThreadCtx& ctx, Conn& c, size_t index, Reque
     co_await c.sock.async_connect(sh.endpoint, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return c.timed_out ? ErrorKind::kTimeout : ErrorKind::kConnect;
     c.sock.set_option(tcp::no_delay(true), ec);
+    c.sock.non_blocking(true, ec);
     c.alive = true;
   }
   int64_t t0 = NowNs(sh.start);
@@ -175,9 +178,25 @@ asio::awaitable<ErrorKind> Exchange(ThreadCtx& ctx, Conn& c, size_t index, Reque
       c.begin = 0;
     }
     if (c.end == c.buf.size()) c.buf.resize(c.buf.size() * 2);
-    size_t n = co_await c.sock.async_read_some(
-        asio::buffer(c.buf.data() + c.end, c.buf.size() - c.end),
-        asio::redirect_error(asio::use_awaitable, ec));
+    // Wait for readiness, then read without blocking: one read() per wake-up. (async_read_some
+    // would first try a read that usually fails with EAGAIN, doubling the system calls per
+    // streamed event.) After a read that filled the buffer more may be pending: read again
+    // before waiting.
+    size_t n = 0;
+    if (!c.maybe_more) {
+      co_await c.sock.async_wait(tcp::socket::wait_read,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec) {
+      size_t space = c.buf.size() - c.end;
+      n = c.sock.read_some(asio::buffer(c.buf.data() + c.end, space), ec);
+      c.maybe_more = n == space;
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec = {};
+        c.maybe_more = false;
+        continue;
+      }
+    }
     c.end += n;
     if (n > 0) received = true;
     if (ec) {
@@ -191,9 +210,9 @@ asio::awaitable<ErrorKind> Exchange(ThreadCtx& ctx, Conn& c, size_t index, Reque
         retryable = reused;
         co_return ErrorKind::kConnect;
       }
-      co_return head_done && parser.status >= 400 ? (parser.status >= 500 ? ErrorKind::kHttp5xx
-                                                                           : ErrorKind::kHttp4xx)
-                                                  : ErrorKind::kTruncatedStream;
+      co_return head_done&& parser.status >= 400
+          ? (parser.status >= 500 ? ErrorKind::kHttp5xx : ErrorKind::kHttp4xx)
+          : ErrorKind::kTruncatedStream;
     }
   }
   int64_t t_end = NowNs(sh.start);
@@ -368,16 +387,26 @@ std::vector<double> Arrivals(const LoadOptions& o, const std::vector<WorkloadReq
 
 const char* ErrorKindName(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kNone: return "none";
-    case ErrorKind::kConnect: return "connect";
-    case ErrorKind::kHttp4xx: return "http_4xx";
-    case ErrorKind::kHttp5xx: return "http_5xx";
-    case ErrorKind::kMalformedSse: return "malformed_sse";
-    case ErrorKind::kMalformedBody: return "malformed_body";
-    case ErrorKind::kTruncatedStream: return "truncated_stream";
-    case ErrorKind::kStreamError: return "stream_error";
-    case ErrorKind::kTimeout: return "timeout";
-    case ErrorKind::kCount: break;
+    case ErrorKind::kNone:
+      return "none";
+    case ErrorKind::kConnect:
+      return "connect";
+    case ErrorKind::kHttp4xx:
+      return "http_4xx";
+    case ErrorKind::kHttp5xx:
+      return "http_5xx";
+    case ErrorKind::kMalformedSse:
+      return "malformed_sse";
+    case ErrorKind::kMalformedBody:
+      return "malformed_body";
+    case ErrorKind::kTruncatedStream:
+      return "truncated_stream";
+    case ErrorKind::kStreamError:
+      return "stream_error";
+    case ErrorKind::kTimeout:
+      return "timeout";
+    case ErrorKind::kCount:
+      break;
   }
   return "unknown";
 }

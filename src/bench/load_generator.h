@@ -31,7 +31,7 @@ StatusOr<Target> ParseHttpUrl(std::string_view url, std::string_view default_pat
 
 enum class ErrorKind : uint8_t {
   kNone = 0,
-  kConnect,          // connect refused / unreachable / reset before any response byte
+  kConnect,  // connect refused / unreachable / reset before any response byte
   kHttp4xx,
   kHttp5xx,
   kMalformedSse,     // a stream payload that is not JSON
@@ -49,10 +49,10 @@ struct RequestRecord {
   double start = 0;  // send time, from the start of the run
   double ttft = -1, tpot = -1, e2e = -1, max_itl = -1;
   int64_t input_tokens = 0;
-  int64_t output_tokens = 0;    // usage.completion_tokens, else token chunks counted
-  int64_t stream_tokens = -1;   // token chunks counted in the stream
-  int64_t cached_tokens = -1;   // usage.prompt_tokens_details.cached_tokens
-  int32_t status = 0;           // HTTP status (0: none)
+  int64_t output_tokens = 0;   // usage.completion_tokens, else token chunks counted
+  int64_t stream_tokens = -1;  // token chunks counted in the stream
+  int64_t cached_tokens = -1;  // usage.prompt_tokens_details.cached_tokens
+  int32_t status = 0;          // HTTP status (0: none)
   int32_t group = -1;
   ErrorKind error = ErrorKind::kNone;
   bool warmup = false;          // started during the warm-up: excluded from results
@@ -63,19 +63,19 @@ struct RequestRecord {
 struct LoadOptions {
   Target target;
   bool stream = true;
-  double rate = 0;             // requests/s, open loop; 0 with concurrency > 0: closed loop
-  bool poisson = true;         // open loop: exponential gaps (else constant)
-  bool trace_arrivals = false; // open loop at the workload's own arrival_s
-  int64_t concurrency = 0;     // closed loop: requests in flight
-  double duration_s = 0;       // stop starting requests after warmup + duration (0: unbounded)
-  int64_t requests = 0;        // ... or after this many measured requests (0: unbounded)
+  double rate = 0;              // requests/s, open loop; 0 with concurrency > 0: closed loop
+  bool poisson = true;          // open loop: exponential gaps (else constant)
+  bool trace_arrivals = false;  // open loop at the workload's own arrival_s
+  int64_t concurrency = 0;      // closed loop: requests in flight
+  double duration_s = 0;        // stop starting requests after warmup + duration (0: unbounded)
+  int64_t requests = 0;         // ... or after this many measured requests (0: unbounded)
   double warmup_s = 0;
-  double timeout_s = 300;      // per request
-  double drain_s = 30;         // after the last start, how long in-flight requests may finish
+  double timeout_s = 300;  // per request
+  double drain_s = 30;     // after the last start, how long in-flight requests may finish
   int threads = 1;
   int64_t max_in_flight = 20000;
   uint64_t seed = 1;
-  bool progress = false;       // live progress line on stderr
+  bool progress = false;  // live progress line on stderr
   std::string progress_label;
 };
 
@@ -85,8 +85,8 @@ struct LoadResult {
   double measure_start = 0;            // seconds from run start: end of warm-up
   double measure_end = 0;              // last completion of a measured request
   double wall_s = 0;
-  int64_t unfinished = 0;              // still in flight when the drain time ran out
-  int64_t client_limited = 0;          // open loop: skipped because max_in_flight was reached
+  int64_t unfinished = 0;      // still in flight when the drain time ran out
+  int64_t client_limited = 0;  // open loop: skipped because max_in_flight was reached
 };
 
 // Runs the load. `stop` (may be null) ends it early (SIGINT). Blocks until done.

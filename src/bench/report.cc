@@ -15,13 +15,19 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
-std::string Ms(double seconds) { return Fmt("%.1f", seconds * 1e3); }
+std::string Ms(double seconds) {
+  return Fmt("%.1f", seconds * 1e3);
+}
 
 void AppendSummaryJson(std::string& out, const Summary& s) {
   out += "{\"count\":";
   AppendJsonInt(out, s.count);
-  for (auto [name, v] : {std::pair{"mean", s.mean}, {"p50", s.p50}, {"p90", s.p90},
-                         {"p99", s.p99}, {"min", s.min}, {"max", s.max}}) {
+  for (auto [name, v] : {std::pair{"mean", s.mean},
+                         {"p50", s.p50},
+                         {"p90", s.p90},
+                         {"p99", s.p99},
+                         {"min", s.min},
+                         {"max", s.max}}) {
     out += ",\"";
     out += name;
     out += "_ms\":";
@@ -92,20 +98,21 @@ std::string FormatTable(const std::vector<RunSummary>& runs) {
   std::string out;
   char line[512];
   snprintf(line, sizeof line,
-           "%-16s %7s %6s %6s %8s %8s %8s %8s %7s %7s %7s %8s %8s %8s %8s %6s %6s\n",
-           "config", "rate", "ok", "errors", "req/s", "out tok/s", "goodput", "ttft p50",
-           "p90", "p99", "mean", "tpot p50", "p90", "itl p50", "e2e p50", "p99", "hit%");
+           "%-16s %7s %6s %6s %8s %8s %8s %8s %7s %7s %7s %8s %8s %8s %8s %6s %6s\n", "config",
+           "rate", "ok", "errors", "req/s", "out tok/s", "goodput", "ttft p50", "p90", "p99",
+           "mean", "tpot p50", "p90", "itl p50", "e2e p50", "p99", "hit%");
   out += line;
   for (const auto& r : runs) {
-    std::string rate = r.offered_rate > 0 ? Fmt("%.2f", r.offered_rate)
-                                          : (r.concurrency > 0 ? "c=" + std::to_string(r.concurrency)
-                                                               : std::string("trace"));
+    std::string rate =
+        r.offered_rate > 0
+            ? Fmt("%.2f", r.offered_rate)
+            : (r.concurrency > 0 ? "c=" + std::to_string(r.concurrency) : std::string("trace"));
     std::string hit = r.prefix_hit_rate >= 0 ? Fmt("%.1f", r.prefix_hit_rate * 100) : "-";
     snprintf(line, sizeof line,
              "%-16s %7s %6lld %6lld %8.2f %9.1f %8.2f %8s %8s %7s %7s %8s %8s %8s %8s %6s %6s\n",
              r.label.substr(0, 16).c_str(), rate.c_str(), static_cast<long long>(r.succeeded),
-             static_cast<long long>(r.error_total), r.request_rate, r.output_token_rate,
-             r.goodput, Ms(r.ttft.p50).c_str(), Ms(r.ttft.p90).c_str(), Ms(r.ttft.p99).c_str(),
+             static_cast<long long>(r.error_total), r.request_rate, r.output_token_rate, r.goodput,
+             Ms(r.ttft.p50).c_str(), Ms(r.ttft.p90).c_str(), Ms(r.ttft.p99).c_str(),
              Ms(r.ttft.mean).c_str(), Ms(r.tpot.p50).c_str(), Ms(r.tpot.p90).c_str(),
              Ms(r.itl.p50).c_str(), Ms(r.e2e.p50).c_str(), Ms(r.e2e.p99).c_str(), hit.c_str());
     out += line;
@@ -162,8 +169,8 @@ std::string ToJson(const std::vector<RunSummary>& runs, const std::string& meta_
     out += ",\"input_token_rate\":" + Fmt("%.3f", r.input_token_rate);
     out += ",\"goodput\":" + Fmt("%.4f", r.goodput);
     out += ",\"slo_attainment\":" + Fmt("%.4f", r.slo_attainment);
-    for (auto [name, s] : {std::pair{"ttft", &r.ttft}, {"tpot", &r.tpot}, {"itl", &r.itl},
-                           {"e2e", &r.e2e}}) {
+    for (auto [name, s] :
+         {std::pair{"ttft", &r.ttft}, {"tpot", &r.tpot}, {"itl", &r.itl}, {"e2e", &r.e2e}}) {
       out += ",\"";
       out += name;
       out += "\":";
@@ -214,8 +221,7 @@ std::string ToMarkdown(const std::vector<RunSummary>& runs, const std::string& t
            Fmt("%.1f", r.output_token_rate) + " | " + Fmt("%.2f", r.goodput) + " | " +
            Fmt("%.1f %%", r.slo_attainment * 100) + " | " +
            (r.prefix_hit_rate >= 0 ? Fmt("%.1f %%", r.prefix_hit_rate * 100) : "—") + " | " +
-           (r.cached_token_share >= 0 ? Fmt("%.1f %%", r.cached_token_share * 100) : "—") +
-           " |\n";
+           (r.cached_token_share >= 0 ? Fmt("%.1f %%", r.cached_token_share * 100) : "—") + " |\n";
   }
   out += "\n## Errors by kind\n\n| config | offered rate |";
   for (size_t k = 1; k < kErrorKinds; ++k) {
@@ -252,24 +258,29 @@ std::string SvgPlot(const std::string& title, const std::string& x_label,
   auto esc = [](const std::string& s) {
     std::string o;
     for (char c : s) {
-      if (c == '<') o += "&lt;";
-      else if (c == '>') o += "&gt;";
-      else if (c == '&') o += "&amp;";
-      else o += c;
+      if (c == '<')
+        o += "&lt;";
+      else if (c == '>')
+        o += "&gt;";
+      else if (c == '&')
+        o += "&amp;";
+      else
+        o += c;
     }
     return o;
   };
   static const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                   "#9467bd", "#8c564b", "#e377c2", "#17becf"};
-  std::string o = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"400\" "
-                  "font-family=\"sans-serif\" font-size=\"12\">\n";
+  std::string o =
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"400\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n";
   o += "<rect width=\"640\" height=\"400\" fill=\"white\"/>\n";
   o += "<text x=\"" + Fmt("%.0f", W / 2) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" +
        esc(title) + "</text>\n";
   o += "<line x1=\"" + Fmt("%.1f", L) + "\" y1=\"" + Fmt("%.1f", H - B) + "\" x2=\"" +
        Fmt("%.1f", W - R) + "\" y2=\"" + Fmt("%.1f", H - B) + "\" stroke=\"black\"/>\n";
-  o += "<line x1=\"" + Fmt("%.1f", L) + "\" y1=\"" + Fmt("%.1f", T) + "\" x2=\"" +
-       Fmt("%.1f", L) + "\" y2=\"" + Fmt("%.1f", H - B) + "\" stroke=\"black\"/>\n";
+  o += "<line x1=\"" + Fmt("%.1f", L) + "\" y1=\"" + Fmt("%.1f", T) + "\" x2=\"" + Fmt("%.1f", L) +
+       "\" y2=\"" + Fmt("%.1f", H - B) + "\" stroke=\"black\"/>\n";
   for (int i = 0; i <= 4; ++i) {
     double xv = x0 + (x1 - x0) * i / 4, yv = y0 + (y1 - y0) * i / 4;
     o += "<text x=\"" + Fmt("%.1f", px(xv)) + "\" y=\"" + Fmt("%.1f", H - B + 16) +

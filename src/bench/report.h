@@ -14,14 +14,14 @@ namespace tokenway::bench {
 
 // Everything reported about one run (one rate of one configuration).
 struct RunSummary {
-  std::string label;       // configuration name (experiments) or "run"
+  std::string label;  // configuration name (experiments) or "run"
   std::string workload;
-  double offered_rate = 0; // req/s; 0: closed loop
+  double offered_rate = 0;  // req/s; 0: closed loop
   int64_t concurrency = 0;
   bool stream = true;
   Slo slo;
 
-  int64_t measured = 0;    // requests started after the warm-up and finished
+  int64_t measured = 0;  // requests started after the warm-up and finished
   int64_t succeeded = 0;
   int64_t warmup = 0;
   int64_t unfinished = 0;
@@ -30,11 +30,11 @@ struct RunSummary {
   std::array<int64_t, kErrorKinds> errors{};  // by ErrorKind; [0] unused
   int64_t error_total = 0;
 
-  double duration_s = 0;   // measured window
-  double request_rate = 0; // succeeded / duration
+  double duration_s = 0;    // measured window
+  double request_rate = 0;  // succeeded / duration
   double output_token_rate = 0, input_token_rate = 0;
-  double goodput = 0;      // succeeded requests meeting the SLO / duration
-  double slo_attainment = 0;  // share of measured requests meeting the SLO
+  double goodput = 0;            // succeeded requests meeting the SLO / duration
+  double slo_attainment = 0;     // share of measured requests meeting the SLO
   Summary ttft, tpot, itl, e2e;  // seconds
   double prefix_hit_rate = -1;   // from /metrics deltas, [0,1]; -1: not scraped
   double prefix_queries = 0, prefix_hits = 0;

@@ -31,12 +31,12 @@ class StreamMeter {
 
   int64_t first_token_ns() const { return first_token_ns_; }  // -1: no token yet
   int64_t last_token_ns() const { return last_token_ns_; }
-  int64_t token_chunks() const { return token_chunks_; }      // chunks with a non-empty token
+  int64_t token_chunks() const { return token_chunks_; }  // chunks with a non-empty token
   int64_t events() const { return events_; }
   int64_t max_gap_ns() const { return max_gap_ns_; }
-  bool done() const { return done_; }                         // "data: [DONE]" seen
-  bool malformed() const { return malformed_; }               // a payload that is not JSON
-  bool error_event() const { return error_event_; }           // an {"error": ...} payload
+  bool done() const { return done_; }                // "data: [DONE]" seen
+  bool malformed() const { return malformed_; }      // a payload that is not JSON
+  bool error_event() const { return error_event_; }  // an {"error": ...} payload
   const TokenUsage& usage() const { return usage_; }
   bool has_usage() const { return has_usage_; }
 

@@ -71,8 +71,7 @@ StatusOr<Slo> ParseSlo(std::string_view text) {
     } else if (name == "e2e" || name == "e2el") {
       slo.e2e = seconds;
     } else {
-      return Status::Error("unknown SLO metric '" + std::string(name) +
-                           "' (ttft, tpot, itl, e2e)");
+      return Status::Error("unknown SLO metric '" + std::string(name) + "' (ttft, tpot, itl, e2e)");
     }
   }
   return slo;

@@ -79,9 +79,8 @@ std::vector<WorkloadRequest> SharedPrefix(const WorkloadOptions& o, const Shared
   for (int64_t g = 0; g < p.groups; ++g) {
     std::string system = Words(p.system_len, rng);
     for (int64_t i = 0; i < p.prompts_per_group; ++i) {
-      auto [body, tokens] =
-          ChatBody(o.model, {{"system", system}, {"user", Words(p.question_len, rng)}},
-                   p.output_len);
+      auto [body, tokens] = ChatBody(
+          o.model, {{"system", system}, {"user", Words(p.question_len, rng)}}, p.output_len);
       WorkloadRequest r;
       r.body = std::move(body);
       r.input_tokens = tokens;
@@ -198,8 +197,8 @@ StatusOr<std::vector<WorkloadRequest>> Trace(const WorkloadOptions& o, int64_t c
 
 const std::vector<std::string>& WorkloadKinds() {
   static const std::vector<std::string> kinds = {
-      "sharegpt",     "shared-prefix", "shared-prefix-long", "multi-turn",
-      "lora-mix",     "long-context",  "random",             "trace"};
+      "sharegpt", "shared-prefix", "shared-prefix-long", "multi-turn", "lora-mix", "long-context",
+      "random",   "trace"};
   return kinds;
 }
 
@@ -328,13 +327,15 @@ StatusOr<std::vector<WorkloadRequest>> GenerateWorkload(const WorkloadOptions& o
   } else if (k == "long-context") {
     const auto& p = o.long_context;
     std::uniform_int_distribution<int64_t> len(p.min_input, std::max(p.min_input, p.max_input));
-    for (int64_t i = 0; i < count; ++i) out.push_back(SingleUser(o.model, len(rng), p.output_len, rng));
+    for (int64_t i = 0; i < count; ++i)
+      out.push_back(SingleUser(o.model, len(rng), p.output_len, rng));
   } else if (k == "random") {
     const auto& p = o.random;
     auto lo = [&](int64_t l) {
       return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(p.range_ratio * l)));
     };
-    std::uniform_int_distribution<int64_t> in(lo(p.input_len), std::max(lo(p.input_len), p.input_len));
+    std::uniform_int_distribution<int64_t> in(lo(p.input_len),
+                                              std::max(lo(p.input_len), p.input_len));
     std::uniform_int_distribution<int64_t> outd(lo(p.output_len),
                                                 std::max(lo(p.output_len), p.output_len));
     for (int64_t i = 0; i < count; ++i) {

@@ -20,13 +20,13 @@ namespace tokenway::bench {
 
 // One request of a workload, ready to send.
 struct WorkloadRequest {
-  std::string body;            // the JSON body without "stream"/"stream_options" (added per run)
-  int64_t input_tokens = 0;    // tokens of the flattened prompt (what the server counts)
-  int64_t output_tokens = 0;   // max_tokens (sent with ignore_eos, so the server produces them)
-  double arrival_s = -1;       // trace replay: offset from the start; -1 = use the run's arrivals
-  int32_t group = -1;          // shared-prefix group / multi-turn session / LoRA index
-  int32_t turn = 0;            // multi-turn: 0-based turn within its session
-  std::string model;           // model (or LoRA adapter) named in the body
+  std::string body;           // the JSON body without "stream"/"stream_options" (added per run)
+  int64_t input_tokens = 0;   // tokens of the flattened prompt (what the server counts)
+  int64_t output_tokens = 0;  // max_tokens (sent with ignore_eos, so the server produces them)
+  double arrival_s = -1;      // trace replay: offset from the start; -1 = use the run's arrivals
+  int32_t group = -1;         // shared-prefix group / multi-turn session / LoRA index
+  int32_t turn = 0;           // multi-turn: 0-based turn within its session
+  std::string model;          // model (or LoRA adapter) named in the body
 };
 
 struct ShareGptParams {
@@ -50,7 +50,7 @@ struct MultiTurnParams {
 
 struct LoraMixParams {
   int64_t adapters = 8;
-  double zipf_s = 1.0;  // P(rank k) ∝ 1 / k^s, rank 1 hottest
+  double zipf_s = 1.0;           // P(rank k) ∝ 1 / k^s, rank 1 hottest
   std::string prefix = "lora-";  // adapters are named prefix + index (0-based)
 };
 
@@ -65,10 +65,10 @@ struct RandomParams {  // vLLM "random": lengths uniform in [ratio·L, L]
 };
 
 struct TraceParams {
-  std::string path;            // JSONL: timestamp (ms), input_length, output_length, [hash_ids]
-  int64_t block_size = 512;    // tokens per hash id (Mooncake)
-  double time_scale = 1.0;     // arrival offsets are multiplied by this (0.5 = twice as fast)
-  int64_t max_output = 0;      // cap on output_length (0 = none)
+  std::string path;          // JSONL: timestamp (ms), input_length, output_length, [hash_ids]
+  int64_t block_size = 512;  // tokens per hash id (Mooncake)
+  double time_scale = 1.0;   // arrival offsets are multiplied by this (0.5 = twice as fast)
+  int64_t max_output = 0;    // cap on output_length (0 = none)
 };
 
 struct WorkloadOptions {

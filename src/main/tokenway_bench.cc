@@ -2,12 +2,12 @@
 //   tokenway-bench run --url URL --workload sharegpt --rate 4 --duration 30s ...
 //   tokenway-bench experiment FILE.yaml
 // docs/bench.md describes workloads, metrics and the experiment file.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include "bench/experiment.h"
 #include "bench/load_generator.h"
@@ -18,7 +18,9 @@
 namespace {
 
 std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
+void OnSignal(int) {
+  g_stop.store(true);
+}
 
 double ToSeconds(const std::string& text, const char* flag) {
   auto d = tokenway::ParseDuration(text);
@@ -63,10 +65,11 @@ int main(int argc, char** argv) {
   run->add_option("--workload", w.kind, "Workload")
       ->check(CLI::IsMember(WorkloadKinds()))
       ->capture_default_str();
-  run->add_option("--seed", w.seed, "Seed for prompts, lengths and arrivals")->capture_default_str();
+  run->add_option("--seed", w.seed, "Seed for prompts, lengths and arrivals")
+      ->capture_default_str();
   auto* rate_opt = run->add_option("--rate", rate, "Open loop: mean arrival rate (req/s)");
-  auto* sweep_opt = run->add_option("--rate-sweep", sweep, "Open loop at each rate in turn")
-                        ->delimiter(',');
+  auto* sweep_opt =
+      run->add_option("--rate-sweep", sweep, "Open loop at each rate in turn")->delimiter(',');
   auto* conc_opt = run->add_option("--concurrency", concurrency, "Closed loop: requests in flight");
   rate_opt->excludes(sweep_opt)->excludes(conc_opt);
   sweep_opt->excludes(conc_opt);
@@ -206,8 +209,8 @@ int main(int argc, char** argv) {
   if (!out_md.empty()) {
     std::ofstream f(out_md);
     f << ToMarkdown(runs, "tokenway-bench run",
-                    "- command: `" + command_line + "`\n- target: " + url + path + "\n- workload: `" +
-                        w.kind + "`, " + std::to_string(workload->size()) +
+                    "- command: `" + command_line + "`\n- target: " + url + path +
+                        "\n- workload: `" + w.kind + "`, " + std::to_string(workload->size()) +
                         " distinct requests\n- metadata: `" + meta + "`\n");
   }
   int64_t ok = 0;

@@ -27,7 +27,7 @@ TEST(ReportTest, SummarizeCountsAddUp) {
   lr.records.push_back(Ok(0.5, 0.1, 1.0, 10));  // warm-up
   lr.records.back().warmup = true;
   lr.records.push_back(Ok(1.0, 0.2, 1.2, 11));
-  lr.records.push_back(Ok(1.5, 2.0, 3.0, 11));   // misses ttft SLO
+  lr.records.push_back(Ok(1.5, 2.0, 3.0, 11));  // misses ttft SLO
   RequestRecord bad;
   bad.start = 2;
   bad.error = ErrorKind::kHttp5xx;

@@ -5,7 +5,8 @@
 namespace tokenway::bench {
 namespace {
 
-const char* kChunk = R"({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}],"usage":null})";
+const char* kChunk =
+    R"({"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}],"usage":null})";
 
 std::string Event(const std::string& content, const std::string& eol = "\n") {
   char buf[512];
@@ -15,13 +16,18 @@ std::string Event(const std::string& content, const std::string& eol = "\n") {
 
 std::string Stream(const std::string& eol = "\n") {
   std::string s;
-  s += "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}" + eol + eol;
+  s += "data: "
+       "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":"
+       "\"\"}}]}" +
+       eol + eol;
   s += ": keep-alive comment" + eol + eol;
   s += Event(" alpha", eol);
   s += Event(" beta", eol);
   s += Event(" gamma", eol);
-  s += "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,"
-       "\"total_tokens\":15,\"prompt_tokens_details\":{\"cached_tokens\":8}}}" + eol + eol;
+  s +=
+      "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,"
+      "\"total_tokens\":15,\"prompt_tokens_details\":{\"cached_tokens\":8}}}" +
+      eol + eol;
   s += "data: [DONE]" + eol + eol;
   return s;
 }

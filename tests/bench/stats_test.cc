@@ -11,7 +11,7 @@ TEST(StatsTest, PercentilesInterpolateLinearly) {
   EXPECT_EQ(s.count, 5);
   EXPECT_DOUBLE_EQ(s.mean, 3);
   EXPECT_DOUBLE_EQ(s.p50, 3);
-  EXPECT_DOUBLE_EQ(s.p90, 4.6);   // numpy.percentile([1..5], 90)
+  EXPECT_DOUBLE_EQ(s.p90, 4.6);  // numpy.percentile([1..5], 90)
   EXPECT_DOUBLE_EQ(s.p99, 4.96);
   EXPECT_DOUBLE_EQ(s.min, 1);
   EXPECT_DOUBLE_EQ(s.max, 5);
@@ -65,13 +65,15 @@ TEST(StatsTest, GoodputCountsOnlySuccessfulRequestsMeetingEverySlo) {
   EXPECT_FALSE(MeetsSlo({true, 1.2, 0.04, 0.1, 3}, slo));
   EXPECT_FALSE(MeetsSlo({true, 0.5, 0.06, 0.1, 3}, slo));
   EXPECT_FALSE(MeetsSlo({false, 0.5, 0.04, 0.1, 3}, slo));
-  EXPECT_TRUE(MeetsSlo({true, 0.5, -1, -1, 3}, slo));   // one output token: no TPOT
-  EXPECT_FALSE(MeetsSlo({true, -1, 0.01, -1, 3}, slo)); // no token at all fails a TTFT SLO
-  EXPECT_TRUE(MeetsSlo({true, 9, 9, 9, 9}, Slo{}));     // no SLO: every success counts
+  EXPECT_TRUE(MeetsSlo({true, 0.5, -1, -1, 3}, slo));    // one output token: no TPOT
+  EXPECT_FALSE(MeetsSlo({true, -1, 0.01, -1, 3}, slo));  // no token at all fails a TTFT SLO
+  EXPECT_TRUE(MeetsSlo({true, 9, 9, 9, 9}, Slo{}));      // no SLO: every success counts
   EXPECT_FALSE(MeetsSlo({true, 0.1, 0.01, 0.1, 11}, Slo{0, 0, 0, 10}));
   // Goodput for a run = qualifying requests / duration.
-  std::vector<RequestTiming> run = {{true, 0.2, 0.01, 0.1, 1}, {true, 2.0, 0.01, 0.1, 3},
-                                    {false, 0.1, 0.01, 0.1, 1}, {true, 0.3, 0.2, 0.3, 4}};
+  std::vector<RequestTiming> run = {{true, 0.2, 0.01, 0.1, 1},
+                                    {true, 2.0, 0.01, 0.1, 3},
+                                    {false, 0.1, 0.01, 0.1, 1},
+                                    {true, 0.3, 0.2, 0.3, 4}};
   int good = 0;
   for (const auto& r : run) good += MeetsSlo(r, slo);
   EXPECT_EQ(good, 1);

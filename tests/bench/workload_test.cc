@@ -229,23 +229,28 @@ TEST(WorkloadTest, ParseTraceLine) {
   EXPECT_EQ(r->input_length, 1200);
   EXPECT_EQ(r->output_length, 40);
   EXPECT_EQ(r->hash_ids, (std::vector<int64_t>{1, 2, 3}));
-  auto g = ParseTraceLine(R"({"timestamp": 2.5, "input_length": 10, "output_length": 5, "prefix_group": 7})");
+  auto g = ParseTraceLine(
+      R"({"timestamp": 2.5, "input_length": 10, "output_length": 5, "prefix_group": 7})");
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->prefix_group, 7);
   EXPECT_FALSE(ParseTraceLine("not json").ok());
   EXPECT_FALSE(ParseTraceLine(R"({"timestamp": 1})").ok());
   EXPECT_FALSE(ParseTraceLine(R"({"input_length": "x", "output_length": 1})").ok());
-  EXPECT_FALSE(ParseTraceLine(R"({"input_length": 5, "output_length": 1, "hash_ids": ["a"]})").ok());
+  EXPECT_FALSE(
+      ParseTraceLine(R"({"input_length": 5, "output_length": 1, "hash_ids": ["a"]})").ok());
 }
 
 TEST(WorkloadTest, TraceReplaySharesHashBlocksAndKeepsArrivals) {
   std::string path = ::testing::TempDir() + "/bench_trace_test.jsonl";
   {
     std::ofstream f(path);
-    f << R"({"timestamp": 1000, "input_length": 40, "output_length": 7, "hash_ids": [5, 6]})" << "\n";
+    f << R"({"timestamp": 1000, "input_length": 40, "output_length": 7, "hash_ids": [5, 6]})"
+      << "\n";
     f << "\n";
-    f << R"({"timestamp": 1500, "input_length": 50, "output_length": 9, "hash_ids": [5, 8]})" << "\n";
-    f << R"({"timestamp": 3000, "input_length": 30, "output_length": 3})" << "\n";
+    f << R"({"timestamp": 1500, "input_length": 50, "output_length": 9, "hash_ids": [5, 8]})"
+      << "\n";
+    f << R"({"timestamp": 3000, "input_length": 30, "output_length": 3})"
+      << "\n";
   }
   WorkloadOptions o;
   o.kind = "trace";
@@ -266,7 +271,7 @@ TEST(WorkloadTest, TraceReplaySharesHashBlocksAndKeepsArrivals) {
   size_t common = 0;
   while (common < a.size() && a[common] == b[common]) ++common;
   size_t shared = sim::CountTokens(a.substr(0, common));
-  EXPECT_GE(shared, 16u);  // block 5 shared
+  EXPECT_GE(shared, 16u);           // block 5 shared
   EXPECT_LT(shared, 16u + 3 + 16);  // block 6 vs 8 differ
 
   o.trace.path = path + ".missing";

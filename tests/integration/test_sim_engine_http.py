@@ -44,11 +44,13 @@ class SimEngineHttpTest(unittest.TestCase):
             for t in threads:
                 t.start()
             # All five arrive well within the ~1.4 s the first two run.
-            twtest.wait_until(lambda: metric_value(metrics(sim.urls[0]), "vllm:num_requests_waiting") == 3,
-                              timeout=1.0)
-            text = metrics(sim.urls[0])
-            self.assertEqual(metric_value(text, "vllm:num_requests_running"), 2)
-            self.assertEqual(metric_value(text, "vllm:num_requests_waiting"), 3)
+            # (A request is admitted at the next step boundary, so poll for the settled state.)
+            def settled():
+                text = metrics(sim.urls[0])
+                return (metric_value(text, "vllm:num_requests_running"),
+                        metric_value(text, "vllm:num_requests_waiting"))
+            twtest.wait_until(lambda: settled() == (2, 3), timeout=1.0)
+            self.assertEqual(settled(), (2, 3))
             for t in threads:
                 t.join(30)
             text = metrics(sim.urls[0])

@@ -30,6 +30,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
+def check_sanitizer_reports(name, lines):
+    """Fails the test if a child process printed a sanitizer report."""
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            raise AssertionError(f"{name} reported a sanitizer error:\n" + "\n".join(lines[i:i + 40]))
+
+
 class _Drain(threading.Thread):
     """Collects a child's output lines so its pipe never fills."""
 
@@ -69,9 +80,11 @@ class Sim:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.err.join(5)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
+        check_sanitizer_reports("tokenway-sim", self.err.lines)
 
     def __enter__(self):
         return self
@@ -151,6 +164,7 @@ class Gateway:
                 self.proc.wait()
         self.out.join(5)
         self.err.join(5)
+        check_sanitizer_reports("tokenway", self.err.lines)
         return self.proc.returncode
 
     def __enter__(self):
