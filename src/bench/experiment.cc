@@ -463,7 +463,6 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
       return 2;
     }
   }
-  auto workload = GenerateWorkload(e.workload, 0);
   std::vector<double> points = e.rates.empty() ? std::vector<double>{0} : e.rates;
   // Generate enough distinct prompts for the highest rate once; every configuration gets the
   // same requests in the same order.
@@ -478,7 +477,7 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
   base.concurrency = e.concurrency;
   base.trace_arrivals = e.workload.kind == "trace";
   base.rate = *std::max_element(points.begin(), points.end());
-  workload = GenerateWorkload(e.workload, WorkloadCountFor(base, e.workload.kind));
+  auto workload = GenerateWorkload(e.workload, WorkloadCountFor(base, e.workload.kind));
   if (!workload.ok()) {
     fprintf(stderr, "tokenway-bench: %s\n", workload.status().message().c_str());
     return 2;
@@ -486,7 +485,7 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
   double per_point = e.warmup_s + e.duration_s + e.drain_s + 10;
   double limit = e.time_limit_s > 0
                      ? e.time_limit_s
-                     : e.configurations.size() * (points.size() * per_point + 30) + 30;
+                     : e.configurations.size() * points.size() * (per_point + 30) + 30;
   // The time limit raises the same flag as SIGINT.
   std::atomic<bool> local_stop{false};
   std::atomic<bool> finished{false};
@@ -505,9 +504,12 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
   std::vector<RunSummary> runs;
   std::string fleet_desc;
   int status = 0;
-  for (const Configuration& conf : e.configurations) {
+  for (size_t point = 0; point < e.configurations.size() * points.size() && status == 0; ++point) {
     if (local_stop.load()) break;
-    // A fresh fleet per configuration: every configuration starts with cold caches.
+    const Configuration& conf = e.configurations[point / points.size()];
+    const double rate = points[point % points.size()];
+    // A fresh fleet and gateway for every point: each (configuration, rate) starts with cold
+    // caches and idle engines, so points do not inherit each other's state.
     Child sim;
     std::vector<std::string> sim_argv = {sim_bin,
                                          "--port",
@@ -530,7 +532,7 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
       fprintf(stderr, "tokenway-bench: tokenway-sim: %s (see %s/sim-%s.log)\n",
               ready.status().message().c_str(), out_dir.c_str(), conf.name.c_str());
       status = 1;
-      break;
+      continue;
     }
     std::vector<std::string> urls, metrics_urls;
     for (int p : ParsePorts(*ready)) {
@@ -561,18 +563,15 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
       fprintf(stderr, "tokenway-bench: gateway '%s' did not start (see %s/gateway-%s.log)\n",
               conf.name.c_str(), out_dir.c_str(), conf.name.c_str());
       status = 1;
-      break;
+      continue;
     }
-    for (double rate : points) {
-      if (local_stop.load()) break;
-      LoadOptions o = base;
-      o.rate = base.trace_arrivals ? 0 : rate;
-      o.target = Target{"127.0.0.1", static_cast<uint16_t>(port), "/v1/chat/completions"};
-      o.progress_label = conf.name + " @ " + std::to_string(rate).substr(0, 5);
-      runs.push_back(
-          RunPoint(o, *workload, metrics_urls, e.slo, conf.name, e.workload.kind, &local_stop));
-      fprintf(stderr, "%s", FormatTable({runs.back()}).c_str());
-    }
+    LoadOptions o = base;
+    o.rate = base.trace_arrivals ? 0 : rate;
+    o.target = Target{"127.0.0.1", static_cast<uint16_t>(port), "/v1/chat/completions"};
+    o.progress_label = conf.name + " @ " + Csv({rate});
+    runs.push_back(
+        RunPoint(o, *workload, metrics_urls, e.slo, conf.name, e.workload.kind, &local_stop));
+    fprintf(stderr, "%s", FormatTable({runs.back()}).c_str());
     gw.Stop();
     sim.Stop();
   }
@@ -668,7 +667,7 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
                           : "Poisson arrivals at " + Csv(e.rates) + " req/s") +
          ", warm-up " + Csv({e.warmup_s}) + " s, measured " + Csv({e.duration_s}) +
          " s per point\n";
-  pre += "- fleet: `tokenway-sim " + fleet_desc + "` (a fresh fleet per configuration)\n";
+  pre += "- fleet: `tokenway-sim " + fleet_desc + "` (a fresh fleet and gateway per point)\n";
   pre += "- gateway: " + std::to_string(e.gateway_workers) + " worker(s); configurations: ";
   for (size_t i = 0; i < e.configurations.size(); ++i) {
     const auto& c = e.configurations[i];

@@ -359,7 +359,7 @@ asio::awaitable<void> ClosedLoopWorker(ThreadCtx& ctx, int64_t* live) {
 std::vector<double> Arrivals(const LoadOptions& o, const std::vector<WorkloadRequest>& w) {
   std::vector<double> out;
   if (o.trace_arrivals) {
-    for (const auto& r : w) out.push_back(std::max(0.0, r.arrival_s) + o.warmup_s * 0);
+    for (const auto& r : w) out.push_back(std::max(0.0, r.arrival_s));
     std::sort(out.begin(), out.end());
     if (o.duration_s > 0) {
       while (!out.empty() && out.back() > o.warmup_s + o.duration_s) out.pop_back();
