@@ -137,6 +137,23 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(gw.proc.wait(10), 0)
         self.assertLess(time.time() - start, 5)
 
+    def test_max_connections_closes_excess_connections(self):
+        gw = Gateway(gateway_yaml(self.sim.urls, extra="limits:\n  max_connections: 2\n"), workers=1)
+        self.addCleanup(gw.stop)
+        import socket
+        held = [socket.create_connection(("127.0.0.1", gw.port), timeout=5) for _ in range(2)]
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        self.assertEqual(extra.recv(100), b"")  # closed at once
+        extra.close()
+        self.assertTrue(wait_until(
+            lambda: gw.metric("tokenway_client_errors_total", kind="connection_limit") >= 1))
+        held[0].close()
+        self.assertTrue(wait_until(lambda: gw.metric("tokenway_client_connections") <= 1))
+        st, _, _, _ = post_json(gw.base + "/v1/chat/completions", chat_body(MODEL, max_tokens=1))
+        self.assertEqual(st, 200)
+        held[1].close()
+
     def test_validate(self):
         good = tempfile.mktemp(suffix=".yaml")
         bad = tempfile.mktemp(suffix=".yaml")
