@@ -53,16 +53,16 @@ struct Options {
 
 // Prebuilt response bytes.
 struct Canned {
-  std::string completion;    // whole non-streaming response
-  std::string stream_head;   // response head of a stream
-  std::string first_event;   // chunk-framed event carrying the role
-  std::string event;         // chunk-framed content event
-  std::string first_event_u; // the same with "usage":null (include_usage requested)
+  std::string completion;     // whole non-streaming response
+  std::string stream_head;    // response head of a stream
+  std::string first_event;    // chunk-framed event carrying the role
+  std::string event;          // chunk-framed content event
+  std::string first_event_u;  // the same with "usage":null (include_usage requested)
   std::string event_u;
-  std::string last_event;    // finish_reason "stop"
+  std::string last_event;  // finish_reason "stop"
   std::string last_event_u;
-  std::string usage_event;   // choices: [], usage
-  std::string done_event;    // data: [DONE] + terminating chunk
+  std::string usage_event;  // choices: [], usage
+  std::string done_event;   // data: [DONE] + terminating chunk
   std::string health;
   std::string not_found;
 };
@@ -78,7 +78,9 @@ Canned BuildCanned(const Options& o) {
   const std::string m = o.model;
   std::string body =
       "{\"id\":\"chatcmpl-bench0001\",\"object\":\"chat.completion\",\"created\":1700000000,"
-      "\"model\":\"" + m + "\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+      "\"model\":\"" +
+      m +
+      "\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
       "\"content\":\"This is a fixed answer from the benchmark backend. It has about forty "
       "tokens so that the response resembles a short real completion.\"},\"logprobs\":null,"
       "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":52,\"completion_tokens\":40,"
@@ -90,7 +92,8 @@ Canned BuildCanned(const Options& o) {
       "Transfer-Encoding: chunked\r\n\r\n";
   const std::string pre =
       "data: {\"id\":\"chatcmpl-bench0001\",\"object\":\"chat.completion.chunk\","
-      "\"created\":1700000000,\"model\":\"" + m + "\",\"choices\":[{\"index\":0,\"delta\":";
+      "\"created\":1700000000,\"model\":\"" +
+      m + "\",\"choices\":[{\"index\":0,\"delta\":";
   auto ev = [&](const std::string& delta, const char* finish, bool usage_null) {
     return Chunk(pre + delta + ",\"logprobs\":null,\"finish_reason\":" + finish + "}]" +
                  (usage_null ? ",\"usage\":null" : "") + "}\n\n");
@@ -103,19 +106,22 @@ Canned BuildCanned(const Options& o) {
   c.last_event_u = ev("{}", "\"stop\"", true);
   c.usage_event = Chunk(
       "data: {\"id\":\"chatcmpl-bench0001\",\"object\":\"chat.completion.chunk\","
-      "\"created\":1700000000,\"model\":\"" + m + "\",\"choices\":[],\"usage\":{"
-      "\"prompt_tokens\":52,\"completion_tokens\":" + std::to_string(o.events) +
-      ",\"total_tokens\":" + std::to_string(52 + o.events) + "}}\n\n");
+      "\"created\":1700000000,\"model\":\"" +
+      m +
+      "\",\"choices\":[],\"usage\":{"
+      "\"prompt_tokens\":52,\"completion_tokens\":" +
+      std::to_string(o.events) + ",\"total_tokens\":" + std::to_string(52 + o.events) + "}}\n\n");
   c.done_event = Chunk("data: [DONE]\n\n") + "0\r\n\r\n";
   c.health = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
-  c.not_found = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n";
+  c.not_found =
+      "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n";
   return c;
 }
 
 struct Conn {
   int fd = -1;
   std::string in;
-  size_t in_pos = 0;      // start of the unparsed bytes in `in`
+  size_t in_pos = 0;  // start of the unparsed bytes in `in`
   std::string out;
   size_t out_pos = 0;
   bool want_out = false;  // EPOLLOUT registered
@@ -123,7 +129,7 @@ struct Conn {
   // Stream state.
   bool streaming = false;
   bool usage = false;
-  int sent = 0;           // events sent so far (content events, then usage, then DONE)
+  int sent = 0;  // events sent so far (content events, then usage, then DONE)
   int64_t due_ns = 0;
   bool active_listed = false;
 };
@@ -145,7 +151,8 @@ bool IEquals(std::string_view a, std::string_view b) {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -154,10 +161,14 @@ bool HasTrue(std::string_view json, std::string_view quoted_key) {
   size_t pos = 0;
   while ((pos = json.find(quoted_key, pos)) != std::string_view::npos) {
     size_t i = pos + quoted_key.size();
-    while (i < json.size() && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r')) ++i;
+    while (i < json.size() &&
+           (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r'))
+      ++i;
     if (i < json.size() && json[i] == ':') {
       ++i;
-      while (i < json.size() && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r')) ++i;
+      while (i < json.size() &&
+             (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r'))
+        ++i;
       if (json.substr(i, 4) == "true") return true;
     }
     pos = i;
@@ -222,7 +233,8 @@ bool Process(Conn* c) {
     if (sp1 == std::string_view::npos) return false;
     std::string_view method = line.substr(0, sp1);
     size_t sp2 = line.find(' ', sp1 + 1);
-    std::string_view target = line.substr(sp1 + 1, sp2 == std::string_view::npos ? std::string_view::npos : sp2 - sp1 - 1);
+    std::string_view target = line.substr(
+        sp1 + 1, sp2 == std::string_view::npos ? std::string_view::npos : sp2 - sp1 - 1);
     uint64_t content_length = 0;
     bool chunked = false, close = false;
     size_t p = line_end + 2;
@@ -466,7 +478,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(lfd, 1024) != 0) {
-    fprintf(stderr, "cannot listen on %s:%d: %s\n", g_opt.host.c_str(), g_opt.port, strerror(errno));
+    fprintf(stderr, "cannot listen on %s:%d: %s\n", g_opt.host.c_str(), g_opt.port,
+            strerror(errno));
     return 1;
   }
   g_ep = epoll_create1(EPOLL_CLOEXEC);

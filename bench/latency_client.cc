@@ -84,13 +84,16 @@ int ReadResponse(int fd, std::string& buf, int64_t& first_event_ns, bool& keep) 
     size_t e = head.find("\r\n", p);
     std::string_view h = head.substr(p, e - p);
     p = e + 2;
-    if (IEqualsPrefix(h, "content-length:")) content_length = atoll(std::string(h.substr(15)).c_str());
-    if (IEqualsPrefix(h, "transfer-encoding:") && h.find("chunked") != std::string_view::npos) chunked = true;
+    if (IEqualsPrefix(h, "content-length:"))
+      content_length = atoll(std::string(h.substr(15)).c_str());
+    if (IEqualsPrefix(h, "transfer-encoding:") && h.find("chunked") != std::string_view::npos)
+      chunked = true;
     if (IEqualsPrefix(h, "connection:") && h.find("close") != std::string_view::npos) keep = false;
   }
   size_t pos = head_end + 4;
   auto check_event = [&](size_t from) {
-    if (first_event_ns == 0 && buf.find("data:", from) != std::string::npos) first_event_ns = NowNs();
+    if (first_event_ns == 0 && buf.find("data:", from) != std::string::npos)
+      first_event_ns = NowNs();
   };
   if (!chunked) {
     if (content_length < 0) {  // until EOF
@@ -183,10 +186,10 @@ int main(int argc, char** argv) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string body = ss.str();
-  const std::string request = "POST " + path + " HTTP/1.1\r\nHost: " + host + ":" +
-                              std::to_string(port) +
-                              "\r\nContent-Type: application/json\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string request =
+      "POST " + path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
 
   int fd = -1;
   std::string buf;
@@ -235,10 +238,11 @@ int main(int argc, char** argv) {
   std::sort(samples.begin(), samples.end());
   double sum = 0;
   for (double s : samples) sum += s;
-  printf("{\"n\":%zu,\"min_us\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
-         "\"mean_us\":%.1f,\"errors\":%d}\n",
-         samples.size(), samples.empty() ? 0.0 : samples.front(), Percentile(samples, 0.5),
-         Percentile(samples, 0.9), Percentile(samples, 0.99),
-         samples.empty() ? 0.0 : sum / double(samples.size()), errors);
+  printf(
+      "{\"n\":%zu,\"min_us\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
+      "\"mean_us\":%.1f,\"errors\":%d}\n",
+      samples.size(), samples.empty() ? 0.0 : samples.front(), Percentile(samples, 0.5),
+      Percentile(samples, 0.9), Percentile(samples, 0.99),
+      samples.empty() ? 0.0 : sum / double(samples.size()), errors);
   return 0;
 }

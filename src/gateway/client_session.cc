@@ -11,9 +11,9 @@
 #include <chrono>
 
 #include "common/duration.h"
-#include "common/scope_exit.h"
 #include "common/json_writer.h"
 #include "common/openai_error.h"
+#include "common/scope_exit.h"
 #include "gateway/worker.h"
 #include "http/http_text.h"
 
@@ -342,7 +342,9 @@ void ClientSession::StartAbortWatch(tcp::socket* upstream) {
   });
 }
 
-void ClientSession::StopAbortWatch() { abort_->upstream = nullptr; }
+void ClientSession::StopAbortWatch() {
+  abort_->upstream = nullptr;
+}
 
 void ClientSession::ChooseRequestId(const RequestParser& parser) {
   std::string_view given = parser.request_id.in(buffer_.data());

@@ -18,8 +18,8 @@
 #include <boost/beast/http/error.hpp>
 
 #include "common/duration.h"
-#include "common/scope_exit.h"
 #include "common/openai_error.h"
+#include "common/scope_exit.h"
 #include "gateway/client_session.h"
 #include "gateway/worker.h"
 #include "http/http_text.h"

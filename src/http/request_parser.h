@@ -55,8 +55,9 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
     if (v.empty()) return Slice{};
     return Slice{static_cast<uint32_t>(v.data() - base_), static_cast<uint32_t>(v.size())};
   }
-  // True when `v` lies in the caller's buffer [base_, base_ + size_). Beast hands out a value folded over several lines
-  // (obs-fold) from a scratch buffer of its own, which no slice can describe.
+  // True when `v` lies in the caller's buffer [base_, base_ + size_). Beast hands out a value
+  // folded over several lines (obs-fold) from a scratch buffer of its own, which no slice can
+  // describe.
   bool InHead(boost::beast::string_view v) const;
   void on_request_impl(boost::beast::http::verb method, boost::beast::string_view method_str,
                        boost::beast::string_view target, int version,

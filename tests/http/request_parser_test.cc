@@ -302,8 +302,7 @@ TEST(HttpTextHelpersTest, EqualsIgnoreCaseAndJsonMediaType) {
 // Regression: a head split right after the request line used to be re-fed from its start, and
 // Beast, which had already consumed the request line, read it as a field ("bad field").
 TEST(RequestParserTest, HeadSplitAfterRequestLineParses) {
-  const std::string buf =
-      "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string buf = "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   for (size_t step = 1; step < buf.size(); ++step) {
     RequestParser p(8192, 1 << 20);
     Parsed r = ParseHead(p, buf, step);
@@ -315,4 +314,3 @@ TEST(RequestParserTest, HeadSplitAfterRequestLineParses) {
 
 }  // namespace
 }  // namespace tokenway
-
