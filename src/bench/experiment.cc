@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -60,6 +61,7 @@ class Child {
     if (pid_ < 0) return Status::Error("fork failed");
     if (pid_ == 0) {
       setpgid(0, 0);  // our own group: a terminal's Ctrl-C reaches only tokenway-bench
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // and if tokenway-bench itself is killed, so are we
       if (pipe_stdout) {
         dup2(fds[1], 1);
         close(fds[0]);
@@ -403,7 +405,7 @@ int64_t WorkloadCountFor(const LoadOptions& o, const std::string& kind) {
     n = o.requests + 100;
   }
   // Beyond this many distinct prompts the pool is reused cyclically.
-  double cap = kind == "long-context" ? 400 : 20000;
+  double cap = kind == "long-context" ? 100 : 20000;
   return static_cast<int64_t>(std::min(n, cap));
 }
 

@@ -206,8 +206,8 @@ asio::awaitable<ErrorKind> Exchange(ThreadCtx& ctx, Conn& c, size_t index, Reque
         parser.put_eof(pec);
         if (!pec) break;
       }
-      if (!received) {
-        retryable = reused;
+      if (!received && reused) {
+        retryable = true;  // the server had closed the idle keep-alive connection
         co_return ErrorKind::kConnect;
       }
       co_return head_done&& parser.status >= 400

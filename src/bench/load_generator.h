@@ -36,7 +36,8 @@ enum class ErrorKind : uint8_t {
   kHttp5xx,
   kMalformedSse,     // a stream payload that is not JSON
   kMalformedBody,    // an unparsable HTTP response, or a 200 body that is not JSON
-  kTruncatedStream,  // the connection ended before the response (or "[DONE]") was complete
+  kTruncatedStream,  // the connection ended before the response (or "[DONE]") was complete,
+                     // including a close without any response byte
   kStreamError,      // an {"error": ...} event inside a 200 stream
   kTimeout,          // no complete response within --timeout
   kCount

@@ -120,7 +120,10 @@ std::string FormatTable(const std::vector<RunSummary>& runs) {
   out += "(latencies in ms)\n";
   for (const auto& r : runs) {
     if (r.error_total == 0 && r.unfinished == 0) continue;
-    out += r.label + " @ " + Fmt("%.2f", r.offered_rate) + ": errors";
+    out += r.label + " @ " +
+           (r.offered_rate > 0 ? Fmt("%.2f req/s", r.offered_rate)
+                               : "concurrency " + std::to_string(r.concurrency)) +
+           ": errors";
     for (size_t k = 1; k < kErrorKinds; ++k) {
       if (r.errors[k]) {
         out += " " + std::string(ErrorKindName(static_cast<ErrorKind>(k))) + "=" +

@@ -126,6 +126,105 @@ class Loader {
     return *d;
   }
 
+  double Weight(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a number");
+    const std::string& s = node.Scalar();
+    double v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size() || !(v >= 0) || v > 1000) {
+      Fail(node, field, "must be a number between 0 and 1000, got '" + s + "'");
+    }
+    return v;
+  }
+
+  void LoadScheduler(const YAML::Node& node, const std::string& f, SchedulerConfig& x) const {
+    ExpectMap(node, f, {"preset", "filters", "scorers", "picker", "prefix"});
+    x.enabled = true;
+    if (auto n = node["preset"]) {
+      x.preset = String(n, f + ".preset");
+      if (!ExpandSchedulerPreset(x.preset, x)) {
+        Fail(n, f + ".preset",
+             "unknown preset '" + x.preset + "' (known: " + JoinNames(kSchedulerPresets) + ")");
+      }
+      if (node["scorers"]) Fail(node["scorers"], f + ".scorers", "cannot be combined with preset");
+    }
+    if (auto list = node["scorers"]) {
+      if (!list.IsSequence() || list.size() == 0) {
+        Fail(list, f + ".scorers", "must be a non-empty list of {name, weight}");
+      }
+      for (size_t i = 0; i < list.size(); ++i) {
+        std::string sf = f + ".scorers[" + std::to_string(i) + "]";
+        ExpectMap(list[i], sf, {"name", "weight"});
+        ScorerConfig sc;
+        if (!list[i]["name"]) Fail(list[i], sf + ".name", "is required");
+        sc.name = String(list[i]["name"], sf + ".name");
+        if (!IsKnownName(kScorerNames, sc.name)) {
+          Fail(list[i]["name"], sf + ".name",
+               "unknown scorer '" + sc.name + "' (known: " + JoinNames(kScorerNames) + ")");
+        }
+        for (const auto& earlier : x.scorers) {
+          if (earlier.name == sc.name) {
+            Fail(list[i]["name"], sf + ".name", "scorer '" + sc.name + "' is listed twice");
+          }
+        }
+        if (auto w = list[i]["weight"]) sc.weight = Weight(w, sf + ".weight");
+        x.scorers.push_back(sc);
+      }
+    }
+    if (x.scorers.empty()) Fail(node, f + ".scorers", "is required unless a preset is given");
+    if (auto list = node["filters"]) {
+      if (!list.IsSequence()) Fail(list, f + ".filters", "must be a list of filter names");
+      for (size_t i = 0; i < list.size(); ++i) {
+        std::string ff = f + ".filters[" + std::to_string(i) + "]";
+        FilterConfig fc;
+        if (list[i].IsMap()) {
+          ExpectMap(list[i], ff, {"name", "queue_threshold", "kv_threshold"});
+          if (!list[i]["name"]) Fail(list[i], ff + ".name", "is required");
+          if (auto n = list[i]["queue_threshold"]) {
+            fc.queue_threshold =
+                static_cast<uint32_t>(Unsigned(n, ff + ".queue_threshold", 1, 1000000));
+          }
+          if (auto n = list[i]["kv_threshold"]) {
+            fc.kv_threshold = Weight(n, ff + ".kv_threshold");
+            if (fc.kv_threshold <= 0 || fc.kv_threshold > 1) {
+              Fail(n, ff + ".kv_threshold", "must be in (0, 1]");
+            }
+          }
+        }
+        // A const copy, not an assignment: assigning a YAML::Node rewrites the node it refers to.
+        const YAML::Node name_node = list[i].IsMap() ? list[i]["name"] : list[i];
+        fc.name = String(name_node, ff);
+        if (!IsKnownName(kFilterNames, fc.name)) {
+          Fail(name_node, ff,
+               "unknown filter '" + fc.name + "' (known: " + JoinNames(kFilterNames) + ")");
+        }
+        x.filters.push_back(fc);
+      }
+    }
+    if (auto n = node["picker"]) {
+      x.picker = String(n, f + ".picker");
+      if (!IsKnownName(kSchedulerPickerNames, x.picker)) {
+        Fail(n, f + ".picker",
+             "unknown picker '" + x.picker + "' (known: " + JoinNames(kSchedulerPickerNames) + ")");
+      }
+    }
+    if (auto p = node["prefix"]) {
+      ExpectMap(p, f + ".prefix", {"block_bytes", "capacity", "max_blocks"});
+      if (auto n = p["block_bytes"]) {
+        x.prefix.block_bytes =
+            static_cast<uint32_t>(Unsigned(n, f + ".prefix.block_bytes", 16, 65536));
+      }
+      if (auto n = p["capacity"]) {
+        x.prefix.capacity =
+            static_cast<uint32_t>(Unsigned(n, f + ".prefix.capacity", 1, 16u << 20));
+      }
+      if (auto n = p["max_blocks"]) {
+        x.prefix.max_blocks =
+            static_cast<uint32_t>(Unsigned(n, f + ".prefix.max_blocks", 1, 1u << 20));
+      }
+    }
+  }
+
   GatewayConfig Load(const YAML::Node& root) {
     GatewayConfig c;
     c.source = source_;
@@ -133,9 +232,10 @@ class Loader {
       // An empty document has no position of its own; the error is about the whole file.
       throw ConfigError{source_ + ":1:1: (root): the file is empty"};
     }
-    ExpectMap(root, "",
-              {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
-               "upstream", "health", "streaming", "access_log", "pools", "models"});
+    ExpectMap(
+        root, "",
+        {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
+         "upstream", "health", "streaming", "access_log", "engine_metrics", "pools", "models"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -234,6 +334,22 @@ class Loader {
       if (auto n = a["enabled"]) c.access_log.enabled = Bool(n, "access_log.enabled");
       if (auto n = a["path"]) c.access_log.path = String(n, "access_log.path");
     }
+    if (auto e = root["engine_metrics"]) {
+      ExpectMap(e, "engine_metrics",
+                {"enabled", "interval", "timeout", "stale_after", "path", "max_body_bytes"});
+      auto& x = c.engine_metrics;
+      if (auto n = e["enabled"]) x.enabled = Bool(n, "engine_metrics.enabled");
+      if (auto n = e["interval"]) x.interval = Dur(n, "engine_metrics.interval");
+      if (auto n = e["timeout"]) x.timeout = Dur(n, "engine_metrics.timeout");
+      if (auto n = e["stale_after"]) x.stale_after = Dur(n, "engine_metrics.stale_after");
+      if (auto n = e["path"]) {
+        x.path = String(n, "engine_metrics.path");
+        if (x.path.empty() || x.path[0] != '/') Fail(n, "engine_metrics.path", "must start with /");
+      }
+      if (auto n = e["max_body_bytes"]) {
+        x.max_body_bytes = Size(n, "engine_metrics.max_body_bytes", 1024, 64ull << 20);
+      }
+    }
     auto pools = root["pools"];
     if (!pools) Fail(root, "pools", "is required: at least one pool of endpoints");
     if (!pools.IsSequence() || pools.size() == 0) {
@@ -242,7 +358,7 @@ class Loader {
     for (size_t i = 0; i < pools.size(); ++i) {
       const YAML::Node& p = pools[i];
       std::string f = "pools[" + std::to_string(i) + "]";
-      ExpectMap(p, f, {"name", "policy", "endpoints"});
+      ExpectMap(p, f, {"name", "policy", "engine", "scheduler", "endpoints"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");
@@ -260,6 +376,13 @@ class Loader {
           Fail(n, f + ".policy", "unknown policy '" + pool.policy + "' (known: " + list + ")");
         }
       }
+      if (auto n = p["engine"]) {
+        pool.engine = String(n, f + ".engine");
+        if (pool.engine != "vllm" && pool.engine != "sglang") {
+          Fail(n, f + ".engine", "unknown engine '" + pool.engine + "' (known: vllm, sglang)");
+        }
+      }
+      if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);
       auto eps = p["endpoints"];
       if (!eps || !eps.IsSequence() || eps.size() == 0) {
         Fail(eps ? eps : p, f + ".endpoints", "must be a non-empty list of http://host:port URLs");
@@ -459,12 +582,48 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   o.append("},\"access_log\":{");
   boolean("enabled", c.access_log.enabled);
   str("path", c.access_log.path, false);
+  o.append("},\"engine_metrics\":{");
+  boolean("enabled", c.engine_metrics.enabled);
+  dur("interval", c.engine_metrics.interval);
+  dur("timeout", c.engine_metrics.timeout);
+  dur("stale_after", c.engine_metrics.stale_after);
+  str("path", c.engine_metrics.path);
+  num("max_body_bytes", c.engine_metrics.max_body_bytes, false);
   o.append("},\"pools\":[");
   for (size_t i = 0; i < c.pools.size(); ++i) {
     if (i) o.push_back(',');
     o.push_back('{');
     str("name", c.pools[i].name);
     str("policy", c.pools[i].policy);
+    str("engine", c.pools[i].engine);
+    if (c.pools[i].scheduler.enabled) {
+      const SchedulerConfig& sc = c.pools[i].scheduler;
+      o.append("\"scheduler\":{");
+      if (!sc.preset.empty()) str("preset", sc.preset);
+      o.append("\"filters\":[");
+      for (size_t k = 0; k < sc.filters.size(); ++k) {
+        if (k) o.push_back(',');
+        o.push_back('{');
+        str("name", sc.filters[k].name);
+        num("queue_threshold", sc.filters[k].queue_threshold);
+        o.append("\"kv_threshold\":").append(std::to_string(sc.filters[k].kv_threshold));
+        o.push_back('}');
+      }
+      o.append("],");
+      str("picker", sc.picker);
+      o.append("\"scorers\":[");
+      for (size_t k = 0; k < sc.scorers.size(); ++k) {
+        if (k) o.push_back(',');
+        o.push_back('{');
+        str("name", sc.scorers[k].name);
+        o.append("\"weight\":").append(std::to_string(sc.scorers[k].weight)).push_back('}');
+      }
+      o.append("],\"prefix\":{");
+      num("block_bytes", sc.prefix.block_bytes);
+      num("capacity", sc.prefix.capacity);
+      num("max_blocks", sc.prefix.max_blocks, false);
+      o.append("}},");
+    }
     o.append("\"endpoints\":[");
     for (size_t j = 0; j < c.pools[i].endpoints.size(); ++j) {
       if (j) o.push_back(',');

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "routing/scheduler_config.h"
 #include "tokenway/status.h"
 
 namespace tokenway {
@@ -22,7 +23,9 @@ struct EndpointConfig {
 
 struct PoolConfig {
   std::string name;
-  std::string policy = "least-request";
+  std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
+  std::string engine = "vllm";           // metric dialect of the endpoints: vllm | sglang
+  SchedulerConfig scheduler;             // filters/scorers/picker profile (routing/)
   std::vector<EndpointConfig> endpoints;
 };
 
@@ -78,6 +81,16 @@ struct AccessLogConfig {
   std::string path = "stdout";  // "stdout" or a file path
 };
 
+// Scraping of every endpoint's /metrics for engine signals (control/engine_scraper.h).
+struct EngineMetricsConfig {
+  bool enabled = true;
+  Duration interval = std::chrono::milliseconds(50);
+  Duration timeout = std::chrono::milliseconds(200);
+  Duration stale_after = std::chrono::seconds(1);  // older signals score as saturated
+  std::string path = "/metrics";
+  uint64_t max_body_bytes = 4 * 1024 * 1024;
+};
+
 struct GatewayConfig {
   std::string source = "flags";  // file the config came from
   std::string listen = "127.0.0.1:8080";
@@ -91,6 +104,7 @@ struct GatewayConfig {
   PassiveHealthConfig passive_health;
   StreamingConfig streaming;
   AccessLogConfig access_log;
+  EngineMetricsConfig engine_metrics;
   std::vector<PoolConfig> pools;
   std::vector<ModelConfig> models;
 };

@@ -5,6 +5,7 @@
 
 #include "common/json_writer.h"
 #include "routing/picker_registry.h"
+#include "routing/scheduler_picker.h"
 #include "telemetry/metrics.h"
 
 namespace tokenway {
@@ -70,7 +71,17 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
   for (const auto& pc : config.pools) {
     auto pool = std::make_unique<Pool>();
     pool->name = pc.name;
-    pool->picker = MakePicker(pc.policy);
+    if (!ParseEngineKind(pc.engine, pool->engine)) {
+      return Status::Error("pool '" + pc.name + "': unknown engine " + pc.engine);
+    }
+    if (pc.scheduler.enabled) {
+      pool->picker = std::make_unique<SchedulerPicker>(
+          pc.scheduler, static_cast<uint32_t>(pc.endpoints.size()),
+          std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)
+              .count());
+    } else {
+      pool->picker = MakePicker(pc.policy);
+    }
     if (!pool->picker) return Status::Error("pool '" + pc.name + "': unknown policy " + pc.policy);
     for (const auto& ec : pc.endpoints) {
       auto address = Resolve(ec);

@@ -17,6 +17,7 @@
 
 #include "control/config.h"
 #include "routing/endpoint_state.h"
+#include "routing/engine_adapter.h"
 #include "tokenway/picker.h"
 
 namespace tokenway {
@@ -33,7 +34,8 @@ struct PoolEndpoint {
 struct Pool {
   std::string name;
   std::vector<PoolEndpoint> endpoints;
-  std::unique_ptr<Picker> picker;
+  std::unique_ptr<Picker> picker;  // a simple policy, or a SchedulerPicker
+  EngineKind engine = EngineKind::kVllm;
 };
 
 struct ModelRoute {

@@ -149,7 +149,23 @@ std::string AdminServer::RenderEndpoints() const {
       o.append(",\"failures_total\":").append(std::to_string(s.failures_total.load()));
       o.append(",\"consecutive_failures\":").append(std::to_string(s.consecutive_failures.load()));
       o.append(",\"ejections_total\":").append(std::to_string(s.ejections_total.load()));
-      o.append("}");
+      const EngineSignals& e = s.engine;
+      int64_t updated = e.updated_at_ns.load();
+      o.append(",\"engine\":{\"valid\":").append(e.valid.load() ? "true" : "false");
+      o.append(",\"age_ms\":")
+          .append(updated == 0 ? std::string("null") : std::to_string((now - updated) / 1000000));
+      o.append(",\"waiting\":").append(std::to_string(e.waiting.load()));
+      o.append(",\"running\":").append(std::to_string(e.running.load()));
+      o.append(",\"kv_utilisation\":").append(std::to_string(e.kv_utilisation.load()));
+      o.append(",\"running_loras\":").append(std::to_string(e.running_lora_count.load()));
+      o.append(",\"waiting_loras\":").append(std::to_string(e.waiting_lora_count.load()));
+      o.append(",\"max_lora\":").append(std::to_string(e.max_lora.load()));
+      o.append(",\"block_size\":").append(std::to_string(e.block_size.load()));
+      o.append(",\"scrapes_total\":").append(std::to_string(e.scrapes_total.load()));
+      o.append(",\"scrape_failures_total\":")
+          .append(std::to_string(e.scrape_failures_total.load()));
+      o.append(",\"stale_total\":").append(std::to_string(e.stale_total.load()));
+      o.append("}}");
     }
     o.append("]}");
   }
@@ -322,6 +338,42 @@ std::string AdminServer::RenderMetrics() const {
     for (const auto& ep : pool->endpoints) {
       t.Sample("tokenway_endpoint_ejections_total", {{"pool", pool->name}, {"endpoint", ep.url}},
                Load(ep.state->ejections_total));
+    }
+  }
+  auto engine_gauge = [&](const char* name, const char* help, auto value) {
+    t.Family(name, "gauge", help);
+    for (const auto& pool : rt->pools) {
+      for (const auto& ep : pool->endpoints) {
+        t.Sample(name, {{"pool", pool->name}, {"endpoint", ep.url}},
+                 static_cast<double>(value(ep.state->engine)));
+      }
+    }
+  };
+  engine_gauge("tokenway_engine_signals_valid",
+               "1 while the endpoint's engine metrics are fresh and usable.",
+               [](const EngineSignals& e) { return e.valid.load(std::memory_order_relaxed); });
+  engine_gauge("tokenway_engine_waiting", "Requests waiting in the engine (last scrape).",
+               [](const EngineSignals& e) { return e.waiting.load(std::memory_order_relaxed); });
+  engine_gauge("tokenway_engine_running", "Requests running in the engine (last scrape).",
+               [](const EngineSignals& e) { return e.running.load(std::memory_order_relaxed); });
+  engine_gauge(
+      "tokenway_engine_kv_utilisation", "Engine KV-cache utilisation, 0..1 (last scrape).",
+      [](const EngineSignals& e) { return e.kv_utilisation.load(std::memory_order_relaxed); });
+  t.Family("tokenway_engine_scrape_failures_total", "counter",
+           "Engine /metrics scrapes that failed or were unusable.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_engine_scrape_failures_total",
+               {{"pool", pool->name}, {"endpoint", ep.url}},
+               Load(ep.state->engine.scrape_failures_total));
+    }
+  }
+  t.Family("tokenway_engine_signals_stale_total", "counter",
+           "Times an endpoint's engine signals aged past engine_metrics.stale_after.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_engine_signals_stale_total", {{"pool", pool->name}, {"endpoint", ep.url}},
+               Load(ep.state->engine.stale_total));
     }
   }
   t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");

@@ -13,6 +13,7 @@
 
 #include "common/duration.h"
 #include "common/log.h"
+#include "control/engine_scraper.h"
 #include "control/health_checker.h"
 #include "control/runtime.h"
 #include "gateway/admin_server.h"
@@ -129,6 +130,8 @@ class Process {
     admin_->Start();
     health_ = std::make_unique<HealthChecker>(ioc_, [this] { return current_; });
     health_->Start();
+    scraper_ = std::make_unique<EngineScraper>(ioc_, [this] { return current_; });
+    scraper_->Start();
     if (!options_.config_path.empty()) {
       stamp_ = Stamp(options_.config_path);
       PollConfigFile();
@@ -261,6 +264,7 @@ class Process {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<EngineScraper> scraper_;
   std::shared_ptr<const Runtime> current_;
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};

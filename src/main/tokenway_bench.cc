@@ -186,18 +186,29 @@ int main(int argc, char** argv) {
   if (rates.empty()) rates.push_back(rate);
   LoadOptions sizing = o;
   sizing.rate = *std::max_element(rates.begin(), rates.end());
-  auto workload = GenerateWorkload(w, WorkloadCountFor(sizing, w.kind));
+  // Each rate of a sweep gets its own prompts (a server's prefix cache must not carry one rate's
+  // prompts into the next); finite workloads (shared-prefix, multi-turn, trace) are the same set.
+  const int64_t per_rate = WorkloadCountFor(sizing, w.kind);
+  const int64_t slices = per_rate > 0 ? static_cast<int64_t>(rates.size()) : 1;
+  auto workload = GenerateWorkload(w, per_rate * slices);
   if (!workload.ok()) {
     fprintf(stderr, "tokenway-bench: %s\n", workload.status().message().c_str());
     return 2;
   }
   std::vector<RunSummary> runs;
-  for (double r : rates) {
+  for (size_t i = 0; i < rates.size(); ++i) {
     if (g_stop.load()) break;
+    const double r = rates[i];
+    std::vector<WorkloadRequest> slice;
+    if (slices > 1) {
+      slice.assign(workload->begin() + static_cast<int64_t>(i) * per_rate,
+                   workload->begin() + static_cast<int64_t>(i + 1) * per_rate);
+    }
+    const std::vector<WorkloadRequest>& requests = slices > 1 ? slice : *workload;
     LoadOptions point = o;
     point.rate = o.trace_arrivals ? 0 : r;
     point.progress_label = r > 0 ? std::to_string(r).substr(0, 6) + " req/s" : "";
-    runs.push_back(RunPoint(point, *workload, metrics_urls, slo, "run", w.kind, &g_stop));
+    runs.push_back(RunPoint(point, requests, metrics_urls, slo, "run", w.kind, &g_stop));
     if (rates.size() > 1) fprintf(stderr, "%s", FormatTable({runs.back()}).c_str());
   }
   printf("%s", FormatTable(runs).c_str());

@@ -1,10 +1,16 @@
 #include "routing/endpoint_state.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
 
 #include "control/config.h"
 
 namespace tokenway {
+
+uint64_t LoraNameHash(std::string_view name) {
+  return XXH3_64bits(name.data(), name.size());
+}
 
 void EndpointState::RecordSuccess() {
   if (consecutive_failures.load(std::memory_order_relaxed) != 0) {

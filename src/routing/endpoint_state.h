@@ -9,10 +9,58 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace tokenway {
 
 struct PassiveHealthConfig;
+
+// The engine's own view of its load, from its /metrics (see routing/engine_adapter.h). Written by
+// the engine scraper on the control thread, read by scorers on worker threads and by the admin
+// thread. Each field is its own relaxed atomic: a reader may see fields from two consecutive
+// scrapes, which is harmless for scoring (each value is a snapshot of a moving quantity anyway)
+// and keeps the request path free of locks and retry loops. LoRA adapters are kept as hashes of
+// their names (LoraNameHash) so a scorer compares integers, never strings.
+struct EngineSignals {
+  static constexpr uint32_t kMaxLoras = 16;  // adapters beyond this are not tracked
+
+  std::atomic<bool> valid{false};         // last scrape succeeded and carried the core series
+  std::atomic<int64_t> updated_at_ns{0};  // monotonic time of the last successful scrape
+  std::atomic<int32_t> waiting{0};
+  std::atomic<int32_t> running{0};
+  std::atomic<float> kv_utilisation{0};  // 0..1
+  std::atomic<uint32_t> max_lora{0};
+  std::atomic<uint32_t> block_size{0};
+  std::atomic<uint32_t> running_lora_count{0};
+  std::atomic<uint32_t> waiting_lora_count{0};
+  std::atomic<uint64_t> running_lora[kMaxLoras] = {};
+  std::atomic<uint64_t> waiting_lora[kMaxLoras] = {};
+  std::atomic<uint64_t> scrapes_total{0};
+  std::atomic<uint64_t> scrape_failures_total{0};  // fetch errors, bad status, unusable bodies
+  std::atomic<uint64_t> stale_total{0};            // times the signals were found too old
+
+  // Valid and no older than `stale_after_ns` at `now_ns`.
+  bool Fresh(int64_t now_ns, int64_t stale_after_ns) const {
+    return valid.load(std::memory_order_relaxed) &&
+           now_ns - updated_at_ns.load(std::memory_order_relaxed) <= stale_after_ns;
+  }
+  bool LoraRunning(uint64_t hash) const { return Contains(running_lora, running_lora_count, hash); }
+  bool LoraWaiting(uint64_t hash) const { return Contains(waiting_lora, waiting_lora_count, hash); }
+
+ private:
+  static bool Contains(const std::atomic<uint64_t>* set, const std::atomic<uint32_t>& count,
+                       uint64_t hash) {
+    uint32_t n = count.load(std::memory_order_relaxed);
+    if (n > kMaxLoras) n = kMaxLoras;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (set[i].load(std::memory_order_relaxed) == hash) return true;
+    }
+    return false;
+  }
+};
+
+// The hash under which EngineSignals keeps a LoRA adapter name.
+uint64_t LoraNameHash(std::string_view name);
 
 struct EndpointState {
   explicit EndpointState(std::string url_in) : url(std::move(url_in)) {}
@@ -29,6 +77,7 @@ struct EndpointState {
   std::atomic<uint64_t> failures_total{0};
   std::atomic<uint32_t> health_failures{0};   // control thread only
   std::atomic<uint32_t> health_successes{0};  // control thread only
+  EngineSignals engine;
 
   // May a new request be sent here? Called by pickers' callers on worker threads.
   bool Eligible(int64_t now_ns) const {

@@ -245,8 +245,88 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"SizeOverflow",
                   "limits:\n  max_body_bytes: 17179869185GiB\n" + std::string(kMinimal), 2,
                   "limits.max_body_bytes", "between"},
-        ErrorCase{"RootNotAMapping", "- a\n- b\n", 1, "(root)", "must be a mapping"}),
+        ErrorCase{"RootNotAMapping", "- a\n- b\n", 1, "(root)", "must be a mapping"},
+        ErrorCase{"UnknownEngine",
+                  "pools:\n  - name: p\n    engine: tgi\n    endpoints: [http://h:1]\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].engine", "unknown engine 'tgi'"},
+        ErrorCase{"UnknownScorer",
+                  "pools:\n  - name: p\n    scheduler:\n      scorers:\n"
+                  "        - {name: queue-depth, weight: 2}\n        - name: vibes\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  6, "pools[0].scheduler.scorers[1].name", "unknown scorer 'vibes'"},
+        ErrorCase{"BadScorerWeight",
+                  "pools:\n  - name: p\n    scheduler:\n      scorers:\n"
+                  "        - name: kv-cache\n          weight: -1\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  6, "pools[0].scheduler.scorers[0].weight", "between 0 and 1000"},
+        ErrorCase{"UnknownSchedulerPicker",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: gie-default\n"
+                  "      picker: best\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.picker", "unknown picker 'best'"},
+        ErrorCase{"UnknownPreset",
+                  "pools:\n  - name: p\n    scheduler: {preset: magic}\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].scheduler.preset", "unknown preset 'magic'"},
+        ErrorCase{"SchedulerWithoutScorers",
+                  "pools:\n  - name: p\n    scheduler: {picker: max-score}\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].scheduler.scorers", "is required"},
+        ErrorCase{"UnknownFilter",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: gie-default\n"
+                  "      filters: [saturation, crowd]\n    endpoints: [http://h:1]\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.filters[1]", "unknown filter 'crowd'"},
+        ErrorCase{"BadFilterThreshold",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: gie-default\n"
+                  "      filters:\n        - {name: saturation, kv_threshold: 1.5}\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  6, "pools[0].scheduler.filters[0].kv_threshold", "(0, 1]"},
+        ErrorCase{"EngineMetricsBadInterval",
+                  "engine_metrics:\n  interval: soon\n" + std::string(kMinimal), 2,
+                  "engine_metrics.interval", "duration"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return std::string(info.param.name); });
+
+TEST(ConfigTest, SchedulerAndEngineMetrics) {
+  auto r = ParseConfig(
+      "engine_metrics:\n  interval: 100ms\n  timeout: 50ms\n  stale_after: 2s\n"
+      "pools:\n  - name: a\n    engine: sglang\n    scheduler: {preset: gie-default}\n"
+      "    endpoints: [http://h:1]\n  - name: b\n    scheduler:\n"
+      "      scorers: [{name: least-request}, {name: prefix-cache, weight: 2.5}]\n"
+      "      picker: weighted-random\n      prefix: {block_bytes: 128, capacity: 1000}\n"
+      "      filters: [saturation, {name: saturation, queue_threshold: 9, kv_threshold: 0.5}]\n"
+      "    endpoints: [http://h:2]\nmodels:\n  - {name: m, pool: a}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->engine_metrics.interval, 100ms);
+  EXPECT_EQ(r->engine_metrics.timeout, 50ms);
+  EXPECT_EQ(r->engine_metrics.stale_after, 2s);
+  const PoolConfig& a = r->pools[0];
+  EXPECT_EQ(a.engine, "sglang");
+  ASSERT_TRUE(a.scheduler.enabled);
+  ASSERT_EQ(a.scheduler.scorers.size(), 3u);
+  EXPECT_EQ(a.scheduler.scorers[2].name, "prefix-cache");
+  EXPECT_EQ(a.scheduler.scorers[2].weight, 3);
+  EXPECT_EQ(a.scheduler.picker, "max-score");
+  const PoolConfig& b = r->pools[1];
+  EXPECT_EQ(b.engine, "vllm");
+  ASSERT_EQ(b.scheduler.scorers.size(), 2u);
+  EXPECT_EQ(b.scheduler.scorers[0].weight, 1);
+  EXPECT_EQ(b.scheduler.scorers[1].weight, 2.5);
+  EXPECT_EQ(b.scheduler.picker, "weighted-random");
+  EXPECT_EQ(b.scheduler.prefix.block_bytes, 128u);
+  EXPECT_EQ(b.scheduler.prefix.capacity, 1000u);
+  ASSERT_EQ(b.scheduler.filters.size(), 2u);
+  EXPECT_EQ(b.scheduler.filters[0].queue_threshold, 5u);
+  EXPECT_EQ(b.scheduler.filters[1].queue_threshold, 9u);
+  EXPECT_EQ(b.scheduler.filters[1].kv_threshold, 0.5);
+  std::string json = RenderConfigJson(*r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_NE(json.find("\"preset\":\"gie-default\""), std::string::npos) << json;
+}
 
 TEST(ConfigTest, EmptyFileIsAnError) {
   for (const char* text : {"", "\n", "# only a comment\n", "~\n"}) {

@@ -1,0 +1,148 @@
+#include "routing/scheduler_picker.h"
+
+#include <algorithm>
+
+#include "common/duration.h"
+#include "common/request_inspector.h"
+#include "routing/endpoint_state.h"
+#include "routing/scorer_registry.h"
+
+namespace tokenway {
+
+namespace {
+
+struct Scratch {
+  std::vector<double> total;
+  std::vector<double> one;
+  std::vector<uint64_t> blocks;
+  std::vector<PickCandidate> filtered;
+  std::vector<uint32_t> order;
+};
+
+Scratch& ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+uint64_t Mix(uint64_t x) {  // splitmix64 step: independent draws from one random value
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+SchedulerPicker::SchedulerPicker(const SchedulerConfig& config, uint32_t endpoints,
+                                 int64_t stale_after_ns)
+    : stale_after_ns_(stale_after_ns) {
+  for (const auto& fc : config.filters) {
+    if (auto filter = MakeFilter(fc)) filters_.push_back(std::move(filter));
+  }
+  for (const auto& sc : config.scorers) {
+    auto scorer = MakeScorer(sc.name);
+    if (!scorer) continue;
+    if (sc.name == "prefix-cache" && !prefix_index_) {
+      prefix_index_ = std::make_unique<PrefixIndex>(config.prefix, endpoints);
+    }
+    scorers_.push_back({std::move(scorer), sc.weight});
+  }
+  if (config.picker == "weighted-random") choice_ = Choice::kWeightedRandom;
+  if (config.picker == "power-of-two") choice_ = Choice::kPowerOfTwo;
+}
+
+const std::vector<double>& SchedulerPicker::LastScoresForTest() {
+  return ThreadScratch().total;
+}
+
+void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate> all,
+                           FallbackList& out) {
+  Scratch& s = ThreadScratch();
+  ScoringContext sc;
+  sc.pick = &ctx;
+  sc.now_ns = MonotonicNanos();
+  sc.stale_after_ns = stale_after_ns_;
+  std::span<const PickCandidate> candidates = all;
+  for (const auto& filter : filters_) {
+    // In place on the second and later filters: Apply writes index k only after reading it.
+    s.filtered.resize(candidates.size());
+    size_t kept = filter->Apply(sc, candidates, s.filtered.data());
+    if (kept == 0) break;  // keep the last non-empty set
+    s.filtered.resize(kept);
+    candidates = s.filtered;
+  }
+  const size_t n = candidates.size();
+  s.blocks.clear();
+  if (ctx.request) {
+    sc.model_hash = LoraNameHash(ctx.request->model);
+    if (prefix_index_) {
+      const PrefixIndexConfig& pc = prefix_index_->config();
+      PrefixIndex::HashBlocks(ctx.request->model, ctx.request->prompt_text, pc.block_bytes,
+                              pc.max_blocks, s.blocks);
+    }
+  }
+  sc.prefix_blocks = s.blocks;
+  sc.prefix_index = prefix_index_.get();
+  s.total.assign(n, 0.0);
+  s.one.resize(n);
+  for (const auto& w : scorers_) {
+    w.scorer->Score(sc, candidates, s.one);
+    for (size_t i = 0; i < n; ++i) s.total[i] += w.weight * s.one[i];
+  }
+
+  uint64_t r1 = Mix(ctx.random);
+  uint64_t r2 = Mix(r1);
+  size_t offset = n ? r1 % n : 0;
+  size_t first = offset;
+  switch (choice_) {
+    case Choice::kMaxScore:
+      for (size_t k = 0, i = offset; k < n; ++k) {
+        if (s.total[i] > s.total[first]) first = i;
+        if (++i == n) i = 0;
+      }
+      break;
+    case Choice::kWeightedRandom: {
+      // A small floor keeps every candidate reachable when all scores are 0.
+      constexpr double kFloor = 1e-3;
+      double sum = 0;
+      for (size_t i = 0; i < n; ++i) sum += s.total[i] + kFloor;
+      double x = static_cast<double>(r2 >> 11) * 0x1.0p-53 * sum;
+      for (first = 0; first + 1 < n; ++first) {
+        x -= s.total[first] + kFloor;
+        if (x < 0) break;
+      }
+      break;
+    }
+    case Choice::kPowerOfTwo:
+      if (n > 1) {
+        size_t b = (offset + 1 + r2 % (n - 1)) % n;
+        if (s.total[b] > s.total[first]) first = b;
+      }
+      break;
+  }
+  out.push_back(candidates[first].index);
+  // Fallbacks: the k best of the rest by descending score (k < FallbackList capacity), O(n log k).
+  // Positions start at the random offset so equal scores are not always ordered the same way.
+  s.order.clear();
+  for (size_t k = 0, i = offset; k < n; ++k) {
+    if (i != first) s.order.push_back(static_cast<uint32_t>(i));
+    if (++i == n) i = 0;
+  }
+  size_t k = std::min<size_t>(s.order.size(), FallbackList::kCapacity - 1);
+  std::partial_sort(s.order.begin(), s.order.begin() + static_cast<std::ptrdiff_t>(k),
+                    s.order.end(), [&](uint32_t a, uint32_t b) { return s.total[a] > s.total[b]; });
+  for (size_t j = 0; j < k; ++j) out.push_back(candidates[s.order[j]].index);
+  // Endpoints the filters dropped are still better retry targets than none.
+  for (size_t i = 0;
+       candidates.size() != all.size() && i < all.size() && out.size() < FallbackList::kCapacity;
+       ++i) {
+    bool taken = false;
+    for (uint32_t j = 0; j < out.size(); ++j) taken = taken || out[j] == all[i].index;
+    if (!taken) out.push_back(all[i].index);
+  }
+  if (prefix_index_ && !s.blocks.empty()) {
+    prefix_index_->Insert(candidates[first].index, s.blocks);
+  }
+}
+
+}  // namespace tokenway

@@ -1,0 +1,55 @@
+// SchedulerPicker: the scheduling framework behind pools[].scheduler — weighted scorers, then a
+// picker over the total score — packaged as a Picker so the forwarding code is unchanged.
+//
+// Per pick (worker thread, concurrently): run the filters (keeping the unfiltered set if they
+// would leave nothing), hash the prompt into prefix blocks once (only when a
+// prefix-cache scorer is configured), run each scorer over all candidates (scores in [0,1]), add
+// weight × score, choose the first endpoint with the configured picker (max-score with random
+// tie-break, weighted-random proportional to score, or power-of-two over scores), then order the
+// rest by descending score as fallbacks. The chosen endpoint learns the request's prefix blocks.
+// Scratch vectors are thread_local so steady-state picks do not allocate. One instance per pool
+// and Runtime; the prefix index starts empty after a reload.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "routing/filter.h"
+#include "routing/prefix_index.h"
+#include "routing/scheduler_config.h"
+#include "routing/scorer.h"
+
+namespace tokenway {
+
+class SchedulerPicker final : public Picker {
+ public:
+  enum class Choice { kMaxScore, kWeightedRandom, kPowerOfTwo };
+
+  // `endpoints`: the pool's size (candidate indices are below it). `stale_after_ns`: engine
+  // signals older than this score as saturated. Unknown names were rejected at load; here they
+  // are skipped.
+  SchedulerPicker(const SchedulerConfig& config, uint32_t endpoints, int64_t stale_after_ns);
+
+  void Pick(const PickContext& ctx, std::span<const PickCandidate> candidates,
+            FallbackList& out) override;
+  std::string_view name() const override { return "scheduler"; }
+
+  // For tests and the admin view.
+  PrefixIndex* prefix_index() { return prefix_index_.get(); }
+  // Total scores of the last Pick on this thread (tests).
+  static const std::vector<double>& LastScoresForTest();
+
+ private:
+  struct Weighted {
+    std::unique_ptr<Scorer> scorer;
+    double weight;
+  };
+  std::vector<std::unique_ptr<Filter>> filters_;
+  std::vector<Weighted> scorers_;
+  Choice choice_ = Choice::kMaxScore;
+  int64_t stale_after_ns_;
+  std::unique_ptr<PrefixIndex> prefix_index_;  // only when a prefix-cache scorer is configured
+};
+
+}  // namespace tokenway

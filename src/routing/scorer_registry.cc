@@ -1,0 +1,35 @@
+#include "routing/scorer_registry.h"
+
+#include "routing/kv_cache_scorer.h"
+#include "routing/least_request_scorer.h"
+#include "routing/lora_affinity_scorer.h"
+#include "routing/prefix_cache_scorer.h"
+#include "routing/queue_depth_scorer.h"
+#include "routing/saturation_filter.h"
+#include "routing/session_affinity_scorer.h"
+
+namespace tokenway {
+
+std::unique_ptr<Scorer> MakeScorer(std::string_view name) {
+  if (name == "queue-depth") return std::make_unique<QueueDepthScorer>();
+  if (name == "kv-cache") return std::make_unique<KvCacheScorer>();
+  if (name == "least-request") return std::make_unique<LeastRequestScorer>();
+  if (name == "lora-affinity") return std::make_unique<LoraAffinityScorer>();
+  if (name == "prefix-cache") return std::make_unique<PrefixCacheScorer>();
+  if (name == "session-affinity") return std::make_unique<SessionAffinityScorer>();
+  return nullptr;
+}
+
+const std::vector<std::string>& KnownScorers() {
+  static const std::vector<std::string> kNames = {"queue-depth",   "kv-cache",
+                                                  "least-request", "lora-affinity",
+                                                  "prefix-cache",  "session-affinity"};
+  return kNames;
+}
+
+std::unique_ptr<Filter> MakeFilter(const FilterConfig& config) {
+  if (config.name == "saturation") return std::make_unique<SaturationFilter>(config);
+  return nullptr;
+}
+
+}  // namespace tokenway

@@ -1,0 +1,30 @@
+#include "routing/session_affinity_scorer.h"
+
+#include <xxhash.h>
+
+#include "common/request_inspector.h"
+#include "routing/endpoint_state.h"
+
+namespace tokenway {
+
+void SessionAffinityScorer::Score(const ScoringContext& ctx,
+                                  std::span<const PickCandidate> candidates,
+                                  std::span<double> scores) const {
+  for (size_t i = 0; i < candidates.size(); ++i) scores[i] = 0;
+  const InspectedRequest* req = ctx.pick ? ctx.pick->request : nullptr;
+  if (!req || req->user.empty() || candidates.empty()) return;
+  uint64_t key = XXH3_64bits(req->user.data(), req->user.size());
+  size_t best = 0;
+  uint64_t best_weight = 0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const std::string& url = candidates[i].state->url;
+    uint64_t w = XXH3_64bits_withSeed(url.data(), url.size(), key);
+    if (i == 0 || w > best_weight) {
+      best = i;
+      best_weight = w;
+    }
+  }
+  scores[best] = 1;
+}
+
+}  // namespace tokenway

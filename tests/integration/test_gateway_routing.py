@@ -1,0 +1,139 @@
+"""Engine-aware routing on a tokenway-sim fleet: prefix-cache affinity raises the engines' own
+prefix-cache hit rate over round-robin, and an endpoint whose /metrics cannot be scraped is
+reported stale and stops being preferred."""
+import json
+import random
+import sys
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+import twtest
+from twtest import MODEL, Gateway, Sim, chat_body, free_port, post_json, request, wait_until
+
+
+def pool_yaml(urls, routing, extra=""):
+    eps = "\n".join(f"      - {u}" for u in urls)
+    return f"""
+engine_metrics:
+  interval: 50ms
+  timeout: 200ms
+  stale_after: 1s
+pools:
+  - name: p
+{routing}
+    endpoints:
+{eps}
+models:
+  - name: {MODEL}
+    pool: p
+health:
+  active:
+    interval: 60s
+  passive:
+    consecutive_failures: 100
+{extra}
+"""
+
+
+def engine_counters(urls):
+    """(hits, queries) of vllm:prefix_cache_*_total summed over the endpoints."""
+    hits = queries = 0.0
+    for url in urls:
+        _, _, data = request("GET", url + "/metrics")
+        for line in data.decode().splitlines():
+            if line.startswith("vllm:prefix_cache_hits_total"):
+                hits += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("vllm:prefix_cache_queries_total"):
+                queries += float(line.rsplit(" ", 1)[1])
+    return hits, queries
+
+
+def endpoints_json(gw):
+    _, _, data = request("GET", gw.admin + "/admin/endpoints")
+    return {e["url"]: e for p in json.loads(data)["pools"] for e in p["endpoints"]}
+
+
+def run_shared_prefix(gw, tag, groups=8, per_group=5, seed=7):
+    """`groups` long system prompts, `per_group` questions each, in a shuffled order."""
+    prompts = []
+    for g in range(groups):
+        system = " ".join(f"{tag}-rule{g}-{k} always answer carefully" for k in range(80))
+        for q in range(per_group):
+            prompts.append((system, f"question {q} about topic {g}?"))
+    random.Random(seed).shuffle(prompts)
+
+    def one(p):
+        body = chat_body(MODEL, max_tokens=2)
+        body["messages"] = [{"role": "system", "content": p[0]},
+                            {"role": "user", "content": p[1]}]
+        st, _, _, raw = post_json(gw.base + "/v1/chat/completions", body)
+        return st, raw
+
+    # Two at a time: concurrency like a real client, while each group's first request still
+    # lands before most of its followers.
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        for st, raw in ex.map(one, prompts):
+            assert st == 200, raw
+
+
+class RoutingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Sim(count=4, args=["--speed", "20"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def gateway(self, yaml):
+        gw = Gateway(yaml)
+        self.addCleanup(gw.stop)
+        return gw
+
+    def hit_rate(self, routing, tag):
+        gw = self.gateway(pool_yaml(self.sim.urls, routing))
+        # Engine signals arrive within a few scrape intervals.
+        self.assertTrue(wait_until(
+            lambda: all(e["engine"]["valid"] for e in endpoints_json(gw).values()), timeout=5))
+        h0, q0 = engine_counters(self.sim.urls)
+        run_shared_prefix(gw, tag)
+        h1, q1 = engine_counters(self.sim.urls)
+        gw.stop()
+        return (h1 - h0) / max(q1 - q0, 1.0)
+
+    def test_prefix_affinity_beats_round_robin_on_engine_hit_rate(self):
+        rr = self.hit_rate("    policy: round-robin", "rr")
+        gie = self.hit_rate("    scheduler: {preset: gie-default}", "gie")
+        prefix_only = self.hit_rate(
+            "    scheduler:\n      scorers: [{name: prefix-cache, weight: 1}]", "px")
+        print(f"engine prefix-cache hit rate: round-robin {rr:.3f}, gie-default {gie:.3f}, "
+              f"prefix-cache only {prefix_only:.3f}", file=sys.stderr)
+        self.assertGreater(gie, rr + 0.15)
+        self.assertGreater(prefix_only, rr + 0.15)
+
+    def test_unscrapable_endpoint_is_stale_and_not_preferred(self):
+        dead = f"http://127.0.0.1:{free_port()}"
+        urls = [dead] + self.sim.urls[:2]
+        gw = self.gateway(pool_yaml(
+            urls, "    scheduler:\n      scorers: [{name: queue-depth, weight: 2}, "
+                  "{name: kv-cache, weight: 2}]"))
+        self.assertTrue(wait_until(
+            lambda: all(endpoints_json(gw)[u]["engine"]["valid"] for u in urls[1:]), timeout=5))
+        self.assertTrue(wait_until(
+            lambda: gw.metric("tokenway_engine_scrape_failures_total", endpoint=dead) >= 3,
+            timeout=5))
+        for i in range(20):
+            st, _, _, raw = post_json(gw.base + "/v1/chat/completions",
+                                      chat_body(MODEL, f"r{i}", max_tokens=2))
+            self.assertEqual(st, 200, raw)
+        eps = endpoints_json(gw)
+        self.assertFalse(eps[dead]["engine"]["valid"])
+        self.assertEqual(eps[dead]["requests_total"], 0)  # never the first choice
+        self.assertEqual(gw.metric("tokenway_retries_total"), 0)
+        self.assertEqual(gw.metric("tokenway_engine_signals_valid", endpoint=dead), 0)
+        self.assertEqual(gw.metric("tokenway_engine_signals_valid", endpoint=urls[1]), 1)
+        self.assertGreaterEqual(gw.metric("tokenway_engine_running", endpoint=urls[1]), 0)
+
+
+if __name__ == "__main__":
+    twtest.main()

@@ -1,0 +1,199 @@
+// Scorers, one suite each, over fake endpoint states with scripted engine signals.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/request_inspector.h"
+#include "routing/endpoint_state.h"
+#include "routing/kv_cache_scorer.h"
+#include "routing/least_request_scorer.h"
+#include "routing/lora_affinity_scorer.h"
+#include "routing/prefix_cache_scorer.h"
+#include "routing/prefix_index.h"
+#include "routing/queue_depth_scorer.h"
+#include "routing/saturation_filter.h"
+#include "routing/scorer_registry.h"
+#include "routing/session_affinity_scorer.h"
+
+// Designated initialisers leave the adapter lists empty on purpose.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace tokenway {
+namespace {
+
+constexpr int64_t kNow = 1'000'000'000'000;
+constexpr int64_t kStale = 1'000'000'000;
+
+struct Signals {
+  bool valid = true;
+  int32_t waiting = 0;
+  int32_t in_flight = 0;
+  float kv = 0;
+  uint32_t max_lora = 0;
+  std::vector<std::string> running_loras, waiting_loras;
+  int64_t age_ns = 0;
+};
+
+class FakePool {
+ public:
+  explicit FakePool(const std::vector<Signals>& signals) {
+    for (size_t i = 0; i < signals.size(); ++i) {
+      states_.emplace_back("http://e" + std::to_string(i) + ":1");
+      EndpointState& s = states_.back();
+      const Signals& g = signals[i];
+      s.in_flight = g.in_flight;
+      s.engine.valid = g.valid;
+      s.engine.updated_at_ns = kNow - g.age_ns;
+      s.engine.waiting = g.waiting;
+      s.engine.kv_utilisation = g.kv;
+      s.engine.max_lora = g.max_lora;
+      for (size_t k = 0; k < g.running_loras.size(); ++k) {
+        s.engine.running_lora[k] = LoraNameHash(g.running_loras[k]);
+      }
+      s.engine.running_lora_count = static_cast<uint32_t>(g.running_loras.size());
+      for (size_t k = 0; k < g.waiting_loras.size(); ++k) {
+        s.engine.waiting_lora[k] = LoraNameHash(g.waiting_loras[k]);
+      }
+      s.engine.waiting_lora_count = static_cast<uint32_t>(g.waiting_loras.size());
+    }
+    for (size_t i = 0; i < states_.size(); ++i) {
+      candidates_.push_back({static_cast<uint32_t>(i), &states_[i]});
+    }
+  }
+  std::span<const PickCandidate> candidates() const { return candidates_; }
+  std::vector<double> Score(const Scorer& scorer, ScoringContext ctx = {}) const {
+    ctx.now_ns = kNow;
+    ctx.stale_after_ns = kStale;
+    std::vector<double> scores(candidates_.size(), -1);
+    scorer.Score(ctx, candidates_, scores);
+    return scores;
+  }
+
+ private:
+  std::deque<EndpointState> states_;
+  std::vector<PickCandidate> candidates_;
+};
+
+TEST(QueueDepthScorerTest, NormalisesEngineQueuePlusInFlight) {
+  FakePool pool({{.waiting = 0, .in_flight = 0},
+                 {.waiting = 4, .in_flight = 0},
+                 {.waiting = 4, .in_flight = 4},
+                 {.valid = false},
+                 {.waiting = 0, .age_ns = 2 * kStale}});
+  auto s = pool.Score(QueueDepthScorer());
+  EXPECT_DOUBLE_EQ(s[0], 1.0);
+  EXPECT_DOUBLE_EQ(s[1], 0.5);
+  EXPECT_DOUBLE_EQ(s[2], 0.0);
+  EXPECT_DOUBLE_EQ(s[3], 0.0);  // invalid: saturated
+  EXPECT_DOUBLE_EQ(s[4], 0.0);  // stale: saturated
+  FakePool equal({{.waiting = 2}, {.waiting = 2}});
+  EXPECT_EQ(equal.Score(QueueDepthScorer()), (std::vector<double>{1, 1}));
+}
+
+TEST(KvCacheScorerTest, OneMinusUtilisation) {
+  FakePool pool({{.kv = 0}, {.kv = 0.75f}, {.kv = 1.0f}, {.valid = false, .kv = 0}});
+  auto s = pool.Score(KvCacheScorer());
+  EXPECT_DOUBLE_EQ(s[0], 1.0);
+  EXPECT_DOUBLE_EQ(s[1], 0.25);
+  EXPECT_DOUBLE_EQ(s[2], 0.0);
+  EXPECT_DOUBLE_EQ(s[3], 0.0);
+}
+
+TEST(LeastRequestScorerTest, UsesGatewayCountsEvenWithoutEngineSignals) {
+  FakePool pool({{.valid = false, .in_flight = 2}, {.valid = false, .in_flight = 6}});
+  auto s = pool.Score(LeastRequestScorer());
+  EXPECT_DOUBLE_EQ(s[0], 1.0);
+  EXPECT_DOUBLE_EQ(s[1], 0.0);
+}
+
+TEST(LoraAffinityScorerTest, GieRule) {
+  FakePool pool({{.max_lora = 2, .running_loras = {"a", "sql"}},                     // active
+                 {.max_lora = 2, .running_loras = {"a"}},                            // free slot
+                 {.max_lora = 1, .running_loras = {"b"}, .waiting_loras = {"sql"}},  // waiting
+                 {.max_lora = 1, .running_loras = {"b"}},  // full, not there
+                 {.valid = false, .max_lora = 4}});
+  ScoringContext ctx;
+  ctx.model_hash = LoraNameHash("sql");
+  auto s = pool.Score(LoraAffinityScorer(), ctx);
+  EXPECT_EQ(s, (std::vector<double>{1.0, 0.8, 0.6, 0.0, 0.0}));
+}
+
+TEST(PrefixCacheScorerTest, MatchedFraction) {
+  FakePool pool({{}, {}, {}});
+  PrefixIndex index({64, 1000, 8192}, 3);
+  std::vector<uint64_t> blocks;
+  PrefixIndex::HashBlocks("m", std::string(64 * 4, 'p'), 64, 8192, blocks);
+  index.Insert(0, blocks);
+  index.Insert(1, std::span<const uint64_t>(blocks).first(1));
+  ScoringContext ctx;
+  ctx.prefix_blocks = blocks;
+  ctx.prefix_index = &index;
+  auto s = pool.Score(PrefixCacheScorer(), ctx);
+  EXPECT_EQ(s, (std::vector<double>{1.0, 0.25, 0.0}));
+  ctx.prefix_blocks = {};
+  EXPECT_EQ(pool.Score(PrefixCacheScorer(), ctx), (std::vector<double>{0, 0, 0}));
+}
+
+TEST(SessionAffinityScorerTest, OneEndpointPerUserStableAndSpread) {
+  FakePool pool({{}, {}, {}, {}});
+  std::map<size_t, int> owners;
+  for (int u = 0; u < 400; ++u) {
+    InspectedRequest req;
+    req.user = "user-" + std::to_string(u);
+    PickContext pick;
+    pick.request = &req;
+    ScoringContext ctx;
+    ctx.pick = &pick;
+    auto s = pool.Score(SessionAffinityScorer(), ctx);
+    size_t owner = std::find(s.begin(), s.end(), 1.0) - s.begin();
+    ASSERT_LT(owner, s.size());
+    EXPECT_EQ(std::count(s.begin(), s.end(), 0.0), 3);
+    EXPECT_EQ(pool.Score(SessionAffinityScorer(), ctx), s);  // stable
+    ++owners[owner];
+  }
+  for (auto [owner, n] : owners) EXPECT_NEAR(n, 100, 40) << owner;
+  ScoringContext none;
+  EXPECT_EQ(pool.Score(SessionAffinityScorer(), none), (std::vector<double>{0, 0, 0, 0}));
+}
+
+TEST(SaturationFilterTest, DropsSaturatedAndUnknown) {
+  FakePool pool({{.waiting = 4, .kv = 0.79f},
+                 {.waiting = 5},
+                 {.kv = 0.8f},
+                 {.valid = false},
+                 {.age_ns = 2 * kStale},
+                 {}});
+  FilterConfig config;
+  config.name = "saturation";
+  SaturationFilter filter(config);
+  ScoringContext ctx;
+  ctx.now_ns = kNow;
+  ctx.stale_after_ns = kStale;
+  std::vector<PickCandidate> out(6);
+  size_t kept = filter.Apply(ctx, pool.candidates(), out.data());
+  ASSERT_EQ(kept, 2u);
+  EXPECT_EQ(out[0].index, 0u);
+  EXPECT_EQ(out[1].index, 5u);
+}
+
+TEST(ScorerRegistryTest, EveryKnownNameBuilds) {
+  for (const auto& name : KnownScorers()) {
+    auto s = MakeScorer(name);
+    ASSERT_NE(s, nullptr) << name;
+    EXPECT_EQ(s->name(), name);
+  }
+  EXPECT_EQ(MakeScorer("nope"), nullptr);
+  for (auto name : kScorerNames) EXPECT_NE(MakeScorer(name), nullptr) << name;
+  for (auto name : kFilterNames) {
+    FilterConfig fc;
+    fc.name = std::string(name);
+    EXPECT_NE(MakeFilter(fc), nullptr) << name;
+  }
+}
+
+}  // namespace
+}  // namespace tokenway
