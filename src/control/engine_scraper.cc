@@ -5,23 +5,16 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <set>
 #include <unordered_set>
 
 #include "common/duration.h"
 #include "common/log.h"
+#include "control/http_get.h"
 
 namespace tokenway {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 
 EngineScraper::EngineScraper(asio::io_context& ioc,
                              std::function<std::shared_ptr<const Runtime>()> current)
@@ -33,25 +26,12 @@ void EngineScraper::Start() {
 
 asio::awaitable<EngineScraper::Fetched> EngineScraper::Fetch(PoolEndpoint endpoint,
                                                              EngineMetricsConfig config) {
-  constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
   Fetched result;
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
-  stream.expires_after(config.timeout);
-  auto [cec] = co_await stream.async_connect(endpoint.address, kNoThrow);
-  if (cec) co_return result;
-  http::request<http::empty_body> req(http::verb::get, config.path, 11);
-  req.set(http::field::host, endpoint.host_header);
-  req.set(http::field::connection, "close");
-  req.set(http::field::user_agent, "tokenway-engine-scraper");
-  auto [wec, wn] = co_await http::async_write(stream, req, kNoThrow);
-  if (wec) co_return result;
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(config.max_body_bytes);
-  auto [rec, rn] = co_await http::async_read(stream, buffer, parser, kNoThrow);
-  if (rec || parser.get().result_int() / 100 != 2) co_return result;
+  auto body = co_await HttpGet(std::move(endpoint), config.path, config.timeout,
+                               config.max_body_bytes, "tokenway-engine-scraper");
+  if (!body) co_return result;
   result.ok = true;
-  result.body = std::move(parser.get().body());
+  result.body = std::move(*body);
   co_return result;
 }
 

@@ -5,21 +5,14 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <set>
 
 #include "common/log.h"
+#include "control/http_get.h"
 
 namespace tokenway {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 
 HealthChecker::HealthChecker(asio::io_context& ioc,
                              std::function<std::shared_ptr<const Runtime>()> current)
@@ -30,23 +23,9 @@ void HealthChecker::Start() {
 }
 
 asio::awaitable<bool> HealthChecker::Probe(PoolEndpoint endpoint, ActiveHealthConfig config) {
-  constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
-  stream.expires_after(config.timeout);
-  auto [cec] = co_await stream.async_connect(endpoint.address, kNoThrow);
-  if (cec) co_return false;
-  http::request<http::empty_body> req(http::verb::get, config.path, 11);
-  req.set(http::field::host, endpoint.host_header);
-  req.set(http::field::connection, "close");
-  req.set(http::field::user_agent, "tokenway-health");
-  auto [wec, wn] = co_await http::async_write(stream, req, kNoThrow);
-  if (wec) co_return false;
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64 * 1024);
-  auto [rec, rn] = co_await http::async_read(stream, buffer, parser, kNoThrow);
-  if (rec) co_return false;
-  co_return parser.get().result_int() / 100 == 2;
+  auto body = co_await HttpGet(std::move(endpoint), config.path, config.timeout, 64 * 1024,
+                               "tokenway-health");
+  co_return body.has_value();
 }
 
 asio::awaitable<void> HealthChecker::Loop() {
