@@ -7,9 +7,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
-#include <cstdlib>
 
 #include "bench/load_generator.h"
+#include "routing/prometheus_parser.h"
 
 namespace tokenway::bench {
 
@@ -18,27 +18,10 @@ using tcp = asio::ip::tcp;
 
 PrefixCacheCounters ParsePrefixCacheCounters(std::string_view text) {
   PrefixCacheCounters c;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    if (line.empty() || line[0] == '#') continue;
-    size_t name_end = line.find_first_of("{ ");
-    if (name_end == std::string_view::npos) continue;
-    std::string_view name = line.substr(0, name_end);
-    double* dst = nullptr;
-    if (name == "vllm:prefix_cache_queries_total") dst = &c.queries;
-    if (name == "vllm:prefix_cache_hits_total") dst = &c.hits;
-    if (!dst) continue;
-    // The value follows the last space after the labels (an optional timestamp is not written
-    // by the engines this reads).
-    size_t labels_end = line[name_end] == '{' ? line.find('}', name_end) : name_end;
-    if (labels_end == std::string_view::npos) continue;
-    std::string value(line.substr(labels_end + 1));
-    *dst += std::strtod(value.c_str(), nullptr);
-  }
+  ParsePrometheusText(text, text.size(), [&](const PrometheusSample& sample) {
+    if (sample.name == "vllm:prefix_cache_queries_total") c.queries += sample.value;
+    if (sample.name == "vllm:prefix_cache_hits_total") c.hits += sample.value;
+  });
   return c;
 }
 

@@ -127,24 +127,8 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
       if (ec == http::error::need_more) {
         if (buffer_.size() > limits.max_header_bytes) ec = http::error::header_limit;
       }
-      if (ec == http::error::header_limit) {
-        m.Count(ClientError::kHeaderTooLarge);
-        keep_alive_ = false;
-        co_await WriteError(431, "request headers are too large",
-                            "request_header_fields_too_large");
-        co_return ReadOutcome::kResponded;
-      }
-      if (ec == http::error::body_limit) {
-        m.Count(ClientError::kBodyTooLarge);
-        keep_alive_ = false;
-        co_await WriteError(413, "request body is too large", "request_too_large");
-        co_return ReadOutcome::kResponded;
-      }
       if (ec && ec != http::error::need_more) {
-        m.Count(ClientError::kMalformedRequest);
-        keep_alive_ = false;
-        co_await WriteError(400, "malformed HTTP request: " + ec.message(), "malformed_request");
-        co_return ReadOutcome::kResponded;
+        co_return co_await RejectUnparsable(ec, "malformed HTTP request: ");
       }
     }
     char* p = buffer_.write_ptr(kReadChunk);
@@ -171,17 +155,8 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
         size_t n =
             parser.put(asio::buffer(buffer_.data() + consumed, buffer_.size() - consumed), ec);
         consumed += n;
-        if (ec == http::error::body_limit) {
-          m.Count(ClientError::kBodyTooLarge);
-          keep_alive_ = false;
-          co_await WriteError(413, "request body is too large", "request_too_large");
-          co_return ReadOutcome::kResponded;
-        }
         if (ec && ec != http::error::need_more) {
-          m.Count(ClientError::kMalformedRequest);
-          keep_alive_ = false;
-          co_await WriteError(400, "malformed chunked body: " + ec.message(), "malformed_request");
-          co_return ReadOutcome::kResponded;
+          co_return co_await RejectUnparsable(ec, "malformed chunked body: ");
         }
         if (parser.is_done()) break;
         if (!ec && n > 0) continue;
@@ -204,10 +179,7 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
   auto length = parser.content_length();
   body_size = length ? static_cast<size_t>(*length) : 0;
   if (body_size > limits.max_body_bytes) {  // the parser checks too; belt and braces
-    m.Count(ClientError::kBodyTooLarge);
-    keep_alive_ = false;
-    co_await WriteError(413, "request body is too large", "request_too_large");
-    co_return ReadOutcome::kResponded;
+    co_return co_await RejectUnparsable(http::error::body_limit, "");
   }
   if (buffer_.size() < head_size + body_size) {
     if (parser.expect_continue) {
@@ -228,6 +200,23 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
   }
   deadline_.Disarm();
   co_return ReadOutcome::kRequest;
+}
+
+asio::awaitable<ClientSession::ReadOutcome> ClientSession::RejectUnparsable(
+    boost::beast::error_code ec, std::string_view context) {
+  WorkerMetrics& m = worker_.metrics();
+  keep_alive_ = false;  // the rest of the stream cannot be trusted to start a new request
+  if (ec == http::error::header_limit) {
+    m.Count(ClientError::kHeaderTooLarge);
+    co_await WriteError(431, "request headers are too large", "request_header_fields_too_large");
+  } else if (ec == http::error::body_limit) {
+    m.Count(ClientError::kBodyTooLarge);
+    co_await WriteError(413, "request body is too large", "request_too_large");
+  } else {
+    m.Count(ClientError::kMalformedRequest);
+    co_await WriteError(400, std::string(context) + ec.message(), "malformed_request");
+  }
+  co_return ReadOutcome::kResponded;
 }
 
 asio::awaitable<void> ClientSession::Dispatch(RequestParser& parser, std::string_view body,
@@ -270,7 +259,7 @@ asio::awaitable<void> ClientSession::Dispatch(RequestParser& parser, std::string
   }
   if (!known) {
     worker_.metrics().Count(ClientError::kUnknownPath);
-    record_ = RequestRecord{};
+    record_.Reset();
     co_await WriteError(404, "unknown path " + std::string(path), "not_found");
     co_return;
   }

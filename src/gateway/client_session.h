@@ -57,6 +57,17 @@ struct RequestRecord {
   uint64_t prompt_hash = 0;
   size_t request_bytes = 0;
   size_t response_bytes = 0;
+
+  // Back to a fresh record, keeping the strings' capacity for the next request.
+  void Reset() {
+    std::string id = std::move(request_id);
+    std::string code = std::move(error_code);
+    *this = RequestRecord{};
+    request_id = std::move(id);
+    request_id.clear();
+    error_code = std::move(code);
+    error_code.clear();
+  }
 };
 
 class ClientSession {
@@ -74,6 +85,9 @@ class ClientSession {
 
   boost::asio::awaitable<ReadOutcome> ReadRequest(RequestParser& parser, size_t& head_size,
                                                   size_t& body_size);
+  // Answers a request the parser rejected (431, 413 or 400, counted) and closes afterwards.
+  boost::asio::awaitable<ReadOutcome> RejectUnparsable(boost::beast::error_code ec,
+                                                       std::string_view context);
   boost::asio::awaitable<void> Dispatch(RequestParser& parser, std::string_view body,
                                         size_t padding);
   boost::asio::awaitable<void> Proxy(RequestParser& parser, Operation op, std::string_view body,

@@ -58,13 +58,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   WorkerMetrics& m = worker_.metrics();
   const Runtime& rt = *runtime_;
   RequestRecord& rec = record_;
-  rec.request_id.clear();
-  rec.error_code.clear();
-  std::string request_id = std::move(rec.request_id);
-  std::string error_code = std::move(rec.error_code);
-  rec = RequestRecord{};
-  rec.request_id = std::move(request_id);
-  rec.error_code = std::move(error_code);
+  rec.Reset();
   rec.start_ns = MonotonicNanos();
   rec.request_bytes = body.size();
   ChooseRequestId(parser);
@@ -174,13 +168,17 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
     keep_alive_ = false;
     return AttemptOutcome::kFailed;
   };
-  auto upstream_failed = [&](UpstreamError kind, int status, std::string_view message,
-                             std::string_view code,
-                             bool retryable) -> asio::awaitable<AttemptOutcome> {
+  // Every upstream failure is counted; all but 429 (load, not a fault) feed passive ejection.
+  auto count_failure = [&](UpstreamError kind) {
     m.Count(kind);
     if (kind != UpstreamError::kStatus429) {
       state.RecordFailure(rt.config.passive_health, MonotonicNanos());
     }
+  };
+  auto upstream_failed = [&](UpstreamError kind, int status, std::string_view message,
+                             std::string_view code,
+                             bool retryable) -> asio::awaitable<AttemptOutcome> {
+    count_failure(kind);
     if (retryable && !last_attempt) co_return AttemptOutcome::kRetry;
     rec.status = status;
     rec.error_code.assign(code);
@@ -359,36 +357,26 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
       worker_.upstreams().Return(std::move(conn), up.max_idle_per_endpoint, MonotonicNanos());
     }
   };
-  if (status >= 500 || status == 429) {
-    UpstreamError kind = status == 429 ? UpstreamError::kStatus429 : UpstreamError::kStatus5xx;
-    if (!last_attempt) {
-      release();
-      m.Count(kind);
-      if (status != 429) state.RecordFailure(rt.config.passive_health, MonotonicNanos());
-      co_return AttemptOutcome::kRetry;
-    }
-    m.Count(kind);
-    if (status != 429) state.RecordFailure(rt.config.passive_health, MonotonicNanos());
-  } else {
-    state.RecordSuccess();
+  const bool failed = status >= 500 || status == 429;
+  if (failed) {
+    count_failure(status == 429 ? UpstreamError::kStatus429 : UpstreamError::kStatus5xx);
   }
   release();
+  if (failed && !last_attempt) co_return AttemptOutcome::kRetry;
 
   // 7. Settle: usage from the body. A 200 whose JSON does not parse is not relayed: the client
   // gets a clean 502 instead of a body its SDK would choke on.
   if (status == 200) {
     UsageReading reading;
     if (!worker_.usage_reader().ReadInPlace(response_body_, reading)) {
-      m.Count(UpstreamError::kProtocol);
-      state.RecordFailure(rt.config.passive_health, MonotonicNanos());
-      rec.status = 502;
-      rec.error_code = "bad_upstream_response";
-      co_await WriteError(502, "upstream " + endpoint.url + " sent a response that is not JSON",
-                          "bad_upstream_response");
-      co_return AttemptOutcome::kFailed;
+      co_return co_await upstream_failed(
+          UpstreamError::kProtocol, 502,
+          "upstream " + endpoint.url + " sent a response that is not JSON", "bad_upstream_response",
+          false);
     }
     if (reading.has_usage) rec.usage = reading.usage;
   }
+  if (!failed) state.RecordSuccess();
   rec.status = status;
   rec.response_bytes = response_body_.size();
   out_.clear();

@@ -1,6 +1,6 @@
 #include "routing/queue_depth_scorer.h"
 
-#include <memory>
+#include <limits>
 
 #include "routing/endpoint_state.h"
 
@@ -8,27 +8,14 @@ namespace tokenway {
 
 void QueueDepthScorer::Score(const ScoringContext& ctx, std::span<const PickCandidate> candidates,
                              std::span<double> scores) const {
-  constexpr size_t kStack = 256;
-  size_t n = candidates.size();
-  double values_buf[kStack];
-  bool valid_buf[kStack];
-  std::unique_ptr<double[]> values_big;
-  std::unique_ptr<bool[]> valid_big;
-  double* values = values_buf;
-  bool* valid = valid_buf;
-  if (n > kStack) {  // pools this large are rare; the stack covers the common case
-    values_big = std::make_unique<double[]>(n);
-    valid_big = std::make_unique<bool[]>(n);
-    values = values_big.get();
-    valid = valid_big.get();
-  }
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < candidates.size(); ++i) {
     const EndpointState& s = *candidates[i].state;
-    valid[i] = s.engine.Fresh(ctx.now_ns, ctx.stale_after_ns);
-    values[i] = static_cast<double>(s.engine.waiting.load(std::memory_order_relaxed)) +
-                static_cast<double>(s.in_flight.load(std::memory_order_relaxed));
+    scores[i] = s.engine.Fresh(ctx.now_ns, ctx.stale_after_ns)
+                    ? static_cast<double>(s.engine.waiting.load(std::memory_order_relaxed)) +
+                          static_cast<double>(s.in_flight.load(std::memory_order_relaxed))
+                    : std::numeric_limits<double>::quiet_NaN();
   }
-  ScoreLowerIsBetter({values, n}, {valid, n}, scores);
+  ScoreLowerIsBetter(scores);
 }
 
 }  // namespace tokenway

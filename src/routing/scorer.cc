@@ -1,26 +1,26 @@
 #include "routing/scorer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace tokenway {
 
-void ScoreLowerIsBetter(std::span<const double> values, std::span<const bool> valid,
-                        std::span<double> scores) {
+void ScoreLowerIsBetter(std::span<double> scores) {
   double lo = std::numeric_limits<double>::infinity();
   double hi = -lo;
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!valid[i]) continue;
-    lo = std::min(lo, values[i]);
-    hi = std::max(hi, values[i]);
+  for (double v : scores) {
+    if (std::isnan(v)) continue;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
   }
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!valid[i]) {
-      scores[i] = 0;
+  for (double& v : scores) {
+    if (std::isnan(v)) {
+      v = 0;
     } else if (hi <= lo) {
-      scores[i] = 1;
+      v = 1;
     } else {
-      scores[i] = (hi - values[i]) / (hi - lo);
+      v = (hi - v) / (hi - lo);
     }
   }
 }

@@ -37,9 +37,9 @@ class Scorer {
   virtual std::string_view name() const = 0;
 };
 
-// Scores 1 for the lowest `values`, 0 for the highest, linearly between (all equal: 1 each).
-// Entries with valid[i] false score 0. Shared by the load scorers.
-void ScoreLowerIsBetter(std::span<const double> values, std::span<const bool> valid,
-                        std::span<double> scores);
+// Turns loads into scores in place: on entry scores[i] holds candidate i's load, or NaN when
+// its signals are unknown; on return the lowest load scores 1, the highest 0, linearly between
+// (all equal: 1 each), and unknown loads score 0. Shared by the load scorers.
+void ScoreLowerIsBetter(std::span<double> scores);
 
 }  // namespace tokenway

@@ -255,41 +255,6 @@ std::string ErrorJson(int status, std::string_view message) {
   return out;
 }
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  out.push_back('"');
-  std::size_t run_start = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;  // the common case: copied as a run
-    out.append(text.substr(run_start, i - run_start));
-    run_start = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default: {
-        char escaped[8];
-        std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-        out += escaped;
-      }
-    }
-  }
-  out.append(text.substr(run_start));
-  out.push_back('"');
-}
-
 void AppendUsage(std::string& out, const UsageCounts& usage) {
   out += "{\"prompt_tokens\":";
   AppendInt(out, usage.prompt_tokens);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <variant>
 #include <vector>
+#include "common/json_writer.h"
 
 namespace tokenway::sim {
 
@@ -41,7 +42,8 @@ std::string_view ErrorTypeForStatus(int status);
 // {"object":"error","message":...,"type":...,"param":null,"code":status}
 std::string ErrorJson(int status, std::string_view message);
 
-void AppendJsonString(std::string& out, std::string_view text);
+// JSON string literals: the project's one escaper.
+using tokenway::AppendJsonString;
 
 struct UsageCounts {
   int64_t prompt_tokens = 0;
