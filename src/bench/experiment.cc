@@ -18,6 +18,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "bench/metrics_scrape.h"
 #include "common/duration.h"
@@ -139,16 +141,23 @@ class Child {
   int out_fd_ = -1;
 };
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+// The ports a gateway started with port 0 bound, from its "listening on" log line; 0 while the
+// line has not been written yet.
+std::pair<int, int> ListeningPorts(const std::string& log_path) {
+  std::ifstream f(log_path);
+  std::string line;
+  const std::string kListen = "listening on ", kAdmin = "admin on ";
+  while (std::getline(f, line)) {
+    size_t l = line.find(kListen), a = line.find(kAdmin);
+    if (l == std::string::npos || a == std::string::npos) continue;
+    size_t lc = line.find(' ', l + kListen.size());
+    size_t lp = line.rfind(':', lc);
+    size_t ac = line.find('"', a + kAdmin.size());
+    size_t ap = line.rfind(':', ac);
+    if (lp == std::string::npos || ap == std::string::npos) continue;
+    return {std::atoi(line.c_str() + lp + 1), std::atoi(line.c_str() + ap + 1)};
+  }
+  return {0, 0};
 }
 
 std::vector<int> ParsePorts(const std::string& ready) {
@@ -546,15 +555,20 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
       std::ofstream f(cfg_path);
       f << GatewayYaml(e, conf, urls);
     }
-    int port = FreePort(), admin = FreePort();
+    // Port 0: the kernel picks free ports; the gateway's start-up log line names them.
     Child gw;
-    st = gw.Start({gw_bin, "--config", cfg_path, "--listen", "127.0.0.1:" + std::to_string(port),
-                   "--admin", "127.0.0.1:" + std::to_string(admin), "--workers",
-                   std::to_string(e.gateway_workers), "--no-access-log"},
-                  out_dir + "/gateway-" + conf.name + ".log", false);
+    std::string gw_log = out_dir + "/gateway-" + conf.name + ".log";
+    std::remove(gw_log.c_str());
+    st = gw.Start({gw_bin, "--config", cfg_path, "--listen", "127.0.0.1:0", "--admin",
+                   "127.0.0.1:0", "--workers", std::to_string(e.gateway_workers),
+                   "--no-access-log"},
+                  gw_log, false);
     bool up = false;
+    int port = 0, admin = 0;
     for (int i = 0; st.ok() && i < 200 && !local_stop.load(); ++i) {
-      if (HttpGet("http://127.0.0.1:" + std::to_string(admin) + "/healthz", 1).ok()) {
+      if (admin == 0) std::tie(port, admin) = ListeningPorts(gw_log);
+      if (admin != 0 &&
+          HttpGet("http://127.0.0.1:" + std::to_string(admin) + "/healthz", 1).ok()) {
         up = true;
         break;
       }

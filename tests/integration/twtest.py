@@ -6,6 +6,7 @@ offers small HTTP/SSE helpers built on the standard library only.
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -97,11 +98,13 @@ class Gateway:
     """A tokenway process on free loopback ports, from a YAML text or quick flags."""
 
     def __init__(self, config=None, args=(), workers=2, config_path=None, wait=True):
-        self.port = free_port()
-        self.admin_port = free_port()
+        # Port 0 everywhere: the kernel picks free ports and the gateway logs what it bound, so
+        # tests running in parallel never race for a port.
+        self.port = None
+        self.admin_port = None
         self.config_path = config_path
-        cmd = [bin_path("tokenway"), "--listen", f"127.0.0.1:{self.port}",
-               "--admin", f"127.0.0.1:{self.admin_port}", "--workers", str(workers)]
+        cmd = [bin_path("tokenway"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+               "--workers", str(workers)]
         if config is not None:
             if self.config_path is None:
                 import tempfile
@@ -114,16 +117,31 @@ class Gateway:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.out = _Drain(self.proc.stdout)
         self.err = _Drain(self.proc.stderr)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.base = None
+        self.admin = None
         if wait:
             self.wait_ready()
+
+    _LISTENING = re.compile(r"listening on [^ ]+:(\d+) with \d+ workers; admin on [^ ]+:(\d+)")
+
+    def _learn_ports(self):
+        for line in list(self.err.lines):
+            m = self._LISTENING.search(line)
+            if m:
+                self.port, self.admin_port = int(m.group(1)), int(m.group(2))
+                self.base = f"http://127.0.0.1:{self.port}"
+                self.admin = f"http://127.0.0.1:{self.admin_port}"
+                return True
+        return False
 
     def wait_ready(self, path="/healthz", timeout=20):
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("tokenway exited: " + "\n".join(self.err.lines))
+            if self.admin is None and not self._learn_ports():
+                time.sleep(0.02)
+                continue
             try:
                 st, _, _ = request("GET", self.admin + path, timeout=1)
                 if st == 200:
@@ -164,6 +182,9 @@ class Gateway:
                 self.proc.wait()
         self.out.join(5)
         self.err.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
         check_sanitizer_reports("tokenway", self.err.lines)
         return self.proc.returncode
 
