@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -124,6 +125,73 @@ class Loader {
     if (!d.ok()) Fail(node, field, d.status().message());
     if (d->count() <= 0) Fail(node, field, "must be positive");
     return *d;
+  }
+
+  int64_t Signed(const YAML::Node& node, const std::string& field, int64_t min,
+                 int64_t max) const {
+    if (!node.IsScalar()) Fail(node, field, "must be an integer");
+    const std::string& s = node.Scalar();
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      Fail(node, field, "must be an integer, got '" + s + "'");
+    }
+    if (v < min || v > max) {
+      Fail(node, field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    return v;
+  }
+
+  void LoadFlowControl(const YAML::Node& node, const std::string& f, FlowControlConfig& x) const {
+    ExpectMap(node, f,
+              {"enabled", "queue_threshold", "kv_threshold", "max_in_flight", "max_queue",
+               "queue_ttl", "fairness_key", "priority_header", "max_header_priority"});
+    x.enabled = true;
+    if (auto n = node["enabled"]) x.enabled = Bool(n, f + ".enabled");
+    if (auto n = node["queue_threshold"]) {
+      x.queue_threshold = static_cast<uint32_t>(Unsigned(n, f + ".queue_threshold", 1, 1000000));
+    }
+    if (auto n = node["kv_threshold"]) {
+      x.kv_threshold = Weight(n, f + ".kv_threshold");
+      if (x.kv_threshold <= 0 || x.kv_threshold > 1) {
+        Fail(n, f + ".kv_threshold", "must be in (0, 1]");
+      }
+    }
+    if (auto n = node["max_in_flight"]) {
+      x.max_in_flight = static_cast<uint32_t>(Unsigned(n, f + ".max_in_flight", 0, 1000000));
+    }
+    if (auto n = node["max_queue"]) {
+      x.max_queue = static_cast<uint32_t>(Unsigned(n, f + ".max_queue", 0, 10000000));
+    }
+    if (auto n = node["queue_ttl"]) x.queue_ttl = Dur(n, f + ".queue_ttl");
+    if (auto n = node["fairness_key"]) {
+      x.fairness_key = String(n, f + ".fairness_key");
+      bool header = x.fairness_key.rfind("header:", 0) == 0 && x.fairness_key.size() > 7;
+      if (x.fairness_key != "user" && x.fairness_key != "none" && !header) {
+        Fail(n, f + ".fairness_key",
+             "must be 'user', 'none' or 'header:<name>', got '" + x.fairness_key + "'");
+      }
+      if (header && !IsHeaderName(std::string_view(x.fairness_key).substr(7))) {
+        Fail(n, f + ".fairness_key", "'" + x.fairness_key.substr(7) + "' is not a header name");
+      }
+    }
+    if (auto n = node["priority_header"]) {
+      x.priority_header = String(n, f + ".priority_header");
+      if (!x.priority_header.empty() && !IsHeaderName(x.priority_header)) {
+        Fail(n, f + ".priority_header", "'" + x.priority_header + "' is not a header name");
+      }
+    }
+    if (auto n = node["max_header_priority"]) {
+      x.max_header_priority =
+          static_cast<int32_t>(Signed(n, f + ".max_header_priority", -1000000, 1000000));
+    }
+  }
+
+  static bool IsHeaderName(std::string_view name) {
+    if (name.empty() || name.size() > 128) return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+    });
   }
 
   double Weight(const YAML::Node& node, const std::string& field) const {
@@ -358,7 +426,7 @@ class Loader {
     for (size_t i = 0; i < pools.size(); ++i) {
       const YAML::Node& p = pools[i];
       std::string f = "pools[" + std::to_string(i) + "]";
-      ExpectMap(p, f, {"name", "policy", "engine", "scheduler", "endpoints"});
+      ExpectMap(p, f, {"name", "policy", "engine", "scheduler", "flow_control", "endpoints"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");
@@ -383,6 +451,7 @@ class Loader {
         }
       }
       if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);
+      if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
       auto eps = p["endpoints"];
       if (!eps || !eps.IsSequence() || eps.size() == 0) {
         Fail(eps ? eps : p, f + ".endpoints", "must be a non-empty list of http://host:port URLs");
@@ -403,7 +472,7 @@ class Loader {
     for (size_t i = 0; i < models.size(); ++i) {
       const YAML::Node& m = models[i];
       std::string f = "models[" + std::to_string(i) + "]";
-      ExpectMap(m, f, {"name", "pool", "parent"});
+      ExpectMap(m, f, {"name", "pool", "parent", "priority"});
       ModelConfig model;
       if (!m["name"]) Fail(m, f + ".name", "is required");
       model.name = String(m["name"], f + ".name");
@@ -415,6 +484,9 @@ class Loader {
       if (!m["pool"]) Fail(m, f + ".pool", "is required");
       model.pool = String(m["pool"], f + ".pool");
       if (auto n = m["parent"]) model.parent = String(n, f + ".parent");
+      if (auto n = m["priority"]) {
+        model.priority = static_cast<int32_t>(Signed(n, f + ".priority", -1000000, 1000000));
+      }
       bool pool_known = std::any_of(c.pools.begin(), c.pools.end(),
                                     [&](const PoolConfig& p) { return p.name == model.pool; });
       if (!pool_known) Fail(m["pool"], f + ".pool", "no pool named '" + model.pool + "'");
@@ -624,6 +696,19 @@ std::string RenderConfigJson(const GatewayConfig& c) {
       num("max_blocks", sc.prefix.max_blocks, false);
       o.append("}},");
     }
+    if (c.pools[i].flow_control.enabled) {
+      const FlowControlConfig& fc = c.pools[i].flow_control;
+      o.append("\"flow_control\":{");
+      num("queue_threshold", fc.queue_threshold);
+      o.append("\"kv_threshold\":").append(std::to_string(fc.kv_threshold)).push_back(',');
+      num("max_in_flight", fc.max_in_flight);
+      num("max_queue", fc.max_queue);
+      dur("queue_ttl", fc.queue_ttl);
+      str("fairness_key", fc.fairness_key);
+      str("priority_header", fc.priority_header);
+      o.append("\"max_header_priority\":").append(std::to_string(fc.max_header_priority));
+      o.append("},");
+    }
     o.append("\"endpoints\":[");
     for (size_t j = 0; j < c.pools[i].endpoints.size(); ++j) {
       if (j) o.push_back(',');
@@ -636,8 +721,9 @@ std::string RenderConfigJson(const GatewayConfig& c) {
     if (i) o.push_back(',');
     o.push_back('{');
     str("name", c.models[i].name);
-    str("pool", c.models[i].pool, !c.models[i].parent.empty());
-    if (!c.models[i].parent.empty()) str("parent", c.models[i].parent, false);
+    str("pool", c.models[i].pool);
+    if (!c.models[i].parent.empty()) str("parent", c.models[i].parent);
+    o.append("\"priority\":").append(std::to_string(c.models[i].priority));
     o.push_back('}');
   }
   o.append("]}");

@@ -21,11 +21,28 @@ struct EndpointConfig {
   uint16_t port = 0;
 };
 
+// Admission and flow control of a pool (pools[].flow_control; routing/flow_controller.h).
+struct FlowControlConfig {
+  bool enabled = false;
+  uint32_t queue_threshold = 5;  // an endpoint with this many waiting requests has no room
+  double kv_threshold = 0.8;     // nor one at this KV-cache utilisation
+  uint32_t max_in_flight = 0;    // per endpoint, counted by the gateway; 0: no limit
+  uint32_t max_queue = 1024;     // waiting requests per priority band
+  Duration queue_ttl = std::chrono::seconds(30);
+  // Who takes turns within a band: "user" (the body's `user` field), "header:<name>", or "none".
+  std::string fairness_key = "user";
+  // Header a request may name its priority in; empty: requests cannot. A header value above
+  // max_header_priority is lowered to it, so clients cannot jump the queue on their own.
+  std::string priority_header = "x-tokenway-priority";
+  int32_t max_header_priority = 0;
+};
+
 struct PoolConfig {
   std::string name;
   std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
   std::string engine = "vllm";           // metric dialect of the endpoints: vllm | sglang
   SchedulerConfig scheduler;             // filters/scorers/picker profile (routing/)
+  FlowControlConfig flow_control;
   std::vector<EndpointConfig> endpoints;
 };
 
@@ -33,6 +50,7 @@ struct ModelConfig {
   std::string name;    // what clients send in "model" and see in GET /v1/models
   std::string pool;    // pool that serves it
   std::string parent;  // base model when this is a LoRA adapter; empty otherwise
+  int32_t priority = 0;  // flow-control priority; negative: sheddable under saturation
 };
 
 struct LimitsConfig {

@@ -60,12 +60,17 @@ asio::awaitable<void> EngineScraper::Loop() {
               [](PoolEndpoint ep, EngineMetricsConfig config, EngineKind kind,
                  std::shared_ptr<std::unordered_set<const EndpointState*>> busy)
                   -> asio::awaitable<void> {
+                // Requests sent before this fetch are in the engine's counts it returns.
+                int32_t sent_before = ep.state->sent_since_scrape.load(std::memory_order_relaxed);
                 Fetched fetched = co_await Fetch(ep, config);
                 EngineReading reading;
                 if (fetched.ok) {
                   reading = ReadEngineMetrics(kind, fetched.body, config.max_body_bytes);
                 }
                 PublishEngineReading(reading, *ep.state, MonotonicNanos());
+                if (reading.valid) {
+                  ep.state->sent_since_scrape.fetch_sub(sent_before, std::memory_order_relaxed);
+                }
                 busy->erase(ep.state.get());
               }(ep, config, pool->engine, busy),
               asio::detached);

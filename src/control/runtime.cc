@@ -63,7 +63,7 @@ void AppendModelObject(std::string& o, const ModelConfig& m, int64_t created) {
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
                                                       EndpointRegistry& endpoints,
                                                       ModelSlots& slots, uint64_t generation,
-                                                      int64_t created) {
+                                                      int64_t created, FlowRegistry* flows) {
   auto rt = std::make_shared<Runtime>();
   rt->config = config;
   rt->generation = generation;
@@ -91,7 +91,22 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
       pe.host_header = ec.host + ":" + std::to_string(ec.port);
       pe.address = *address;
       pe.state = endpoints.Get(ec.url);
+      pool->endpoint_states.push_back(pe.state.get());
       pool->endpoints.push_back(std::move(pe));
+    }
+    if (pc.flow_control.enabled) {
+      const FlowControlConfig& fc = pc.flow_control;
+      pool->flow = flows ? flows->Get(pc.name) : std::make_shared<FlowController>(pc.name);
+      pool->flow_config = fc;
+      FlowSettings& fs = pool->flow_settings;
+      fs.queue_threshold = fc.queue_threshold;
+      fs.kv_threshold = fc.kv_threshold;
+      fs.max_in_flight = fc.max_in_flight;
+      fs.max_queue = fc.max_queue;
+      fs.use_engine_signals = config.engine_metrics.enabled;
+      fs.stale_after_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)
+              .count();
     }
     by_name[pool->name] = pool.get();
     rt->pools.push_back(std::move(pool));
@@ -103,6 +118,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
     route.name = mc.name;
     route.pool = by_name.at(mc.pool);
     route.metrics_slot = slots.SlotFor(mc.name);
+    route.priority = mc.priority;
     rt->models.emplace(mc.name, route);
     if (!first) rt->models_json.push_back(',');
     first = false;

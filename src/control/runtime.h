@@ -18,6 +18,7 @@
 #include "control/config.h"
 #include "routing/endpoint_state.h"
 #include "routing/engine_adapter.h"
+#include "routing/flow_controller.h"
 #include "tokenway/picker.h"
 
 namespace tokenway {
@@ -36,12 +37,20 @@ struct Pool {
   std::vector<PoolEndpoint> endpoints;
   std::unique_ptr<Picker> picker;  // a simple policy, or a SchedulerPicker
   EngineKind engine = EngineKind::kVllm;
+  // Flow control (null when the pool has none): the process-wide controller of this pool name,
+  // and this snapshot's settings and endpoint states for it.
+  std::shared_ptr<FlowController> flow;
+  FlowSettings flow_settings;
+  FlowControlConfig flow_config;
+  std::vector<EndpointState*> endpoint_states;
+  FlowView flow_view() const { return {&flow_settings, endpoint_states}; }
 };
 
 struct ModelRoute {
   std::string name;
   const Pool* pool = nullptr;
   uint16_t metrics_slot = 0;
+  int32_t priority = 0;
 };
 
 struct StringHash {
@@ -77,9 +86,11 @@ class EndpointRegistry {
 };
 
 // Builds a snapshot: resolves endpoint addresses, creates pickers, renders the model list.
+// Flow-controlled pools take their controller from `flows` (a private one when null).
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
                                                       EndpointRegistry& endpoints,
                                                       ModelSlots& slots, uint64_t generation,
-                                                      int64_t created_unix_seconds);
+                                                      int64_t created_unix_seconds,
+                                                      FlowRegistry* flows = nullptr);
 
 }  // namespace tokenway

@@ -132,6 +132,21 @@ std::string AdminServer::RenderEndpoints() const {
     AppendJsonString(o, pool.name);
     o.append(",\"policy\":");
     AppendJsonString(o, pool.picker->name());
+    if (pool.flow) {
+      o.append(",\"flow_control\":{\"saturated\":")
+          .append(FlowController::HasRoom(pool.flow_view(), now) ? "false" : "true");
+      o.append(",\"waiting\":").append(std::to_string(pool.flow->waiting()));
+      o.append(",\"bands\":[");
+      bool first = true;
+      for (const auto& b : pool.flow->Depths()) {
+        if (!first) o.push_back(',');
+        first = false;
+        o.append("{\"priority\":").append(std::to_string(b.priority));
+        o.append(",\"waiting\":").append(std::to_string(b.waiting));
+        o.append(",\"flows\":").append(std::to_string(b.flows)).push_back('}');
+      }
+      o.append("]}");
+    }
     o.append(",\"endpoints\":[");
     for (size_t i = 0; i < pool.endpoints.size(); ++i) {
       const EndpointState& s = *pool.endpoints[i].state;
@@ -145,6 +160,8 @@ std::string AdminServer::RenderEndpoints() const {
           .append(std::to_string(until > now ? (until - now) / 1000000 : 0));
       o.append(",\"eligible\":").append(s.Eligible(now) ? "true" : "false");
       o.append(",\"in_flight\":").append(std::to_string(s.in_flight.load()));
+      o.append(",\"prefill_tokens\":").append(std::to_string(s.prefill_tokens.load()));
+      o.append(",\"decode_tokens\":").append(std::to_string(s.decode_tokens.load()));
       o.append(",\"requests_total\":").append(std::to_string(s.requests_total.load()));
       o.append(",\"failures_total\":").append(std::to_string(s.failures_total.load()));
       o.append(",\"consecutive_failures\":").append(std::to_string(s.consecutive_failures.load()));
@@ -340,6 +357,68 @@ std::string AdminServer::RenderMetrics() const {
                Load(ep.state->ejections_total));
     }
   }
+  t.Family("tokenway_endpoint_prefill_tokens", "gauge",
+           "Estimated prompt tokens of in-flight requests not yet past prefill, per endpoint.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_prefill_tokens", {{"pool", pool->name}, {"endpoint", ep.url}},
+               static_cast<double>(ep.state->prefill_tokens.load()));
+    }
+  }
+  t.Family("tokenway_endpoint_decode_tokens", "gauge",
+           "Estimated output tokens still to generate for in-flight requests, per endpoint.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      t.Sample("tokenway_endpoint_decode_tokens", {{"pool", pool->name}, {"endpoint", ep.url}},
+               static_cast<double>(ep.state->decode_tokens.load()));
+    }
+  }
+
+  // Flow control, per flow-controlled pool.
+  t.Family("tokenway_pool_saturated", "gauge",
+           "1 while no endpoint of the pool has room (flow control).");
+  for (const auto& pool : rt->pools) {
+    if (!pool->flow) continue;
+    t.Sample("tokenway_pool_saturated", {{"pool", pool->name}},
+             FlowController::HasRoom(pool->flow_view(), now) ? 0.0 : 1.0);
+  }
+  t.Family("tokenway_flow_queue_depth", "gauge",
+           "Requests waiting for admission, by pool and priority band.");
+  for (const auto& pool : rt->pools) {
+    if (!pool->flow) continue;
+    for (const auto& b : pool->flow->Depths()) {
+      t.Sample("tokenway_flow_queue_depth",
+               {{"pool", pool->name}, {"priority", std::to_string(b.priority)}},
+               static_cast<double>(b.waiting));
+    }
+  }
+  t.Family("tokenway_flow_requests_total", "counter",
+           "Flow-control decisions by pool: dispatched at once, queued, released from the "
+           "queue, shed (429), refused on a full queue (503), expired or abandoned in the queue.");
+  for (const auto& pool : rt->pools) {
+    if (!pool->flow) continue;
+    const auto& c = pool->flow->counters();
+    for (auto [outcome, counter] :
+         {std::pair{"direct", &c.dispatched_direct}, std::pair{"queued", &c.queued},
+          std::pair{"released", &c.released}, std::pair{"shed", &c.shed},
+          std::pair{"queue_full", &c.queue_full}, std::pair{"expired", &c.expired}}) {
+      t.Sample("tokenway_flow_requests_total", {{"pool", pool->name}, {"outcome", outcome}},
+               Load(*counter));
+    }
+  }
+  t.Family("tokenway_flow_queue_duration_seconds", "histogram",
+           "Time queued requests waited for admission, by pool.");
+  for (const auto& pool : rt->pools) {
+    if (!pool->flow) continue;
+    const auto& c = pool->flow->counters();
+    constexpr size_t nb = FlowController::kQueueBuckets.size();
+    uint64_t counts[nb + 1] = {};
+    for (size_t b = 0; b <= nb; ++b) counts[b] = Load(c.queue_time_buckets[b]);
+    t.Histogram("tokenway_flow_queue_duration_seconds", {{"pool", pool->name}},
+                FlowController::kQueueBuckets.data(), counts, nb, counts[nb],
+                static_cast<double>(Load(c.queue_time_sum_us)) / 1e6);
+  }
+
   auto engine_gauge = [&](const char* name, const char* help, auto value) {
     t.Family(name, "gauge", help);
     for (const auto& pool : rt->pools) {

@@ -49,6 +49,7 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket)
 ClientSession::~ClientSession() {
   abort_->client = nullptr;
   abort_->upstream = nullptr;
+  abort_->queue_timer = nullptr;
   deadline_.Detach();
   worker_.RemoveSession(this);
   worker_.metrics().connections.fetch_sub(1, std::memory_order_relaxed);
@@ -310,22 +311,26 @@ asio::awaitable<bool> ClientSession::WriteError(int status, std::string_view mes
   co_return co_await WriteJson(status, body, extra);
 }
 
-void ClientSession::StartAbortWatch(tcp::socket* upstream) {
+void ClientSession::StartAbortWatch(tcp::socket* upstream, asio::steady_timer* queue_timer) {
   ClientAbortWatch& w = *abort_;
   w.fired = false;
   w.upstream = upstream;
+  w.queue_timer = queue_timer;
   if (w.armed) return;
   w.armed = true;
   socket_.async_wait(tcp::socket::wait_read, [watch = abort_](boost::system::error_code ec) {
     watch->armed = false;
-    if (ec || !watch->client || !watch->upstream) return;
+    if (ec || !watch->client || (!watch->upstream && !watch->queue_timer)) return;
     char c;
     ssize_t n = ::recv(watch->client->native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       watch->fired = true;
       boost::system::error_code ignored;
-      watch->upstream->cancel(ignored);
-      watch->upstream->close(ignored);
+      if (watch->upstream) {
+        watch->upstream->cancel(ignored);
+        watch->upstream->close(ignored);
+      }
+      if (watch->queue_timer) watch->queue_timer->cancel();
     }
     // Readable with data: the client pipelined its next request; it is read after this one.
   });
@@ -333,6 +338,13 @@ void ClientSession::StartAbortWatch(tcp::socket* upstream) {
 
 void ClientSession::StopAbortWatch() {
   abort_->upstream = nullptr;
+  abort_->queue_timer = nullptr;
+}
+
+void ClientSession::FinishFlowRelease() {
+  if (!flow_release_) return;
+  const Pool* pool = std::exchange(flow_release_, nullptr);
+  pool->flow->DispatchDone(pool->flow_view(), MonotonicNanos());
 }
 
 void ClientSession::ChooseRequestId(const RequestParser& parser) {
@@ -410,6 +422,10 @@ void ClientSession::Observe(RequestRecord& rec) {
   AppendJsonInt(o, rec.stream_events);
   o.append(",\"retries\":");
   AppendJsonInt(o, rec.retries);
+  o.append(",\"priority\":");
+  AppendJsonInt(o, rec.priority);
+  o.append(",\"queue_ms\":");
+  AppendJsonDouble(o, static_cast<double>(rec.queue_ns) / 1e6);
   o.append(",\"request_bytes\":");
   AppendJsonInt(o, static_cast<int64_t>(rec.request_bytes));
   o.append(",\"response_bytes\":");

@@ -8,6 +8,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,7 @@ class Worker;
 struct Runtime;
 struct Pool;
 struct PoolEndpoint;
+struct ModelRoute;
 struct UpstreamConnection;
 
 // Cancels the upstream exchange when the client goes away while it waits. One wait on the
@@ -35,6 +37,7 @@ struct UpstreamConnection;
 struct ClientAbortWatch {
   boost::asio::ip::tcp::socket* client = nullptr;    // null once the session is gone
   boost::asio::ip::tcp::socket* upstream = nullptr;  // set while a request is forwarded
+  boost::asio::steady_timer* queue_timer = nullptr;  // set while a request waits for admission
   bool armed = false;                                // a wait is pending on the client socket
   bool fired = false;
 };
@@ -51,6 +54,8 @@ struct RequestRecord {
   std::string error_code;  // tokenway's own code when it produced or cut the response
   TokenUsage usage;
   uint32_t retries = 0;
+  int32_t priority = 0;  // flow-control priority (0 when the pool has none)
+  int64_t queue_ns = 0;  // time spent waiting for admission
   uint32_t stream_events = 0;
   bool stream = false;
   bool usage_injected = false;
@@ -92,6 +97,9 @@ class ClientSession {
                                         size_t padding);
   boost::asio::awaitable<void> Proxy(RequestParser& parser, Operation op, std::string_view body,
                                      size_t padding);
+  // Flow control (admission.cc): true to dispatch now; false when it has answered the request.
+  boost::asio::awaitable<bool> Admit(const RequestParser& parser, const Pool& pool,
+                                     const ModelRoute& route);
   boost::asio::awaitable<AttemptOutcome> ForwardOnce(const RequestParser& parser,
                                                      const PoolEndpoint& endpoint,
                                                      std::string_view body, bool last_attempt);
@@ -109,7 +117,10 @@ class ClientSession {
   boost::asio::awaitable<bool> WriteAll(std::string_view a, std::string_view b = {},
                                         std::string_view c = {}, std::string_view d = {});
 
-  void StartAbortWatch(boost::asio::ip::tcp::socket* upstream);
+  // Watches the client while a request is forwarded to `upstream` or waits on `queue_timer`;
+  // if the client goes away, cancels them and sets abort_->fired.
+  void StartAbortWatch(boost::asio::ip::tcp::socket* upstream,
+                       boost::asio::steady_timer* queue_timer = nullptr);
   void StopAbortWatch();
   void Observe(RequestRecord& rec);
   void ChooseRequestId(const RequestParser& parser);
@@ -123,6 +134,12 @@ class ClientSession {
   bool http10_ = false;
   std::shared_ptr<ClientAbortWatch> abort_;
   std::shared_ptr<const Runtime> runtime_;  // snapshot of the current request
+  // A request released from a flow-control queue owes its controller DispatchDone() once it has
+  // taken its endpoint's counters (ForwardOnce) or given up (Proxy's exit).
+  const Pool* flow_release_ = nullptr;
+  void FinishFlowRelease();
+  // Load the current attempt puts on its endpoint; RelayStream ends its prefill part.
+  class EndpointLoad* load_ = nullptr;
 
   // Per-request scratch, reused across requests so it keeps its capacity.
   InspectedRequest inspected_;

@@ -82,7 +82,8 @@ class Process {
       LogError("access_log.path: " + error);
       return 1;
     }
-    auto rt = BuildRuntime(config, endpoints_, model_slots_, ++generation_, std::time(nullptr));
+    auto rt = BuildRuntime(config, endpoints_, model_slots_, ++generation_, std::time(nullptr),
+                           &flows_);
     if (!rt.ok()) {
       LogError(rt.status().message());
       return 1;
@@ -132,6 +133,7 @@ class Process {
     health_->Start();
     scraper_ = std::make_unique<EngineScraper>(ioc_, [this] { return current_; });
     scraper_->Start();
+    KickFlows();
     if (!options_.config_path.empty()) {
       stamp_ = Stamp(options_.config_path);
       PollConfigFile();
@@ -145,6 +147,7 @@ class Process {
             admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
     ioc_.run();
     for (auto& w : workers_) w->Stop();
+    flows_.DropAll();
     workers_.clear();
     LogInfo("stopped");
     return 0;
@@ -226,7 +229,8 @@ class Process {
       config.workers = running.workers;
       config.access_log.path = running.access_log.path;
     }
-    auto rt = BuildRuntime(config, endpoints_, model_slots_, generation_ + 1, std::time(nullptr));
+    auto rt = BuildRuntime(config, endpoints_, model_slots_, generation_ + 1, std::time(nullptr),
+                           &flows_);
     if (!rt.ok()) {
       reloads_failed_.fetch_add(1);
       LogError("reload rejected, keeping the running configuration: " + rt.status().message());
@@ -237,6 +241,21 @@ class Process {
     for (auto& w : workers_) w->Publish(current_);
     reloads_ok_.fetch_add(1);
     LogInfo("configuration reloaded (" + why + "), generation " + std::to_string(generation_));
+  }
+
+  // Flow control is driven by completions and admissions on the workers; this periodic kick
+  // also releases queued requests when room appears any other way (fresh engine signals, an
+  // endpoint recovering, a reload adding endpoints).
+  void KickFlows() {
+    flow_timer_.expires_after(std::chrono::milliseconds(10));
+    flow_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      int64_t now = MonotonicNanos();
+      for (const auto& pool : current_->pools) {
+        if (pool->flow) pool->flow->Kick(pool->flow_view(), now);
+      }
+      KickFlows();
+    });
   }
 
   void PollConfigFile() {
@@ -257,8 +276,10 @@ class Process {
   asio::signal_set signals_{ioc_};
   asio::steady_timer drain_timer_{ioc_};
   asio::steady_timer poll_timer_{ioc_};
+  asio::steady_timer flow_timer_{ioc_};
   GatewayShared shared_;
   EndpointRegistry endpoints_;
+  FlowRegistry flows_;
   ModelSlots model_slots_;
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;

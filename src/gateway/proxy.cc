@@ -37,20 +37,41 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
 constexpr size_t kMaxPendingEventBytes = 4 * 1024 * 1024;
 
-// Keeps an endpoint's in-flight count right on every exit path.
-class InFlight {
+// Output tokens assumed for a request that sets no max_tokens, for the decode-token estimate.
+constexpr int64_t kDefaultDecodeTokens = 256;
+
+}  // namespace
+
+// The load one attempt puts on its endpoint, kept right on every exit path: the in-flight count,
+// the sent-since-scrape count flow control adds to the engine's queue, and estimated prefill
+// tokens (until the first response byte) and decode tokens (until the end).
+class EndpointLoad {
  public:
-  explicit InFlight(std::atomic<int32_t>& counter) : counter_(counter) {
-    counter_.fetch_add(1, std::memory_order_relaxed);
+  EndpointLoad(EndpointState& state, int64_t prefill, int64_t decode)
+      : state_(state), prefill_(prefill), decode_(decode) {
+    state_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    state_.sent_since_scrape.fetch_add(1, std::memory_order_relaxed);
+    state_.prefill_tokens.fetch_add(prefill_, std::memory_order_relaxed);
+    state_.decode_tokens.fetch_add(decode_, std::memory_order_relaxed);
   }
-  ~InFlight() { counter_.fetch_sub(1, std::memory_order_relaxed); }
-  InFlight(const InFlight&) = delete;
-  InFlight& operator=(const InFlight&) = delete;
+  ~EndpointLoad() {
+    PrefillDone();
+    state_.decode_tokens.fetch_sub(decode_, std::memory_order_relaxed);
+    state_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+  void PrefillDone() {
+    state_.prefill_tokens.fetch_sub(std::exchange(prefill_, 0), std::memory_order_relaxed);
+  }
+  EndpointLoad(const EndpointLoad&) = delete;
+  EndpointLoad& operator=(const EndpointLoad&) = delete;
 
  private:
-  std::atomic<int32_t>& counter_;
+  EndpointState& state_;
+  int64_t prefill_;
+  int64_t decode_;
 };
 
+namespace {
 }  // namespace
 
 asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
@@ -103,6 +124,11 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   rec.model_slot = route->metrics_slot;
   const Pool& pool = *route->pool;
   rec.pool = pool.name;
+
+  // 5a. Admission: under saturation, wait for room, or be shed.
+  ScopeExit release_next([this] { FinishFlowRelease(); });
+  if (pool.flow && !co_await Admit(parser, pool, *route)) co_return;
+
   candidates_.clear();
   int64_t now = MonotonicNanos();
   for (uint32_t i = 0; i < pool.endpoints.size(); ++i) {
@@ -143,6 +169,8 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
     AttemptOutcome outcome = co_await ForwardOnce(parser, endpoint, send_body, a + 1 == attempts);
     if (outcome != AttemptOutcome::kRetry) break;
   }
+  // The endpoint's load dropped: a queued request may go.
+  if (pool.flow) pool.flow->Kick(pool.flow_view(), MonotonicNanos());
   // 7/8. Settlement of usage happened while relaying; Observe runs on scope exit.
   co_return;
 }
@@ -157,9 +185,19 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
   EndpointState& state = *endpoint.state;
   const int64_t total_deadline = rec.start_ns + up.total_timeout.count();
   auto bounded = [&](Duration d) { return std::min(MonotonicNanos() + d.count(), total_deadline); };
-  InFlight in_flight(state.in_flight);
+  const int64_t prompt_tokens = static_cast<int64_t>(inspected_.prompt_text.size() / 4) + 1;
+  const int64_t decode_tokens =
+      inspected_.operation == Operation::kEmbeddings
+          ? 0
+          : (inspected_.max_tokens > 0 ? inspected_.max_tokens : kDefaultDecodeTokens);
+  EndpointLoad load(state, prompt_tokens, decode_tokens);
+  load_ = &load;
+  FinishFlowRelease();  // this endpoint's counters now include the request
   state.requests_total.fetch_add(1, std::memory_order_relaxed);
-  ScopeExit stop_watch([this] { StopAbortWatch(); });
+  ScopeExit stop_watch([this] {
+    StopAbortWatch();
+    load_ = nullptr;
+  });
 
   auto client_gone = [&]() {
     m.Count(ClientError::kDisconnected);
@@ -465,7 +503,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::RelayStream(
           if (rec.usage_injected && reading.choices_empty) continue;
         }
       }
-      if (!data.empty()) ++rec.stream_events;
+      if (!data.empty() && ++rec.stream_events == 1 && load_) load_->PrefillDone();
       relay_.append(event);
     }
     events_.Compact();

@@ -68,6 +68,14 @@ struct EndpointState {
   const std::string url;
 
   std::atomic<int32_t> in_flight{0};
+  // Requests sent here since the engine's last scrape: the engine has not counted them yet, so
+  // flow control adds them to its waiting count (reset by each published scrape).
+  std::atomic<int32_t> sent_since_scrape{0};
+  // Estimated tokens of the in-flight requests still in prefill (prompt tokens, until the first
+  // response byte) and still to decode (max_tokens or a default, until completion). Updated by
+  // workers at dispatch and completion; read by the outstanding-tokens scorer.
+  std::atomic<int64_t> prefill_tokens{0};
+  std::atomic<int64_t> decode_tokens{0};
   std::atomic<bool> healthy{true};           // active health check verdict
   std::atomic<int64_t> ejected_until_ns{0};  // passive outlier ejection (monotonic clock)
   std::atomic<uint32_t> consecutive_failures{0};

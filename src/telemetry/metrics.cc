@@ -110,6 +110,8 @@ std::string_view ClientErrorName(ClientError e) {
       return "disconnected";
     case ClientError::kConnectionLimit:
       return "connection_limit";
+    case ClientError::kInvalidHeader:
+      return "invalid_header";
     case ClientError::kCount:
       break;
   }

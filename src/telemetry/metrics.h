@@ -76,6 +76,7 @@ enum class ClientError : uint8_t {
   kUnknownPath,
   kDisconnected,  // client went away before the response finished
   kConnectionLimit,
+  kInvalidHeader,  // a header tokenway interprets has an unusable value
   kCount
 };
 std::string_view ClientErrorName(ClientError e);
