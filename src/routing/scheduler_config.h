@@ -36,7 +36,8 @@ struct SchedulerConfig {
 
 inline constexpr std::string_view kScorerNames[] = {"queue-depth",   "kv-cache",
                                                     "least-request", "lora-affinity",
-                                                    "prefix-cache",  "session-affinity"};
+                                                    "prefix-cache",  "session-affinity",
+                                                    "outstanding-tokens"};
 inline constexpr std::string_view kFilterNames[] = {"saturation"};
 inline constexpr std::string_view kSchedulerPickerNames[] = {"max-score", "weighted-random",
                                                              "power-of-two"};

@@ -3,6 +3,7 @@
 #include "routing/kv_cache_scorer.h"
 #include "routing/least_request_scorer.h"
 #include "routing/lora_affinity_scorer.h"
+#include "routing/outstanding_tokens_scorer.h"
 #include "routing/prefix_cache_scorer.h"
 #include "routing/queue_depth_scorer.h"
 #include "routing/saturation_filter.h"
@@ -17,13 +18,15 @@ std::unique_ptr<Scorer> MakeScorer(std::string_view name) {
   if (name == "lora-affinity") return std::make_unique<LoraAffinityScorer>();
   if (name == "prefix-cache") return std::make_unique<PrefixCacheScorer>();
   if (name == "session-affinity") return std::make_unique<SessionAffinityScorer>();
+  if (name == "outstanding-tokens") return std::make_unique<OutstandingTokensScorer>();
   return nullptr;
 }
 
 const std::vector<std::string>& KnownScorers() {
   static const std::vector<std::string> kNames = {"queue-depth",   "kv-cache",
                                                   "least-request", "lora-affinity",
-                                                  "prefix-cache",  "session-affinity"};
+                                                  "prefix-cache",  "session-affinity",
+                                                  "outstanding-tokens"};
   return kNames;
 }
 

@@ -135,5 +135,39 @@ class RoutingTest(unittest.TestCase):
         self.assertGreaterEqual(gw.metric("tokenway_engine_running", endpoint=urls[1]), 0)
 
 
+class OutstandingTokensTest(unittest.TestCase):
+    def test_gateway_counts_tokens_in_flight_and_routes_on_them(self):
+        with Sim(count=2) as sim:
+            for u in sim.urls:
+                twtest.set_faults(u, slow_start_ms=800)
+            routing = "    scheduler:\n      scorers: [{name: outstanding-tokens, weight: 1}]"
+            with Gateway(pool_yaml(sim.urls, routing)) as gw:
+                import threading
+                long_prompt = "x" * 40000  # about 10k tokens by the gateway's estimate
+                big = threading.Thread(target=post_json, args=(
+                    gw.base + "/v1/chat/completions", chat_body(MODEL, long_prompt,
+                                                                max_tokens=300)), daemon=True)
+                big.start()
+                self.assertTrue(wait_until(lambda: any(
+                    e["decode_tokens"] == 300 for e in endpoints_json(gw).values())))
+                eps = endpoints_json(gw)
+                loaded = next(u for u, e in eps.items() if e["decode_tokens"] == 300)
+                self.assertGreater(eps[loaded]["prefill_tokens"], 9000)
+                # Short requests now avoid the endpoint holding the long one.
+                for i in range(4):
+                    st, _, _, raw = post_json(gw.base + "/v1/chat/completions",
+                                              chat_body(MODEL, f"short {i}", max_tokens=2))
+                    self.assertEqual(st, 200, raw)
+                big.join(30)
+                shorts = lambda: [l for l in gw.access_log() if l["completion_tokens"] <= 2]
+                self.assertTrue(wait_until(lambda: len(shorts()) == 4), gw.access_log())
+                log = gw.access_log()
+                shorts = shorts()
+                self.assertTrue(all(l["endpoint"] != loaded for l in shorts), log)
+                self.assertTrue(wait_until(lambda: all(
+                    e["prefill_tokens"] == 0 and e["decode_tokens"] == 0
+                    for e in endpoints_json(gw).values())))
+
+
 if __name__ == "__main__":
     twtest.main()

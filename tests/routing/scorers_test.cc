@@ -12,6 +12,7 @@
 #include "routing/kv_cache_scorer.h"
 #include "routing/least_request_scorer.h"
 #include "routing/lora_affinity_scorer.h"
+#include "routing/outstanding_tokens_scorer.h"
 #include "routing/prefix_cache_scorer.h"
 #include "routing/prefix_index.h"
 #include "routing/queue_depth_scorer.h"
@@ -36,6 +37,8 @@ struct Signals {
   uint32_t max_lora = 0;
   std::vector<std::string> running_loras, waiting_loras;
   int64_t age_ns = 0;
+  int64_t prefill = 0;
+  int64_t decode = 0;
 };
 
 class FakePool {
@@ -46,6 +49,8 @@ class FakePool {
       EndpointState& s = states_.back();
       const Signals& g = signals[i];
       s.in_flight = g.in_flight;
+      s.prefill_tokens = g.prefill;
+      s.decode_tokens = g.decode;
       s.engine.valid = g.valid;
       s.engine.updated_at_ns = kNow - g.age_ns;
       s.engine.waiting = g.waiting;
@@ -108,6 +113,20 @@ TEST(LeastRequestScorerTest, UsesGatewayCountsEvenWithoutEngineSignals) {
   auto s = pool.Score(LeastRequestScorer());
   EXPECT_DOUBLE_EQ(s[0], 1.0);
   EXPECT_DOUBLE_EQ(s[1], 0.0);
+}
+
+TEST(OutstandingTokensScorerTest, WeighsWorkNotRequestCount) {
+  // One endpoint holds a single 100k-token prompt; the other three short chats.
+  FakePool pool({{.valid = false, .in_flight = 1, .prefill = 100000, .decode = 256},
+                 {.valid = false, .in_flight = 3, .prefill = 600, .decode = 768},
+                 {.valid = false, .in_flight = 0}});
+  auto s = pool.Score(OutstandingTokensScorer());
+  EXPECT_DOUBLE_EQ(s[2], 1.0);
+  EXPECT_DOUBLE_EQ(s[0], 0.0);
+  EXPECT_GT(s[1], 0.98);
+  // Least-request would rank them the other way round.
+  auto lr = pool.Score(LeastRequestScorer());
+  EXPECT_GT(lr[0], lr[1]);
 }
 
 TEST(LoraAffinityScorerTest, GieRule) {
