@@ -1,5 +1,6 @@
 #include "control/runtime.h"
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 
@@ -25,6 +26,39 @@ std::vector<std::shared_ptr<EndpointState>> EndpointRegistry::All() const {
   out.reserve(states_.size());
   for (const auto& [url, state] : states_) out.push_back(state);
   return out;
+}
+
+std::shared_ptr<FlowController> PoolStateRegistry::Flow(const std::string& pool) {
+  std::lock_guard lock(mu_);
+  auto& slot = flows_[pool];
+  if (!slot) slot = std::make_shared<FlowController>(pool);
+  return slot;
+}
+
+std::shared_ptr<PrefixIndex> PoolStateRegistry::Prefix(const std::string& pool,
+                                                       const PrefixIndexConfig& config,
+                                                       const std::vector<std::string>& urls) {
+  std::lock_guard lock(mu_);
+  PrefixEntry& e = prefixes_[pool];
+  bool same = e.index && e.urls == urls && e.config.block_bytes == config.block_bytes &&
+              e.config.capacity == config.capacity && e.config.max_blocks == config.max_blocks;
+  if (!same) {
+    e.index = std::make_shared<PrefixIndex>(config, static_cast<uint32_t>(urls.size()));
+    e.config = config;
+    e.urls = urls;
+  }
+  return e.index;
+}
+
+std::vector<std::shared_ptr<FlowController>> PoolStateRegistry::Flows() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<FlowController>> out;
+  for (const auto& [name, c] : flows_) out.push_back(c);
+  return out;
+}
+
+void PoolStateRegistry::DropAll() {
+  for (const auto& c : Flows()) c->DropAll();
 }
 
 namespace {
@@ -63,7 +97,7 @@ void AppendModelObject(std::string& o, const ModelConfig& m, int64_t created) {
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
                                                       EndpointRegistry& endpoints,
                                                       ModelSlots& slots, uint64_t generation,
-                                                      int64_t created, FlowRegistry* flows) {
+                                                      int64_t created, PoolStateRegistry* pools) {
   auto rt = std::make_shared<Runtime>();
   rt->config = config;
   rt->generation = generation;
@@ -75,10 +109,19 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
       return Status::Error("pool '" + pc.name + "': unknown engine " + pc.engine);
     }
     if (pc.scheduler.enabled) {
+      std::shared_ptr<PrefixIndex> prefix;
+      bool wants_prefix = std::any_of(pc.scheduler.scorers.begin(), pc.scheduler.scorers.end(),
+                                      [](const ScorerConfig& s) { return s.name == "prefix-cache"; });
+      if (wants_prefix && pools) {
+        std::vector<std::string> urls;
+        for (const auto& ec : pc.endpoints) urls.push_back(ec.url);
+        prefix = pools->Prefix(pc.name, pc.scheduler.prefix, urls);
+      }
       pool->picker = std::make_unique<SchedulerPicker>(
           pc.scheduler, static_cast<uint32_t>(pc.endpoints.size()),
           std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)
-              .count());
+              .count(),
+          std::move(prefix));
     } else {
       pool->picker = MakePicker(pc.policy);
     }
@@ -96,7 +139,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
     }
     if (pc.flow_control.enabled) {
       const FlowControlConfig& fc = pc.flow_control;
-      pool->flow = flows ? flows->Get(pc.name) : std::make_shared<FlowController>(pc.name);
+      pool->flow = pools ? pools->Flow(pc.name) : std::make_shared<FlowController>(pc.name);
       pool->flow_config = fc;
       FlowSettings& fs = pool->flow_settings;
       fs.queue_threshold = fc.queue_threshold;

@@ -19,6 +19,7 @@
 #include "routing/endpoint_state.h"
 #include "routing/engine_adapter.h"
 #include "routing/flow_controller.h"
+#include "routing/prefix_index.h"
 #include "tokenway/picker.h"
 
 namespace tokenway {
@@ -85,12 +86,37 @@ class EndpointRegistry {
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> states_;
 };
 
+// Per pool name, the state that outlives Runtime snapshots: the flow controller (queued requests
+// keep waiting across a reload) and the prefix-cache index (what the engines probably cache does
+// not change because the configuration did). Control thread, except DropAll at shutdown.
+class PoolStateRegistry {
+ public:
+  std::shared_ptr<FlowController> Flow(const std::string& pool);
+  // The pool's index when the last one was built for the same endpoint URLs (in order) and
+  // settings; otherwise a new, empty one that replaces it.
+  std::shared_ptr<PrefixIndex> Prefix(const std::string& pool, const PrefixIndexConfig& config,
+                                      const std::vector<std::string>& urls);
+  std::vector<std::shared_ptr<FlowController>> Flows() const;
+  // Drops every queued request without waking it (shutdown, after the workers stopped).
+  void DropAll();
+
+ private:
+  struct PrefixEntry {
+    std::shared_ptr<PrefixIndex> index;
+    PrefixIndexConfig config;
+    std::vector<std::string> urls;
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<FlowController>> flows_;
+  std::unordered_map<std::string, PrefixEntry> prefixes_;
+};
+
 // Builds a snapshot: resolves endpoint addresses, creates pickers, renders the model list.
-// Flow-controlled pools take their controller from `flows` (a private one when null).
+// Flow controllers and prefix indexes come from `pools` (fresh ones when null).
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
                                                       EndpointRegistry& endpoints,
                                                       ModelSlots& slots, uint64_t generation,
                                                       int64_t created_unix_seconds,
-                                                      FlowRegistry* flows = nullptr);
+                                                      PoolStateRegistry* pools = nullptr);
 
 }  // namespace tokenway

@@ -83,7 +83,7 @@ class Process {
       return 1;
     }
     auto rt = BuildRuntime(config, endpoints_, model_slots_, ++generation_, std::time(nullptr),
-                           &flows_);
+                           &pool_states_);
     if (!rt.ok()) {
       LogError(rt.status().message());
       return 1;
@@ -147,7 +147,7 @@ class Process {
             admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
     ioc_.run();
     for (auto& w : workers_) w->Stop();
-    flows_.DropAll();
+    pool_states_.DropAll();
     workers_.clear();
     LogInfo("stopped");
     return 0;
@@ -230,7 +230,7 @@ class Process {
       config.access_log.path = running.access_log.path;
     }
     auto rt = BuildRuntime(config, endpoints_, model_slots_, generation_ + 1, std::time(nullptr),
-                           &flows_);
+                           &pool_states_);
     if (!rt.ok()) {
       reloads_failed_.fetch_add(1);
       LogError("reload rejected, keeping the running configuration: " + rt.status().message());
@@ -279,7 +279,7 @@ class Process {
   asio::steady_timer flow_timer_{ioc_};
   GatewayShared shared_;
   EndpointRegistry endpoints_;
-  FlowRegistry flows_;
+  PoolStateRegistry pool_states_;
   ModelSlots model_slots_;
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;

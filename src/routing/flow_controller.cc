@@ -182,23 +182,4 @@ std::vector<FlowController::BandDepth> FlowController::Depths() const {
   return out;
 }
 
-std::shared_ptr<FlowController> FlowRegistry::Get(const std::string& pool) {
-  std::lock_guard lock(mu_);
-  auto& slot = controllers_[pool];
-  if (!slot) slot = std::make_shared<FlowController>(pool);
-  return slot;
-}
-
-void FlowRegistry::DropAll() {
-  for (const auto& c : All()) c->DropAll();
-}
-
-std::vector<std::shared_ptr<FlowController>> FlowRegistry::All() const {
-  std::lock_guard lock(mu_);
-  std::vector<std::shared_ptr<FlowController>> out;
-  for (const auto& [name, c] : controllers_) out.push_back(c);
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->pool() < b->pool(); });
-  return out;
-}
-
 }  // namespace tokenway

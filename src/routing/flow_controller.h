@@ -18,7 +18,7 @@
 // Completions and engine-metric scrapes call Kick(). A waiter that is not released within its TTL,
 // or whose client leaves, calls Settle() and is removed.
 //
-// One controller per pool name for the life of the process (FlowRegistry), so queued requests
+// One controller per pool name for the life of the process (PoolStateRegistry), so queued requests
 // survive a reload; settings and endpoints come from the caller's Runtime snapshot. All methods
 // are thread-safe; the lock is taken only when something waits or the pool is saturated.
 #pragma once
@@ -149,18 +149,6 @@ class FlowController {
   std::atomic<bool> releasing_{false};  // a released waiter has not yet picked
   int64_t releasing_since_ns_ = 0;
   Counters counters_;
-};
-
-// One FlowController per pool name, shared by every Runtime snapshot.
-class FlowRegistry {
- public:
-  std::shared_ptr<FlowController> Get(const std::string& pool);
-  std::vector<std::shared_ptr<FlowController>> All() const;
-  void DropAll();
-
- private:
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<FlowController>> controllers_;
 };
 
 }  // namespace tokenway

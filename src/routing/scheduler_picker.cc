@@ -34,7 +34,7 @@ uint64_t Mix(uint64_t x) {  // splitmix64 step: independent draws from one rando
 }  // namespace
 
 SchedulerPicker::SchedulerPicker(const SchedulerConfig& config, uint32_t endpoints,
-                                 int64_t stale_after_ns)
+                                 int64_t stale_after_ns, std::shared_ptr<PrefixIndex> prefix_index)
     : stale_after_ns_(stale_after_ns) {
   for (const auto& fc : config.filters) {
     if (auto filter = MakeFilter(fc)) filters_.push_back(std::move(filter));
@@ -43,7 +43,9 @@ SchedulerPicker::SchedulerPicker(const SchedulerConfig& config, uint32_t endpoin
     auto scorer = MakeScorer(sc.name);
     if (!scorer) continue;
     if (sc.name == "prefix-cache" && !prefix_index_) {
-      prefix_index_ = std::make_unique<PrefixIndex>(config.prefix, endpoints);
+      prefix_index_ = prefix_index && prefix_index->endpoints() == endpoints
+                          ? std::move(prefix_index)
+                          : std::make_shared<PrefixIndex>(config.prefix, endpoints);
     }
     scorers_.push_back({std::move(scorer), sc.weight});
   }

@@ -8,7 +8,7 @@
 // tie-break, weighted-random proportional to score, or power-of-two over scores), then order the
 // rest by descending score as fallbacks. The chosen endpoint learns the request's prefix blocks.
 // Scratch vectors are thread_local so steady-state picks do not allocate. One instance per pool
-// and Runtime; the prefix index starts empty after a reload.
+// and Runtime; the prefix index is handed over across reloads by the runtime builder.
 #pragma once
 
 #include <memory>
@@ -29,7 +29,10 @@ class SchedulerPicker final : public Picker {
   // `endpoints`: the pool's size (candidate indices are below it). `stale_after_ns`: engine
   // signals older than this score as saturated. Unknown names were rejected at load; here they
   // are skipped.
-  SchedulerPicker(const SchedulerConfig& config, uint32_t endpoints, int64_t stale_after_ns);
+  // `prefix_index`: an index to keep using (it survives reloads that keep the pool's endpoints);
+  // null: a new one when a prefix-cache scorer is configured.
+  SchedulerPicker(const SchedulerConfig& config, uint32_t endpoints, int64_t stale_after_ns,
+                  std::shared_ptr<PrefixIndex> prefix_index = nullptr);
 
   void Pick(const PickContext& ctx, std::span<const PickCandidate> candidates,
             FallbackList& out) override;
@@ -49,7 +52,7 @@ class SchedulerPicker final : public Picker {
   std::vector<Weighted> scorers_;
   Choice choice_ = Choice::kMaxScore;
   int64_t stale_after_ns_;
-  std::unique_ptr<PrefixIndex> prefix_index_;  // only when a prefix-cache scorer is configured
+  std::shared_ptr<PrefixIndex> prefix_index_;  // only when a prefix-cache scorer is configured
 };
 
 }  // namespace tokenway

@@ -134,6 +134,37 @@ class RoutingTest(unittest.TestCase):
         self.assertEqual(gw.metric("tokenway_engine_signals_valid", endpoint=urls[1]), 1)
         self.assertGreaterEqual(gw.metric("tokenway_engine_running", endpoint=urls[1]), 0)
 
+    def test_prefix_index_survives_a_reload(self):
+        import signal
+        routing = "    scheduler:\n      scorers: [{name: prefix-cache, weight: 1}]"
+        gw = self.gateway(pool_yaml(self.sim.urls, routing))
+        prompts = [" ".join(f"reload{g}-fact{k} keep this in mind" for k in range(40))
+                   for g in range(8)]
+
+        rounds = []
+
+        def route_all():
+            rounds.append(len(rounds))
+            ids = [f"round{rounds[-1]}-prompt{i}" for i in range(len(prompts))]
+            for p, rid in zip(prompts, ids):
+                st, _, _, raw = post_json(gw.base + "/v1/chat/completions",
+                                          chat_body(MODEL, p, max_tokens=1),
+                                          headers={"X-Request-Id": rid})
+                self.assertEqual(st, 200, raw)
+            by_id = lambda: {l["request_id"]: l["endpoint"] for l in gw.access_log()}
+            self.assertTrue(wait_until(lambda: all(i in by_id() for i in ids)))
+            return [by_id()[i] for i in ids]
+
+        first = route_all()
+        self.assertEqual(route_all(), first)  # the index at work
+        self.assertGreater(len(set(first)), 1)  # spread, not all on one endpoint
+        # An unrelated change: the pool and its endpoints stay as they were.
+        with open(gw.config_path, "a") as f:
+            f.write("\nstreaming:\n  inject_usage: false\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: gw.metric("tokenway_config_generation") == 2))
+        self.assertEqual(route_all(), first)
+
 
 class OutstandingTokensTest(unittest.TestCase):
     def test_gateway_counts_tokens_in_flight_and_routes_on_them(self):
