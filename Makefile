@@ -1,7 +1,7 @@
 # tokenway — the two commands of the README, and a few more.
 #   make run     build, then start a simulated fleet of 4 model servers and the gateway
 #   make test    build (release and ASan+UBSan) and run every test
-.PHONY: all setup build build-asan run test test-release test-asan bench fuzz format clean
+.PHONY: all setup build build-asan run test test-release test-asan bench bench-micro fuzz format clean
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -40,6 +40,9 @@ test: test-release test-asan
 bench: build
 	@scripts/setup.sh --bench
 	@bench/overhead.sh $(BUILD)
+
+bench-micro: build
+	@$(BUILD)/bench/tokenway-micro-bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
 fuzz:
 	@scripts/setup.sh --fuzz

@@ -1,0 +1,185 @@
+// Micro-benchmarks of the routing hot path (Google Benchmark): the scheduler's pick over 8, 100
+// and 1,000 endpoints with the GIE default mix, prompt block hashing of a 100k-token prompt, the
+// whole gateway CPU for one 100k-token request (inspect + hash + pick + learn), and the flow
+// controller's admission fast path. Run: make bench-micro (docs/benchmarks.md).
+#include <benchmark/benchmark.h>
+
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/request_inspector.h"
+#include "common/json_writer.h"
+#include "routing/endpoint_state.h"
+#include "routing/flow_controller.h"
+#include "routing/prefix_index.h"
+#include "routing/scheduler_config.h"
+#include "routing/scheduler_picker.h"
+
+namespace tokenway {
+namespace {
+
+// A pool of `n` endpoints with fresh, varied engine signals.
+struct FakePool {
+  explicit FakePool(size_t n) {
+    std::mt19937_64 rng(42);
+    int64_t now = MonotonicNanos();
+    for (size_t i = 0; i < n; ++i) {
+      states.emplace_back("http://10.0." + std::to_string(i / 256) + "." +
+                          std::to_string(i % 256) + ":8000");
+      EndpointState& s = states.back();
+      s.engine.valid = true;
+      s.engine.updated_at_ns = now + 3'600'000'000'000;  // fresh for the whole run
+      s.engine.waiting = static_cast<int32_t>(rng() % 8);
+      s.engine.running = static_cast<int32_t>(rng() % 64);
+      s.engine.kv_utilisation = static_cast<float>(rng() % 1000) / 1000.0f;
+      s.in_flight = static_cast<int32_t>(rng() % 16);
+    }
+    for (size_t i = 0; i < n; ++i) candidates.push_back({static_cast<uint32_t>(i), &states[i]});
+  }
+  std::deque<EndpointState> states;
+  std::vector<PickCandidate> candidates;
+};
+
+SchedulerConfig GieDefault() {
+  SchedulerConfig c;
+  c.enabled = true;
+  c.preset = "gie-default";
+  ExpandSchedulerPreset(c.preset, c);
+  c.filters.push_back(FilterConfig{"saturation"});
+  return c;
+}
+
+std::string Words(size_t bytes, uint64_t seed) {
+  static const char* kWords[] = {"the ", "model ", "routes ", "tokens ", "across ", "a ",
+                                 "fleet ", "of ", "engines ", "quickly "};
+  std::mt19937_64 rng(seed);
+  std::string s;
+  s.reserve(bytes + 16);
+  while (s.size() < bytes) s += kWords[rng() % 10];
+  s.resize(bytes);
+  return s;
+}
+
+// pick() with the GIE default profile (saturation filter; queue 2, KV 2, prefix 3) and a short
+// chat prompt: the per-request routing cost apart from long-prompt hashing.
+void BM_PickGieDefault(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  FakePool pool(n);
+  SchedulerPicker picker(GieDefault(), static_cast<uint32_t>(n), 1'000'000'000);
+  InspectedRequest req;
+  req.model = "meta-llama/Llama-3.1-8B-Instruct";
+  req.prompt_text = "user: " + Words(200, 1) + "\n";
+  PickContext ctx;
+  ctx.request = &req;
+  uint64_t r = 1;
+  FallbackList out;
+  for (auto _ : state) {
+    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
+    out.clear();
+    picker.Pick(ctx, pool.candidates, out);
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_PickGieDefault)->Arg(8)->Arg(100)->Arg(1000);
+
+// pick() with load-only scorers (no prefix hashing at all).
+void BM_PickLoadOnly(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  FakePool pool(n);
+  SchedulerConfig c;
+  c.enabled = true;
+  c.scorers = {{"queue-depth", 2}, {"kv-cache", 2}, {"outstanding-tokens", 1}};
+  SchedulerPicker picker(c, static_cast<uint32_t>(n), 1'000'000'000);
+  InspectedRequest req;
+  req.model = "m";
+  PickContext ctx;
+  ctx.request = &req;
+  uint64_t r = 1;
+  FallbackList out;
+  for (auto _ : state) {
+    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
+    out.clear();
+    picker.Pick(ctx, pool.candidates, out);
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_PickLoadOnly)->Arg(8)->Arg(100)->Arg(1000);
+
+// Chained block hashing of a 100k-token (~400 KB) prompt with the default 64-byte blocks and the
+// default max_blocks (8192: the first 512 KiB), and with no cap.
+void BM_HashPrompt100kTokens(benchmark::State& state) {
+  const std::string text = Words(400 * 1024, 2);
+  const uint32_t max_blocks = static_cast<uint32_t>(state.range(0));
+  std::vector<uint64_t> blocks;
+  for (auto _ : state) {
+    PrefixIndex::HashBlocks("meta-llama/Llama-3.1-8B-Instruct", text, 64, max_blocks, blocks);
+    benchmark::DoNotOptimize(blocks.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
+}
+BENCHMARK(BM_HashPrompt100kTokens)->Arg(8192)->Arg(1 << 20);
+
+// Everything the gateway's CPU does for one 100k-token chat request before forwarding it:
+// inspect the JSON body (model, stream, messages flattened), hash the prompt into blocks, score
+// 8 endpoints with the GIE default mix, and record the blocks for the chosen endpoint.
+void BM_Gateway100kTokenRequest(benchmark::State& state) {
+  std::string body = "{\"model\":\"meta-llama/Llama-3.1-8B-Instruct\",\"stream\":true,"
+                     "\"max_tokens\":256,\"messages\":[{\"role\":\"system\",\"content\":";
+  AppendJsonString(body, Words(300 * 1024, 3));
+  body += "},{\"role\":\"user\",\"content\":";
+  AppendJsonString(body, Words(100 * 1024, 4));
+  body += "}]}";
+  const size_t size = body.size();
+  body.append(64, ' ');  // the inspector's padding
+  RequestInspector inspector;
+  InspectedRequest req;
+  InspectError err;
+  FakePool pool(8);
+  SchedulerPicker picker(GieDefault(), 8, 1'000'000'000);
+  PickContext ctx;
+  ctx.request = &req;
+  uint64_t r = 1;
+  FallbackList out;
+  for (auto _ : state) {
+    req.Reset();
+    if (!inspector.Inspect(Operation::kChatCompletions, body.data(), size, 64, req, err)) {
+      state.SkipWithError("inspection failed");
+      break;
+    }
+    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
+    out.clear();
+    picker.Pick(ctx, pool.candidates, out);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
+}
+BENCHMARK(BM_Gateway100kTokenRequest)->Unit(benchmark::kMicrosecond);
+
+// Flow control on an unsaturated pool: the lock-free admission every request takes.
+void BM_FlowAdmitFastPath(benchmark::State& state) {
+  FakePool pool(static_cast<size_t>(state.range(0)));
+  std::vector<EndpointState*> raw;
+  for (auto& s : pool.states) {
+    s.engine.waiting = 0;
+    s.engine.kv_utilisation = 0.1f;
+    raw.push_back(&s);
+  }
+  FlowSettings settings;
+  FlowView view{&settings, raw};
+  FlowController controller("p");
+  std::shared_ptr<FlowWaiter> none;
+  int64_t now = MonotonicNanos();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(controller.Admit(view, 0, 0, none, now));
+  }
+}
+BENCHMARK(BM_FlowAdmitFastPath)->Arg(8)->Arg(1000);
+
+}  // namespace
+}  // namespace tokenway
+
+BENCHMARK_MAIN();
