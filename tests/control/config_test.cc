@@ -283,6 +283,26 @@ INSTANTIATE_TEST_SUITE_P(
                   "      filters:\n        - {name: saturation, kv_threshold: 1.5}\n"
                   "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
                   6, "pools[0].scheduler.filters[0].kv_threshold", "(0, 1]"},
+        ErrorCase{"FlowControlUnknownField",
+                  "pools:\n  - name: p\n    flow_control: {max_queue: 3, burst: 9}\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].flow_control.burst", "unknown field"},
+        ErrorCase{"FlowControlBadFairnessKey",
+                  "pools:\n  - name: p\n    flow_control:\n      fairness_key: tenant\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].flow_control.fairness_key", "header:<name>"},
+        ErrorCase{"FlowControlBadHeaderName",
+                  "pools:\n  - name: p\n    flow_control:\n      priority_header: \"x prio\"\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].flow_control.priority_header", "not a header name"},
+        ErrorCase{"FlowControlBadTtl",
+                  "pools:\n  - name: p\n    flow_control:\n      queue_ttl: 0s\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].flow_control.queue_ttl", "positive"},
+        ErrorCase{"ModelPriorityNotInteger",
+                  "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p, priority: high}\n",
+                  5, "models[0].priority", "must be an integer"},
         ErrorCase{"EngineMetricsBadInterval",
                   "engine_metrics:\n  interval: soon\n" + std::string(kMinimal), 2,
                   "engine_metrics.interval", "duration"}),
@@ -326,6 +346,45 @@ TEST(ConfigTest, SchedulerAndEngineMetrics) {
   simdjson::dom::element doc;
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_NE(json.find("\"preset\":\"gie-default\""), std::string::npos) << json;
+}
+
+TEST(ConfigTest, FlowControlAndPriorities) {
+  auto r = ParseConfig(
+      "pools:\n  - name: p\n    flow_control:\n      queue_threshold: 3\n"
+      "      kv_threshold: 0.7\n      max_in_flight: 16\n      max_queue: 50\n"
+      "      queue_ttl: 2s\n      fairness_key: header:x-tenant-id\n"
+      "      priority_header: x-prio\n      max_header_priority: -1\n"
+      "    endpoints: [http://h:1]\n  - name: q\n    endpoints: [http://h:2]\n"
+      "models:\n  - {name: m, pool: p, priority: 10}\n  - {name: batch, pool: p, priority: -5}\n"
+      "  - {name: n, pool: q}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const FlowControlConfig& f = r->pools[0].flow_control;
+  EXPECT_TRUE(f.enabled);
+  EXPECT_EQ(f.queue_threshold, 3u);
+  EXPECT_EQ(f.kv_threshold, 0.7);
+  EXPECT_EQ(f.max_in_flight, 16u);
+  EXPECT_EQ(f.max_queue, 50u);
+  EXPECT_EQ(f.queue_ttl, 2s);
+  EXPECT_EQ(f.fairness_key, "header:x-tenant-id");
+  EXPECT_EQ(f.priority_header, "x-prio");
+  EXPECT_EQ(f.max_header_priority, -1);
+  EXPECT_FALSE(r->pools[1].flow_control.enabled);
+  EXPECT_EQ(r->models[0].priority, 10);
+  EXPECT_EQ(r->models[1].priority, -5);
+  EXPECT_EQ(r->models[2].priority, 0);
+  std::string json = RenderConfigJson(*r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_NE(json.find("\"fairness_key\":\"header:x-tenant-id\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"priority\":-5"), std::string::npos) << json;
+  auto off = ParseConfig(
+      "pools:\n  - name: p\n    flow_control: {enabled: false, max_queue: 5}\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(off.ok()) << off.status().message();
+  EXPECT_FALSE(off->pools[0].flow_control.enabled);
 }
 
 TEST(ConfigTest, EmptyFileIsAnError) {
