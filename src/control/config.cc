@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/json_writer.h"
+#include "routing/engine_adapter.h"
 
 namespace tokenway {
 
@@ -378,8 +379,9 @@ class Loader {
       }
       if (auto n = p["engine"]) {
         pool.engine = String(n, f + ".engine");
-        if (pool.engine != "vllm" && pool.engine != "sglang") {
-          Fail(n, f + ".engine", "unknown engine '" + pool.engine + "' (known: vllm, sglang)");
+        if (!IsKnownName(kEngineNames, pool.engine)) {
+          Fail(n, f + ".engine",
+               "unknown engine '" + pool.engine + "' (known: " + JoinNames(kEngineNames) + ")");
         }
       }
       if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);

@@ -24,7 +24,7 @@ struct EndpointConfig {
 struct PoolConfig {
   std::string name;
   std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
-  std::string engine = "vllm";           // metric dialect of the endpoints: vllm | sglang
+  std::string engine = "vllm";           // metric dialect of the endpoints (kEngineNames)
   SchedulerConfig scheduler;             // filters/scorers/picker profile (routing/)
   std::vector<EndpointConfig> endpoints;
 };

@@ -328,6 +328,24 @@ TEST(ConfigTest, SchedulerAndEngineMetrics) {
   EXPECT_NE(json.find("\"preset\":\"gie-default\""), std::string::npos) << json;
 }
 
+TEST(ConfigTest, EveryEngineNameIsAccepted) {
+  for (const char* engine : {"vllm", "sglang", "trtllm-serve", "triton-tensorrt-llm"}) {
+    auto r = ParseConfig(std::string("pools:\n  - name: p\n    engine: ") + engine +
+                             "\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                         "gw.yaml");
+    ASSERT_TRUE(r.ok()) << engine << ": " << r.status().message();
+    EXPECT_EQ(r->pools[0].engine, engine);
+  }
+  auto r = ParseConfig(
+      "pools:\n  - name: p\n    engine: trtllm\n    endpoints: [http://h:1]\n"
+      "models:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "gw.yaml:3:13: pools[0].engine: unknown engine 'trtllm' (known: vllm, sglang, "
+            "trtllm-serve, triton-tensorrt-llm)");
+}
+
 TEST(ConfigTest, EmptyFileIsAnError) {
   for (const char* text : {"", "\n", "# only a comment\n", "~\n"}) {
     auto r = ParseConfig(text, "empty.yaml");

@@ -4,3 +4,4 @@ tw_integration_test(gateway_resilience SCRIPT tests/integration/test_gateway_res
 tw_integration_test(gateway_lifecycle SCRIPT tests/integration/test_gateway_lifecycle.py)
 tw_integration_test(gateway_openai_sdk SCRIPT tests/integration/test_gateway_openai_sdk.py)
 tw_integration_test(gateway_routing SCRIPT tests/integration/test_gateway_routing.py TIMEOUT 120)
+tw_integration_test(gateway_engines SCRIPT tests/integration/test_gateway_engines.py TIMEOUT 120)
