@@ -67,7 +67,7 @@ asio::awaitable<void> EngineScraper::Loop() {
                 }
                 PublishEngineReading(reading, *ep.state, MonotonicNanos());
                 busy->erase(ep.state.get());
-              }(ep, config, pool->engine, busy),
+              }(ep, config, ep.engine, busy),
               asio::detached);
         }
       }

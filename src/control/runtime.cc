@@ -91,6 +91,11 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
       pe.host_header = ec.host + ":" + std::to_string(ec.port);
       pe.address = *address;
       pe.state = endpoints.Get(ec.url);
+      if (!ParseEngineKind(EffectiveEngine(pc, ec), pe.engine)) {
+        return Status::Error("endpoint '" + ec.url + "': unknown engine " + ec.engine);
+      }
+      pe.accelerator = ec.accelerator;
+      pe.capacity = EffectiveCapacity(pc, ec);
       pool->endpoints.push_back(std::move(pe));
     }
     by_name[pool->name] = pool.get();
@@ -113,6 +118,13 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
   }
   rt->models_json.append("]}");
   rt->config_json = RenderConfigJson(config);
+  // Last, so that a configuration rejected above leaves the live state alone. Requests still on
+  // the previous Runtime see the new capacity at once; it only weighs routing decisions.
+  for (const auto& pool : rt->pools) {
+    for (const auto& pe : pool->endpoints) {
+      pe.state->capacity.store(pe.capacity, std::memory_order_relaxed);
+    }
+  }
   return std::shared_ptr<const Runtime>(std::move(rt));
 }
 

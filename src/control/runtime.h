@@ -29,13 +29,16 @@ struct PoolEndpoint {
   std::string host_header;  // "host:port" as sent in the Host header
   boost::asio::ip::tcp::endpoint address;
   std::shared_ptr<EndpointState> state;
+  EngineKind engine = EngineKind::kVllm;  // metric dialect its /metrics is read with
+  std::string accelerator;                // as configured; empty: none
+  double capacity = 1.0;                  // relative capacity (also in state->capacity)
 };
 
 struct Pool {
   std::string name;
   std::vector<PoolEndpoint> endpoints;
-  std::unique_ptr<Picker> picker;  // a simple policy, or a SchedulerPicker
-  EngineKind engine = EngineKind::kVllm;
+  std::unique_ptr<Picker> picker;         // a simple policy, or a SchedulerPicker
+  EngineKind engine = EngineKind::kVllm;  // the pool's default; each endpoint has its own
 };
 
 struct ModelRoute {
@@ -76,7 +79,9 @@ class EndpointRegistry {
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> states_;
 };
 
-// Builds a snapshot: resolves endpoint addresses, creates pickers, renders the model list.
+// Builds a snapshot: resolves endpoint addresses, creates pickers, renders the model list. Once
+// everything else has succeeded it stores each endpoint's configured capacity into its shared
+// EndpointState (so a rejected configuration changes nothing).
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
                                                       EndpointRegistry& endpoints,
                                                       ModelSlots& slots, uint64_t generation,

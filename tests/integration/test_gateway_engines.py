@@ -1,7 +1,7 @@
 """Engine metric dialects end to end: a gateway scrapes tokenway-sim fleets that speak
 trtllm-serve's and Triton TensorRT-LLM's /metrics, and /admin/endpoints shows their signals
-(waiting, running, KV utilisation, block size) following the load; the wrong dialect reads as
-invalid, never as an idle engine."""
+(waiting, running, KV utilisation, block size) following the load; one pool can mix engines
+and accelerators per endpoint; the wrong dialect reads as invalid, never as an idle engine."""
 import json
 import threading
 import unittest
@@ -113,6 +113,47 @@ class GatewayEnginesTest(unittest.TestCase):
         for t in threads:
             t.join()
         self.assertEqual(gw.metric("tokenway_engine_scrape_failures_total"), 0)
+
+    def test_one_pool_mixes_engines_and_accelerators_per_endpoint(self):
+        tri = self.triton.urls[0]
+        gw = self.gateway(f"""
+engine_metrics:
+  interval: 50ms
+  stale_after: 1s
+health:
+  active:
+    interval: 60s
+pools:
+  - name: mixed
+    engine: trtllm-serve
+    accelerators: {{H100-80GB: 1.0, A100-40GB: 0.45}}
+    endpoints:
+      - {self.trt.urls[0]}
+      - {{url: {self.trt.urls[1]}, accelerator: A100-40GB}}
+      - url: {tri}
+        engine: triton-tensorrt-llm
+        accelerator: H100-80GB
+        capacity: 2
+models:
+  - name: {MODEL}
+    pool: mixed
+""")
+        urls = self.trt.urls + [tri]
+        self.assertTrue(wait_until(
+            lambda: all(endpoints_json(gw)[u]["engine"]["valid"] for u in urls), timeout=5),
+            endpoints_json(gw))
+        eps = endpoints_json(gw)
+        self.assertEqual([eps[u]["engine"]["kind"] for u in urls],
+                         ["trtllm-serve", "trtllm-serve", "triton-tensorrt-llm"])
+        self.assertEqual([eps[u]["accelerator"] for u in urls], [None, "A100-40GB", "H100-80GB"])
+        self.assertEqual([eps[u]["capacity"] for u in urls], [1.0, 0.45, 2.0])
+        for u in urls:
+            self.assertEqual(eps[u]["engine"]["block_size"], 16, u)
+            self.assertEqual(eps[u]["engine"]["scrape_failures_total"], 0, u)
+        _, _, data = request("GET", gw.admin + "/admin/config")
+        cfg_eps = json.loads(data)["pools"][0]["endpoints"]
+        self.assertEqual(cfg_eps[2], {"url": tri, "engine": "triton-tensorrt-llm",
+                                      "accelerator": "H100-80GB", "capacity": 2})
 
     def test_wrong_dialect_is_invalid_not_idle(self):
         gw = self.gateway(config([("p", "vllm", self.trt.urls)]))
