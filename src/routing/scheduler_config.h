@@ -34,9 +34,9 @@ struct SchedulerConfig {
   PrefixIndexConfig prefix;
 };
 
-inline constexpr std::string_view kScorerNames[] = {"queue-depth",   "kv-cache",
-                                                    "least-request", "lora-affinity",
-                                                    "prefix-cache",  "session-affinity"};
+inline constexpr std::string_view kScorerNames[] = {
+    "queue-depth",  "kv-cache",         "least-request", "lora-affinity",
+    "prefix-cache", "session-affinity", "capacity"};
 inline constexpr std::string_view kFilterNames[] = {"saturation"};
 inline constexpr std::string_view kSchedulerPickerNames[] = {"max-score", "weighted-random",
                                                              "power-of-two"};
