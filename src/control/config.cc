@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <fstream>
@@ -153,6 +154,27 @@ class Loader {
     return v;
   }
 
+  // An HTTP header name (RFC 9110 token) the request parser keeps; empty turns the feature off.
+  std::string SessionHeader(const YAML::Node& node, const std::string& field) const {
+    std::string name = String(node, field);
+    for (char c : name) {
+      bool tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+      if (!tchar) Fail(node, field, "'" + name + "' is not an HTTP header name");
+    }
+    // Headers the gateway consumes itself instead of passing them on (http/request_parser.cc).
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const char* consumed :
+         {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
+          "proxy-connection", "te", "trailer", "upgrade", "expect", "x-request-id"}) {
+      if (lower == consumed) {
+        Fail(node, field, "'" + name + "' cannot carry a session: the gateway consumes it");
+      }
+    }
+    return name;
+  }
+
   std::string Engine(const YAML::Node& node, const std::string& field) const {
     std::string engine = String(node, field);
     if (!IsKnownName(kEngineNames, engine)) {
@@ -210,7 +232,7 @@ class Loader {
   }
 
   void LoadScheduler(const YAML::Node& node, const std::string& f, SchedulerConfig& x) const {
-    ExpectMap(node, f, {"preset", "filters", "scorers", "picker", "prefix"});
+    ExpectMap(node, f, {"preset", "filters", "scorers", "picker", "prefix", "session_header"});
     x.enabled = true;
     if (auto n = node["preset"]) {
       x.preset = String(n, f + ".preset");
@@ -278,6 +300,15 @@ class Loader {
       if (!IsKnownName(kSchedulerPickerNames, x.picker)) {
         Fail(n, f + ".picker",
              "unknown picker '" + x.picker + "' (known: " + JoinNames(kSchedulerPickerNames) + ")");
+      }
+    }
+    if (auto n = node["session_header"]) {
+      x.session_header = SessionHeader(n, f + ".session_header");
+      bool scored = std::any_of(x.scorers.begin(), x.scorers.end(), [](const ScorerConfig& sc) {
+        return sc.name == "session-affinity";
+      });
+      if (!x.session_header.empty() && !scored) {
+        Fail(n, f + ".session_header", "needs the session-affinity scorer in scorers");
       }
     }
     if (auto p = node["prefix"]) {
@@ -746,6 +777,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
       }
       o.append("],");
       str("picker", sc.picker);
+      str("session_header", sc.session_header);
       o.append("\"scorers\":[");
       for (size_t k = 0; k < sc.scorers.size(); ++k) {
         if (k) o.push_back(',');

@@ -75,6 +75,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
       return Status::Error("pool '" + pc.name + "': unknown engine " + pc.engine);
     }
     if (pc.scheduler.enabled) {
+      pool->session_header = pc.scheduler.session_header;
       pool->picker = std::make_unique<SchedulerPicker>(
           pc.scheduler, static_cast<uint32_t>(pc.endpoints.size()),
           std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)

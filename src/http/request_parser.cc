@@ -100,4 +100,11 @@ bool IsJsonMediaType(std::string_view ct) {
   return EqualsIgnoreCase(type, "application/json");
 }
 
+std::string_view RequestParser::FindHeader(const char* base, std::string_view name) const {
+  for (const HeaderSlice& h : forward_headers) {
+    if (EqualsIgnoreCase(h.name.in(base), name)) return h.value.in(base);
+  }
+  return {};
+}
+
 }  // namespace tokenway

@@ -50,6 +50,10 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   // De-chunked body, for requests sent with Transfer-Encoding: chunked.
   std::string chunked_body;
 
+  // The value of the first end-to-end header called `name` (any case), empty when absent.
+  // `base` is the buffer the slices point into.
+  std::string_view FindHeader(const char* base, std::string_view name) const;
+
  private:
   Slice SliceOf(boost::beast::string_view v) const {
     if (v.empty()) return Slice{};

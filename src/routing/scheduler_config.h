@@ -32,6 +32,9 @@ struct SchedulerConfig {
   std::vector<ScorerConfig> scorers;
   std::string picker = "max-score";
   PrefixIndexConfig prefix;
+  // Request header whose value is the session-affinity key (e.g. "x-session-id"); empty: the
+  // request's `user` field only.
+  std::string session_header;
 };
 
 inline constexpr std::string_view kScorerNames[] = {

@@ -339,6 +339,23 @@ INSTANTIATE_TEST_SUITE_P(
                   "pools:\n  - name: p\n    endpoints:\n      - [http://h:1]\n"
                   "models:\n  - {name: m, pool: p}\n",
                   4, "pools[0].endpoints[0]", "URL or a mapping"},
+        ErrorCase{"SessionHeaderNotAHeaderName",
+                  "pools:\n  - name: p\n    scheduler:\n"
+                  "      scorers: [{name: session-affinity}]\n"
+                  "      session_header: x session\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.session_header", "not an HTTP header name"},
+        ErrorCase{"SessionHeaderConsumedByGateway",
+                  "pools:\n  - name: p\n    scheduler:\n"
+                  "      scorers: [{name: session-affinity}]\n"
+                  "      session_header: X-Request-Id\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.session_header", "the gateway consumes it"},
+        ErrorCase{"SessionHeaderWithoutScorer",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: gie-default\n"
+                  "      session_header: x-session-id\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.session_header", "needs the session-affinity scorer"},
         ErrorCase{"OneUrlTwoEngines",
                   "pools:\n  - name: a\n    endpoints: [http://h:1]\n  - name: b\n"
                   "    engine: sglang\n    endpoints:\n      - http://h:2\n      - http://h:1\n"
@@ -507,6 +524,27 @@ TEST(ValidateConfigTest, EndpointAttributes) {
   other.endpoints.push_back(*ParseEndpointUrl("http://h:1"));  // vllm, no accelerator
   c.pools.push_back(other);
   EXPECT_NE(ValidateConfig(c).message().find("different engines"), std::string::npos);
+}
+
+TEST(ConfigTest, SessionHeader) {
+  auto r = ParseConfig(
+      "pools:\n  - name: p\n    scheduler:\n"
+      "      scorers: [{name: session-affinity, weight: 1}, {name: capacity}]\n"
+      "      session_header: X-Session-Id\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->pools[0].scheduler.session_header, "X-Session-Id");
+  EXPECT_EQ(r->pools[0].scheduler.scorers[1].name, "capacity");
+  std::string json = RenderConfigJson(*r);
+  EXPECT_NE(json.find("\"session_header\":\"X-Session-Id\""), std::string::npos) << json;
+  // Empty: off, and allowed without the scorer.
+  r = ParseConfig(
+      "pools:\n  - name: p\n    scheduler: {preset: gie-default, session_header: \"\"}\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->pools[0].scheduler.session_header, "");
 }
 
 TEST(ConfigTest, EmptyFileIsAnError) {

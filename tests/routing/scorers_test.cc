@@ -163,6 +163,40 @@ TEST(SessionAffinityScorerTest, OneEndpointPerUserStableAndSpread) {
   EXPECT_EQ(pool.Score(SessionAffinityScorer(), none), (std::vector<double>{0, 0, 0, 0}));
 }
 
+TEST(SessionAffinityScorerTest, SessionKeyWinsOverUser) {
+  FakePool pool({{}, {}, {}, {}, {}, {}, {}, {}});
+  auto owner = [&](std::string_view session, const std::string& user) {
+    InspectedRequest req;
+    req.user = user;
+    PickContext pick;
+    pick.request = &req;
+    pick.session_key = session;
+    ScoringContext ctx;
+    ctx.pick = &pick;
+    auto s = pool.Score(SessionAffinityScorer(), ctx);
+    EXPECT_EQ(std::count(s.begin(), s.end(), 1.0), 1);
+    return std::find(s.begin(), s.end(), 1.0) - s.begin();
+  };
+  int moved_by_user = 0;
+  std::map<long, int> owners;
+  for (int k = 0; k < 100; ++k) {
+    std::string session = "conv-" + std::to_string(k);
+    // The same session with different users stays put.
+    auto first = owner(session, "alice");
+    for (int u = 0; u < 5; ++u) EXPECT_EQ(owner(session, "user-" + std::to_string(u)), first);
+    EXPECT_EQ(owner(session, ""), first);
+    ++owners[first];
+    // Without a session key the user decides, so it lands where that user maps.
+    if (owner("", "user-" + std::to_string(k)) != owner("", "user-" + std::to_string(k + 1))) {
+      ++moved_by_user;
+    }
+    // The key is hashed like the user field: the same text picks the same endpoint.
+    EXPECT_EQ(owner(session, ""), owner("", session));
+  }
+  EXPECT_GT(moved_by_user, 50);
+  EXPECT_GE(owners.size(), 6u);  // sessions spread over the endpoints
+}
+
 TEST(CapacityScorerTest, EqualLoadsFavourTheLargerEndpoint) {
   // All idle: the request itself is the load, so 1/2 < 1/1 < 1/0.45.
   FakePool idle({{.capacity = 1.0}, {.capacity = 0.45}, {.capacity = 2.0}});
