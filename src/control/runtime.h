@@ -39,7 +39,7 @@ struct Pool {
   std::vector<PoolEndpoint> endpoints;
   std::unique_ptr<Picker> picker;         // a simple policy, or a SchedulerPicker
   EngineKind engine = EngineKind::kVllm;  // the pool's default; each endpoint has its own
-  std::string session_header;  // pools[].scheduler.session_header; empty: none
+  std::string session_header;             // pools[].scheduler.session_header; empty: none
 };
 
 struct ModelRoute {

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <fstream>
 #include <iostream>
 #include <regex>
+#include <sstream>
 
 namespace tokenway {
 namespace {
@@ -144,6 +146,25 @@ TEST(ConfigTest, MinimalFileKeepsDefaults) {
 TEST(ConfigTest, ExampleConfigLoads) {
   auto r = LoadConfigFile(std::string(TOKENWAY_SOURCE_DIR) + "/deploy/examples/local-sim.yaml");
   EXPECT_TRUE(r.ok()) << r.status().message();
+}
+
+// The example at the top of docs/configuration.md is a valid configuration.
+TEST(ConfigTest, DocumentedExampleParses) {
+  std::ifstream in(std::string(TOKENWAY_SOURCE_DIR) + "/docs/configuration.md");
+  std::stringstream doc;
+  doc << in.rdbuf();
+  const std::string text = doc.str();
+  const size_t start = text.find("```yaml\n");
+  ASSERT_NE(start, std::string::npos);
+  const size_t end = text.find("```", start + 8);
+  ASSERT_NE(end, std::string::npos);
+  auto r = ParseConfig(text.substr(start + 8, end - start - 8), "configuration.md");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const PoolConfig& pool = r->pools[0];
+  ASSERT_EQ(pool.endpoints.size(), 3u);
+  EXPECT_EQ(EffectiveCapacity(pool, pool.endpoints[1]), 0.45);
+  EXPECT_EQ(EffectiveEngine(pool, pool.endpoints[2]), "sglang");
+  EXPECT_EQ(EffectiveCapacity(pool, pool.endpoints[2]), 2.0);
 }
 
 // Each error must read "<file>:<line>:<col>: <field>: <message>".
