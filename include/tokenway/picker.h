@@ -26,6 +26,10 @@ struct PickCandidate {
 struct PickContext {
   const InspectedRequest* request = nullptr;
   uint64_t random = 0;  // a fresh random value from the worker's generator
+  // The request's session, from the header named by pools[].scheduler.session_header; empty when
+  // the pool names none or the request lacks it. A view into the request buffer, valid during
+  // Pick().
+  std::string_view session_key;
 };
 
 // Ordered endpoint indices, best first; bounded so it lives on the stack.

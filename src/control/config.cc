@@ -5,11 +5,15 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "common/json_writer.h"
+#include "routing/engine_adapter.h"
 
 namespace tokenway {
 
@@ -205,8 +209,97 @@ class Loader {
     return v;
   }
 
+  // A relative capacity: a positive number, at most 1e6.
+  double Capacity(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a positive number");
+    const std::string& s = node.Scalar();
+    double v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size() || !(v > 0) || v > 1e6) {
+      Fail(node, field, "must be a positive number of at most 1000000, got '" + s + "'");
+    }
+    return v;
+  }
+
+  // An HTTP header name (RFC 9110 token) the request parser keeps; empty turns the feature off.
+  std::string SessionHeader(const YAML::Node& node, const std::string& field) const {
+    std::string name = String(node, field);
+    for (char c : name) {
+      bool tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+      if (!tchar) Fail(node, field, "'" + name + "' is not an HTTP header name");
+    }
+    // Headers the gateway consumes itself instead of passing them on (http/request_parser.cc).
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const char* consumed :
+         {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
+          "proxy-connection", "te", "trailer", "upgrade", "expect", "x-request-id"}) {
+      if (lower == consumed) {
+        Fail(node, field, "'" + name + "' cannot carry a session: the gateway consumes it");
+      }
+    }
+    return name;
+  }
+
+  std::string Engine(const YAML::Node& node, const std::string& field) const {
+    std::string engine = String(node, field);
+    if (!IsKnownName(kEngineNames, engine)) {
+      Fail(node, field, "unknown engine '" + engine + "' (known: " + JoinNames(kEngineNames) + ")");
+    }
+    return engine;
+  }
+
+  void LoadAccelerators(const YAML::Node& node, const std::string& f, PoolConfig& pool) const {
+    if (!node.IsMap()) {
+      Fail(node, f, "must be a mapping of accelerator name to relative capacity");
+    }
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar() || kv.first.Scalar().empty()) {
+        Fail(kv.first, f, "accelerator names must be non-empty strings");
+      }
+      const std::string& name = kv.first.Scalar();
+      pool.accelerators[name] = Capacity(kv.second, f + "." + name);
+    }
+  }
+
+  // One pools[].endpoints[] entry: "http://host:port" or {url, engine, accelerator, capacity}.
+  EndpointConfig LoadEndpoint(const YAML::Node& node, const std::string& f, const PoolConfig& pool,
+                              const std::string& pool_field) const {
+    if (!node.IsMap()) {
+      if (!node.IsScalar()) {
+        Fail(node, f,
+             "must be a http://host:port URL or a mapping {url, engine, accelerator, "
+             "capacity}");
+      }
+      auto ep = ParseEndpointUrl(node.Scalar());
+      if (!ep.ok()) Fail(node, f, ep.status().message());
+      return *ep;
+    }
+    ExpectMap(node, f, {"url", "engine", "accelerator", "capacity"});
+    if (!node["url"]) Fail(node, f + ".url", "is required");
+    auto ep = ParseEndpointUrl(String(node["url"], f + ".url"));
+    if (!ep.ok()) Fail(node["url"], f + ".url", ep.status().message());
+    if (auto n = node["engine"]) ep->engine = Engine(n, f + ".engine");
+    if (auto n = node["accelerator"]) {
+      ep->accelerator = String(n, f + ".accelerator");
+      if (!pool.accelerators.count(ep->accelerator)) {
+        std::string known;
+        for (const auto& [name, capacity] : pool.accelerators) {
+          known += (known.empty() ? "" : ", ") + name;
+        }
+        Fail(n, f + ".accelerator",
+             "unknown accelerator '" + ep->accelerator + "': " + pool_field +
+                 ".accelerators has no entry for it (" +
+                 (known.empty() ? "none defined" : "known: " + known) + ")");
+      }
+    }
+    if (auto n = node["capacity"]) ep->capacity = Capacity(n, f + ".capacity");
+    return *ep;
+  }
+
   void LoadScheduler(const YAML::Node& node, const std::string& f, SchedulerConfig& x) const {
-    ExpectMap(node, f, {"preset", "filters", "scorers", "picker", "prefix"});
+    ExpectMap(node, f, {"preset", "filters", "scorers", "picker", "prefix", "session_header"});
     x.enabled = true;
     if (auto n = node["preset"]) {
       x.preset = String(n, f + ".preset");
@@ -274,6 +367,15 @@ class Loader {
       if (!IsKnownName(kSchedulerPickerNames, x.picker)) {
         Fail(n, f + ".picker",
              "unknown picker '" + x.picker + "' (known: " + JoinNames(kSchedulerPickerNames) + ")");
+      }
+    }
+    if (auto n = node["session_header"]) {
+      x.session_header = SessionHeader(n, f + ".session_header");
+      bool scored = std::any_of(x.scorers.begin(), x.scorers.end(), [](const ScorerConfig& sc) {
+        return sc.name == "session-affinity";
+      });
+      if (!x.session_header.empty() && !scored) {
+        Fail(n, f + ".session_header", "needs the session-affinity scorer in scorers");
       }
     }
     if (auto p = node["prefix"]) {
@@ -418,6 +520,18 @@ class Loader {
         x.max_body_bytes = Size(n, "engine_metrics.max_body_bytes", 1024, 64ull << 20);
       }
     }
+    struct SeenEndpoint {
+      SeenEndpoint(std::string f, const PoolConfig& pool, const EndpointConfig& ep)
+          : field(std::move(f)),
+            engine(EffectiveEngine(pool, ep)),
+            accelerator(ep.accelerator),
+            capacity(EffectiveCapacity(pool, ep)) {}
+      std::string field;
+      std::string engine;
+      std::string accelerator;
+      double capacity;
+    };
+    std::map<std::string, SeenEndpoint> seen_endpoints;  // by URL
     auto pools = root["pools"];
     if (!pools) Fail(root, "pools", "is required: at least one pool of endpoints");
     if (!pools.IsSequence() || pools.size() == 0) {
@@ -426,7 +540,9 @@ class Loader {
     for (size_t i = 0; i < pools.size(); ++i) {
       const YAML::Node& p = pools[i];
       std::string f = "pools[" + std::to_string(i) + "]";
-      ExpectMap(p, f, {"name", "policy", "engine", "scheduler", "flow_control", "endpoints"});
+      ExpectMap(p, f,
+                {"name", "policy", "engine", "scheduler", "flow_control", "accelerators",
+                 "endpoints"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");
@@ -444,23 +560,30 @@ class Loader {
           Fail(n, f + ".policy", "unknown policy '" + pool.policy + "' (known: " + list + ")");
         }
       }
-      if (auto n = p["engine"]) {
-        pool.engine = String(n, f + ".engine");
-        if (pool.engine != "vllm" && pool.engine != "sglang") {
-          Fail(n, f + ".engine", "unknown engine '" + pool.engine + "' (known: vllm, sglang)");
-        }
-      }
+      if (auto n = p["engine"]) pool.engine = Engine(n, f + ".engine");
       if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);
       if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
+      if (auto n = p["accelerators"]) LoadAccelerators(n, f + ".accelerators", pool);
       auto eps = p["endpoints"];
       if (!eps || !eps.IsSequence() || eps.size() == 0) {
         Fail(eps ? eps : p, f + ".endpoints", "must be a non-empty list of http://host:port URLs");
       }
       for (size_t j = 0; j < eps.size(); ++j) {
         std::string ef = f + ".endpoints[" + std::to_string(j) + "]";
-        auto ep = ParseEndpointUrl(String(eps[j], ef));
-        if (!ep.ok()) Fail(eps[j], ef, ep.status().message());
-        pool.endpoints.push_back(*ep);
+        EndpointConfig ep = LoadEndpoint(eps[j], ef, pool, f);
+        // Live state (and so the scraped dialect and the capacity scorers read) is kept per URL:
+        // every mention of one URL must describe the same server.
+        auto [it, first] = seen_endpoints.try_emplace(ep.url, SeenEndpoint{ef, pool, ep});
+        if (!first) {
+          const SeenEndpoint& was = it->second;
+          if (was.engine != EffectiveEngine(pool, ep) ||
+              was.capacity != EffectiveCapacity(pool, ep) || was.accelerator != ep.accelerator) {
+            Fail(eps[j], ef,
+                 "endpoint '" + ep.url + "' is also " + was.field + " with another engine, " +
+                     "accelerator or capacity; one server has one of each");
+          }
+        }
+        pool.endpoints.push_back(std::move(ep));
       }
       c.pools.push_back(std::move(pool));
     }
@@ -544,6 +667,16 @@ StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url) {
   return ep;
 }
 
+const std::string& EffectiveEngine(const PoolConfig& pool, const EndpointConfig& endpoint) {
+  return endpoint.engine.empty() ? pool.engine : endpoint.engine;
+}
+
+double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint) {
+  if (endpoint.capacity > 0) return endpoint.capacity;
+  auto it = pool.accelerators.find(endpoint.accelerator);
+  return endpoint.accelerator.empty() || it == pool.accelerators.end() ? 1.0 : it->second;
+}
+
 Status ValidateConfig(const GatewayConfig& c) {
   if (c.pools.empty()) return Status::Error("at least one pool is required");
   if (c.models.empty()) return Status::Error("at least one model is required");
@@ -554,6 +687,40 @@ Status ValidateConfig(const GatewayConfig& c) {
       return Status::Error("pool '" + p.name + "' is defined twice");
     }
     if (p.endpoints.empty()) return Status::Error("pool '" + p.name + "' has no endpoints");
+    if (!IsKnownName(kEngineNames, p.engine)) {
+      return Status::Error("pool '" + p.name + "': unknown engine '" + p.engine + "'");
+    }
+    for (const auto& [name, capacity] : p.accelerators) {
+      if (!(capacity > 0)) {
+        return Status::Error("pool '" + p.name + "': accelerator '" + name +
+                             "' needs a positive capacity");
+      }
+    }
+    for (const auto& ep : p.endpoints) {
+      if (!ep.engine.empty() && !IsKnownName(kEngineNames, ep.engine)) {
+        return Status::Error("endpoint '" + ep.url + "': unknown engine '" + ep.engine + "'");
+      }
+      if (!ep.accelerator.empty() && !p.accelerators.count(ep.accelerator)) {
+        return Status::Error("endpoint '" + ep.url + "': unknown accelerator '" + ep.accelerator +
+                             "' in pool '" + p.name + "'");
+      }
+      if (!(ep.capacity >= 0)) {
+        return Status::Error("endpoint '" + ep.url + "': capacity must be positive (0: unset)");
+      }
+    }
+  }
+  // One URL is one server: one engine, accelerator and capacity wherever it is listed.
+  std::map<std::string, std::tuple<std::string, std::string, double>> by_url;
+  for (const auto& p : c.pools) {
+    for (const auto& ep : p.endpoints) {
+      auto described =
+          std::make_tuple(EffectiveEngine(p, ep), ep.accelerator, EffectiveCapacity(p, ep));
+      auto [it, first] = by_url.try_emplace(ep.url, described);
+      if (!first && it->second != described) {
+        return Status::Error("endpoint '" + ep.url +
+                             "' is listed with different engines, accelerators or capacities");
+      }
+    }
   }
   std::set<std::string> model_names;
   for (const auto& m : c.models) {
@@ -683,6 +850,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
       }
       o.append("],");
       str("picker", sc.picker);
+      str("session_header", sc.session_header);
       o.append("\"scorers\":[");
       for (size_t k = 0; k < sc.scorers.size(); ++k) {
         if (k) o.push_back(',');
@@ -709,10 +877,36 @@ std::string RenderConfigJson(const GatewayConfig& c) {
       o.append("\"max_header_priority\":").append(std::to_string(fc.max_header_priority));
       o.append("},");
     }
-    o.append("\"endpoints\":[");
+    auto capacity = [&](double v) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%.6g", v);
+      o.append(text);
+    };
+    o.append("\"accelerators\":{");
+    bool first_accelerator = true;
+    for (const auto& [name, value] : c.pools[i].accelerators) {
+      if (!first_accelerator) o.push_back(',');
+      first_accelerator = false;
+      AppendJsonString(o, name);
+      o.push_back(':');
+      capacity(value);
+    }
+    o.append("},\"endpoints\":[");
     for (size_t j = 0; j < c.pools[i].endpoints.size(); ++j) {
+      const EndpointConfig& ep = c.pools[i].endpoints[j];
       if (j) o.push_back(',');
-      AppendJsonString(o, c.pools[i].endpoints[j].url);
+      o.push_back('{');
+      str("url", ep.url);
+      str("engine", EffectiveEngine(c.pools[i], ep));
+      o.append("\"accelerator\":");
+      if (ep.accelerator.empty()) {
+        o.append("null");
+      } else {
+        AppendJsonString(o, ep.accelerator);
+      }
+      o.append(",\"capacity\":");
+      capacity(EffectiveCapacity(c.pools[i], ep));
+      o.push_back('}');
     }
     o.append("]}");
   }

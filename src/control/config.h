@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,10 +16,14 @@
 
 namespace tokenway {
 
+// One pools[].endpoints[] entry: a URL string, or a mapping {url, engine, accelerator, capacity}.
 struct EndpointConfig {
   std::string url;   // as written: http://host:port
   std::string host;  // host part
   uint16_t port = 0;
+  std::string engine;       // metric dialect (kEngineNames); empty: the pool's engine
+  std::string accelerator;  // product name, a key of the pool's `accelerators`; empty: none
+  double capacity = 0;      // relative capacity (> 0); 0: from the accelerator, else 1.0
 };
 
 // Admission and flow control of a pool (pools[].flow_control; routing/flow_controller.h).
@@ -40,11 +45,19 @@ struct FlowControlConfig {
 struct PoolConfig {
   std::string name;
   std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
-  std::string engine = "vllm";           // metric dialect of the endpoints: vllm | sglang
+  std::string engine = "vllm";           // metric dialect of the endpoints (kEngineNames)
   SchedulerConfig scheduler;             // filters/scorers/picker profile (routing/)
   FlowControlConfig flow_control;
+  // Relative capacity by accelerator name, e.g. {H100-80GB: 1.0, A100-40GB: 0.45}.
+  std::map<std::string, double> accelerators;
   std::vector<EndpointConfig> endpoints;
 };
+
+// The engine whose metric names an endpoint is scraped with: its own, else its pool's.
+const std::string& EffectiveEngine(const PoolConfig& pool, const EndpointConfig& endpoint);
+// An endpoint's relative capacity: its own `capacity`, else its accelerator's entry in the pool's
+// `accelerators`, else 1.0.
+double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint);
 
 struct ModelConfig {
   std::string name;    // what clients send in "model" and see in GET /v1/models

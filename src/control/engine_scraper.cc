@@ -72,7 +72,7 @@ asio::awaitable<void> EngineScraper::Loop() {
                   ep.state->sent_since_scrape.fetch_sub(sent_before, std::memory_order_relaxed);
                 }
                 busy->erase(ep.state.get());
-              }(ep, config, pool->engine, busy),
+              }(ep, config, ep.engine, busy),
               asio::detached);
         }
       }

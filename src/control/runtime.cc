@@ -117,6 +117,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
         for (const auto& ec : pc.endpoints) urls.push_back(ec.url);
         prefix = pools->Prefix(pc.name, pc.scheduler.prefix, urls);
       }
+      pool->session_header = pc.scheduler.session_header;
       pool->picker = std::make_unique<SchedulerPicker>(
           pc.scheduler, static_cast<uint32_t>(pc.endpoints.size()),
           std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)
@@ -135,6 +136,11 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
       pe.address = *address;
       pe.state = endpoints.Get(ec.url);
       pool->endpoint_states.push_back(pe.state.get());
+      if (!ParseEngineKind(EffectiveEngine(pc, ec), pe.engine)) {
+        return Status::Error("endpoint '" + ec.url + "': unknown engine " + ec.engine);
+      }
+      pe.accelerator = ec.accelerator;
+      pe.capacity = EffectiveCapacity(pc, ec);
       pool->endpoints.push_back(std::move(pe));
     }
     if (pc.flow_control.enabled) {
@@ -172,6 +178,13 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
   }
   rt->models_json.append("]}");
   rt->config_json = RenderConfigJson(config);
+  // Last, so that a configuration rejected above leaves the live state alone. Requests still on
+  // the previous Runtime see the new capacity at once; it only weighs routing decisions.
+  for (const auto& pool : rt->pools) {
+    for (const auto& pe : pool->endpoints) {
+      pe.state->capacity.store(pe.capacity, std::memory_order_relaxed);
+    }
+  }
   return std::shared_ptr<const Runtime>(std::move(rt));
 }
 

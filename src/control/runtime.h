@@ -31,13 +31,17 @@ struct PoolEndpoint {
   std::string host_header;  // "host:port" as sent in the Host header
   boost::asio::ip::tcp::endpoint address;
   std::shared_ptr<EndpointState> state;
+  EngineKind engine = EngineKind::kVllm;  // metric dialect its /metrics is read with
+  std::string accelerator;                // as configured; empty: none
+  double capacity = 1.0;                  // relative capacity (also in state->capacity)
 };
 
 struct Pool {
   std::string name;
   std::vector<PoolEndpoint> endpoints;
-  std::unique_ptr<Picker> picker;  // a simple policy, or a SchedulerPicker
-  EngineKind engine = EngineKind::kVllm;
+  std::unique_ptr<Picker> picker;         // a simple policy, or a SchedulerPicker
+  EngineKind engine = EngineKind::kVllm;  // the pool's default; each endpoint has its own
+  std::string session_header;             // pools[].scheduler.session_header; empty: none
   // Flow control (null when the pool has none): the process-wide controller of this pool name,
   // and this snapshot's settings and endpoint states for it.
   std::shared_ptr<FlowController> flow;
@@ -112,7 +116,9 @@ class PoolStateRegistry {
 };
 
 // Builds a snapshot: resolves endpoint addresses, creates pickers, renders the model list.
-// Flow controllers and prefix indexes come from `pools` (fresh ones when null).
+// Flow controllers and prefix indexes come from `pools` (fresh ones when null). Once
+// everything else has succeeded it stores each endpoint's configured capacity into its shared
+// EndpointState (so a rejected configuration changes nothing).
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
                                                       EndpointRegistry& endpoints,
                                                       ModelSlots& slots, uint64_t generation,

@@ -149,7 +149,8 @@ std::string AdminServer::RenderEndpoints() const {
     }
     o.append(",\"endpoints\":[");
     for (size_t i = 0; i < pool.endpoints.size(); ++i) {
-      const EndpointState& s = *pool.endpoints[i].state;
+      const PoolEndpoint& pe = pool.endpoints[i];
+      const EndpointState& s = *pe.state;
       if (i) o.push_back(',');
       int64_t until = s.ejected_until_ns.load();
       o.append("{\"url\":");
@@ -166,9 +167,19 @@ std::string AdminServer::RenderEndpoints() const {
       o.append(",\"failures_total\":").append(std::to_string(s.failures_total.load()));
       o.append(",\"consecutive_failures\":").append(std::to_string(s.consecutive_failures.load()));
       o.append(",\"ejections_total\":").append(std::to_string(s.ejections_total.load()));
+      o.append(",\"accelerator\":");
+      if (pe.accelerator.empty()) {
+        o.append("null");
+      } else {
+        AppendJsonString(o, pe.accelerator);
+      }
+      o.append(",\"capacity\":");
+      AppendJsonDouble(o, s.capacity.load());
       const EngineSignals& e = s.engine;
       int64_t updated = e.updated_at_ns.load();
-      o.append(",\"engine\":{\"valid\":").append(e.valid.load() ? "true" : "false");
+      o.append(",\"engine\":{\"kind\":");
+      AppendJsonString(o, EngineKindName(pe.engine));
+      o.append(",\"valid\":").append(e.valid.load() ? "true" : "false");
       o.append(",\"age_ms\":")
           .append(updated == 0 ? std::string("null") : std::to_string((now - updated) / 1000000));
       o.append(",\"waiting\":").append(std::to_string(e.waiting.load()));

@@ -144,6 +144,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   PickContext ctx;
   ctx.request = &inspected_;
   ctx.random = worker_.NextRandom();
+  ctx.session_key = parser.FindHeader(buffer_.data(), pool.session_header);
   pool.picker->Pick(ctx, candidates_, fallbacks);
   if (fallbacks.empty()) fallbacks.push_back(candidates_.front().index);
 

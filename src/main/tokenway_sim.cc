@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "sim/metrics_text.h"
 #include "sim/server.h"
 #include "sim/validation.h"
 
@@ -61,9 +63,11 @@ int main(int argc, char** argv) {
   app.add_option("--profile", profile, profile_help)->capture_default_str();
   app.add_option("--profiles", profiles, "Per-endpoint profiles (comma-separated), cycled")
       ->delimiter(',');
-  app.add_option("--dialect", dialect, "Metric names: vllm or sglang")
+  app.add_option("--dialect", dialect,
+                 "Metric names: vllm, sglang, trtllm-serve or triton-tensorrt-llm")
       ->capture_default_str()
-      ->check(CLI::IsMember({"vllm", "sglang"}));
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(sim::kMetricsDialectNames),
+                                                     std::end(sim::kMetricsDialectNames))));
   app.add_option("--max-loras", max_loras, "LoRA adapter slots per engine")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -148,8 +152,7 @@ int main(int argc, char** argv) {
     endpoint.engine.kv_blocks = kv_blocks;
     endpoint.engine.seed = seed;
     endpoint.faults = faults;
-    endpoint.dialect =
-        dialect == "sglang" ? sim::MetricsDialect::kSglang : sim::MetricsDialect::kVllm;
+    sim::ParseMetricsDialect(dialect, endpoint.dialect);  // checked by --dialect's validator
     endpoint.output_len_mean = output_len_mean;
     endpoint.max_waiting = max_waiting;
     for (const std::string& lora : loras) {

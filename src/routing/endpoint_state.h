@@ -85,6 +85,12 @@ struct EndpointState {
   std::atomic<uint64_t> failures_total{0};
   std::atomic<uint32_t> health_failures{0};   // control thread only
   std::atomic<uint32_t> health_successes{0};  // control thread only
+  // Relative capacity (pools[].endpoints[].capacity, or its accelerator's): how much work this
+  // endpoint takes compared with its peers, read by the `capacity` scorer. Written by the control
+  // thread when it builds a Runtime. It lives here rather than in the Runtime because scorers see
+  // only EndpointState; the config loader rejects a URL listed with two capacities, so one value
+  // holds for every pool that names it.
+  std::atomic<double> capacity{1.0};
   EngineSignals engine;
 
   // May a new request be sent here? Called by pickers' callers on worker threads.

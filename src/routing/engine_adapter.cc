@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "routing/endpoint_state.h"
 #include "routing/prometheus_parser.h"
@@ -9,31 +10,90 @@
 namespace tokenway {
 
 bool ParseEngineKind(std::string_view name, EngineKind& out) {
-  if (name == "vllm") {
-    out = EngineKind::kVllm;
-    return true;
-  }
-  if (name == "sglang") {
-    out = EngineKind::kSglang;
-    return true;
+  for (size_t i = 0; i < std::size(kEngineNames); ++i) {
+    if (name == kEngineNames[i]) {
+      out = static_cast<EngineKind>(i);
+      return true;
+    }
   }
   return false;
 }
 
 std::string_view EngineKindName(EngineKind kind) {
-  return kind == EngineKind::kSglang ? "sglang" : "vllm";
+  return kEngineNames[static_cast<size_t>(kind)];
 }
 
 namespace {
 
-struct Names {
-  std::string_view waiting, running, kv;
+// One series: a metric name, narrowed to the samples whose label `label` equals `value` when
+// `label` is set (GIE writes these as family{label=value}).
+struct SeriesSpec {
+  std::string_view name;
+  std::string_view label;
+  std::string_view value;
 };
 
-constexpr Names kVllmNames{"vllm:num_requests_waiting", "vllm:num_requests_running",
-                           "vllm:kv_cache_usage_perc"};
-constexpr Names kSglangNames{"sglang:num_queue_reqs", "sglang:num_running_reqs",
-                             "sglang:token_usage"};
+constexpr SeriesSpec Series(std::string_view name, std::string_view label = {},
+                            std::string_view value = {}) {
+  return SeriesSpec{name, label, value};
+}
+
+// Where an engine reports its KV block size, in tokens: a label of an info series, or (label
+// empty) a gauge's value.
+struct BlockSizeSpec {
+  SeriesSpec series;
+  std::string_view label;
+};
+
+struct EngineSpec {
+  SeriesSpec waiting;
+  SeriesSpec running;
+  SeriesSpec kv;
+  SeriesSpec kv_fallback;  // read only when `kv` is absent; name empty: none
+  BlockSizeSpec block_size;
+  bool lora;  // vllm:lora_requests_info
+};
+
+// In EngineKind order.
+constexpr EngineSpec kEngineSpecs[] = {
+    {Series("vllm:num_requests_waiting"), Series("vllm:num_requests_running"),
+     Series("vllm:kv_cache_usage_perc"), Series("vllm:gpu_cache_usage_perc"),
+     BlockSizeSpec{Series("vllm:cache_config_info"), "block_size"}, true},
+    {Series("sglang:num_queue_reqs"), Series("sglang:num_running_reqs"),
+     Series("sglang:token_usage"), Series(""),
+     BlockSizeSpec{Series("sglang:cache_config_info"), "page_size"}, false},
+    {Series("trtllm_num_requests_waiting"), Series("trtllm_num_requests_running"),
+     Series("trtllm_kv_cache_utilization"), Series(""),
+     BlockSizeSpec{Series("trtllm_kv_cache_tokens_per_block"), ""}, false},
+    {Series("nv_trt_llm_request_metrics", "request_type", "waiting"),
+     Series("nv_trt_llm_request_metrics", "request_type", "scheduled"),
+     Series("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "fraction"), Series(""),
+     BlockSizeSpec{Series("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "tokens_per"),
+                   ""},
+     false},
+};
+static_assert(std::size(kEngineSpecs) == std::size(kEngineNames));
+
+bool Matches(const PrometheusSample& s, const SeriesSpec& spec) {
+  if (spec.name.empty() || s.name != spec.name) return false;
+  if (spec.label.empty()) return true;
+  std::string_view v;
+  return FindPrometheusLabel(s.labels, spec.label, v) && v == spec.value;
+}
+
+// One signal accumulated over the samples of its series.
+struct Gauge {
+  bool seen = false;
+  bool usable = true;  // every sample finite and not negative
+  double value = 0;
+
+  void Observe(double v, bool sum) {
+    usable = usable && std::isfinite(v) && v >= 0;
+    value = !seen ? v : sum ? value + v : std::max(value, v);
+    seen = true;
+  }
+  bool ok() const { return seen && usable; }
+};
 
 void SplitAdapters(std::string_view list, std::vector<std::string>& out) {
   out.clear();
@@ -58,27 +118,35 @@ uint32_t ToCount(std::string_view s) {
   return static_cast<uint32_t>(v);
 }
 
+// A block size written as a gauge value ("64" or "64.0"); 0 when it is not a sensible count.
+uint32_t ToCount(double v) {
+  if (!std::isfinite(v) || v < 1 || v > 1000000 || v != std::floor(v)) return 0;
+  return static_cast<uint32_t>(v);
+}
+
 }  // namespace
 
 EngineReading ReadEngineMetrics(EngineKind kind, std::string_view text, size_t max_bytes) {
-  const Names& names = kind == EngineKind::kSglang ? kSglangNames : kVllmNames;
+  const EngineSpec& spec = kEngineSpecs[static_cast<size_t>(kind)];
   EngineReading r;
-  bool has_waiting = false, has_running = false, has_kv = false, finite = true;
+  Gauge waiting, running, kv, kv_fallback;
   double lora_stamp = -1;
   auto result = ParsePrometheusText(text, max_bytes, [&](const PrometheusSample& s) {
-    if (s.name == names.waiting) {
-      has_waiting = true;
-      finite = finite && std::isfinite(s.value);
-      r.waiting += s.value;
-    } else if (s.name == names.running) {
-      has_running = true;
-      finite = finite && std::isfinite(s.value);
-      r.running += s.value;
-    } else if (s.name == names.kv) {
-      has_kv = true;
-      finite = finite && std::isfinite(s.value);
-      r.kv_utilisation = std::max(r.kv_utilisation, s.value);
-    } else if (kind == EngineKind::kVllm && s.name == "vllm:lora_requests_info") {
+    if (Matches(s, spec.waiting)) {
+      waiting.Observe(s.value, true);
+    } else if (Matches(s, spec.running)) {
+      running.Observe(s.value, true);
+    } else if (Matches(s, spec.kv)) {
+      kv.Observe(s.value, false);
+    } else if (Matches(s, spec.kv_fallback)) {
+      kv_fallback.Observe(s.value, false);
+    } else if (Matches(s, spec.block_size.series)) {
+      if (spec.block_size.label.empty()) {
+        r.block_size = ToCount(s.value);
+      } else if (std::string_view v; FindPrometheusLabel(s.labels, spec.block_size.label, v)) {
+        r.block_size = ToCount(v);
+      }
+    } else if (spec.lora && s.name == "vllm:lora_requests_info") {
       if (!(s.value > lora_stamp)) return;
       lora_stamp = s.value;
       std::string_view v;
@@ -89,15 +157,14 @@ EngineReading ReadEngineMetrics(EngineKind kind, std::string_view text, size_t m
       if (FindPrometheusLabel(s.labels, "waiting_lora_adapters", v)) {
         SplitAdapters(v, r.waiting_loras);
       }
-    } else if (kind == EngineKind::kVllm && s.name == "vllm:cache_config_info") {
-      std::string_view v;
-      if (FindPrometheusLabel(s.labels, "block_size", v)) r.block_size = ToCount(v);
     }
   });
+  const Gauge& usage = kv.seen ? kv : kv_fallback;
   r.malformed_lines = result.malformed;
-  r.valid = result.ok && has_waiting && has_running && has_kv && finite && r.waiting >= 0 &&
-            r.running >= 0 && r.kv_utilisation >= 0;
-  r.kv_utilisation = std::clamp(r.kv_utilisation, 0.0, 1.0);
+  r.waiting = waiting.value;
+  r.running = running.value;
+  r.kv_utilisation = std::clamp(usage.value, 0.0, 1.0);
+  r.valid = result.ok && waiting.ok() && running.ok() && usage.ok();
   return r;
 }
 

@@ -32,12 +32,14 @@ struct SchedulerConfig {
   std::vector<ScorerConfig> scorers;
   std::string picker = "max-score";
   PrefixIndexConfig prefix;
+  // Request header whose value is the session-affinity key (e.g. "x-session-id"); empty: the
+  // request's `user` field only.
+  std::string session_header;
 };
 
-inline constexpr std::string_view kScorerNames[] = {"queue-depth",   "kv-cache",
-                                                    "least-request", "lora-affinity",
-                                                    "prefix-cache",  "session-affinity",
-                                                    "outstanding-tokens"};
+inline constexpr std::string_view kScorerNames[] = {
+    "queue-depth",  "kv-cache",         "least-request", "lora-affinity",
+    "prefix-cache", "session-affinity", "capacity",      "outstanding-tokens"};
 inline constexpr std::string_view kFilterNames[] = {"saturation"};
 inline constexpr std::string_view kSchedulerPickerNames[] = {"max-score", "weighted-random",
                                                              "power-of-two"};

@@ -1,5 +1,8 @@
 #include "routing/scorer_registry.h"
 
+#include <iterator>
+
+#include "routing/capacity_scorer.h"
 #include "routing/kv_cache_scorer.h"
 #include "routing/least_request_scorer.h"
 #include "routing/lora_affinity_scorer.h"
@@ -19,14 +22,12 @@ std::unique_ptr<Scorer> MakeScorer(std::string_view name) {
   if (name == "prefix-cache") return std::make_unique<PrefixCacheScorer>();
   if (name == "session-affinity") return std::make_unique<SessionAffinityScorer>();
   if (name == "outstanding-tokens") return std::make_unique<OutstandingTokensScorer>();
+  if (name == "capacity") return std::make_unique<CapacityScorer>();
   return nullptr;
 }
 
 const std::vector<std::string>& KnownScorers() {
-  static const std::vector<std::string> kNames = {"queue-depth",   "kv-cache",
-                                                  "least-request", "lora-affinity",
-                                                  "prefix-cache",  "session-affinity",
-                                                  "outstanding-tokens"};
+  static const std::vector<std::string> kNames(std::begin(kScorerNames), std::end(kScorerNames));
   return kNames;
 }
 

@@ -11,9 +11,11 @@ void SessionAffinityScorer::Score(const ScoringContext& ctx,
                                   std::span<const PickCandidate> candidates,
                                   std::span<double> scores) const {
   for (size_t i = 0; i < candidates.size(); ++i) scores[i] = 0;
-  const InspectedRequest* req = ctx.pick ? ctx.pick->request : nullptr;
-  if (!req || req->user.empty() || candidates.empty()) return;
-  uint64_t key = XXH3_64bits(req->user.data(), req->user.size());
+  if (!ctx.pick || candidates.empty()) return;
+  std::string_view session = ctx.pick->session_key;
+  if (session.empty() && ctx.pick->request) session = ctx.pick->request->user;
+  if (session.empty()) return;
+  uint64_t key = XXH3_64bits(session.data(), session.size());
   size_t best = 0;
   uint64_t best_weight = 0;
   for (size_t i = 0; i < candidates.size(); ++i) {

@@ -1,8 +1,22 @@
 #include "sim/metrics_text.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <iterator>
+#include <utility>
 
 namespace tokenway::sim {
+
+bool ParseMetricsDialect(std::string_view name, MetricsDialect& out) {
+  for (std::size_t i = 0; i < std::size(kMetricsDialectNames); ++i) {
+    if (name == kMetricsDialectNames[i]) {
+      out = static_cast<MetricsDialect>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
 namespace {
 
 class Exposition {
@@ -25,7 +39,7 @@ class Exposition {
     out_.push_back('{');
     out_ += labels_;
     if (!extra_labels.empty()) {
-      out_.push_back(',');
+      if (!labels_.empty()) out_.push_back(',');
       out_ += extra_labels;
     }
     out_ += "} ";
@@ -186,15 +200,124 @@ void RenderSglang(const Engine& engine, const MetricsContext& context, Expositio
          "\"} 1.0\n";
 }
 
+// trtllm-serve's Prometheus families (tensorrt_llm/metrics/collector.py and the iteration
+// stats it republishes), with the labels trtllm-serve sets: model_name and engine_type.
+void RenderTrtllmServe(const Engine& engine, Exposition& x) {
+  const EngineStats& s = engine.stats();
+  const KvBlockPool& kv = engine.kv_pool();
+  const double finished = static_cast<double>(s.success_stop + s.success_length + s.success_abort);
+  x.Family("trtllm_request_success_total", "counter", "Count of successfully processed requests.");
+  x.Sample("trtllm_request_success_total", "finished_reason=\"stop\"",
+           static_cast<double>(s.success_stop));
+  x.Sample("trtllm_request_success_total", "finished_reason=\"length\"",
+           static_cast<double>(s.success_length));
+  x.Sample("trtllm_request_success_total", "finished_reason=\"abort\"",
+           static_cast<double>(s.success_abort));
+  x.HistogramFamily("trtllm_e2e_request_latency_seconds",
+                    "Histogram of end to end request latency in seconds.", s.e2e_request_latency);
+  x.HistogramFamily("trtllm_time_to_first_token_seconds",
+                    "Histogram of time to first token in seconds.", s.time_to_first_token);
+  x.HistogramFamily("trtllm_time_per_output_token_seconds",
+                    "Histogram of time per output token in seconds.", s.inter_token_latency);
+  x.HistogramFamily("trtllm_request_queue_time_seconds",
+                    "Histogram of time spent in WAITING phase for request.", s.request_queue_time);
+  x.Gauge("trtllm_kv_cache_hit_rate", "KV cache hit rate",
+          s.prefix_cache_queries == 0 ? 0.0
+                                      : static_cast<double>(s.prefix_cache_hits) /
+                                            static_cast<double>(s.prefix_cache_queries));
+  x.Gauge("trtllm_kv_cache_utilization", "KV cache utilization", engine.kv_usage());
+  x.Counter("trtllm_num_requests_completed_total", "Number of completed requests", finished);
+  x.Gauge("trtllm_num_requests_running", "Number of active requests",
+          static_cast<double>(engine.num_running()));
+  x.Gauge("trtllm_num_requests_waiting", "Number of queued requests",
+          static_cast<double>(engine.num_waiting()));
+  x.Gauge("trtllm_max_num_active_requests", "Maximum number of active requests",
+          static_cast<double>(engine.config().profile.max_num_seqs));
+  x.Gauge("trtllm_kv_cache_max_blocks", "Maximum KV cache blocks",
+          static_cast<double>(kv.num_blocks()));
+  x.Gauge("trtllm_kv_cache_free_blocks", "Free KV cache blocks",
+          static_cast<double>(kv.num_free_blocks()));
+  x.Gauge("trtllm_kv_cache_used_blocks", "Used KV cache blocks",
+          static_cast<double>(kv.num_blocks() - kv.num_free_blocks()));
+  x.Gauge("trtllm_kv_cache_tokens_per_block", "Tokens per KV cache block",
+          static_cast<double>(kv.block_size()));
+}
+
+// Triton Inference Server with the TensorRT-LLM backend: Triton's per-model nv_inference_*
+// counters and the backend's nv_trt_llm_* gauges, for a model repository entry named
+// "tensorrt_llm" (Triton's label names, sorted as Triton prints them).
+void RenderTritonTensorrtLlm(const Engine& engine, const MetricsContext& context, Exposition& x) {
+  const EngineStats& s = engine.stats();
+  const KvBlockPool& kv = engine.kv_pool();
+  const double done = static_cast<double>(s.success_stop + s.success_length);
+  const char* model = "model=\"tensorrt_llm\",version=\"1\"";
+  x.Family("nv_inference_request_success", "counter",
+           "Number of successful inference requests, all batch sizes");
+  x.Sample("nv_inference_request_success", model, done);
+  x.Family("nv_inference_count", "counter",
+           "Number of inferences performed (does not include cached requests)");
+  x.Sample("nv_inference_count", model, done);
+  x.Family("nv_inference_pending_request_count", "gauge",
+           "Instantaneous number of pending requests awaiting execution per-model.");
+  x.Sample("nv_inference_pending_request_count", model, 0);
+  x.Family("nv_trt_llm_request_metrics", "gauge", "TRT LLM request metrics");
+  const std::pair<const char*, double> requests[] = {
+      {"scheduled", static_cast<double>(engine.num_running())},
+      {"max", static_cast<double>(engine.config().profile.max_num_seqs)},
+      {"active", static_cast<double>(engine.num_running())},
+      {"waiting", static_cast<double>(engine.num_waiting())},
+  };
+  for (const auto& [type, value] : requests) {
+    x.Sample("nv_trt_llm_request_metrics",
+             std::string("model=\"tensorrt_llm\",request_type=\"") + type + "\",version=\"1\"",
+             value);
+  }
+  x.Family("nv_trt_llm_kv_cache_block_metrics", "gauge", "TRT LLM KV cache block metrics");
+  const std::pair<const char*, double> blocks[] = {
+      {"tokens_per", static_cast<double>(kv.block_size())},
+      {"used", static_cast<double>(kv.num_blocks() - kv.num_free_blocks())},
+      {"free", static_cast<double>(kv.num_free_blocks())},
+      {"max", static_cast<double>(kv.num_blocks())},
+      {"fraction", engine.kv_usage()},
+  };
+  for (const auto& [type, value] : blocks) {
+    x.Sample(
+        "nv_trt_llm_kv_cache_block_metrics",
+        std::string("kv_cache_block_type=\"") + type + "\",model=\"tensorrt_llm\",version=\"1\"",
+        value);
+  }
+  x.Family("nv_trt_llm_general_metrics", "gauge", "General TRT LLM metrics");
+  x.Sample("nv_trt_llm_general_metrics",
+           "general_type=\"iteration_counter\",model=\"tensorrt_llm\",version=\"1\"",
+           static_cast<double>(s.steps));
+  x.Sample("nv_trt_llm_general_metrics",
+           "general_type=\"timestamp\",model=\"tensorrt_llm\",version=\"1\"",
+           static_cast<double>(static_cast<int64_t>(context.wall_clock_seconds)));
+}
+
 }  // namespace
 
 std::string RenderMetrics(const Engine& engine, MetricsDialect dialect,
                           const MetricsContext& context) {
   const std::string model = EscapeLabel(context.model_name);
-  if (dialect == MetricsDialect::kSglang) {
-    Exposition x("model_name=\"" + model + "\"");
-    RenderSglang(engine, context, x);
-    return std::move(x.out());
+  switch (dialect) {
+    case MetricsDialect::kSglang: {
+      Exposition x("model_name=\"" + model + "\"");
+      RenderSglang(engine, context, x);
+      return std::move(x.out());
+    }
+    case MetricsDialect::kTrtllmServe: {
+      Exposition x("model_name=\"" + model + "\",engine_type=\"trtllm\"");
+      RenderTrtllmServe(engine, x);
+      return std::move(x.out());
+    }
+    case MetricsDialect::kTritonTensorrtLlm: {
+      Exposition x("");  // every sample names its own labels, in Triton's order
+      RenderTritonTensorrtLlm(engine, context, x);
+      return std::move(x.out());
+    }
+    case MetricsDialect::kVllm:
+      break;
   }
   Exposition x("engine=\"0\",model_name=\"" + model + "\"");
   RenderVllm(engine, context, x);

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <fstream>
 #include <iostream>
 #include <regex>
+#include <sstream>
 
 namespace tokenway {
 namespace {
@@ -144,6 +146,25 @@ TEST(ConfigTest, MinimalFileKeepsDefaults) {
 TEST(ConfigTest, ExampleConfigLoads) {
   auto r = LoadConfigFile(std::string(TOKENWAY_SOURCE_DIR) + "/deploy/examples/local-sim.yaml");
   EXPECT_TRUE(r.ok()) << r.status().message();
+}
+
+// The example at the top of docs/configuration.md is a valid configuration.
+TEST(ConfigTest, DocumentedExampleParses) {
+  std::ifstream in(std::string(TOKENWAY_SOURCE_DIR) + "/docs/configuration.md");
+  std::stringstream doc;
+  doc << in.rdbuf();
+  const std::string text = doc.str();
+  const size_t start = text.find("```yaml\n");
+  ASSERT_NE(start, std::string::npos);
+  const size_t end = text.find("```", start + 8);
+  ASSERT_NE(end, std::string::npos);
+  auto r = ParseConfig(text.substr(start + 8, end - start - 8), "configuration.md");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const PoolConfig& pool = r->pools[0];
+  ASSERT_EQ(pool.endpoints.size(), 3u);
+  EXPECT_EQ(EffectiveCapacity(pool, pool.endpoints[1]), 0.45);
+  EXPECT_EQ(EffectiveEngine(pool, pool.endpoints[2]), "sglang");
+  EXPECT_EQ(EffectiveCapacity(pool, pool.endpoints[2]), 2.0);
 }
 
 // Each error must read "<file>:<line>:<col>: <field>: <message>".
@@ -305,7 +326,87 @@ INSTANTIATE_TEST_SUITE_P(
                   5, "models[0].priority", "must be an integer"},
         ErrorCase{"EngineMetricsBadInterval",
                   "engine_metrics:\n  interval: soon\n" + std::string(kMinimal), 2,
-                  "engine_metrics.interval", "duration"}),
+                  "engine_metrics.interval", "duration"},
+        ErrorCase{"UnknownAccelerator",
+                  "pools:\n  - name: p\n    accelerators: {H100-80GB: 1.0}\n    endpoints:\n"
+                  "      - {url: http://h:1, accelerator: H100-80GB}\n"
+                  "      - url: http://h:2\n        accelerator: H100-80G\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  7, "pools[0].endpoints[1].accelerator",
+                  "unknown accelerator 'H100-80G': pools[0].accelerators has no entry for it "
+                  "(known: H100-80GB)"},
+        ErrorCase{"AcceleratorWithoutMap",
+                  "pools:\n  - name: p\n    endpoints:\n"
+                  "      - {url: http://h:1, accelerator: L4, capacity: 0.2}\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].endpoints[0].accelerator", "(none defined)"},
+        ErrorCase{"ZeroCapacity",
+                  "pools:\n  - name: p\n    endpoints:\n      - url: http://h:1\n"
+                  "        capacity: 0\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].endpoints[0].capacity", "positive number"},
+        ErrorCase{"NegativeCapacity",
+                  "pools:\n  - name: p\n    endpoints: [{url: http://h:1, capacity: -2}]\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].endpoints[0].capacity", "got '-2'"},
+        ErrorCase{"CapacityNotANumber",
+                  "pools:\n  - name: p\n    endpoints: [{url: http://h:1, capacity: big}]\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].endpoints[0].capacity", "positive number"},
+        ErrorCase{"BadAcceleratorCapacity",
+                  "pools:\n  - name: p\n    accelerators:\n      A100-40GB: nan\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].accelerators.A100-40GB", "positive number"},
+        ErrorCase{"AcceleratorsNotAMapping",
+                  "pools:\n  - name: p\n    accelerators: [H100]\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].accelerators", "must be a mapping"},
+        ErrorCase{"UnknownEndpointField",
+                  "pools:\n  - name: p\n    endpoints:\n      - url: http://h:1\n"
+                  "        weight: 2\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].endpoints[0].weight", "unknown field"},
+        ErrorCase{"EndpointWithoutUrl",
+                  "pools:\n  - name: p\n    endpoints:\n      - engine: sglang\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].endpoints[0].url", "is required"},
+        ErrorCase{"EndpointBadUrl",
+                  "pools:\n  - name: p\n    endpoints:\n      - {engine: sglang, url: h:1}\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].endpoints[0].url", "http://"},
+        ErrorCase{"EndpointUnknownEngine",
+                  "pools:\n  - name: p\n    endpoints:\n      - url: http://h:1\n"
+                  "        engine: triton\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].endpoints[0].engine", "unknown engine 'triton'"},
+        ErrorCase{"EndpointIsAList",
+                  "pools:\n  - name: p\n    endpoints:\n      - [http://h:1]\n"
+                  "models:\n  - {name: m, pool: p}\n",
+                  4, "pools[0].endpoints[0]", "URL or a mapping"},
+        ErrorCase{"SessionHeaderNotAHeaderName",
+                  "pools:\n  - name: p\n    scheduler:\n"
+                  "      scorers: [{name: session-affinity}]\n"
+                  "      session_header: x session\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.session_header", "not an HTTP header name"},
+        ErrorCase{"SessionHeaderConsumedByGateway",
+                  "pools:\n  - name: p\n    scheduler:\n"
+                  "      scorers: [{name: session-affinity}]\n"
+                  "      session_header: X-Request-Id\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.session_header", "the gateway consumes it"},
+        ErrorCase{"SessionHeaderWithoutScorer",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: gie-default\n"
+                  "      session_header: x-session-id\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.session_header", "needs the session-affinity scorer"},
+        ErrorCase{"OneUrlTwoEngines",
+                  "pools:\n  - name: a\n    endpoints: [http://h:1]\n  - name: b\n"
+                  "    engine: sglang\n    endpoints:\n      - http://h:2\n      - http://h:1\n"
+                  "models:\n  - {name: m, pool: a}\n",
+                  8, "pools[1].endpoints[1]",
+                  "endpoint 'http://h:1' is also pools[0].endpoints[0] with another engine"},
+        ErrorCase{"OneUrlTwoCapacities",
+                  "pools:\n  - name: a\n    endpoints: [{url: http://h:1, capacity: 2}]\n"
+                  "  - name: b\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: a}\n",
+                  5, "pools[1].endpoints[0]", "one server has one of each"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return std::string(info.param.name); });
 
 TEST(ConfigTest, SchedulerAndEngineMetrics) {
@@ -346,6 +447,145 @@ TEST(ConfigTest, SchedulerAndEngineMetrics) {
   simdjson::dom::element doc;
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_NE(json.find("\"preset\":\"gie-default\""), std::string::npos) << json;
+}
+
+TEST(ConfigTest, EveryEngineNameIsAccepted) {
+  for (const char* engine : {"vllm", "sglang", "trtllm-serve", "triton-tensorrt-llm"}) {
+    auto r = ParseConfig(std::string("pools:\n  - name: p\n    engine: ") + engine +
+                             "\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                         "gw.yaml");
+    ASSERT_TRUE(r.ok()) << engine << ": " << r.status().message();
+    EXPECT_EQ(r->pools[0].engine, engine);
+  }
+  auto r = ParseConfig(
+      "pools:\n  - name: p\n    engine: trtllm\n    endpoints: [http://h:1]\n"
+      "models:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "gw.yaml:3:13: pools[0].engine: unknown engine 'trtllm' (known: vllm, sglang, "
+            "trtllm-serve, triton-tensorrt-llm)");
+}
+
+TEST(ConfigTest, EndpointEnginesAcceleratorsAndCapacities) {
+  auto r = ParseConfig(
+      "pools:\n"
+      "  - name: mixed\n"
+      "    engine: trtllm-serve\n"
+      "    accelerators: {H100-80GB: 1.0, A100-40GB: 0.45}\n"
+      "    endpoints:\n"
+      "      - http://h:1\n"
+      "      - {url: http://h:2, accelerator: A100-40GB}\n"
+      "      - {url: http://h:3, accelerator: A100-40GB, capacity: 0.5}\n"
+      "      - url: http://h:4\n"
+      "        engine: triton-tensorrt-llm\n"
+      "        capacity: 3\n"
+      "      - {url: http://h:5, accelerator: H100-80GB, engine: vllm}\n"
+      "  - name: again\n"
+      "    accelerators: {A100: 0.45}\n"
+      "    endpoints: [{url: http://h:2, engine: trtllm-serve, accelerator: A100-40GB,\n"
+      "                 capacity: 0.45}]\n"
+      "models:\n  - {name: m, pool: mixed}\n",
+      "gw.yaml");
+  // The second pool names A100-40GB without declaring it.
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("gw.yaml:15:"), std::string::npos) << r.status().message();
+
+  r = ParseConfig(
+      "pools:\n"
+      "  - name: mixed\n"
+      "    engine: trtllm-serve\n"
+      "    accelerators: {H100-80GB: 1.0, A100-40GB: 0.45}\n"
+      "    endpoints:\n"
+      "      - http://h:1\n"
+      "      - {url: http://h:2, accelerator: A100-40GB}\n"
+      "      - {url: http://h:3, accelerator: A100-40GB, capacity: 0.5}\n"
+      "      - url: http://h:4\n"
+      "        engine: triton-tensorrt-llm\n"
+      "        capacity: 3\n"
+      "      - {url: http://h:5, accelerator: H100-80GB, engine: vllm}\n"
+      "  - name: again\n"
+      "    engine: trtllm-serve\n"
+      "    accelerators: {A100-40GB: 0.45}\n"
+      "    endpoints: [{url: http://h:2, accelerator: A100-40GB}]\n"
+      "models:\n  - {name: m, pool: mixed}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const PoolConfig& p = r->pools[0];
+  ASSERT_EQ(p.endpoints.size(), 5u);
+  EXPECT_EQ(p.accelerators.at("A100-40GB"), 0.45);
+  const char* engines[] = {"trtllm-serve", "trtllm-serve", "trtllm-serve", "triton-tensorrt-llm",
+                           "vllm"};
+  const double capacities[] = {1.0, 0.45, 0.5, 3.0, 1.0};
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(EffectiveEngine(p, p.endpoints[i]), engines[i]) << i;
+    EXPECT_EQ(EffectiveCapacity(p, p.endpoints[i]), capacities[i]) << i;
+  }
+  EXPECT_EQ(p.endpoints[0].engine, "");  // inherited, not copied
+  EXPECT_EQ(p.endpoints[1].accelerator, "A100-40GB");
+  EXPECT_EQ(p.endpoints[3].url, "http://h:4");
+  EXPECT_EQ(p.endpoints[3].port, 4);
+
+  std::string json = RenderConfigJson(*r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  simdjson::dom::element pool = doc["pools"].at(0);
+  EXPECT_EQ(double(pool["accelerators"]["A100-40GB"]), 0.45);
+  simdjson::dom::element ep = pool["endpoints"].at(1);
+  EXPECT_EQ(std::string_view(ep["url"]), "http://h:2");
+  EXPECT_EQ(std::string_view(ep["engine"]), "trtllm-serve");
+  EXPECT_EQ(std::string_view(ep["accelerator"]), "A100-40GB");
+  EXPECT_EQ(double(ep["capacity"]), 0.45);
+  EXPECT_TRUE(pool["endpoints"].at(0)["accelerator"].is_null());
+  EXPECT_EQ(std::string_view(pool["endpoints"].at(4)["engine"]), "vllm");
+}
+
+TEST(ValidateConfigTest, EndpointAttributes) {
+  GatewayConfig c;
+  PoolConfig pool;
+  pool.name = "p";
+  pool.endpoints.push_back(*ParseEndpointUrl("http://h:1"));
+  c.pools.push_back(pool);
+  c.models.push_back({"m", "p", ""});
+  ASSERT_TRUE(ValidateConfig(c).ok());
+  c.pools[0].endpoints[0].engine = "tgi";
+  EXPECT_NE(ValidateConfig(c).message().find("unknown engine 'tgi'"), std::string::npos);
+  c.pools[0].endpoints[0].engine = "sglang";
+  c.pools[0].endpoints[0].accelerator = "L4";
+  EXPECT_NE(ValidateConfig(c).message().find("unknown accelerator 'L4'"), std::string::npos);
+  c.pools[0].accelerators["L4"] = 0.25;
+  ASSERT_TRUE(ValidateConfig(c).ok());
+  EXPECT_EQ(EffectiveCapacity(c.pools[0], c.pools[0].endpoints[0]), 0.25);
+  c.pools[0].endpoints[0].capacity = -1;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.pools[0].endpoints[0].capacity = 0;
+  PoolConfig other;
+  other.name = "q";
+  other.endpoints.push_back(*ParseEndpointUrl("http://h:1"));  // vllm, no accelerator
+  c.pools.push_back(other);
+  EXPECT_NE(ValidateConfig(c).message().find("different engines"), std::string::npos);
+}
+
+TEST(ConfigTest, SessionHeader) {
+  auto r = ParseConfig(
+      "pools:\n  - name: p\n    scheduler:\n"
+      "      scorers: [{name: session-affinity, weight: 1}, {name: capacity}]\n"
+      "      session_header: X-Session-Id\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->pools[0].scheduler.session_header, "X-Session-Id");
+  EXPECT_EQ(r->pools[0].scheduler.scorers[1].name, "capacity");
+  std::string json = RenderConfigJson(*r);
+  EXPECT_NE(json.find("\"session_header\":\"X-Session-Id\""), std::string::npos) << json;
+  // Empty: off, and allowed without the scorer.
+  r = ParseConfig(
+      "pools:\n  - name: p\n    scheduler: {preset: gie-default, session_header: \"\"}\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->pools[0].scheduler.session_header, "");
 }
 
 TEST(ConfigTest, FlowControlAndPriorities) {
@@ -463,7 +703,9 @@ TEST(RenderConfigJsonTest, IsValidJsonWithTheValues) {
   EXPECT_EQ(bool(doc["streaming"]["inject_usage"]), false);
   simdjson::dom::array pools = doc["pools"];
   EXPECT_EQ(pools.size(), 2u);
-  EXPECT_EQ(std::string_view(pools.at(0)["endpoints"].at(1)), "http://[::1]:8001/");
+  EXPECT_EQ(std::string_view(pools.at(0)["endpoints"].at(1)["url"]), "http://[::1]:8001/");
+  EXPECT_EQ(std::string_view(pools.at(0)["endpoints"].at(1)["engine"]), "vllm");
+  EXPECT_EQ(double(pools.at(0)["endpoints"].at(1)["capacity"]), 1.0);
   simdjson::dom::array models = doc["models"];
   ASSERT_EQ(models.size(), 3u);
   EXPECT_EQ(std::string_view(models.at(1)["parent"]), "llama-3-8b");

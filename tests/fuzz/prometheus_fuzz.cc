@@ -1,4 +1,4 @@
-// Fuzzes the Prometheus text parser and both engine adapters: never crash, never hang, views stay
+// Fuzzes the Prometheus text parser and every engine adapter: never crash, never hang, views stay
 // inside the input, and a reading is never valid with non-finite or negative load.
 #include <cmath>
 #include <cstdint>
@@ -20,10 +20,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view v;
     if (tokenway::FindPrometheusLabel(s.labels, "le", v) && !inside(v)) std::abort();
   });
-  for (auto kind : {tokenway::EngineKind::kVllm, tokenway::EngineKind::kSglang}) {
+  for (std::string_view name : tokenway::kEngineNames) {
+    tokenway::EngineKind kind;
+    if (!tokenway::ParseEngineKind(name, kind)) std::abort();
     tokenway::EngineReading r = tokenway::ReadEngineMetrics(kind, text, 1 << 20);
-    if (r.valid && (!std::isfinite(r.waiting) || r.waiting < 0 || r.kv_utilisation < 0 ||
-                    r.kv_utilisation > 1)) {
+    if (r.valid && (!std::isfinite(r.waiting) || r.waiting < 0 || !std::isfinite(r.running) ||
+                    r.running < 0 || !(r.kv_utilisation >= 0) || r.kv_utilisation > 1)) {
       std::abort();
     }
   }

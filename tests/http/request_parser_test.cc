@@ -103,6 +103,36 @@ TEST(RequestParserTest, HeadFieldsAsSlices) {
   EXPECT_EQ(fwd, want);
 }
 
+TEST(RequestParserTest, FindHeaderByCaseInsensitiveName) {
+  std::string req =
+      "POST /v1/completions HTTP/1.1\r\n"
+      "Host: gw:8080\r\n"
+      "X-Session-Id: conv-7\r\n"
+      "x-session-id: second\r\n"
+      "X-Request-Id: req-42\r\n"
+      "Connection: keep-alive\r\n"
+      "X-Empty:\r\n"
+      "Content-Length: 2\r\n"
+      "\r\n"
+      "{}";
+  RequestParser p(8192, 1 << 20);
+  ASSERT_TRUE(ParseHead(p, req).header_done);
+  const char* base = req.data();
+  EXPECT_EQ(p.FindHeader(base, "x-session-id"), "conv-7");  // the first one
+  EXPECT_EQ(p.FindHeader(base, "X-SESSION-ID"), "conv-7");
+  EXPECT_EQ(p.FindHeader(base, "x-session"), "");
+  EXPECT_EQ(p.FindHeader(base, "X-Empty"), "");
+  EXPECT_EQ(p.FindHeader(base, ""), "");
+  // Consumed by the gateway, not forwarded: never a session key.
+  EXPECT_EQ(p.FindHeader(base, "x-request-id"), "");
+  EXPECT_EQ(p.FindHeader(base, "connection"), "");
+  EXPECT_EQ(p.FindHeader(base, "host"), "");
+  // A view into the request buffer, not a copy.
+  std::string_view v = p.FindHeader(base, "x-session-id");
+  EXPECT_GE(v.data(), req.data());
+  EXPECT_LE(v.data() + v.size(), req.data() + req.size());
+}
+
 TEST(RequestParserTest, HeadSplitAtEveryByte) {
   std::string req =
       "GET /v1/models HTTP/1.1\r\nHost: x\r\nx-request-id: abc\r\nUser-Agent: t\r\n\r\n";

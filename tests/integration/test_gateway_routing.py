@@ -1,6 +1,7 @@
 """Engine-aware routing on a tokenway-sim fleet: prefix-cache affinity raises the engines' own
-prefix-cache hit rate over round-robin, and an endpoint whose /metrics cannot be scraped is
-reported stale and stops being preferred."""
+prefix-cache hit rate over round-robin, an endpoint whose /metrics cannot be scraped is
+reported stale and stops being preferred, and a session header keeps a conversation on one
+endpoint."""
 import json
 import random
 import sys
@@ -133,6 +134,50 @@ class RoutingTest(unittest.TestCase):
         self.assertEqual(gw.metric("tokenway_engine_signals_valid", endpoint=dead), 0)
         self.assertEqual(gw.metric("tokenway_engine_signals_valid", endpoint=urls[1]), 1)
         self.assertGreaterEqual(gw.metric("tokenway_engine_running", endpoint=urls[1]), 0)
+
+    def test_session_header_keeps_a_conversation_on_one_endpoint(self):
+        gw = self.gateway(pool_yaml(
+            self.sim.urls, "    scheduler:\n      scorers: [{name: session-affinity, weight: 1}]\n"
+                           "      session_header: x-session-id"))
+        sessions = 24
+        turns = 3
+        sent = {}  # request id -> session
+        for s in range(sessions):
+            for t in range(turns):
+                rid = f"sess{s}-turn{t}"
+                # Different prompts and a different `user` every turn: only the header is stable.
+                body = chat_body(MODEL, f"turn {t} of session {s}: tell me about topic {s * 7 + t}",
+                                 max_tokens=2, user=f"user-{s}-{t}")
+                # Header name case varies: HTTP header names are case-insensitive.
+                name = "X-Session-Id" if t % 2 else "x-session-id"
+                st, _, _, raw = post_json(gw.base + "/v1/chat/completions", body,
+                                          headers={name: f"conv-{s}", "X-Request-Id": rid})
+                self.assertEqual(st, 200, raw)
+                sent[rid] = s
+        self.assertTrue(wait_until(
+            lambda: len([l for l in gw.access_log() if l["request_id"] in sent]) == len(sent),
+            timeout=5))
+        endpoint_of = {}
+        for line in gw.access_log():
+            if line["request_id"] in sent:
+                endpoint_of.setdefault(sent[line["request_id"]], set()).add(line["endpoint"])
+        self.assertEqual(len(endpoint_of), sessions)
+        for s, endpoints in endpoint_of.items():
+            self.assertEqual(len(endpoints), 1, f"session {s} moved: {endpoints}")
+        used = set().union(*endpoint_of.values())
+        self.assertGreaterEqual(len(used), 3, used)  # sessions spread over the fleet
+
+        # Without the header the varying `user` decides, and a conversation scatters.
+        for t in range(8):
+            body = chat_body(MODEL, f"turn {t}", max_tokens=2, user=f"someone-{t}")
+            st, _, _, raw = post_json(gw.base + "/v1/chat/completions", body,
+                                      headers={"X-Request-Id": f"nohdr-{t}"})
+            self.assertEqual(st, 200, raw)
+        self.assertTrue(wait_until(
+            lambda: len([l for l in gw.access_log() if l["request_id"].startswith("nohdr-")]) == 8,
+            timeout=5))
+        scattered = {l["endpoint"] for l in gw.access_log() if l["request_id"].startswith("nohdr-")}
+        self.assertGreater(len(scattered), 1)
 
     def test_prefix_index_survives_a_reload(self):
         import signal

@@ -133,6 +133,67 @@ TEST(SchedulerPickerTest, SaturationFilterKeepsTrafficOffSaturatedButNeverEmptie
   EXPECT_EQ(all.size(), 3u);
 }
 
+// Picks that stay in flight: each pick adds one request to the chosen endpoint, so later picks
+// see the load the earlier ones left, as requests that last longer than the burst would.
+std::map<uint32_t, int> PickAndHold(SchedulerPicker& picker, FakePool& pool, int picks) {
+  std::mt19937_64 rng(7);
+  std::map<uint32_t, int> counts;
+  for (int i = 0; i < picks; ++i) {
+    PickContext ctx;
+    ctx.random = rng();
+    FallbackList out;
+    picker.Pick(ctx, pool.candidates(), out);
+    ++counts[out[0]];
+    pool[out[0]].in_flight.fetch_add(1);
+  }
+  return counts;
+}
+
+TEST(SchedulerPickerTest, CapacityTwoToOneGetsTwiceTheRequests) {
+  FakePool pool(2);
+  pool[0].capacity = 1.0;
+  pool[1].capacity = 2.0;
+  SchedulerPicker picker(Config({{"capacity", 1}}), 2, kStale);
+  // Equal (zero) load: the bigger endpoint is chosen every time.
+  auto idle = Histogram(picker, pool, 200);
+  EXPECT_EQ(idle[1], 200);
+  // Held requests: in flight follows capacity, 2:1.
+  auto held = PickAndHold(picker, pool, 3000);
+  EXPECT_NEAR(held[1], 2000, 2);
+  EXPECT_NEAR(held[0], 1000, 2);
+  // least-request alone ignores capacity and splits evenly, which is what capacity corrects.
+  FakePool even(2);
+  even[0].capacity = 1.0;
+  even[1].capacity = 2.0;
+  SchedulerPicker least(Config({{"least-request", 1}}), 2, kStale);
+  auto split = PickAndHold(least, even, 3000);
+  EXPECT_NEAR(split[0], 1500, 2);
+}
+
+TEST(SchedulerPickerTest, CapacityFollowsAcceleratorMixAndEngineQueues) {
+  // H100 1.0, A100 0.45, a two-GPU endpoint 2.0: shares 1/3.45, 0.45/3.45, 2/3.45.
+  FakePool pool(3);
+  pool[0].capacity = 1.0;
+  pool[1].capacity = 0.45;
+  pool[2].capacity = 2.0;
+  SchedulerPicker picker(Config({{"capacity", 1}}), 3, kStale);
+  auto held = PickAndHold(picker, pool, 3450);
+  EXPECT_NEAR(held[0], 1000, 5);
+  EXPECT_NEAR(held[1], 450, 5);
+  EXPECT_NEAR(held[2], 2000, 5);
+  // A queue the engine reports (work from other gateways) counts too: the big endpoint with 40
+  // waiting is now the most loaded per capacity.
+  FakePool busy(2);
+  busy[0].capacity = 1.0;
+  busy[1].capacity = 2.0;
+  busy[1].engine.waiting = 40;
+  SchedulerPicker fresh(Config({{"capacity", 1}}), 2, kStale);
+  auto h = PickAndHold(fresh, busy, 60);
+  // Loads even out where (n + 1) / 1 = (40 + m + 1) / 2 with n + m = 60: n = 33, m = 27.
+  EXPECT_NEAR(h[0], 33, 1);
+  EXPECT_NEAR(h[1], 27, 1);
+}
+
 TEST(SchedulerPickerTest, PrefixAffinityKeepsGroupsOnOneEndpoint) {
   FakePool pool(4);
   SchedulerConfig c;

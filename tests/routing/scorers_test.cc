@@ -8,6 +8,7 @@
 
 #include "common/duration.h"
 #include "common/request_inspector.h"
+#include "routing/capacity_scorer.h"
 #include "routing/endpoint_state.h"
 #include "routing/kv_cache_scorer.h"
 #include "routing/least_request_scorer.h"
@@ -39,6 +40,7 @@ struct Signals {
   int64_t age_ns = 0;
   int64_t prefill = 0;
   int64_t decode = 0;
+  double capacity = 1.0;
 };
 
 class FakePool {
@@ -51,6 +53,7 @@ class FakePool {
       s.in_flight = g.in_flight;
       s.prefill_tokens = g.prefill;
       s.decode_tokens = g.decode;
+      s.capacity = g.capacity;
       s.engine.valid = g.valid;
       s.engine.updated_at_ns = kNow - g.age_ns;
       s.engine.waiting = g.waiting;
@@ -177,6 +180,67 @@ TEST(SessionAffinityScorerTest, OneEndpointPerUserStableAndSpread) {
   for (auto [owner, n] : owners) EXPECT_NEAR(n, 100, 40) << owner;
   ScoringContext none;
   EXPECT_EQ(pool.Score(SessionAffinityScorer(), none), (std::vector<double>{0, 0, 0, 0}));
+}
+
+TEST(SessionAffinityScorerTest, SessionKeyWinsOverUser) {
+  FakePool pool({{}, {}, {}, {}, {}, {}, {}, {}});
+  auto owner = [&](std::string_view session, const std::string& user) {
+    InspectedRequest req;
+    req.user = user;
+    PickContext pick;
+    pick.request = &req;
+    pick.session_key = session;
+    ScoringContext ctx;
+    ctx.pick = &pick;
+    auto s = pool.Score(SessionAffinityScorer(), ctx);
+    EXPECT_EQ(std::count(s.begin(), s.end(), 1.0), 1);
+    return std::find(s.begin(), s.end(), 1.0) - s.begin();
+  };
+  int moved_by_user = 0;
+  std::map<long, int> owners;
+  for (int k = 0; k < 100; ++k) {
+    std::string session = "conv-" + std::to_string(k);
+    // The same session with different users stays put.
+    auto first = owner(session, "alice");
+    for (int u = 0; u < 5; ++u) EXPECT_EQ(owner(session, "user-" + std::to_string(u)), first);
+    EXPECT_EQ(owner(session, ""), first);
+    ++owners[first];
+    // Without a session key the user decides, so it lands where that user maps.
+    if (owner("", "user-" + std::to_string(k)) != owner("", "user-" + std::to_string(k + 1))) {
+      ++moved_by_user;
+    }
+    // The key is hashed like the user field: the same text picks the same endpoint.
+    EXPECT_EQ(owner(session, ""), owner("", session));
+  }
+  EXPECT_GT(moved_by_user, 50);
+  EXPECT_GE(owners.size(), 6u);  // sessions spread over the endpoints
+}
+
+TEST(CapacityScorerTest, EqualLoadsFavourTheLargerEndpoint) {
+  // All idle: the request itself is the load, so 1/2 < 1/1 < 1/0.45.
+  FakePool idle({{.capacity = 1.0}, {.capacity = 0.45}, {.capacity = 2.0}});
+  auto s = idle.Score(CapacityScorer());
+  EXPECT_DOUBLE_EQ(s[2], 1.0);
+  EXPECT_DOUBLE_EQ(s[1], 0.0);
+  // (1/1 - 1/2) / (1/0.45 - 1/2) between them.
+  EXPECT_NEAR(s[0], (1 / 0.45 - 1.0) / (1 / 0.45 - 0.5), 1e-12);
+  FakePool equal({{.capacity = 3}, {.capacity = 3}});
+  EXPECT_EQ(equal.Score(CapacityScorer()), (std::vector<double>{1, 1}));
+}
+
+TEST(CapacityScorerTest, LoadPerCapacity) {
+  // (3 + 1) / 2 == (1 + 1) / 1: a big endpoint with twice the work ties with a small one.
+  FakePool tie({{.in_flight = 3, .capacity = 2}, {.in_flight = 1, .capacity = 1}});
+  EXPECT_EQ(tie.Score(CapacityScorer()), (std::vector<double>{1, 1}));
+  // The engine's own queue counts while fresh: (0 + 4 + 1) / 2 > (1 + 0 + 1) / 1.
+  FakePool queued({{.waiting = 4, .capacity = 2}, {.in_flight = 1, .capacity = 1}});
+  EXPECT_EQ(queued.Score(CapacityScorer()), (std::vector<double>{0, 1}));
+  // Stale or invalid signals drop the queue but keep the in-flight count: never scored 0 for
+  // that alone.
+  FakePool stale({{.waiting = 4, .age_ns = 2 * kStale, .capacity = 2},
+                  {.valid = false, .waiting = 9, .capacity = 2},
+                  {.in_flight = 2, .capacity = 1}});
+  EXPECT_EQ(stale.Score(CapacityScorer()), (std::vector<double>{1, 1, 0}));
 }
 
 TEST(SaturationFilterTest, DropsSaturatedAndUnknown) {
