@@ -64,15 +64,9 @@ std::string Words(size_t bytes, uint64_t seed) {
   return s;
 }
 
-// pick() with the GIE default profile (saturation filter; queue 2, KV 2, prefix 3) and a short
-// chat prompt: the per-request routing cost apart from long-prompt hashing.
-void BM_PickGieDefault(benchmark::State& state) {
-  const size_t n = static_cast<size_t>(state.range(0));
-  FakePool pool(n);
-  SchedulerPicker picker(GieDefault(), static_cast<uint32_t>(n), 1'000'000'000);
-  InspectedRequest req;
-  req.model = "meta-llama/Llama-3.1-8B-Instruct";
-  req.prompt_text = "user: " + Words(200, 1) + "\n";
+// Times picker.Pick() for `req` over the pool, with a fresh random value per pick.
+void TimePicks(benchmark::State& state, SchedulerPicker& picker, const FakePool& pool,
+               const InspectedRequest& req) {
   PickContext ctx;
   ctx.request = &req;
   uint64_t r = 1;
@@ -83,6 +77,18 @@ void BM_PickGieDefault(benchmark::State& state) {
     picker.Pick(ctx, pool.candidates, out);
     benchmark::DoNotOptimize(out);
   }
+}
+
+// pick() with the GIE default profile (saturation filter; queue 2, KV 2, prefix 3) and a short
+// chat prompt: the per-request routing cost apart from long-prompt hashing.
+void BM_PickGieDefault(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  FakePool pool(n);
+  SchedulerPicker picker(GieDefault(), static_cast<uint32_t>(n), 1'000'000'000);
+  InspectedRequest req;
+  req.model = "meta-llama/Llama-3.1-8B-Instruct";
+  req.prompt_text = "user: " + Words(200, 1) + "\n";
+  TimePicks(state, picker, pool, req);
 }
 BENCHMARK(BM_PickGieDefault)->Arg(8)->Arg(100)->Arg(1000);
 
@@ -96,16 +102,7 @@ void BM_PickLoadOnly(benchmark::State& state) {
   SchedulerPicker picker(c, static_cast<uint32_t>(n), 1'000'000'000);
   InspectedRequest req;
   req.model = "m";
-  PickContext ctx;
-  ctx.request = &req;
-  uint64_t r = 1;
-  FallbackList out;
-  for (auto _ : state) {
-    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
-    out.clear();
-    picker.Pick(ctx, pool.candidates, out);
-    benchmark::DoNotOptimize(out);
-  }
+  TimePicks(state, picker, pool, req);
 }
 BENCHMARK(BM_PickLoadOnly)->Arg(8)->Arg(100)->Arg(1000);
 

@@ -173,7 +173,7 @@ std::vector<int> ParsePorts(const std::string& ready) {
 struct Configuration {
   std::string name;
   std::string policy;  // used when `config` is empty
-  std::string config;  // full gateway YAML with {endpoints} / {model} placeholders
+  std::string config;  // full gateway YAML with {endpoints} / {models} / {model} placeholders
 };
 
 struct Experiment {
@@ -352,20 +352,24 @@ std::string GatewayYaml(const Experiment& e, const Configuration& c,
                         const std::vector<std::string>& urls) {
   std::string eps;
   for (const auto& u : urls) eps += "      - " + u + "\n";
+  // The workload's model and the fleet's LoRA adapters, all served by pool `fleet`.
+  std::string models = "  - name: " + e.workload.model + "\n    pool: fleet\n";
+  for (const auto& l : e.loras) {
+    models += "  - name: " + l + "\n    pool: fleet\n    parent: " + e.workload.model + "\n";
+  }
   if (!c.config.empty()) {
     std::string y = c.config;
     for (auto [ph, val] :
-         {std::pair<std::string, std::string>{"{endpoints}", eps}, {"{model}", e.workload.model}}) {
+         {std::pair<std::string, std::string>{"{endpoints}", eps},
+          {"{models}", models},
+          {"{model}", e.workload.model}}) {
       size_t p;
       while ((p = y.find(ph)) != std::string::npos) y.replace(p, ph.size(), val);
     }
     return y;
   }
   std::string y = "pools:\n  - name: fleet\n    policy: " + c.policy + "\n    endpoints:\n" + eps;
-  y += "models:\n  - name: " + e.workload.model + "\n    pool: fleet\n";
-  for (const auto& l : e.loras) {
-    y += "  - name: " + l + "\n    pool: fleet\n    parent: " + e.workload.model + "\n";
-  }
+  y += "models:\n" + models;
   y += "access_log:\n  enabled: false\n";
   return y;
 }
@@ -396,6 +400,7 @@ RunSummary RunPoint(const LoadOptions& options, const std::vector<WorkloadReques
       s.prefix_queries = after->queries - before->queries;
       s.prefix_hits = after->hits - before->hits;
       if (s.prefix_queries > 0) s.prefix_hit_rate = s.prefix_hits / s.prefix_queries;
+      s.adapter_loads = after->lora_loads - before->lora_loads;
     }
   }
   return s;

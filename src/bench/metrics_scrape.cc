@@ -21,6 +21,7 @@ PrefixCacheCounters ParsePrefixCacheCounters(std::string_view text) {
   ParsePrometheusText(text, text.size(), [&](const PrometheusSample& sample) {
     if (sample.name == "vllm:prefix_cache_queries_total") c.queries += sample.value;
     if (sample.name == "vllm:prefix_cache_hits_total") c.hits += sample.value;
+    if (sample.name == "tokenway_sim_lora_loads_total") c.lora_loads += sample.value;
   });
   return c;
 }
@@ -103,6 +104,7 @@ StatusOr<PrefixCacheCounters> ScrapePrefixCache(const std::vector<std::string>& 
     PrefixCacheCounters c = ParsePrefixCacheCounters(*body);
     total.queries += c.queries;
     total.hits += c.hits;
+    total.lora_loads += c.lora_loads;
   }
   return total;
 }

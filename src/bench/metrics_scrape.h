@@ -1,4 +1,5 @@
-// Reads an engine's Prometheus /metrics before and after a run, for the prefix-cache hit rate.
+// Reads an engine's Prometheus /metrics before and after a run, for the prefix-cache hit rate
+// and (from tokenway-sim) the number of LoRA adapter loads.
 #pragma once
 
 #include <string>
@@ -12,6 +13,7 @@ namespace tokenway::bench {
 struct PrefixCacheCounters {
   double queries = 0;  // vllm:prefix_cache_queries_total (tokens), summed over label sets
   double hits = 0;     // vllm:prefix_cache_hits_total
+  double lora_loads = 0;  // tokenway_sim_lora_loads_total (the simulator's adapter loads)
 };
 
 // Sums the counters in a Prometheus text body.

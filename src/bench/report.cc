@@ -185,6 +185,8 @@ std::string ToJson(const std::vector<RunSummary>& runs, const std::string& meta_
     out += ",\"prefix_cache_hits\":" + Fmt("%.0f", r.prefix_hits);
     out += ",\"cached_token_share\":" +
            (r.cached_token_share >= 0 ? Fmt("%.6f", r.cached_token_share) : std::string("null"));
+    out += ",\"adapter_loads\":" +
+           (r.adapter_loads >= 0 ? Fmt("%.0f", r.adapter_loads) : std::string("null"));
     out += '}';
   }
   out += "\n]}\n";
@@ -216,15 +218,16 @@ std::string ToMarkdown(const std::vector<RunSummary>& runs, const std::string& t
   out += "\n## Throughput, goodput, cache\n\n";
   out += "| config | offered rate | succeeded | failed | req/s | output tok/s | goodput req/s (" +
          (runs.empty() ? std::string() : runs[0].slo.ToString()) +
-         ") | SLO attainment | prefix hit rate | cached-token share |\n";
-  out += "|---|---|---|---|---|---|---|---|---|---|\n";
+         ") | SLO attainment | prefix hit rate | cached-token share | adapter loads |\n";
+  out += "|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : runs) {
     out += "| " + r.label + " | " + rate(r) + " | " + std::to_string(r.succeeded) + " | " +
            std::to_string(r.error_total) + " | " + Fmt("%.2f", r.request_rate) + " | " +
            Fmt("%.1f", r.output_token_rate) + " | " + Fmt("%.2f", r.goodput) + " | " +
            Fmt("%.1f %%", r.slo_attainment * 100) + " | " +
            (r.prefix_hit_rate >= 0 ? Fmt("%.1f %%", r.prefix_hit_rate * 100) : "—") + " | " +
-           (r.cached_token_share >= 0 ? Fmt("%.1f %%", r.cached_token_share * 100) : "—") + " |\n";
+           (r.cached_token_share >= 0 ? Fmt("%.1f %%", r.cached_token_share * 100) : "—") + " | " +
+           (r.adapter_loads >= 0 ? Fmt("%.0f", r.adapter_loads) : "—") + " |\n";
   }
   out += "\n## Errors by kind\n\n| config | offered rate |";
   for (size_t k = 1; k < kErrorKinds; ++k) {

@@ -38,6 +38,7 @@ struct RunSummary {
   Summary ttft, tpot, itl, e2e;  // seconds
   double prefix_hit_rate = -1;   // from /metrics deltas, [0,1]; -1: not scraped
   double prefix_queries = 0, prefix_hits = 0;
+  double adapter_loads = -1;  // LoRA adapter loads in the fleet during the run; -1: not scraped
   double cached_token_share = -1;  // Σcached_tokens / Σprompt_tokens from usage; -1: not reported
   std::vector<double> ttft_sorted;  // for CDF plots
 };

@@ -2,8 +2,8 @@
 // signals (queue, running, KV utilisation, LoRA adapters) into EndpointState::engine.
 //
 // Every `engine_metrics.interval` each distinct endpoint of the current Runtime gets one
-// GET <engine_metrics.path>, unless its previous fetch is still running (at most one fetch per
-// endpoint in flight). Each fetch has `timeout` and reads at most `max_body_bytes`; the body is
+// GET <engine_metrics.path> on a kept-alive connection, unless its previous fetch is still
+// running (at most one fetch per endpoint in flight). Each fetch has `timeout` and reads at most `max_body_bytes`; the body is
 // decoded by the endpoint's engine adapter (routing/engine_adapter.h; an endpoint listed in
 // several pools has one engine, which the config loader enforces). A failed fetch, a non-2xx
 // answer, an oversized or unusable body marks the signals invalid and counts a scrape failure;
@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "control/http_get.h"
 #include "control/runtime.h"
 
 namespace tokenway {
@@ -34,7 +35,9 @@ class EngineScraper {
     bool ok = false;
     std::string body;
   };
-  static boost::asio::awaitable<Fetched> Fetch(PoolEndpoint endpoint, EngineMetricsConfig config);
+  // `keep`: a connection to reuse and keep open (null: a fresh one, closed afterwards).
+  static boost::asio::awaitable<Fetched> Fetch(PoolEndpoint endpoint, EngineMetricsConfig config,
+                                               std::shared_ptr<KeptConnection> keep = nullptr);
 
  private:
   boost::asio::awaitable<void> Loop();

@@ -44,9 +44,18 @@ FlowController::Admission FlowController::Admit(const FlowView& view, int32_t pr
     counters_.dispatched_direct.fetch_add(1, std::memory_order_relaxed);
     return Admission::kDispatch;
   }
+  // With no eligible endpoint at all, waiting cannot help: the route step answers 503 at once.
+  bool any_eligible = false;
+  for (const EndpointState* e : view.endpoints) any_eligible = any_eligible || e->Eligible(now_ns);
+  if (!any_eligible) return Admission::kDispatch;
   std::lock_guard lock(mu_);
   bool room = HasRoom(view, now_ns);
-  if (priority < 0 && !room) {
+  if (priority < 0) {
+    // Sheddable requests never wait: through if they could go now, else refused.
+    if (room && queued_.load(std::memory_order_relaxed) == 0) {
+      counters_.dispatched_direct.fetch_add(1, std::memory_order_relaxed);
+      return Admission::kDispatch;
+    }
     counters_.shed.fetch_add(1, std::memory_order_relaxed);
     return Admission::kShed;
   }

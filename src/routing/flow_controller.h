@@ -10,7 +10,8 @@
 //
 // While the pool has room and nothing waits, Admit() says "dispatch" without taking a lock (the
 // fast path every request takes on an unloaded pool). Otherwise sheddable requests (priority < 0)
-// are refused, and the rest wait in per-priority bands of at most `max_queue` requests each. The
+// are refused — they never wait, also not behind others while room is being handed out — and
+// the rest wait in per-priority bands of at most `max_queue` requests each. The
 // highest band is always served first; within a band, flows (a tenant, a user) take turns, so one
 // busy flow cannot starve a quiet one. Waiters are released one at a time: the released request
 // picks its endpoint on its own worker (so the pick sees the freshest load), bumps that
@@ -78,9 +79,10 @@ class FlowController {
 
   explicit FlowController(std::string pool) : pool_(std::move(pool)) {}
 
-  // A request arrives (worker thread). kDispatch: pick and forward now. kQueued: the controller
+  // A request arrives (worker thread). kDispatch: pick and forward now (also when no endpoint
+  // is eligible at all, so the caller fails fast instead of queueing). kQueued: the controller
   // holds `waiter` until it calls Wake(); the caller then, or on TTL/abort, calls Settle().
-  // kShed: sheddable and the pool is saturated (429). kQueueFull: its band is full (503).
+  // kShed: sheddable and it cannot go at once (429). kQueueFull: its band is full (503).
   Admission Admit(const FlowView& view, int32_t priority, uint64_t flow,
                   const std::shared_ptr<FlowWaiter>& waiter, int64_t now_ns);
 

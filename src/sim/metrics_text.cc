@@ -108,6 +108,14 @@ std::string Join(const std::vector<std::string>& names) {
   return out;
 }
 
+// Finished requests by reason, as vLLM and trtllm-serve both publish them.
+void SuccessFamily(Exposition& x, const char* name, const EngineStats& s) {
+  x.Family(name, "counter", "Count of successfully processed requests.");
+  x.Sample(name, "finished_reason=\"stop\"", static_cast<double>(s.success_stop));
+  x.Sample(name, "finished_reason=\"length\"", static_cast<double>(s.success_length));
+  x.Sample(name, "finished_reason=\"abort\"", static_cast<double>(s.success_abort));
+}
+
 void RenderVllm(const Engine& engine, const MetricsContext& context, Exposition& x) {
   const EngineStats& s = engine.stats();
   x.Gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
@@ -128,13 +136,10 @@ void RenderVllm(const Engine& engine, const MetricsContext& context, Exposition&
             static_cast<double>(s.prompt_tokens));
   x.Counter("vllm:generation_tokens_total", "Number of generation tokens processed.",
             static_cast<double>(s.generation_tokens));
-  x.Family("vllm:request_success_total", "counter", "Count of successfully processed requests.");
-  x.Sample("vllm:request_success_total", "finished_reason=\"stop\"",
-           static_cast<double>(s.success_stop));
-  x.Sample("vllm:request_success_total", "finished_reason=\"length\"",
-           static_cast<double>(s.success_length));
-  x.Sample("vllm:request_success_total", "finished_reason=\"abort\"",
-           static_cast<double>(s.success_abort));
+  x.Counter("tokenway_sim_lora_loads_total",
+            "LoRA adapters loaded into a slot (simulator-only series, for benchmarks).",
+            static_cast<double>(s.lora_loads));
+  SuccessFamily(x, "vllm:request_success_total", s);
   x.HistogramFamily("vllm:time_to_first_token_seconds",
                     "Histogram of time to first token in seconds.", s.time_to_first_token);
   x.HistogramFamily("vllm:inter_token_latency_seconds",
@@ -206,13 +211,7 @@ void RenderTrtllmServe(const Engine& engine, Exposition& x) {
   const EngineStats& s = engine.stats();
   const KvBlockPool& kv = engine.kv_pool();
   const double finished = static_cast<double>(s.success_stop + s.success_length + s.success_abort);
-  x.Family("trtllm_request_success_total", "counter", "Count of successfully processed requests.");
-  x.Sample("trtllm_request_success_total", "finished_reason=\"stop\"",
-           static_cast<double>(s.success_stop));
-  x.Sample("trtllm_request_success_total", "finished_reason=\"length\"",
-           static_cast<double>(s.success_length));
-  x.Sample("trtllm_request_success_total", "finished_reason=\"abort\"",
-           static_cast<double>(s.success_abort));
+  SuccessFamily(x, "trtllm_request_success_total", s);
   x.HistogramFamily("trtllm_e2e_request_latency_seconds",
                     "Histogram of end to end request latency in seconds.", s.e2e_request_latency);
   x.HistogramFamily("trtllm_time_to_first_token_seconds",

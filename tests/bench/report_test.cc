@@ -81,9 +81,11 @@ TEST(ReportTest, PrefixCacheCounters) {
       "vllm:prefix_cache_hits_total{model_name=\"m\",engine=\"0\"} 250.0\n"
       "vllm:prefix_cache_queries_total_other 7\n"
       "vllm:prefix_cache_hits_total{model_name=\"m\",engine=\"1\"} 50\n"
-      "vllm:prefix_cache_queries 3\n");
+      "vllm:prefix_cache_queries 3\n"
+      "tokenway_sim_lora_loads_total{engine=\"0\",model_name=\"m\"} 12\n");
   EXPECT_DOUBLE_EQ(c.queries, 1000);
   EXPECT_DOUBLE_EQ(c.hits, 300);
+  EXPECT_DOUBLE_EQ(c.lora_loads, 12);
 }
 
 TEST(ReportTest, UrlsAndBodies) {

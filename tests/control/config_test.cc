@@ -468,7 +468,8 @@ TEST(ConfigTest, EveryEngineNameIsAccepted) {
 }
 
 TEST(ConfigTest, EndpointEnginesAcceleratorsAndCapacities) {
-  auto r = ParseConfig(
+  // The first pool of both files below.
+  const std::string mixed =
       "pools:\n"
       "  - name: mixed\n"
       "    engine: trtllm-serve\n"
@@ -480,7 +481,9 @@ TEST(ConfigTest, EndpointEnginesAcceleratorsAndCapacities) {
       "      - url: http://h:4\n"
       "        engine: triton-tensorrt-llm\n"
       "        capacity: 3\n"
-      "      - {url: http://h:5, accelerator: H100-80GB, engine: vllm}\n"
+      "      - {url: http://h:5, accelerator: H100-80GB, engine: vllm}\n";
+  auto r = ParseConfig(
+      mixed +
       "  - name: again\n"
       "    accelerators: {A100: 0.45}\n"
       "    endpoints: [{url: http://h:2, engine: trtllm-serve, accelerator: A100-40GB,\n"
@@ -492,18 +495,7 @@ TEST(ConfigTest, EndpointEnginesAcceleratorsAndCapacities) {
   EXPECT_NE(r.status().message().find("gw.yaml:15:"), std::string::npos) << r.status().message();
 
   r = ParseConfig(
-      "pools:\n"
-      "  - name: mixed\n"
-      "    engine: trtllm-serve\n"
-      "    accelerators: {H100-80GB: 1.0, A100-40GB: 0.45}\n"
-      "    endpoints:\n"
-      "      - http://h:1\n"
-      "      - {url: http://h:2, accelerator: A100-40GB}\n"
-      "      - {url: http://h:3, accelerator: A100-40GB, capacity: 0.5}\n"
-      "      - url: http://h:4\n"
-      "        engine: triton-tensorrt-llm\n"
-      "        capacity: 3\n"
-      "      - {url: http://h:5, accelerator: H100-80GB, engine: vllm}\n"
+      mixed +
       "  - name: again\n"
       "    engine: trtllm-serve\n"
       "    accelerators: {A100-40GB: 0.45}\n"

@@ -232,7 +232,8 @@ class EngineSaturationTest(unittest.TestCase):
             with Gateway(config) as gw:
                 self.assertTrue(wait_until(
                     lambda: not pool_json(gw)["flow_control"]["saturated"]))
-                normal = [Background(gw, max_tokens=40) for _ in range(8)]
+                # Long enough that the fleet stays saturated for seconds.
+                normal = [Background(gw, max_tokens=120) for _ in range(8)]
                 self.assertTrue(wait_until(lambda: pool_json(gw)["flow_control"]["saturated"]))
                 shed = [post_json(gw.base + "/v1/chat/completions", chat_body(BATCH))
                         for _ in range(3)]

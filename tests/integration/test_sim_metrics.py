@@ -23,6 +23,7 @@ VLLM_NAMES = {
     "vllm:request_queue_time_seconds": "histogram",
     "vllm:lora_requests_info": "gauge",
     "vllm:cache_config_info": "gauge",
+    "tokenway_sim_lora_loads_total": "counter",
 }
 SGLANG_NAMES = {
     "sglang:num_queue_reqs": "gauge",
@@ -195,6 +196,20 @@ class SimTensorrtLlmDialectsTest(unittest.TestCase):
         self.assertEqual(metric_value(text, "nv_inference_request_success"), 3)
         self.assertEqual(blocks("max")(text), blocks("used")(text) + blocks("free")(text))
         self.assertEqual(requests("max")(text), 1)  # --max-num-seqs
+
+
+class LoraLoadsTest(unittest.TestCase):
+    def test_adapter_loads_are_counted(self):
+        with twtest.Sim(1, ["--lora", "ad1", "--lora", "ad2", "--max-loras", "1"]) as sim:
+            url = sim.urls[0]
+            loads = []
+            for model in ("ad1", "ad1", "ad2", "ad2", "ad1"):
+                st, _, _, raw = twtest.post_json(url + "/v1/chat/completions",
+                                                 twtest.chat_body(model, "hi", max_tokens=2))
+                self.assertEqual(st, 200, raw)
+                loads.append(metric_value(metrics(url), "tokenway_sim_lora_loads_total"))
+            # One slot: a load for each switch of adapter, none while the adapter stays.
+            self.assertEqual(loads, [1, 1, 2, 2, 3])
 
 
 if __name__ == "__main__":

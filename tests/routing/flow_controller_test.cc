@@ -76,6 +76,21 @@ TEST_F(FlowControllerTest, ShedsSheddableAndQueuesOthersWhenSaturated) {
   EXPECT_TRUE(rec_.woken.empty());
 }
 
+TEST_F(FlowControllerTest, SheddableNeverWaitsBehindOthers) {
+  Fill();
+  auto a = W(1);
+  fc_.Admit(view(), 0, 0, a, kNow);
+  FreeOne();  // room, but a waits for it
+  EXPECT_EQ(fc_.Admit(view(), -1, 0, W(2), kNow), FlowController::Admission::kShed);
+  fc_.Kick(view(), kNow);
+  EXPECT_EQ(fc_.Settle(*a, kNow), FlowController::Settlement::kReleased);
+  raw_[0]->in_flight.fetch_add(1);
+  fc_.DispatchDone(view(), kNow);
+  raw_[0]->in_flight.store(0);
+  // Nothing waits and there is room: the sheddable request goes.
+  EXPECT_EQ(fc_.Admit(view(), -1, 0, W(3), kNow), FlowController::Admission::kDispatch);
+}
+
 TEST_F(FlowControllerTest, StrictPriorityBetweenBands) {
   Fill();
   std::vector<std::shared_ptr<TestWaiter>> ws;
@@ -184,6 +199,13 @@ TEST_F(FlowControllerTest, StalledReleaseDoesNotBlockTheQueueForever) {
   EXPECT_EQ(rec_.woken.size(), 1u);
   fc_.Kick(view(), kNow + 200'000'000);  // a vanished: after the grace period b goes
   EXPECT_EQ(rec_.woken, std::vector<int>({1, 2}));
+}
+
+TEST_F(FlowControllerTest, NoEligibleEndpointFailsFastInsteadOfQueueing) {
+  Fill();
+  for (auto* s : raw_) s->healthy.store(false);
+  EXPECT_EQ(fc_.Admit(view(), 0, 0, W(1), kNow), FlowController::Admission::kDispatch);
+  EXPECT_EQ(fc_.waiting(), 0u);
 }
 
 TEST_F(FlowControllerTest, EngineSignalsDecideRoom) {
