@@ -324,66 +324,53 @@ std::string AdminServer::RenderMetrics() const {
              {{"kind", ClientErrorName(static_cast<ClientError>(k))}}, v);
   }
 
-  t.Family("tokenway_endpoint_in_flight", "gauge", "Requests in flight per endpoint.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_in_flight", {{"pool", pool->name}, {"endpoint", ep.url}},
-               static_cast<double>(ep.state->in_flight.load()));
+  // One sample per endpoint of every pool; `value` reads the endpoint's live state.
+  auto per_endpoint = [&](const char* name, const char* type, const char* help, auto value) {
+    t.Family(name, type, help);
+    for (const auto& pool : rt->pools) {
+      for (const auto& ep : pool->endpoints) {
+        t.Sample(name, {{"pool", pool->name}, {"endpoint", ep.url}}, value(*ep.state));
+      }
     }
-  }
-  t.Family("tokenway_endpoint_healthy", "gauge",
-           "1 when the endpoint passes active health checks.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_healthy", {{"pool", pool->name}, {"endpoint", ep.url}},
-               ep.state->healthy.load() ? 1.0 : 0.0);
-    }
-  }
-  t.Family("tokenway_endpoint_ejected", "gauge",
-           "1 while the endpoint is ejected after consecutive failures.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_ejected", {{"pool", pool->name}, {"endpoint", ep.url}},
-               ep.state->Ejected(now) ? 1.0 : 0.0);
-    }
-  }
-  t.Family("tokenway_endpoint_requests_total", "counter", "Upstream attempts per endpoint.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_requests_total", {{"pool", pool->name}, {"endpoint", ep.url}},
-               Load(ep.state->requests_total));
-    }
-  }
-  t.Family("tokenway_endpoint_failures_total", "counter", "Failed attempts per endpoint.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_failures_total", {{"pool", pool->name}, {"endpoint", ep.url}},
-               Load(ep.state->failures_total));
-    }
-  }
-  t.Family("tokenway_endpoint_ejections_total", "counter", "Passive ejections per endpoint.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_ejections_total", {{"pool", pool->name}, {"endpoint", ep.url}},
-               Load(ep.state->ejections_total));
-    }
-  }
-  t.Family("tokenway_endpoint_prefill_tokens", "gauge",
-           "Estimated prompt tokens of in-flight requests not yet past prefill, per endpoint.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_prefill_tokens", {{"pool", pool->name}, {"endpoint", ep.url}},
-               static_cast<double>(ep.state->prefill_tokens.load()));
-    }
-  }
-  t.Family("tokenway_endpoint_decode_tokens", "gauge",
-           "Estimated output tokens still to generate for in-flight requests, per endpoint.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_endpoint_decode_tokens", {{"pool", pool->name}, {"endpoint", ep.url}},
-               static_cast<double>(ep.state->decode_tokens.load()));
-    }
-  }
+  };
+  per_endpoint("tokenway_endpoint_in_flight", "gauge", "Requests in flight per endpoint.",
+               [](const EndpointState& s) { return static_cast<double>(s.in_flight.load()); });
+  per_endpoint("tokenway_endpoint_healthy", "gauge",
+               "1 when the endpoint passes active health checks.",
+               [](const EndpointState& s) { return s.healthy.load() ? 1.0 : 0.0; });
+  per_endpoint("tokenway_endpoint_ejected", "gauge",
+               "1 while the endpoint is ejected after consecutive failures.",
+               [&](const EndpointState& s) { return s.Ejected(now) ? 1.0 : 0.0; });
+  per_endpoint("tokenway_endpoint_requests_total", "counter", "Upstream attempts per endpoint.",
+               [](const EndpointState& s) { return Load(s.requests_total); });
+  per_endpoint("tokenway_endpoint_failures_total", "counter", "Failed attempts per endpoint.",
+               [](const EndpointState& s) { return Load(s.failures_total); });
+  per_endpoint("tokenway_endpoint_ejections_total", "counter", "Passive ejections per endpoint.",
+               [](const EndpointState& s) { return Load(s.ejections_total); });
+  per_endpoint(
+      "tokenway_endpoint_prefill_tokens", "gauge",
+      "Estimated prompt tokens of in-flight requests not yet past prefill, per endpoint.",
+      [](const EndpointState& s) { return static_cast<double>(s.prefill_tokens.load()); });
+  per_endpoint(
+      "tokenway_endpoint_decode_tokens", "gauge",
+      "Estimated output tokens still to generate for in-flight requests, per endpoint.",
+      [](const EndpointState& s) { return static_cast<double>(s.decode_tokens.load()); });
+  per_endpoint("tokenway_engine_signals_valid", "gauge",
+               "1 while the endpoint's engine metrics are fresh and usable.",
+               [](const EndpointState& s) { return s.engine.valid.load() ? 1.0 : 0.0; });
+  per_endpoint("tokenway_engine_waiting", "gauge", "Requests waiting in the engine (last scrape).",
+               [](const EndpointState& s) { return static_cast<double>(s.engine.waiting.load()); });
+  per_endpoint("tokenway_engine_running", "gauge", "Requests running in the engine (last scrape).",
+               [](const EndpointState& s) { return static_cast<double>(s.engine.running.load()); });
+  per_endpoint(
+      "tokenway_engine_kv_utilisation", "gauge", "Engine KV-cache utilisation, 0..1 (last scrape).",
+      [](const EndpointState& s) { return static_cast<double>(s.engine.kv_utilisation.load()); });
+  per_endpoint("tokenway_engine_scrape_failures_total", "counter",
+               "Engine /metrics scrapes that failed or were unusable.",
+               [](const EndpointState& s) { return Load(s.engine.scrape_failures_total); });
+  per_endpoint("tokenway_engine_signals_stale_total", "counter",
+               "Times an endpoint's engine signals aged past engine_metrics.stale_after.",
+               [](const EndpointState& s) { return Load(s.engine.stale_total); });
 
   // Flow control, per flow-controlled pool.
   t.Family("tokenway_pool_saturated", "gauge",
@@ -430,42 +417,6 @@ std::string AdminServer::RenderMetrics() const {
                 static_cast<double>(Load(c.queue_time_sum_us)) / 1e6);
   }
 
-  auto engine_gauge = [&](const char* name, const char* help, auto value) {
-    t.Family(name, "gauge", help);
-    for (const auto& pool : rt->pools) {
-      for (const auto& ep : pool->endpoints) {
-        t.Sample(name, {{"pool", pool->name}, {"endpoint", ep.url}},
-                 static_cast<double>(value(ep.state->engine)));
-      }
-    }
-  };
-  engine_gauge("tokenway_engine_signals_valid",
-               "1 while the endpoint's engine metrics are fresh and usable.",
-               [](const EngineSignals& e) { return e.valid.load(std::memory_order_relaxed); });
-  engine_gauge("tokenway_engine_waiting", "Requests waiting in the engine (last scrape).",
-               [](const EngineSignals& e) { return e.waiting.load(std::memory_order_relaxed); });
-  engine_gauge("tokenway_engine_running", "Requests running in the engine (last scrape).",
-               [](const EngineSignals& e) { return e.running.load(std::memory_order_relaxed); });
-  engine_gauge(
-      "tokenway_engine_kv_utilisation", "Engine KV-cache utilisation, 0..1 (last scrape).",
-      [](const EngineSignals& e) { return e.kv_utilisation.load(std::memory_order_relaxed); });
-  t.Family("tokenway_engine_scrape_failures_total", "counter",
-           "Engine /metrics scrapes that failed or were unusable.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_engine_scrape_failures_total",
-               {{"pool", pool->name}, {"endpoint", ep.url}},
-               Load(ep.state->engine.scrape_failures_total));
-    }
-  }
-  t.Family("tokenway_engine_signals_stale_total", "counter",
-           "Times an endpoint's engine signals aged past engine_metrics.stale_after.");
-  for (const auto& pool : rt->pools) {
-    for (const auto& ep : pool->endpoints) {
-      t.Sample("tokenway_engine_signals_stale_total", {{"pool", pool->name}, {"endpoint", ep.url}},
-               Load(ep.state->engine.stale_total));
-    }
-  }
   t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");
   t.Sample("tokenway_config_reloads_total", {{"result", "success"}}, Load(*view_.reloads_ok));
   t.Sample("tokenway_config_reloads_total", {{"result", "failure"}}, Load(*view_.reloads_failed));
