@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "common/duration.h"
-#include "common/request_inspector.h"
 #include "common/json_writer.h"
+#include "common/request_inspector.h"
 #include "routing/endpoint_state.h"
 #include "routing/flow_controller.h"
 #include "routing/prefix_index.h"
@@ -28,8 +28,8 @@ struct FakePool {
     std::mt19937_64 rng(42);
     int64_t now = MonotonicNanos();
     for (size_t i = 0; i < n; ++i) {
-      states.emplace_back("http://10.0." + std::to_string(i / 256) + "." +
-                          std::to_string(i % 256) + ":8000");
+      states.emplace_back("http://10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256) +
+                          ":8000");
       EndpointState& s = states.back();
       s.engine.valid = true;
       s.engine.updated_at_ns = now + 3'600'000'000'000;  // fresh for the whole run
@@ -54,8 +54,8 @@ SchedulerConfig GieDefault() {
 }
 
 std::string Words(size_t bytes, uint64_t seed) {
-  static const char* kWords[] = {"the ", "model ", "routes ", "tokens ", "across ", "a ",
-                                 "fleet ", "of ", "engines ", "quickly "};
+  static const char* kWords[] = {"the ", "model ", "routes ", "tokens ",  "across ",
+                                 "a ",   "fleet ", "of ",     "engines ", "quickly "};
   std::mt19937_64 rng(seed);
   std::string s;
   s.reserve(bytes + 16);
@@ -124,8 +124,9 @@ BENCHMARK(BM_HashPrompt100kTokens)->Arg(8192)->Arg(1 << 20);
 // inspect the JSON body (model, stream, messages flattened), hash the prompt into blocks, score
 // 8 endpoints with the GIE default mix, and record the blocks for the chosen endpoint.
 void BM_Gateway100kTokenRequest(benchmark::State& state) {
-  std::string body = "{\"model\":\"meta-llama/Llama-3.1-8B-Instruct\",\"stream\":true,"
-                     "\"max_tokens\":256,\"messages\":[{\"role\":\"system\",\"content\":";
+  std::string body =
+      "{\"model\":\"meta-llama/Llama-3.1-8B-Instruct\",\"stream\":true,"
+      "\"max_tokens\":256,\"messages\":[{\"role\":\"system\",\"content\":";
   AppendJsonString(body, Words(300 * 1024, 3));
   body += "},{\"role\":\"user\",\"content\":";
   AppendJsonString(body, Words(100 * 1024, 4));

@@ -359,10 +359,9 @@ std::string GatewayYaml(const Experiment& e, const Configuration& c,
   }
   if (!c.config.empty()) {
     std::string y = c.config;
-    for (auto [ph, val] :
-         {std::pair<std::string, std::string>{"{endpoints}", eps},
-          {"{models}", models},
-          {"{model}", e.workload.model}}) {
+    for (auto [ph, val] : {std::pair<std::string, std::string>{"{endpoints}", eps},
+                           {"{models}", models},
+                           {"{model}", e.workload.model}}) {
       size_t p;
       while ((p = y.find(ph)) != std::string::npos) y.replace(p, ph.size(), val);
     }
@@ -564,16 +563,15 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     Child gw;
     std::string gw_log = out_dir + "/gateway-" + conf.name + ".log";
     std::remove(gw_log.c_str());
-    st = gw.Start({gw_bin, "--config", cfg_path, "--listen", "127.0.0.1:0", "--admin",
-                   "127.0.0.1:0", "--workers", std::to_string(e.gateway_workers),
-                   "--no-access-log"},
-                  gw_log, false);
+    st =
+        gw.Start({gw_bin, "--config", cfg_path, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                  "--workers", std::to_string(e.gateway_workers), "--no-access-log"},
+                 gw_log, false);
     bool up = false;
     int port = 0, admin = 0;
     for (int i = 0; st.ok() && i < 200 && !local_stop.load(); ++i) {
       if (admin == 0) std::tie(port, admin) = ListeningPorts(gw_log);
-      if (admin != 0 &&
-          HttpGet("http://127.0.0.1:" + std::to_string(admin) + "/healthz", 1).ok()) {
+      if (admin != 0 && HttpGet("http://127.0.0.1:" + std::to_string(admin) + "/healthz", 1).ok()) {
         up = true;
         break;
       }

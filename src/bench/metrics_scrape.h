@@ -11,8 +11,8 @@
 namespace tokenway::bench {
 
 struct PrefixCacheCounters {
-  double queries = 0;  // vllm:prefix_cache_queries_total (tokens), summed over label sets
-  double hits = 0;     // vllm:prefix_cache_hits_total
+  double queries = 0;     // vllm:prefix_cache_queries_total (tokens), summed over label sets
+  double hits = 0;        // vllm:prefix_cache_hits_total
   double lora_loads = 0;  // tokenway_sim_lora_loads_total (the simulator's adapter loads)
 };
 

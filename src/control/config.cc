@@ -131,8 +131,7 @@ class Loader {
     return *d;
   }
 
-  int64_t Signed(const YAML::Node& node, const std::string& field, int64_t min,
-                 int64_t max) const {
+  int64_t Signed(const YAML::Node& node, const std::string& field, int64_t min, int64_t max) const {
     if (!node.IsScalar()) Fail(node, field, "must be an integer");
     const std::string& s = node.Scalar();
     int64_t v = 0;
@@ -540,9 +539,9 @@ class Loader {
     for (size_t i = 0; i < pools.size(); ++i) {
       const YAML::Node& p = pools[i];
       std::string f = "pools[" + std::to_string(i) + "]";
-      ExpectMap(p, f,
-                {"name", "policy", "engine", "scheduler", "flow_control", "accelerators",
-                 "endpoints"});
+      ExpectMap(
+          p, f,
+          {"name", "policy", "engine", "scheduler", "flow_control", "accelerators", "endpoints"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");

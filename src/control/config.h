@@ -60,9 +60,9 @@ const std::string& EffectiveEngine(const PoolConfig& pool, const EndpointConfig&
 double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint);
 
 struct ModelConfig {
-  std::string name;    // what clients send in "model" and see in GET /v1/models
-  std::string pool;    // pool that serves it
-  std::string parent;  // base model when this is a LoRA adapter; empty otherwise
+  std::string name;      // what clients send in "model" and see in GET /v1/models
+  std::string pool;      // pool that serves it
+  std::string parent;    // base model when this is a LoRA adapter; empty otherwise
   int32_t priority = 0;  // flow-control priority; negative: sheddable under saturation
 };
 

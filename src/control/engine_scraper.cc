@@ -25,8 +25,9 @@ void EngineScraper::Start() {
   asio::co_spawn(ioc_, Loop(), asio::detached);
 }
 
-asio::awaitable<EngineScraper::Fetched> EngineScraper::Fetch(
-    PoolEndpoint endpoint, EngineMetricsConfig config, std::shared_ptr<KeptConnection> keep) {
+asio::awaitable<EngineScraper::Fetched> EngineScraper::Fetch(PoolEndpoint endpoint,
+                                                             EngineMetricsConfig config,
+                                                             std::shared_ptr<KeptConnection> keep) {
   Fetched result;
   auto body = co_await HttpGet(std::move(endpoint), config.path, config.timeout,
                                config.max_body_bytes, "tokenway-engine-scraper", std::move(keep));

@@ -3,12 +3,12 @@
 //
 // Every `engine_metrics.interval` each distinct endpoint of the current Runtime gets one
 // GET <engine_metrics.path> on a kept-alive connection, unless its previous fetch is still
-// running (at most one fetch per endpoint in flight). Each fetch has `timeout` and reads at most `max_body_bytes`; the body is
-// decoded by the endpoint's engine adapter (routing/engine_adapter.h; an endpoint listed in
-// several pools has one engine, which the config loader enforces). A failed fetch, a non-2xx
-// answer, an oversized or unusable body marks the signals invalid and counts a scrape failure;
-// signals older than `stale_after` are marked invalid and counted as stale. Scorers treat
-// invalid signals as saturated. Owned by the Gateway next to the HealthChecker.
+// running (at most one fetch per endpoint in flight). Each fetch has `timeout` and reads at most
+// `max_body_bytes`; the body is decoded by the endpoint's engine adapter (routing/engine_adapter.h;
+// an endpoint listed in several pools has one engine, which the config loader enforces). A failed
+// fetch, a non-2xx answer, an oversized or unusable body marks the signals invalid and counts a
+// scrape failure; signals older than `stale_after` are marked invalid and counted as stale. Scorers
+// treat invalid signals as saturated. Owned by the Gateway next to the HealthChecker.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

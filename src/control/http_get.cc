@@ -22,7 +22,9 @@ struct KeptConnection::State {
 
 KeptConnection::KeptConnection() : state_(std::make_unique<State>()) {}
 KeptConnection::~KeptConnection() = default;
-bool KeptConnection::open() const { return state_->stream.has_value(); }
+bool KeptConnection::open() const {
+  return state_->stream.has_value();
+}
 
 asio::awaitable<std::optional<std::string>> HttpGet(PoolEndpoint endpoint, std::string path,
                                                     Duration timeout, uint64_t body_limit,
@@ -64,8 +66,7 @@ asio::awaitable<std::optional<std::string>> HttpGet(PoolEndpoint endpoint, std::
       st.stream.reset();
       // The server may have closed a kept connection while it was idle: one fresh try, if time
       // is left and nothing of a response arrived.
-      bool idle_close = reused && !parser.got_some() &&
-                        std::chrono::steady_clock::now() < deadline;
+      bool idle_close = reused && !parser.got_some() && std::chrono::steady_clock::now() < deadline;
       if (idle_close) continue;
       co_return std::nullopt;
     }

@@ -110,8 +110,9 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
     }
     if (pc.scheduler.enabled) {
       std::shared_ptr<PrefixIndex> prefix;
-      bool wants_prefix = std::any_of(pc.scheduler.scorers.begin(), pc.scheduler.scorers.end(),
-                                      [](const ScorerConfig& s) { return s.name == "prefix-cache"; });
+      bool wants_prefix =
+          std::any_of(pc.scheduler.scorers.begin(), pc.scheduler.scorers.end(),
+                      [](const ScorerConfig& s) { return s.name == "prefix-cache"; });
       if (wants_prefix && pools) {
         std::vector<std::string> urls;
         for (const auto& ec : pc.endpoints) urls.push_back(ec.url);

@@ -347,14 +347,12 @@ std::string AdminServer::RenderMetrics() const {
                [](const EndpointState& s) { return Load(s.failures_total); });
   per_endpoint("tokenway_endpoint_ejections_total", "counter", "Passive ejections per endpoint.",
                [](const EndpointState& s) { return Load(s.ejections_total); });
-  per_endpoint(
-      "tokenway_endpoint_prefill_tokens", "gauge",
-      "Estimated prompt tokens of in-flight requests not yet past prefill, per endpoint.",
-      [](const EndpointState& s) { return static_cast<double>(s.prefill_tokens.load()); });
-  per_endpoint(
-      "tokenway_endpoint_decode_tokens", "gauge",
-      "Estimated output tokens still to generate for in-flight requests, per endpoint.",
-      [](const EndpointState& s) { return static_cast<double>(s.decode_tokens.load()); });
+  per_endpoint("tokenway_endpoint_prefill_tokens", "gauge",
+               "Estimated prompt tokens of in-flight requests not yet past prefill, per endpoint.",
+               [](const EndpointState& s) { return static_cast<double>(s.prefill_tokens.load()); });
+  per_endpoint("tokenway_endpoint_decode_tokens", "gauge",
+               "Estimated output tokens still to generate for in-flight requests, per endpoint.",
+               [](const EndpointState& s) { return static_cast<double>(s.decode_tokens.load()); });
   per_endpoint("tokenway_engine_signals_valid", "gauge",
                "1 while the endpoint's engine metrics are fresh and usable.",
                [](const EndpointState& s) { return s.engine.valid.load() ? 1.0 : 0.0; });
