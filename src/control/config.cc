@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <type_traits>
 
 #include "common/json_writer.h"
 #include "routing/engine_adapter.h"
@@ -75,19 +76,27 @@ class Loader {
     Fail(node, field, "must be true or false, got '" + s + "'");
   }
 
-  uint64_t Unsigned(const YAML::Node& node, const std::string& field, uint64_t min,
-                    uint64_t max) const {
-    if (!node.IsScalar()) Fail(node, field, "must be a number");
+  // An integer scalar in [min, max]; T's signedness decides what the messages ask for.
+  template <typename T>
+  T Integer(const YAML::Node& node, const std::string& field, T min, T max) const {
+    constexpr const char* kKind = std::is_signed_v<T> ? "an integer" : "a non-negative integer";
+    if (!node.IsScalar())
+      Fail(node, field, std::is_signed_v<T> ? "must be an integer" : "must be a number");
     const std::string& s = node.Scalar();
-    uint64_t v = 0;
+    T v = 0;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || ptr != s.data() + s.size()) {
-      Fail(node, field, "must be a non-negative integer, got '" + s + "'");
+      Fail(node, field, std::string("must be ") + kKind + ", got '" + s + "'");
     }
     if (v < min || v > max) {
       Fail(node, field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
     }
     return v;
+  }
+
+  uint64_t Unsigned(const YAML::Node& node, const std::string& field, uint64_t min,
+                    uint64_t max) const {
+    return Integer<uint64_t>(node, field, min, max);
   }
 
   // Sizes accept plain bytes or KiB/MiB/GiB suffixes.
@@ -132,17 +141,7 @@ class Loader {
   }
 
   int64_t Signed(const YAML::Node& node, const std::string& field, int64_t min, int64_t max) const {
-    if (!node.IsScalar()) Fail(node, field, "must be an integer");
-    const std::string& s = node.Scalar();
-    int64_t v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || ptr != s.data() + s.size()) {
-      Fail(node, field, "must be an integer, got '" + s + "'");
-    }
-    if (v < min || v > max) {
-      Fail(node, field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-    }
-    return v;
+    return Integer<int64_t>(node, field, min, max);
   }
 
   void LoadFlowControl(const YAML::Node& node, const std::string& f, FlowControlConfig& x) const {

@@ -26,8 +26,7 @@ namespace {
 
 // A request waiting in a flow-control queue. Wake() runs on whichever thread releases it and
 // only posts to the request's own worker, where the timer lives.
-class QueuedRequest final : public FlowWaiter,
-                            public std::enable_shared_from_this<QueuedRequest> {
+class QueuedRequest final : public FlowWaiter, public std::enable_shared_from_this<QueuedRequest> {
  public:
   explicit QueuedRequest(asio::io_context& io) : timer(io) {}
   void Wake() override {
@@ -68,7 +67,8 @@ asio::awaitable<bool> ClientSession::Admit(const RequestParser& parser, const Po
   rec.priority = priority;
   uint64_t flow = 0;
   if (fc.fairness_key == "user") {
-    if (!inspected_.user.empty()) flow = XXH3_64bits(inspected_.user.data(), inspected_.user.size());
+    if (!inspected_.user.empty())
+      flow = XXH3_64bits(inspected_.user.data(), inspected_.user.size());
   } else if (fc.fairness_key.size() > 7 && fc.fairness_key.rfind("header:", 0) == 0) {
     std::string_view key = parser.FindHeader(base, std::string_view(fc.fairness_key).substr(7));
     if (!key.empty()) flow = XXH3_64bits(key.data(), key.size());
@@ -84,10 +84,11 @@ asio::awaitable<bool> ClientSession::Admit(const RequestParser& parser, const Po
     case FlowController::Admission::kShed:
       rec.status = 429;
       rec.error_code = "pool_saturated";
-      co_await WriteError(429,
-                          "pool '" + pool.name +
-                              "' is saturated and this request's priority is sheddable; retry later",
-                          "pool_saturated");
+      co_await WriteError(
+          429,
+          "pool '" + pool.name +
+              "' is saturated and this request's priority is sheddable; retry later",
+          "pool_saturated");
       co_return false;
     case FlowController::Admission::kQueueFull:
       rec.status = 503;
@@ -110,25 +111,17 @@ asio::awaitable<bool> ClientSession::Admit(const RequestParser& parser, const Po
   }
   now = MonotonicNanos();
   rec.queue_ns = now - rec.start_ns;
-  if (controller.Settle(*waiter, now) == FlowController::Settlement::kReleased) {
-    flow_release_ = &pool;
-    if (abort_->fired) {
-      FinishFlowRelease();
-      worker_.metrics().Count(ClientError::kDisconnected);
-      rec.status = 499;
-      rec.error_code = "client_disconnected";
-      keep_alive_ = false;
-      co_return false;
-    }
-    co_return true;
-  }
+  const bool released = controller.Settle(*waiter, now) == FlowController::Settlement::kReleased;
+  if (released) flow_release_ = &pool;  // owes DispatchDone(), also if the client left
   if (abort_->fired) {
+    FinishFlowRelease();
     worker_.metrics().Count(ClientError::kDisconnected);
     rec.status = 499;
     rec.error_code = "client_disconnected";
     keep_alive_ = false;
     co_return false;
   }
+  if (released) co_return true;
   rec.status = 503;
   rec.error_code = "queue_timeout";
   co_await WriteError(503,

@@ -71,8 +71,7 @@ class EndpointLoad {
   int64_t decode_;
 };
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
                                            std::string_view body, size_t padding) {

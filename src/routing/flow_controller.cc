@@ -39,8 +39,8 @@ FlowController::Admission FlowController::Admit(const FlowView& view, int32_t pr
                                                 uint64_t flow,
                                                 const std::shared_ptr<FlowWaiter>& waiter,
                                                 int64_t now_ns) {
-  if (queued_.load(std::memory_order_acquire) == 0 &&
-      !releasing_.load(std::memory_order_acquire) && HasRoom(view, now_ns)) {
+  if (queued_.load(std::memory_order_acquire) == 0 && !releasing_.load(std::memory_order_acquire) &&
+      HasRoom(view, now_ns)) {
     counters_.dispatched_direct.fetch_add(1, std::memory_order_relaxed);
     return Admission::kDispatch;
   }
@@ -93,7 +93,8 @@ FlowController::Settlement FlowController::Settle(FlowWaiter& waiter, int64_t no
       auto f = band.flows.find(waiter.flow_);
       if (f != band.flows.end()) {
         auto& q = f->second.waiters;
-        auto it = std::find_if(q.begin(), q.end(), [&](const auto& w) { return w.get() == &waiter; });
+        auto it =
+            std::find_if(q.begin(), q.end(), [&](const auto& w) { return w.get() == &waiter; });
         if (it != q.end()) {
           q.erase(it);
           --band.size;

@@ -484,24 +484,23 @@ TEST(ConfigTest, EndpointEnginesAcceleratorsAndCapacities) {
       "      - {url: http://h:5, accelerator: H100-80GB, engine: vllm}\n";
   auto r = ParseConfig(
       mixed +
-      "  - name: again\n"
-      "    accelerators: {A100: 0.45}\n"
-      "    endpoints: [{url: http://h:2, engine: trtllm-serve, accelerator: A100-40GB,\n"
-      "                 capacity: 0.45}]\n"
-      "models:\n  - {name: m, pool: mixed}\n",
+          "  - name: again\n"
+          "    accelerators: {A100: 0.45}\n"
+          "    endpoints: [{url: http://h:2, engine: trtllm-serve, accelerator: A100-40GB,\n"
+          "                 capacity: 0.45}]\n"
+          "models:\n  - {name: m, pool: mixed}\n",
       "gw.yaml");
   // The second pool names A100-40GB without declaring it.
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("gw.yaml:15:"), std::string::npos) << r.status().message();
 
-  r = ParseConfig(
-      mixed +
-      "  - name: again\n"
-      "    engine: trtllm-serve\n"
-      "    accelerators: {A100-40GB: 0.45}\n"
-      "    endpoints: [{url: http://h:2, accelerator: A100-40GB}]\n"
-      "models:\n  - {name: m, pool: mixed}\n",
-      "gw.yaml");
+  r = ParseConfig(mixed +
+                      "  - name: again\n"
+                      "    engine: trtllm-serve\n"
+                      "    accelerators: {A100-40GB: 0.45}\n"
+                      "    endpoints: [{url: http://h:2, accelerator: A100-40GB}]\n"
+                      "models:\n  - {name: m, pool: mixed}\n",
+                  "gw.yaml");
   ASSERT_TRUE(r.ok()) << r.status().message();
   const PoolConfig& p = r->pools[0];
   ASSERT_EQ(p.endpoints.size(), 5u);

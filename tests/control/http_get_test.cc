@@ -46,8 +46,8 @@ struct Server {
   asio::awaitable<void> Serve(tcp::socket sock) {
     std::string buf;
     for (;;) {
-      auto [ec, n] = co_await asio::async_read_until(sock, asio::dynamic_buffer(buf), "\r\n\r\n",
-                                                     kNoThrow);
+      auto [ec, n] =
+          co_await asio::async_read_until(sock, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
       if (ec) co_return;
       std::string head = buf.substr(0, n);
       buf.erase(0, n);
@@ -73,8 +73,8 @@ struct Server {
 };
 
 std::vector<std::optional<std::string>> GetAll(asio::io_context& io, Server& server,
-                                            std::vector<std::string> paths,
-                                            std::shared_ptr<KeptConnection> keep) {
+                                               std::vector<std::string> paths,
+                                               std::shared_ptr<KeptConnection> keep) {
   std::vector<std::optional<std::string>> out;
   asio::co_spawn(
       io,
