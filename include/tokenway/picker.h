@@ -22,6 +22,18 @@ struct PickCandidate {
   const EndpointState* state;
 };
 
+// The chosen endpoint's scores, for the request's trace span: the weighted total and each
+// scorer's own score in [0, 1]. Filled by a scoring picker (SchedulerPicker) only when the
+// caller passes one; simple policies leave it empty. Names are the scorers' static names.
+struct PickScores {
+  static constexpr uint32_t kCapacity = 8;
+  uint32_t count = 0;
+  bool filled = false;
+  double total = 0;
+  std::string_view names[kCapacity];
+  double values[kCapacity] = {};
+};
+
 // What a picker may look at besides the candidates.
 struct PickContext {
   const InspectedRequest* request = nullptr;
@@ -30,6 +42,8 @@ struct PickContext {
   // the pool names none or the request lacks it. A view into the request buffer, valid during
   // Pick().
   std::string_view session_key;
+  // Where to record the chosen endpoint's scores; null (the common case) records nothing.
+  PickScores* scores = nullptr;
 };
 
 // Ordered endpoint indices, best first; bounded so it lives on the stack.

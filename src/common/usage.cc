@@ -62,7 +62,10 @@ bool UsageReader::Parse(const char* data, size_t size, size_t capacity, UsageRea
     if (field.unescaped_key().get(key)) return false;
     od::value v;
     if (field.value().get(v)) return false;
-    if (key == "choices") {
+    if (key == "model") {
+      std::string_view model;
+      if (v.get_string().get(model) == simdjson::SUCCESS) out.model = model;
+    } else if (key == "choices") {
       od::array arr;
       if (v.get_array().get(arr) == simdjson::SUCCESS) {
         bool empty;

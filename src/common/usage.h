@@ -21,6 +21,7 @@ struct UsageReading {
   TokenUsage usage;
   bool has_usage = false;      // a non-null "usage" object was present
   bool choices_empty = false;  // "choices" was present and an empty array (the usage chunk)
+  std::string_view model;      // top-level "model"; valid until the reader parses again
 };
 
 // Parses payloads with simdjson; owns the parser and a padded scratch copy. Per worker.

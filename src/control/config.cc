@@ -15,6 +15,7 @@
 
 #include "common/json_writer.h"
 #include "routing/engine_adapter.h"
+#include "telemetry/otlp_endpoint.h"
 
 namespace tokenway {
 
@@ -393,6 +394,41 @@ class Loader {
     }
   }
 
+  void LoadTracing(const YAML::Node& t, TracingConfig& x) const {
+    ExpectMap(t, "tracing",
+              {"enabled", "endpoint", "sample_ratio", "service_name", "provider_name", "batch_size",
+               "batch_interval", "queue_size", "timeout"});
+    if (auto n = t["enabled"]) x.enabled = Bool(n, "tracing.enabled");
+    if (auto n = t["endpoint"]) {
+      x.endpoint = String(n, "tracing.endpoint");
+      auto target = ParseOtlpEndpoint(x.endpoint);
+      if (!target.ok()) Fail(n, "tracing.endpoint", target.status().message());
+    }
+    if (auto n = t["sample_ratio"]) {
+      if (!n.IsScalar()) Fail(n, "tracing.sample_ratio", "must be a number between 0 and 1");
+      const std::string& s = n.Scalar();
+      double v = 0;
+      auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || ptr != s.data() + s.size() || !(v >= 0) || v > 1) {
+        Fail(n, "tracing.sample_ratio", "must be a number between 0 and 1, got '" + s + "'");
+      }
+      x.sample_ratio = v;
+    }
+    if (auto n = t["service_name"]) {
+      x.service_name = String(n, "tracing.service_name");
+      if (x.service_name.empty()) Fail(n, "tracing.service_name", "must not be empty");
+    }
+    if (auto n = t["provider_name"]) x.provider_name = String(n, "tracing.provider_name");
+    if (auto n = t["batch_size"]) {
+      x.batch_size = static_cast<uint32_t>(Unsigned(n, "tracing.batch_size", 1, 65536));
+    }
+    if (auto n = t["batch_interval"]) x.batch_interval = Dur(n, "tracing.batch_interval");
+    if (auto n = t["queue_size"]) {
+      x.queue_size = static_cast<uint32_t>(Unsigned(n, "tracing.queue_size", 1, 1u << 20));
+    }
+    if (auto n = t["timeout"]) x.timeout = Dur(n, "tracing.timeout");
+  }
+
   GatewayConfig Load(const YAML::Node& root) {
     GatewayConfig c;
     c.source = source_;
@@ -403,7 +439,8 @@ class Loader {
     ExpectMap(
         root, "",
         {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
-         "upstream", "health", "streaming", "access_log", "engine_metrics", "pools", "models"});
+         "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics", "pools",
+         "models"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -502,6 +539,7 @@ class Loader {
       if (auto n = a["enabled"]) c.access_log.enabled = Bool(n, "access_log.enabled");
       if (auto n = a["path"]) c.access_log.path = String(n, "access_log.path");
     }
+    if (auto t = root["tracing"]) LoadTracing(t, c.tracing);
     if (auto e = root["engine_metrics"]) {
       ExpectMap(e, "engine_metrics",
                 {"enabled", "interval", "timeout", "stale_after", "path", "max_body_bytes"});
@@ -819,6 +857,16 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   o.append("},\"access_log\":{");
   boolean("enabled", c.access_log.enabled);
   str("path", c.access_log.path, false);
+  o.append("},\"tracing\":{");
+  boolean("enabled", c.tracing.enabled);
+  str("endpoint", c.tracing.endpoint);
+  o.append("\"sample_ratio\":").append(std::to_string(c.tracing.sample_ratio)).push_back(',');
+  str("service_name", c.tracing.service_name);
+  str("provider_name", c.tracing.provider_name);
+  num("batch_size", c.tracing.batch_size);
+  dur("batch_interval", c.tracing.batch_interval);
+  num("queue_size", c.tracing.queue_size);
+  dur("timeout", c.tracing.timeout, false);
   o.append("},\"engine_metrics\":{");
   boolean("enabled", c.engine_metrics.enabled);
   dur("interval", c.engine_metrics.interval);

@@ -112,6 +112,21 @@ struct AccessLogConfig {
   std::string path = "stdout";  // "stdout" or a file path
 };
 
+// OpenTelemetry tracing: one span per sampled request, exported as OTLP/HTTP JSON
+// (telemetry/otlp_exporter.h). sample_ratio and provider_name apply on reload; the rest only on
+// restart.
+struct TracingConfig {
+  bool enabled = false;
+  std::string endpoint = "http://127.0.0.1:4318";  // base URL; /v1/traces is appended
+  double sample_ratio = 0.1;  // for requests without a valid traceparent (parent-based otherwise)
+  std::string service_name = "tokenway";
+  std::string provider_name;  // gen_ai.provider.name; empty: the endpoint's engine (vllm, ...)
+  uint32_t batch_size = 512;
+  Duration batch_interval = std::chrono::seconds(1);
+  uint32_t queue_size = 2048;
+  Duration timeout = std::chrono::seconds(10);
+};
+
 // Scraping of every endpoint's /metrics for engine signals (control/engine_scraper.h).
 struct EngineMetricsConfig {
   bool enabled = true;
@@ -135,6 +150,7 @@ struct GatewayConfig {
   PassiveHealthConfig passive_health;
   StreamingConfig streaming;
   AccessLogConfig access_log;
+  TracingConfig tracing;
   EngineMetricsConfig engine_metrics;
   std::vector<PoolConfig> pools;
   std::vector<ModelConfig> models;

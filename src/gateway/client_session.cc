@@ -383,6 +383,7 @@ void ClientSession::Observe(RequestRecord& rec) {
     m.CountTokens(rec.model_slot, rec.usage.prompt_tokens, rec.usage.completion_tokens,
                   rec.usage.cached_tokens);
   }
+  if (rec.trace.sampled()) ExportSpan(rec, end);
   if (!runtime_->config.access_log.enabled) return;
   std::string& o = worker_.access_log().line();
   auto wall = std::chrono::system_clock::now().time_since_epoch();

@@ -19,6 +19,7 @@
 #include "common/usage.h"
 #include "http/deadline_sweep.h"
 #include "http/request_parser.h"
+#include "telemetry/trace_context.h"
 #include "tokenway/picker.h"
 
 namespace tokenway {
@@ -62,16 +63,27 @@ struct RequestRecord {
   uint64_t prompt_hash = 0;
   size_t request_bytes = 0;
   size_t response_bytes = 0;
+  // Tracing (gateway/tracing.cc): the trace context, and for a sampled request what its span
+  // reports beyond the above.
+  TraceContext trace;
+  bool drop_tracestate = false;  // the client's tracestate is not forwarded
+  std::string_view trace_state;  // the client's tracestate, when it is propagated
+  std::string_view engine;       // the chosen endpoint's engine (gen_ai.provider.name)
+  std::string response_model;    // sampled requests only
+  PickScores scores;             // the chosen endpoint's scores, sampled requests only
 
   // Back to a fresh record, keeping the strings' capacity for the next request.
   void Reset() {
     std::string id = std::move(request_id);
     std::string code = std::move(error_code);
+    std::string model = std::move(response_model);
     *this = RequestRecord{};
     request_id = std::move(id);
     request_id.clear();
     error_code = std::move(code);
     error_code.clear();
+    response_model = std::move(model);
+    response_model.clear();
   }
 };
 
@@ -124,6 +136,11 @@ class ClientSession {
   void StopAbortWatch();
   void Observe(RequestRecord& rec);
   void ChooseRequestId(const RequestParser& parser);
+  // Tracing hooks (tracing.cc): the request's trace context from its traceparent; the
+  // traceparent sent upstream; the span handed to the exporter at the end of a sampled request.
+  void BeginTrace(const RequestParser& parser);
+  void AppendTraceParent(std::string& head, const RequestParser& parser) const;
+  void ExportSpan(const RequestRecord& rec, int64_t end_ns);
 
   Worker& worker_;
   boost::asio::ip::tcp::socket socket_;

@@ -58,6 +58,13 @@ struct FileStamp {
   }
 };
 
+// The exporter is built once at start; only the sampling settings follow a reload.
+bool TracingNeedsRestart(const TracingConfig& a, const TracingConfig& b) {
+  return a.enabled != b.enabled || a.endpoint != b.endpoint || a.service_name != b.service_name ||
+         a.batch_size != b.batch_size || a.batch_interval != b.batch_interval ||
+         a.queue_size != b.queue_size || a.timeout != b.timeout;
+}
+
 FileStamp Stamp(const std::string& path) {
   struct stat st {};
   FileStamp s;
@@ -101,6 +108,22 @@ class Process {
     }
     uint32_t n =
         config.workers ? config.workers : std::max(1u, std::thread::hardware_concurrency());
+    if (config.tracing.enabled) {
+      OtlpExporterOptions o;
+      o.endpoint = config.tracing.endpoint;
+      o.service_name = config.tracing.service_name;
+      o.workers = n;
+      o.batch_size = config.tracing.batch_size;
+      o.batch_interval = config.tracing.batch_interval;
+      o.queue_size = config.tracing.queue_size;
+      o.timeout = config.tracing.timeout;
+      auto exporter = OtlpExporter::Create(std::move(o));
+      if (!exporter.ok()) {
+        LogError("tracing.endpoint: " + exporter.status().message());
+        return 1;
+      }
+      shared_.traces = std::move(*exporter);
+    }
     tcp::endpoint bound;
     try {
       for (uint32_t i = 0; i < n; ++i) {
@@ -149,6 +172,7 @@ class Process {
     for (auto& w : workers_) w->Stop();
     pool_states_.DropAll();
     workers_.clear();
+    if (shared_.traces) shared_.traces->Stop();  // posts the spans still queued
     LogInfo("stopped");
     return 0;
   }
@@ -228,6 +252,18 @@ class Process {
       config.admin = running.admin;
       config.workers = running.workers;
       config.access_log.path = running.access_log.path;
+    }
+    if (TracingNeedsRestart(config.tracing, running.tracing)) {
+      LogWarn(
+          "tracing settings other than sample_ratio and provider_name change only on restart; "
+          "keeping the running values");
+      config.tracing.enabled = running.tracing.enabled;
+      config.tracing.endpoint = running.tracing.endpoint;
+      config.tracing.service_name = running.tracing.service_name;
+      config.tracing.batch_size = running.tracing.batch_size;
+      config.tracing.batch_interval = running.tracing.batch_interval;
+      config.tracing.queue_size = running.tracing.queue_size;
+      config.tracing.timeout = running.tracing.timeout;
     }
     auto rt = BuildRuntime(config, endpoints_, model_slots_, generation_ + 1, std::time(nullptr),
                            &pool_states_);

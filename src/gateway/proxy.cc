@@ -82,6 +82,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   rec.start_ns = MonotonicNanos();
   rec.request_bytes = body.size();
   ChooseRequestId(parser);
+  if (rt.config.tracing.enabled) BeginTrace(parser);
   m.in_flight.fetch_add(1, std::memory_order_relaxed);
   ScopeExit settle([&] {
     m.in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -123,6 +124,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   rec.model_slot = route->metrics_slot;
   const Pool& pool = *route->pool;
   rec.pool = pool.name;
+  rec.engine = EngineKindName(pool.engine);
 
   // 5a. Admission: under saturation, wait for room, or be shed.
   ScopeExit release_next([this] { FinishFlowRelease(); });
@@ -144,6 +146,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   ctx.request = &inspected_;
   ctx.random = worker_.NextRandom();
   ctx.session_key = parser.FindHeader(buffer_.data(), pool.session_header);
+  if (rec.trace.sampled()) ctx.scores = &rec.scores;
   pool.picker->Pick(ctx, candidates_, fallbacks);
   if (fallbacks.empty()) fallbacks.push_back(candidates_.front().index);
 
@@ -166,6 +169,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
       m.retries.fetch_add(1, std::memory_order_relaxed);
     }
     rec.endpoint = endpoint.url;
+    rec.engine = EngineKindName(endpoint.engine);
     AttemptOutcome outcome = co_await ForwardOnce(parser, endpoint, send_body, a + 1 == attempts);
     if (outcome != AttemptOutcome::kRetry) break;
   }
@@ -230,9 +234,12 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
   const char* base = buffer_.data();
   head.append("POST ").append(parser.target.in(base)).append(" HTTP/1.1\r\nHost: ");
   head.append(endpoint.host_header).append("\r\n");
+  const bool drop_tracestate = rec.drop_tracestate && parser.tracestate_count > 0;
   for (const HeaderSlice& h : parser.forward_headers) {
+    if (drop_tracestate && EqualsIgnoreCase(h.name.in(base), "tracestate")) continue;
     head.append(h.name.in(base)).append(": ").append(h.value.in(base)).append("\r\n");
   }
+  AppendTraceParent(head, parser);
   if (parser.content_type.empty()) head.append("Content-Type: application/json\r\n");
   head.append("X-Request-Id: ").append(rec.request_id).append("\r\nContent-Length: ");
   head.append(std::to_string(body.size())).append("\r\n\r\n");
@@ -413,6 +420,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
           false);
     }
     if (reading.has_usage) rec.usage = reading.usage;
+    if (rec.trace.sampled()) rec.response_model.assign(reading.model);
   }
   if (!failed) state.RecordSuccess();
   rec.status = status;
@@ -500,6 +508,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::RelayStream(
         UsageReading reading;
         if (worker_.usage_reader().Read(data, reading) && reading.has_usage) {
           rec.usage = reading.usage;
+          if (rec.trace.sampled()) rec.response_model.assign(reading.model);
           if (rec.usage_injected && reading.choices_empty) continue;
         }
       }

@@ -22,6 +22,7 @@
 #include "http/upstream_pool.h"
 #include "telemetry/access_log.h"
 #include "telemetry/metrics.h"
+#include "telemetry/otlp_exporter.h"
 
 namespace tokenway {
 
@@ -32,6 +33,7 @@ struct GatewayShared {
   std::atomic<bool> draining{false};
   std::atomic<int64_t> connections{0};
   std::shared_ptr<AccessLogSink> access_log;
+  std::shared_ptr<OtlpExporter> traces;  // null when tracing is off
 };
 
 class Worker {

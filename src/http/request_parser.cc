@@ -60,6 +60,12 @@ void RequestParser::on_field_impl(http::field name, boost::beast::string_view na
     request_id = SliceOf(value);
     return;
   }
+  if (EqualsIgnoreCase(n, "traceparent")) {
+    if (traceparent_count++ == 0) traceparent = SliceOf(value);
+    if (traceparent_count == 0) traceparent_count = 255;  // saturate
+    return;
+  }
+  if (EqualsIgnoreCase(n, "tracestate") && tracestate_count < 255) ++tracestate_count;
   forward_headers.push_back({SliceOf(name_string), SliceOf(value)});
 }
 

@@ -44,6 +44,11 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   Slice content_type;
   Slice request_id;
   Slice authorization;
+  // W3C trace context. `traceparent` is not forwarded (the gateway sends its own); tracestate
+  // headers stay in forward_headers and are counted here.
+  Slice traceparent;
+  uint8_t traceparent_count = 0;  // more than one: invalid, ignored
+  uint8_t tracestate_count = 0;
   bool expect_continue = false;
   // Headers that are passed to the upstream unchanged (end-to-end headers).
   std::vector<HeaderSlice> forward_headers;

@@ -17,6 +17,7 @@ struct Scratch {
   std::vector<uint64_t> blocks;
   std::vector<PickCandidate> filtered;
   std::vector<uint32_t> order;
+  std::vector<double> per_scorer;  // scorer-major, only when the caller asks for scores
 };
 
 Scratch& ThreadScratch() {
@@ -87,9 +88,13 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
   sc.prefix_index = prefix_index_.get();
   s.total.assign(n, 0.0);
   s.one.resize(n);
-  for (const auto& w : scorers_) {
+  const bool keep_scores = ctx.scores != nullptr;
+  if (keep_scores) s.per_scorer.resize(scorers_.size() * n);
+  for (size_t k = 0; k < scorers_.size(); ++k) {
+    const Weighted& w = scorers_[k];
     w.scorer->Score(sc, candidates, s.one);
     for (size_t i = 0; i < n; ++i) s.total[i] += w.weight * s.one[i];
+    if (keep_scores) std::copy(s.one.begin(), s.one.end(), s.per_scorer.begin() + k * n);
   }
 
   uint64_t r1 = Mix(ctx.random);
@@ -123,6 +128,16 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
       break;
   }
   out.push_back(candidates[first].index);
+  if (keep_scores) {
+    PickScores& ps = *ctx.scores;
+    ps.filled = true;
+    ps.total = s.total[first];
+    ps.count = static_cast<uint32_t>(std::min<size_t>(scorers_.size(), PickScores::kCapacity));
+    for (uint32_t k = 0; k < ps.count; ++k) {
+      ps.names[k] = scorers_[k].scorer->name();
+      ps.values[k] = s.per_scorer[k * n + first];
+    }
+  }
   // Fallbacks: the k best of the rest by descending score (k < FallbackList capacity), O(n log k).
   // Positions start at the random offset so equal scores are not always ordered the same way.
   s.order.clear();
