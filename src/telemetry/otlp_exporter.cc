@@ -155,6 +155,8 @@ void OtlpExporter::Run() {
       });
       stopping = stop_;
     }
+    // The final flush gets one `timeout` in all, so shutdown stays bounded.
+    if (stopping) stop_deadline_ = std::chrono::steady_clock::now() + options_.timeout;
     if (Collect() > 0) ExportCollected(stopping);
     if (stopping) return;
   }
@@ -207,7 +209,13 @@ void OtlpExporter::PostBatch(const std::string& body, uint32_t spans, bool stopp
   Duration backoff = std::chrono::milliseconds(200);
   for (int attempt = 1;; ++attempt) {
     Duration retry_after;
-    int status = client_->Post(body, options_.timeout, retry_after);
+    Duration timeout = options_.timeout;
+    if (stopping) {
+      auto left = stop_deadline_ - std::chrono::steady_clock::now();
+      timeout = std::min<Duration>(timeout, std::chrono::duration_cast<Duration>(left));
+    }
+    int status =
+        timeout > Duration::zero() ? client_->Post(body, timeout, retry_after) : 0;
     if (status / 100 == 2) {
       exported_.fetch_add(spans, std::memory_order_relaxed);
       batches_ok_.fetch_add(1, std::memory_order_relaxed);

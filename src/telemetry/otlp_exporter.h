@@ -9,10 +9,11 @@
 // batches of at most batch_size spans, each with one deadline of `timeout`. It retries a batch
 // only on 429, 502, 503 and 504 (honouring Retry-After, up to kMaxAttempts tries), never on
 // other answers; a batch that fails is counted and its spans are lost. Stop() posts what is
-// still waiting (one try each) and joins the thread.
+// still waiting (one try each, all within one `timeout`) and joins the thread.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -76,8 +77,8 @@ class OtlpExporter {
     return true;
   }
 
-  // Posts what is waiting (one try per batch, each bounded by `timeout`) and joins the thread.
-  // Idempotent.
+  // Posts what is waiting (one try per batch, all within one `timeout`; what does not fit is
+  // counted as failed) and joins the thread. Idempotent.
   void Stop();
 
   OtlpExporterStats stats() const;
@@ -117,6 +118,7 @@ class OtlpExporter {
   std::mutex wake_mu_;
   std::condition_variable wake_;
   bool stop_ = false;  // under wake_mu_
+  std::chrono::steady_clock::time_point stop_deadline_;  // exporter thread, once stopping
   std::thread thread_;
 };
 
