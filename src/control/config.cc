@@ -436,11 +436,10 @@ class Loader {
       // An empty document has no position of its own; the error is about the whole file.
       throw ConfigError{source_ + ":1:1: (root): the file is empty"};
     }
-    ExpectMap(
-        root, "",
-        {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
-         "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics", "pools",
-         "models"});
+    ExpectMap(root, "",
+              {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
+               "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
+               "pools", "models"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));

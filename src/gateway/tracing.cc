@@ -19,8 +19,9 @@ void ClientSession::BeginTrace(const RequestParser& parser) {
   const char* base = buffer_.data();
   std::string_view header =
       parser.traceparent_count == 1 ? parser.traceparent.in(base) : std::string_view();
-  StartTrace(header, runtime_->config.tracing.sample_ratio, [this] { return worker_.NextRandom(); },
-             rec.trace);
+  StartTrace(
+      header, runtime_->config.tracing.sample_ratio, [this] { return worker_.NextRandom(); },
+      rec.trace);
   // tracestate belongs to the client's trace: propagated only under a valid traceparent.
   rec.drop_tracestate = !rec.trace.has_parent;
   if (rec.trace.has_parent && parser.tracestate_count == 1) {

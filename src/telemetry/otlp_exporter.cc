@@ -214,8 +214,7 @@ void OtlpExporter::PostBatch(const std::string& body, uint32_t spans, bool stopp
       auto left = stop_deadline_ - std::chrono::steady_clock::now();
       timeout = std::min<Duration>(timeout, std::chrono::duration_cast<Duration>(left));
     }
-    int status =
-        timeout > Duration::zero() ? client_->Post(body, timeout, retry_after) : 0;
+    int status = timeout > Duration::zero() ? client_->Post(body, timeout, retry_after) : 0;
     if (status / 100 == 2) {
       exported_.fetch_add(spans, std::memory_order_relaxed);
       batches_ok_.fetch_add(1, std::memory_order_relaxed);

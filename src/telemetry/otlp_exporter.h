@@ -117,7 +117,7 @@ class OtlpExporter {
   std::atomic<uint64_t> batches_retried_{0};
   std::mutex wake_mu_;
   std::condition_variable wake_;
-  bool stop_ = false;  // under wake_mu_
+  bool stop_ = false;                                    // under wake_mu_
   std::chrono::steady_clock::time_point stop_deadline_;  // exporter thread, once stopping
   std::thread thread_;
 };

@@ -1,8 +1,8 @@
 #include "telemetry/span.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 
 #include "common/duration.h"
 #include "common/json_writer.h"
@@ -15,6 +15,13 @@ namespace {
 constexpr int kSpanKindClient = 3;
 constexpr int kStatusError = 2;
 
+void AppendInt(std::string& out, int64_t v) {
+  char text[24];
+  auto [end, ec] = std::to_chars(text, text + sizeof text, v);
+  out.append(text, static_cast<size_t>(end - text));
+}
+
+// Attribute keys are tokenway's own ASCII names: written without escaping. Values are escaped.
 class AttributeWriter {
  public:
   explicit AttributeWriter(std::string& out) : out_(out) {}
@@ -28,16 +35,21 @@ class AttributeWriter {
   // int64 as a decimal string, as the OTLP JSON encoding requires.
   void Int(std::string_view key, int64_t value) {
     Key(key);
-    out_.append("{\"intValue\":\"").append(std::to_string(value)).append("\"}}");
+    out_.append("{\"intValue\":\"");
+    AppendInt(out_, value);
+    out_.append("\"}}");
   }
   void Double(std::string_view key, double value) {
     Key(key);
-    out_.append("{\"doubleValue\":");
-    if (!std::isfinite(value)) value = 0;
-    char text[32];
-    int n = std::snprintf(text, sizeof text, "%.9g", value);
-    out_.append(text, static_cast<size_t>(n));
-    out_.append("}}");
+    AppendDoubleValue(value);
+  }
+  // "tokenway.score.<scorer>" with '-' written '_' (attribute names are snake_case).
+  void Score(std::string_view scorer, double value) {
+    Open();
+    out_.append("\"tokenway.score.");
+    for (char c : scorer) out_.push_back(c == '-' ? '_' : c);
+    out_.append("\",\"value\":");
+    AppendDoubleValue(value);
   }
   void Bool(std::string_view key, bool value) {
     Key(key);
@@ -45,12 +57,24 @@ class AttributeWriter {
   }
 
  private:
-  void Key(std::string_view key) {
+  void Open() {
     if (!first_) out_.push_back(',');
     first_ = false;
     out_.append("{\"key\":");
-    AppendJsonString(out_, key);
-    out_.append(",\"value\":");
+  }
+  void Key(std::string_view key) {
+    Open();
+    out_.push_back('"');
+    out_.append(key);
+    out_.append("\",\"value\":");
+  }
+  void AppendDoubleValue(double value) {
+    out_.append("{\"doubleValue\":");
+    if (!std::isfinite(value)) value = 0;
+    char text[32];
+    auto [end, ec] = std::to_chars(text, text + sizeof text, value);
+    out_.append(text, static_cast<size_t>(end - text));
+    out_.append("}}");
   }
   std::string& out_;
   bool first_ = true;
@@ -77,18 +101,18 @@ void SplitUrl(std::string_view url, std::string_view& host, int& port) {
     if (p > 0 && p <= 65535) port = p;
     url = url.substr(0, colon);
   }
-  if (url.size() >= 2 && url.front() == '[' && url.back() == ']') url = url.substr(1, url.size() - 2);
+  if (url.size() >= 2 && url.front() == '[' && url.back() == ']')
+    url = url.substr(1, url.size() - 2);
   host = url;
 }
 
 }  // namespace
 
 int64_t MonotonicToUnixNanos(int64_t monotonic_ns) {
-  static const int64_t offset =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count() -
-      MonotonicNanos();
+  static const int64_t offset = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count() -
+                                MonotonicNanos();
   return monotonic_ns + offset;
 }
 
@@ -108,16 +132,24 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
     out.append(",\"traceState\":");
     AppendJsonString(out, s.trace_state);
   }
-  out.append(",\"flags\":").append(std::to_string(t.flags));
-  out.append(",\"name\":");
-  std::string name;
-  name.reserve(s.operation.size() + 1 + s.request_model.size());
-  name.append(s.operation);
-  if (!s.request_model.empty()) name.append(" ").append(s.request_model);
-  AppendJsonString(out, name);
-  out.append(",\"kind\":").append(std::to_string(kSpanKindClient));
-  out.append(",\"startTimeUnixNano\":\"").append(std::to_string(s.start_unix_ns));
-  out.append("\",\"endTimeUnixNano\":\"").append(std::to_string(s.end_unix_ns));
+  out.append(",\"flags\":");
+  AppendInt(out, t.flags);
+  // "{operation} {model}": the operation is one of tokenway's names, the model is escaped.
+  out.append(",\"name\":\"").append(s.operation);
+  if (!s.request_model.empty()) {
+    out.push_back(' ');
+    size_t quote = out.size();
+    AppendJsonString(out, s.request_model);
+    out.erase(quote, 1);  // the opening quote of the model's literal
+  } else {
+    out.push_back('"');
+  }
+  out.append(",\"kind\":");
+  AppendInt(out, kSpanKindClient);
+  out.append(",\"startTimeUnixNano\":\"");
+  AppendInt(out, s.start_unix_ns);
+  out.append("\",\"endTimeUnixNano\":\"");
+  AppendInt(out, s.end_unix_ns);
   out.append("\",\"attributes\":[");
   AttributeWriter a(out);
   a.String("gen_ai.operation.name", s.operation);
@@ -142,11 +174,17 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
   }
   if (s.status) a.Int("http.response.status_code", s.status);
   const bool error = !s.error_code.empty() || s.status >= 400 || s.status == 0;
-  std::string error_type;
+  char status_text[16];
+  std::string_view error_type;
   if (error) {
-    error_type = !s.error_code.empty() ? std::string(s.error_code)
-                 : s.status            ? std::to_string(s.status)
-                                       : std::string("_OTHER");
+    if (!s.error_code.empty()) {
+      error_type = s.error_code;
+    } else if (s.status) {
+      auto [end, ec] = std::to_chars(status_text, status_text + sizeof status_text, s.status);
+      error_type = std::string_view(status_text, static_cast<size_t>(end - status_text));
+    } else {
+      error_type = "_OTHER";
+    }
     a.String("error.type", error_type);
   }
   if (!s.pool.empty()) a.String("tokenway.pool", s.pool);
@@ -156,16 +194,12 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
   a.Int("tokenway.priority", s.priority);
   if (s.scores && s.scores->filled) {
     a.Double("tokenway.score.total", s.scores->total);
-    std::string key;
-    for (uint32_t k = 0; k < s.scores->count; ++k) {
-      key.assign("tokenway.score.");
-      for (char c : s.scores->names[k]) key.push_back(c == '-' ? '_' : c);
-      a.Double(key, s.scores->values[k]);
-    }
+    for (uint32_t k = 0; k < s.scores->count; ++k) a.Score(s.scores->names[k], s.scores->values[k]);
   }
   out.append("]");
   if (error) {
-    out.append(",\"status\":{\"code\":").append(std::to_string(kStatusError));
+    out.append(",\"status\":{\"code\":");
+    AppendInt(out, kStatusError);
     out.append(",\"message\":");
     AppendJsonString(out, error_type);
     out.append("}");

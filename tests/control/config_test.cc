@@ -719,3 +719,70 @@ TEST(KnownPoliciesTest, MatchConfigNames) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(ConfigTest, Tracing) {
+  auto r = ParseConfig(std::string(kMinimal) + R"(tracing:
+  enabled: true
+  endpoint: http://otel-collector:4318/base/
+  sample_ratio: 0.25
+  service_name: gw-a
+  provider_name: openai
+  batch_size: 64
+  batch_interval: 200ms
+  queue_size: 100
+  timeout: 2s
+)",
+                       "t.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const TracingConfig& t = r->tracing;
+  EXPECT_TRUE(t.enabled);
+  EXPECT_EQ(t.endpoint, "http://otel-collector:4318/base/");
+  EXPECT_EQ(t.sample_ratio, 0.25);
+  EXPECT_EQ(t.service_name, "gw-a");
+  EXPECT_EQ(t.provider_name, "openai");
+  EXPECT_EQ(t.batch_size, 64u);
+  EXPECT_EQ(t.batch_interval, std::chrono::milliseconds(200));
+  EXPECT_EQ(t.queue_size, 100u);
+  EXPECT_EQ(t.timeout, std::chrono::seconds(2));
+  std::string json = RenderConfigJson(*r);
+  EXPECT_NE(
+      json.find("\"tracing\":{\"enabled\":true,\"endpoint\":\"http://otel-collector:4318/base/\""),
+      std::string::npos)
+      << json;
+
+  auto d = ParseConfig(kMinimal, "d.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->tracing.enabled);
+  EXPECT_EQ(d->tracing.sample_ratio, 0.1);
+}
+
+TEST(ConfigTest, TracingErrorsNameTheField) {
+  struct Case {
+    const char* yaml;
+    const char* field;
+    const char* words;
+  };
+  for (const Case& c : {
+           Case{"tracing:\n  sample_ratio: 1.5\n", "tracing.sample_ratio", "between 0 and 1"},
+           Case{"tracing:\n  sample_ratio: -0.1\n", "tracing.sample_ratio", "between 0 and 1"},
+           Case{"tracing:\n  endpoint: https://c:4318\n", "tracing.endpoint", "https"},
+           Case{"tracing:\n  endpoint: c:4318\n", "tracing.endpoint", "http://"},
+           Case{"tracing:\n  endpoint: http://c:0\n", "tracing.endpoint", "port"},
+           Case{"tracing:\n  batch_size: 0\n", "tracing.batch_size", "between"},
+           Case{"tracing:\n  queue_size: 0\n", "tracing.queue_size", "between"},
+           Case{"tracing:\n  service_name: \"\"\n", "tracing.service_name", "empty"},
+           Case{"tracing:\n  sampling: 1\n", "tracing.sampling", "unknown field"},
+       }) {
+    auto r = ParseConfig(std::string(kMinimal) + c.yaml, "gw.yaml");
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    const std::string& msg = r.status().message();
+    EXPECT_NE(msg.find(std::string(": ") + c.field + ": "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.words), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
+}  // namespace tokenway

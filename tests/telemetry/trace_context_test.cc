@@ -80,7 +80,8 @@ TEST(TraceParentTest, FormatRoundTrips) {
 TEST(StartTraceTest, ContinuesAValidParent) {
   std::mt19937_64 rng(1);
   TraceContext t;
-  StartTrace(kValid, 0.0, [&] { return rng(); }, t);
+  StartTrace(
+      kValid, 0.0, [&] { return rng(); }, t);
   EXPECT_TRUE(t.active);
   EXPECT_TRUE(t.has_parent);
   EXPECT_TRUE(t.sampled());  // parent-based: the parent sampled it, the ratio does not matter
@@ -93,8 +94,8 @@ TEST(StartTraceTest, ContinuesAValidParent) {
 TEST(StartTraceTest, UnsampledParentIsNotSampledEvenAtRatioOne) {
   std::mt19937_64 rng(1);
   TraceContext t;
-  StartTrace("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", 1.0,
-             [&] { return rng(); }, t);
+  StartTrace(
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", 1.0, [&] { return rng(); }, t);
   EXPECT_TRUE(t.has_parent);
   EXPECT_FALSE(t.sampled());
 }
@@ -102,8 +103,8 @@ TEST(StartTraceTest, UnsampledParentIsNotSampledEvenAtRatioOne) {
 TEST(StartTraceTest, InvalidHeaderStartsANewTrace) {
   std::mt19937_64 rng(1);
   TraceContext t;
-  StartTrace("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", 1.0,
-             [&] { return rng(); }, t);
+  StartTrace(
+      "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", 1.0, [&] { return rng(); }, t);
   EXPECT_FALSE(t.has_parent);
   EXPECT_TRUE(t.sampled());
   EXPECT_NE(Hex(t.trace_id.data(), 16), "0af7651916cd43dd8448eb211c80319c");
@@ -113,9 +114,11 @@ TEST(StartTraceTest, RatioZeroNeverAndOneAlwaysSamples) {
   std::mt19937_64 rng(7);
   for (int i = 0; i < 1000; ++i) {
     TraceContext t;
-    StartTrace({}, 0.0, [&] { return rng(); }, t);
+    StartTrace(
+        {}, 0.0, [&] { return rng(); }, t);
     EXPECT_FALSE(t.sampled());
-    StartTrace({}, 1.0, [&] { return rng(); }, t);
+    StartTrace(
+        {}, 1.0, [&] { return rng(); }, t);
     EXPECT_TRUE(t.sampled());
   }
 }
@@ -126,7 +129,8 @@ TEST(StartTraceTest, RatioSamplesAboutThatShare) {
   constexpr int kDraws = 20000;
   for (int i = 0; i < kDraws; ++i) {
     TraceContext t;
-    StartTrace({}, 0.1, [&] { return rng(); }, t);
+    StartTrace(
+        {}, 0.1, [&] { return rng(); }, t);
     sampled += t.sampled();
   }
   EXPECT_GT(sampled, kDraws * 0.08);
@@ -137,7 +141,8 @@ TEST(StartTraceTest, IdsAreNeverAllZero) {
   uint64_t calls = 0;
   TraceContext t;
   // A generator that returns zero first: the ids are drawn again.
-  StartTrace({}, 1.0, [&] { return calls++ < 3 ? 0 : calls; }, t);
+  StartTrace(
+      {}, 1.0, [&] { return calls++ < 3 ? 0 : calls; }, t);
   EXPECT_NE(Hex(t.trace_id.data(), 16), std::string(32, '0'));
   EXPECT_NE(Hex(t.span_id.data(), 8), std::string(16, '0'));
 }
