@@ -19,7 +19,8 @@ void TraceHeader(benchmark::State& state, std::string_view header) {
   std::string head;
   for (auto _ : state) {
     TraceContext t;
-    StartTrace(header, 0.1, [&] { return rng(); }, t);
+    StartTrace(
+        header, 0.1, [&] { return rng(); }, t);
     char value[kTraceParentSize];
     FormatTraceParent(t.trace_id, t.span_id, t.flags, value);
     head.clear();
@@ -78,7 +79,8 @@ PickScores GieScores() {
 void BM_SpanEncode(benchmark::State& state) {
   std::mt19937_64 rng(1);
   TraceContext t;
-  StartTrace(kParent, 1.0, [&] { return rng(); }, t);
+  StartTrace(
+      kParent, 1.0, [&] { return rng(); }, t);
   PickScores scores = GieScores();
   SpanRecord s = SampleSpan(t, scores);
   std::string out;
@@ -101,7 +103,8 @@ void BM_SpanSubmit(benchmark::State& state) {
   auto exporter = OtlpExporter::Create(o);
   std::mt19937_64 rng(1);
   TraceContext t;
-  StartTrace(kParent, 1.0, [&] { return rng(); }, t);
+  StartTrace(
+      kParent, 1.0, [&] { return rng(); }, t);
   PickScores scores = GieScores();
   SpanRecord s = SampleSpan(t, scores);
   for (auto _ : state) {
