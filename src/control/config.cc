@@ -189,6 +189,31 @@ class Loader {
     }
   }
 
+  void LoadAutoscaling(const YAML::Node& node, const std::string& f, AutoscalingConfig& x) const {
+    ExpectMap(node, f,
+              {"target_utilisation", "endpoint_output_tokens_per_second", "min_replicas",
+               "max_replicas", "window"});
+    if (auto n = node["target_utilisation"]) {
+      x.target_utilisation = Weight(n, f + ".target_utilisation");
+      if (x.target_utilisation <= 0 || x.target_utilisation > 1) {
+        Fail(n, f + ".target_utilisation", "must be in (0, 1]");
+      }
+    }
+    if (auto n = node["endpoint_output_tokens_per_second"]) {
+      x.endpoint_output_tokens_per_second = Capacity(n, f + ".endpoint_output_tokens_per_second");
+    }
+    if (auto n = node["min_replicas"]) {
+      x.min_replicas = static_cast<uint32_t>(Unsigned(n, f + ".min_replicas", 0, 100000));
+    }
+    if (auto n = node["max_replicas"]) {
+      x.max_replicas = static_cast<uint32_t>(Unsigned(n, f + ".max_replicas", 0, 100000));
+      if (x.max_replicas && x.max_replicas < x.min_replicas) {
+        Fail(n, f + ".max_replicas", "must be 0 (no bound) or at least min_replicas");
+      }
+    }
+    if (auto n = node["window"]) x.window = Dur(n, f + ".window");
+  }
+
   static bool IsHeaderName(std::string_view name) {
     if (name.empty() || name.size() > 128) return false;
     return std::all_of(name.begin(), name.end(), [](char c) {
@@ -538,9 +563,9 @@ class Loader {
     for (size_t i = 0; i < pools.size(); ++i) {
       const YAML::Node& p = pools[i];
       std::string f = "pools[" + std::to_string(i) + "]";
-      ExpectMap(
-          p, f,
-          {"name", "policy", "engine", "scheduler", "flow_control", "accelerators", "endpoints"});
+      ExpectMap(p, f,
+                {"name", "policy", "engine", "scheduler", "flow_control", "autoscaling",
+                 "accelerators", "endpoints"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");
@@ -561,6 +586,7 @@ class Loader {
       if (auto n = p["engine"]) pool.engine = Engine(n, f + ".engine");
       if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);
       if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
+      if (auto n = p["autoscaling"]) LoadAutoscaling(n, f + ".autoscaling", pool.autoscaling);
       if (auto n = p["accelerators"]) LoadAccelerators(n, f + ".accelerators", pool);
       auto eps = p["endpoints"];
       if (!eps || !eps.IsSequence() || eps.size() == 0) {
@@ -880,6 +906,16 @@ std::string RenderConfigJson(const GatewayConfig& c) {
       std::snprintf(text, sizeof text, "%.6g", v);
       o.append(text);
     };
+    const AutoscalingConfig& as = c.pools[i].autoscaling;
+    o.append("\"autoscaling\":{\"target_utilisation\":");
+    capacity(as.target_utilisation);
+    o.append(",\"endpoint_output_tokens_per_second\":");
+    capacity(as.endpoint_output_tokens_per_second);
+    o.push_back(',');
+    num("min_replicas", as.min_replicas);
+    num("max_replicas", as.max_replicas);
+    dur("window", as.window, false);
+    o.append("},");
     o.append("\"accelerators\":{");
     bool first_accelerator = true;
     for (const auto& [name, value] : c.pools[i].accelerators) {

@@ -371,18 +371,22 @@ void ClientSession::ChooseRequestId(const RequestParser& parser) {
 }
 
 void ClientSession::Observe(RequestRecord& rec) {
-  WorkerMetrics& m = worker_.metrics();
   int64_t end = MonotonicNanos();
   double seconds = static_cast<double>(end - rec.start_ns) / 1e9;
-  m.CountRequest(rec.model_slot, rec.status, seconds);
-  if (rec.first_byte_ns) {
-    m.time_to_first_byte[rec.model_slot].Observe(
-        static_cast<double>(rec.first_byte_ns - rec.start_ns) / 1e9);
-  }
-  if (rec.status == 200) {
-    m.CountTokens(rec.model_slot, rec.usage.prompt_tokens, rec.usage.completion_tokens,
-                  rec.usage.cached_tokens);
-  }
+  RequestSample sample;
+  sample.model_slot = rec.model_slot;
+  sample.pool_slot = rec.pool_slot;
+  sample.endpoint_slot = rec.endpoint_slot;
+  sample.operation = static_cast<uint8_t>(inspected_.operation);
+  sample.status = rec.status;
+  sample.stream = rec.stream;
+  sample.seconds = seconds;
+  if (rec.first_byte_ns)
+    sample.first_byte = static_cast<double>(rec.first_byte_ns - rec.start_ns) / 1e9;
+  sample.prompt_tokens = rec.usage.prompt_tokens;
+  sample.completion_tokens = rec.usage.completion_tokens;
+  sample.cached_tokens = rec.usage.cached_tokens;
+  worker_.metrics().CountRequest(sample);
   if (!runtime_->config.access_log.enabled) return;
   std::string& o = worker_.access_log().line();
   auto wall = std::chrono::system_clock::now().time_since_epoch();

@@ -48,6 +48,8 @@ struct RequestRecord {
   int64_t first_byte_ns = 0;  // first response byte written to the client
   int status = 0;
   uint16_t model_slot = 0;
+  uint16_t pool_slot = 0;      // 0 until routed
+  uint16_t endpoint_slot = 0;  // 0 until forwarded
   std::string request_id;
   std::string_view pool;
   std::string_view endpoint;
