@@ -15,6 +15,7 @@
 
 #include "common/json_writer.h"
 #include "routing/engine_adapter.h"
+#include "telemetry/access_log.h"
 
 namespace tokenway {
 
@@ -523,9 +524,37 @@ class Loader {
       if (auto n = s["inject_usage"]) c.streaming.inject_usage = Bool(n, "streaming.inject_usage");
     }
     if (auto a = root["access_log"]) {
-      ExpectMap(a, "access_log", {"enabled", "path"});
+      ExpectMap(a, "access_log",
+                {"enabled", "path", "fields", "sample_ratio", "always_log_errors"});
       if (auto n = a["enabled"]) c.access_log.enabled = Bool(n, "access_log.enabled");
       if (auto n = a["path"]) c.access_log.path = String(n, "access_log.path");
+      if (auto n = a["fields"]) {
+        if (!n.IsSequence() || n.size() == 0) {
+          Fail(n, "access_log.fields", "must be a non-empty list of field names");
+        }
+        c.access_log.fields = 0;
+        for (size_t i = 0; i < n.size(); ++i) {
+          std::string f = "access_log.fields[" + std::to_string(i) + "]";
+          std::string name = String(n[i], f);
+          AccessLogField field;
+          if (!ParseAccessLogField(name, field)) {
+            std::string list;
+            for (unsigned k = 0; k < static_cast<unsigned>(AccessLogField::kCount); ++k) {
+              list += (k ? ", " : "") +
+                      std::string(AccessLogFieldName(static_cast<AccessLogField>(k)));
+            }
+            Fail(n[i], f, "unknown field '" + name + "' (known: " + list + ")");
+          }
+          c.access_log.fields |= AccessLogFields{1} << static_cast<unsigned>(field);
+        }
+      }
+      if (auto n = a["sample_ratio"]) {
+        c.access_log.sample_ratio = Weight(n, "access_log.sample_ratio");
+        if (c.access_log.sample_ratio > 1) Fail(n, "access_log.sample_ratio", "must be in [0, 1]");
+      }
+      if (auto n = a["always_log_errors"]) {
+        c.access_log.always_log_errors = Bool(n, "access_log.always_log_errors");
+      }
     }
     if (auto e = root["engine_metrics"]) {
       ExpectMap(e, "engine_metrics",
@@ -844,7 +873,19 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   boolean("inject_usage", c.streaming.inject_usage, false);
   o.append("},\"access_log\":{");
   boolean("enabled", c.access_log.enabled);
-  str("path", c.access_log.path, false);
+  str("path", c.access_log.path);
+  o.append("\"fields\":[");
+  bool first_field = true;
+  for (unsigned k = 0; k < static_cast<unsigned>(AccessLogField::kCount); ++k) {
+    if (!(c.access_log.fields & (AccessLogFields{1} << k))) continue;
+    if (!first_field) o.push_back(',');
+    first_field = false;
+    AppendJsonString(o, AccessLogFieldName(static_cast<AccessLogField>(k)));
+  }
+  o.append("],\"sample_ratio\":");
+  AppendJsonDouble(o, c.access_log.sample_ratio);
+  o.push_back(',');
+  boolean("always_log_errors", c.access_log.always_log_errors, false);
   o.append("},\"engine_metrics\":{");
   boolean("enabled", c.engine_metrics.enabled);
   dur("interval", c.engine_metrics.interval);

@@ -151,6 +151,9 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   if (fallbacks.empty()) fallbacks.push_back(candidates_.front().index);
   WorkerMetrics::PoolFamilies& pm = m.pools[pool.metrics_slot];
   pm.picker.Observe(static_cast<double>(MonotonicNanos() - now) / 1e9, kPickerBuckets, 1e9);
+  rec.picker = pool.picker->name();
+  rec.prefix_blocks = report.prefix_blocks;
+  rec.prefix_matched = report.prefix_matched;
   if (report.prefix_blocks) {
     pm.prefix_hit_blocks.fetch_add(report.prefix_matched, std::memory_order_relaxed);
     pm.prefix_miss_blocks.fetch_add(report.prefix_blocks - report.prefix_matched,
