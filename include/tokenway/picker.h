@@ -24,7 +24,8 @@ struct PickCandidate {
 
 // The chosen endpoint's scores, for the request's trace span: the weighted total and each
 // scorer's own score in [0, 1]. Filled by a scoring picker (SchedulerPicker) only when the
-// caller passes one; simple policies leave it empty. Names are the scorers' static names.
+// caller asks (PickReport::scores); simple policies leave it empty. Names are the scorers'
+// static names.
 struct PickScores {
   static constexpr uint32_t kCapacity = 8;
   uint32_t count = 0;
@@ -32,6 +33,14 @@ struct PickScores {
   double total = 0;
   std::string_view names[kCapacity];
   double values[kCapacity] = {};
+};
+
+// What a picker tells the request path about its decision, for metrics and traces. Filled only
+// when the caller passes one; pickers that know nothing of a field leave it alone.
+struct PickReport {
+  uint32_t prefix_blocks = 0;    // prompt blocks looked up in the prefix index (0: none)
+  uint32_t prefix_matched = 0;   // of those, blocks the chosen endpoint is estimated to hold
+  PickScores* scores = nullptr;  // when set (sampled traces), the chosen endpoint's scores
 };
 
 // What a picker may look at besides the candidates.
@@ -42,8 +51,7 @@ struct PickContext {
   // the pool names none or the request lacks it. A view into the request buffer, valid during
   // Pick().
   std::string_view session_key;
-  // Where to record the chosen endpoint's scores; null (the common case) records nothing.
-  PickScores* scores = nullptr;
+  PickReport* report = nullptr;  // optional; written by Pick()
 };
 
 // Ordered endpoint indices, best first; bounded so it lives on the stack.

@@ -96,7 +96,7 @@ void AppendModelObject(std::string& o, const ModelConfig& m, int64_t created) {
 
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
                                                       EndpointRegistry& endpoints,
-                                                      ModelSlots& slots, uint64_t generation,
+                                                      MetricSlots& slots, uint64_t generation,
                                                       int64_t created, PoolStateRegistry* pools) {
   auto rt = std::make_shared<Runtime>();
   rt->config = config;
@@ -105,6 +105,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
   for (const auto& pc : config.pools) {
     auto pool = std::make_unique<Pool>();
     pool->name = pc.name;
+    pool->metrics_slot = slots.pools.SlotFor(pc.name);
     if (!ParseEngineKind(pc.engine, pool->engine)) {
       return Status::Error("pool '" + pc.name + "': unknown engine " + pc.engine);
     }
@@ -133,6 +134,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
       if (!address.ok()) return address.status();
       PoolEndpoint pe;
       pe.url = ec.url;
+      pe.metrics_slot = slots.endpoints.SlotFor(EndpointSlotKey(pc.name, ec.url));
       pe.host_header = ec.host + ":" + std::to_string(ec.port);
       pe.address = *address;
       pe.state = endpoints.Get(ec.url);
@@ -144,9 +146,12 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
       pe.capacity = EffectiveCapacity(pc, ec);
       pool->endpoints.push_back(std::move(pe));
     }
-    if (pc.flow_control.enabled) {
+    // Thresholds are kept for every pool: the scaling signals read them too.
+    {
       const FlowControlConfig& fc = pc.flow_control;
-      pool->flow = pools ? pools->Flow(pc.name) : std::make_shared<FlowController>(pc.name);
+      if (fc.enabled) {
+        pool->flow = pools ? pools->Flow(pc.name) : std::make_shared<FlowController>(pc.name);
+      }
       pool->flow_config = fc;
       FlowSettings& fs = pool->flow_settings;
       fs.queue_threshold = fc.queue_threshold;
@@ -167,7 +172,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& confi
     ModelRoute route;
     route.name = mc.name;
     route.pool = by_name.at(mc.pool);
-    route.metrics_slot = slots.SlotFor(mc.name);
+    route.metrics_slot = slots.models.SlotFor(mc.name);
     route.priority = mc.priority;
     rt->models.emplace(mc.name, route);
     if (!first) rt->models_json.push_back(',');

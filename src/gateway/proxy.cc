@@ -125,6 +125,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   const Pool& pool = *route->pool;
   rec.pool = pool.name;
   rec.engine = EngineKindName(pool.engine);
+  rec.pool_slot = pool.metrics_slot;
 
   // 5a. Admission: under saturation, wait for room, or be shed.
   ScopeExit release_next([this] { FinishFlowRelease(); });
@@ -142,13 +143,25 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
     co_return;
   }
   FallbackList fallbacks;
+  PickReport report;
   PickContext ctx;
   ctx.request = &inspected_;
   ctx.random = worker_.NextRandom();
   ctx.session_key = parser.FindHeader(buffer_.data(), pool.session_header);
-  if (rec.trace.sampled()) ctx.scores = &rec.scores;
+  if (rec.trace.sampled()) report.scores = &rec.scores;
+  ctx.report = &report;
   pool.picker->Pick(ctx, candidates_, fallbacks);
   if (fallbacks.empty()) fallbacks.push_back(candidates_.front().index);
+  WorkerMetrics::PoolFamilies& pm = m.pools[pool.metrics_slot];
+  pm.picker.Observe(static_cast<double>(MonotonicNanos() - now) / 1e9, kPickerBuckets, 1e9);
+  rec.picker = pool.picker->name();
+  rec.prefix_blocks = report.prefix_blocks;
+  rec.prefix_matched = report.prefix_matched;
+  if (report.prefix_blocks) {
+    pm.prefix_hit_blocks.fetch_add(report.prefix_matched, std::memory_order_relaxed);
+    pm.prefix_miss_blocks.fetch_add(report.prefix_blocks - report.prefix_matched,
+                                    std::memory_order_relaxed);
+  }
 
   // Usage injection: make every stream report its tokens.
   std::string_view send_body = body;
@@ -170,6 +183,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
     }
     rec.endpoint = endpoint.url;
     rec.engine = EngineKindName(endpoint.engine);
+    rec.endpoint_slot = endpoint.metrics_slot;
     AttemptOutcome outcome = co_await ForwardOnce(parser, endpoint, send_body, a + 1 == attempts);
     if (outcome != AttemptOutcome::kRetry) break;
   }

@@ -88,7 +88,7 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
   sc.prefix_index = prefix_index_.get();
   s.total.assign(n, 0.0);
   s.one.resize(n);
-  const bool keep_scores = ctx.scores != nullptr;
+  const bool keep_scores = ctx.report && ctx.report->scores;
   if (keep_scores) s.per_scorer.resize(scorers_.size() * n);
   for (size_t k = 0; k < scorers_.size(); ++k) {
     const Weighted& w = scorers_[k];
@@ -129,7 +129,7 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
   }
   out.push_back(candidates[first].index);
   if (keep_scores) {
-    PickScores& ps = *ctx.scores;
+    PickScores& ps = *ctx.report->scores;
     ps.filled = true;
     ps.total = s.total[first];
     ps.count = static_cast<uint32_t>(std::min<size_t>(scorers_.size(), PickScores::kCapacity));
@@ -158,6 +158,10 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
     if (!taken) out.push_back(all[i].index);
   }
   if (prefix_index_ && !s.blocks.empty()) {
+    if (ctx.report) {
+      ctx.report->prefix_blocks = static_cast<uint32_t>(s.blocks.size());
+      ctx.report->prefix_matched = prefix_index_->Match(candidates[first].index, s.blocks);
+    }
     prefix_index_->Insert(candidates[first].index, s.blocks);
   }
 }
