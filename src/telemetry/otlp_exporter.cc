@@ -26,7 +26,11 @@ namespace http = beast::http;
 class OtlpExporter::Client {
  public:
   Client(const OtlpTarget& target, std::string user_agent)
-      : target_(target), user_agent_(std::move(user_agent)) {}
+      : target_(target),
+        user_agent_(std::move(user_agent)),
+        host_header_(
+            (target.host.find(':') != std::string::npos ? "[" + target.host + "]" : target.host) +
+            ":" + target.port) {}
 
   // The HTTP status of the answer, or 0 when there was none (connect failure, timeout, broken
   // connection). `retry_after` is set from a Retry-After header in seconds, else zero.
@@ -64,7 +68,7 @@ class OtlpExporter::Client {
       }
       stream_->expires_at(deadline);
       http::request<http::string_body> req(http::verb::post, target_.path, 11);
-      req.set(http::field::host, target_.host + ":" + target_.port);
+      req.set(http::field::host, host_header_);
       req.set(http::field::content_type, "application/json");
       req.set(http::field::user_agent, user_agent_);
       req.body() = body;
@@ -99,6 +103,7 @@ class OtlpExporter::Client {
 
   const OtlpTarget target_;
   const std::string user_agent_;
+  const std::string host_header_;  // "host:port", IPv6 literals in brackets
   asio::io_context ioc_{1};
   std::optional<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;

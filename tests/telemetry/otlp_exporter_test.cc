@@ -5,8 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 namespace tokenway {
 namespace {
@@ -99,6 +101,34 @@ TEST(OtlpExporterTest, SubmitNeverWaitsForTheCollector) {
   OtlpExporterStats s = (*exporter)->stats();
   EXPECT_EQ(s.spans_failed + s.spans_exported, 200u);
   ::close(fd);
+}
+
+TEST(OtlpExporterTest, EverySpanIsAccountedForUnderConcurrentSubmits) {
+  OtlpExporterOptions o;
+  o.endpoint = "http://127.0.0.1:" + std::to_string(DeadPort());
+  o.workers = 4;
+  o.batch_size = 64;
+  o.batch_interval = std::chrono::milliseconds(1);
+  o.queue_size = 256;
+  auto exporter = OtlpExporter::Create(o);
+  ASSERT_TRUE(exporter.ok());
+  constexpr int kPerThread = 5000;
+  std::vector<std::thread> threads;
+  std::atomic<uint64_t> accepted{0};
+  for (uint32_t w = 0; w < o.workers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if ((*exporter)->Submit(w, [](std::string& out) { out.append("{\"spanId\":\"x\"}"); })) {
+          accepted.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  (*exporter)->Stop();
+  OtlpExporterStats s = (*exporter)->stats();
+  EXPECT_EQ(s.spans_dropped + accepted.load(), uint64_t{o.workers} * kPerThread);
+  EXPECT_EQ(s.spans_failed + s.spans_exported, accepted.load());
 }
 
 }  // namespace
