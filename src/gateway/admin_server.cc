@@ -491,6 +491,12 @@ std::string AdminServer::RenderMetrics() const {
   per_endpoint(
       "tokenway_engine_kv_utilisation", "gauge", "Engine KV-cache utilisation, 0..1 (last scrape).",
       [](const EndpointState& s) { return static_cast<double>(s.engine.kv_utilisation.load()); });
+  per_endpoint("tokenway_engine_signals_age_seconds", "gauge",
+               "Age of the endpoint's last successful engine scrape (-1: never scraped).",
+               [&](const EndpointState& s) {
+                 int64_t at = s.engine.updated_at_ns.load(std::memory_order_relaxed);
+                 return at == 0 ? -1.0 : static_cast<double>(now - at) / 1e9;
+               });
   per_endpoint("tokenway_engine_scrape_failures_total", "counter",
                "Engine /metrics scrapes that failed or were unusable.",
                [](const EndpointState& s) { return Load(s.engine.scrape_failures_total); });
