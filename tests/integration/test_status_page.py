@@ -1,0 +1,230 @@
+"""The status page at the admin listener's `/`: served as one self-contained HTML document (GET,
+HEAD, 405 otherwise), and rendered by headless Chromium against a gateway in front of the
+`make run` fleet (4 simulated endpoints, pool llama-8b) under traffic: every pool and endpoint
+URL with its health appears, rates and latencies fill in, a screenshot is a 1280x900 PNG, and
+strings from the configuration cannot inject markup. Skipped when Chromium is not installed."""
+import html
+import http.client
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+import unittest
+
+import twtest
+from twtest import MODEL, Gateway, Sim, chat_body, post_json, request, sse_events
+
+CHROMIUM = shutil.which("chromium")
+DASH = "\u2014"
+
+# deploy/examples/local-sim.yaml with the simulator's ports (the harness overrides listen/admin).
+LOCAL_SIM = """
+pools:
+  - name: llama-8b
+    policy: least-request
+    endpoints:
+{endpoints}
+models:
+  - name: meta-llama/Llama-3.1-8B-Instruct
+    pool: llama-8b
+  - name: sql-lora
+    pool: llama-8b
+    parent: meta-llama/Llama-3.1-8B-Instruct
+health:
+  active:
+    interval: 2s
+"""
+
+
+def chromium(url, *flags, timeout=180):
+    """Runs headless Chromium on `url` with a private profile; returns its stdout."""
+    profile = tempfile.mkdtemp(prefix="tokenway-chromium-")
+    try:
+        # Virtual time runs the page's 2 s refreshes back to back (network fetches pause it),
+        # so the budget buys several refreshes in about a second of real time.
+        cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               f"--user-data-dir={profile}", "--virtual-time-budget=20000", *flags, url]
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"chromium exited {done.returncode}: "
+                                 + done.stderr.decode(errors="replace")[-2000:])
+        return done.stdout.decode()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class Traffic:
+    """Clients sending chat completions (streaming and not) until stopped."""
+
+    def __init__(self, gw, clients=6):
+        self.stop_event = threading.Event()
+        self.ok = 0
+        self.threads = [threading.Thread(target=self.run, args=(gw, i), daemon=True)
+                        for i in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, gw, i):
+        n = 0
+        while not self.stop_event.is_set():
+            n += 1
+            body = chat_body(MODEL if n % 3 else "sql-lora", f"client {i} says hello {n}",
+                             max_tokens=12, stream=bool(n % 2))
+            if body["stream"]:
+                st, _, _, _ = sse_events(gw.base + "/v1/chat/completions", body)
+            else:
+                st, _, _, _ = post_json(gw.base + "/v1/chat/completions", body)
+            if st == 200:
+                self.ok += 1
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(30)
+
+
+def section(dom, attr, value):
+    """The markup of the element whose `attr` is `value` (as the DOM serialises it)."""
+    m = re.search(r'<(\w+)[^>]*\b' + attr + r'="' + re.escape(html.escape(value, quote=True))
+                  + r'"', dom)
+    if not m:
+        return None
+    return dom[m.start():dom.find(f"</{m.group(1)}>", m.end())]
+
+
+def stat_value(block, key):
+    """Text of a pool's stat (tags stripped), e.g. '696' or '—'."""
+    m = re.search(r'data-stat="' + key + r'"><div class="k">[^<]*</div><div class="v">(.*?)</div>',
+                  block)
+    return re.sub(r"<[^>]+>", "", m.group(1)).strip() if m else None
+
+
+class StatusPageServedTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Sim(count=1)
+        cls.gw = Gateway(twtest.gateway_yaml(cls.sim.urls))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.sim.stop()
+
+    def test_root_is_one_self_contained_html_document(self):
+        st, hdrs, body = request("GET", self.gw.admin + "/")
+        self.assertEqual(st, 200)
+        self.assertEqual(hdrs["content-type"], "text/html; charset=utf-8")
+        self.assertIn("connect-src 'self'", hdrs["content-security-policy"])
+        text = body.decode()
+        self.assertTrue(text.startswith("<!DOCTYPE html>"))
+        self.assertIn("</html>", text)
+        # Nothing loaded from elsewhere: no external scripts, styles, images or fonts.
+        self.assertIsNone(re.search(r'\b(src|href)\s*=\s*"(https?:)?//', text))
+        self.assertNotIn("@import", text)
+        self.assertIsNone(re.search(r"url\(\s*['\"]?(https?:)?//", text))
+        # The query string does not change what `/` is.
+        st, _, again = request("GET", self.gw.admin + "/?refresh=1")
+        self.assertEqual((st, again), (200, body))
+
+    def test_head_has_the_headers_and_no_body_and_keeps_the_connection(self):
+        _, _, full = request("GET", self.gw.admin + "/")
+        conn = http.client.HTTPConnection("127.0.0.1", self.gw.admin_port, timeout=10)
+        try:
+            conn.request("HEAD", "/")
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(int(resp.getheader("content-length")), len(full))
+            self.assertEqual(resp.read(), b"")
+            # Same connection: a body sent after HEAD would be read as the next response.
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            self.assertEqual((resp.status, resp.read()), (200, b'{"status":"ok"}'))
+        finally:
+            conn.close()
+
+    def test_other_methods_get_405(self):
+        for method in ("POST", "PUT", "DELETE"):
+            st, _, body = request(method, self.gw.admin + "/", b"x")
+            self.assertEqual(st, 405, method)
+            self.assertIn(b'"code":"method_not_allowed"', body)
+
+
+@unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium); "
+                                   "the status page is not rendered")
+class StatusPageInChromiumTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Sim(count=4, args=["--lora", "sql-lora", "--speed", "4"])
+        endpoints = "\n".join(f"      - {u}" for u in cls.sim.urls)
+        cls.gw = Gateway(LOCAL_SIM.format(endpoints=endpoints))
+        cls.traffic = Traffic(cls.gw)
+        twtest.wait_until(lambda: cls.traffic.ok >= 20, timeout=30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.traffic.stop()
+        cls.gw.stop()
+        cls.sim.stop()
+
+    def test_page_shows_the_fleet_live(self):
+        dom = chromium(self.gw.admin + "/", "--dump-dom")
+        self.assertIn('<div id="banner"></div>', dom, "the page could not reach the listener")
+        self.assertRegex(dom, r'id="ready" class="pill ok">ready<')
+        pool = section(dom, "data-pool", "llama-8b")
+        self.assertIsNotNone(pool, dom[:4000])
+        self.assertIn("<h2>llama-8b</h2>", pool)
+        self.assertIn("meta-llama/Llama-3.1-8B-Instruct, sql-lora", pool)
+        for url in self.sim.urls:
+            row = section(pool, "data-endpoint", url)
+            self.assertIsNotNone(row, f"{url} missing from the page")
+            self.assertIn(f'<td class="url">{url}</td>', row)
+            self.assertIn('data-state="healthy"', row)
+        self.assertEqual(stat_value(pool, "ready"), "4 / 4")
+        # Under traffic the pool's rates and latencies fill in: tokens/s from the token counters
+        # (or the throughput gauge), TTFT from the TTFT histogram where the gateway exports one.
+        tokens, ttft = stat_value(pool, "tokens-out"), stat_value(pool, "ttft")
+        self.assertTrue(tokens != DASH or ttft != DASH, (tokens, ttft))
+        if tokens != DASH:
+            self.assertGreater(float(tokens.rstrip("kM")), 0, pool)
+        self.assertNotEqual(stat_value(pool, "rps"), DASH)
+
+    def test_screenshot_is_a_1280x900_png(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "status.png")
+            chromium(self.gw.admin + "/", f"--screenshot={path}", "--window-size=1280,900")
+            with open(path, "rb") as f:
+                head = f.read(24)
+            self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
+            self.assertEqual(struct.unpack(">II", head[16:24]), (1280, 900))
+            self.assertGreater(os.path.getsize(path), 10000)
+
+
+@unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium)")
+class StatusPageEscapingTest(unittest.TestCase):
+    def test_configured_strings_are_text_not_markup(self):
+        # A pool name is free text from the config; it reaches the page through the JSON of
+        # /admin/endpoints and, escaped, through the labels of /metrics.
+        name = '<img src=x onerror="document.title=1">\\ "q" &amp;'
+        with Sim(count=1) as sim:
+            yaml = twtest.gateway_yaml(sim.urls).replace("  - name: p\n", f"  - name: '{name}'\n")
+            yaml = yaml.replace("    pool: p\n", f"    pool: '{name}'\n")
+            with Gateway(yaml) as gw:
+                for stream in (False, True):
+                    st, _, _, _ = post_json(gw.base + "/v1/chat/completions",
+                                            chat_body(MODEL, stream=stream))
+                    self.assertEqual(st, 200)
+                dom = chromium(gw.admin + "/", "--dump-dom")
+        self.assertNotIn("<img", dom.split("<script>")[0])
+        self.assertIn("<title>tokenway status</title>", dom)
+        pool = section(dom, "data-pool", name)
+        self.assertIsNotNone(pool, dom[:4000])
+        self.assertIn("<h2>" + html.escape(name, quote=False) + "</h2>", pool)
+        self.assertEqual(stat_value(pool, "ready"), "1 / 1")
+
+
+if __name__ == "__main__":
+    twtest.main()
