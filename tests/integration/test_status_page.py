@@ -2,7 +2,9 @@
 HEAD, 405 otherwise), and rendered by headless Chromium against a gateway in front of the
 `make run` fleet (4 simulated endpoints, pool llama-8b) under traffic: every pool and endpoint
 URL with its health appears, rates and latencies fill in, a screenshot is a 1280x900 PNG, and
-strings from the configuration cannot inject markup. Skipped when Chromium is not installed."""
+strings from the configuration cannot inject markup; the page's own Prometheus-text parser, rate
+and histogram-quantile code checked in the browser on known inputs. The Chromium parts are
+skipped when Chromium is not installed."""
 import html
 import http.client
 import os
@@ -201,6 +203,82 @@ class StatusPageInChromiumTest(unittest.TestCase):
             self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
             self.assertEqual(struct.unpack(">II", head[16:24]), (1280, 900))
             self.assertGreater(os.path.getsize(path), 10000)
+
+
+# Runs in the page (loaded from a file, so its own fetches fail harmlessly) against the functions
+# it exposes as window.tokenwayStatus; writes "ok" or the first failure into #js-result.
+SCRIPT_CHECKS = r"""
+<pre id="js-result">running</pre>
+<script>
+(function () {
+  const out = document.getElementById("js-result");
+  try {
+    const T = window.tokenwayStatus;
+    const eq = (a, b, what) => {
+      if (JSON.stringify(a) !== JSON.stringify(b))
+        throw new Error(what + ": got " + JSON.stringify(a) + ", want " + JSON.stringify(b));
+    };
+    const near = (a, b, what) => { if (Math.abs(a - b) > 1e-9) throw new Error(what + ": " + a + " != " + b); };
+    const m = T.parseMetrics([
+      "# HELP a_total Help with \\ and \"quotes\".",
+      "# TYPE a_total counter",
+      'a_total{x="q\\"uo\\\\te",y="new\\nline",z="{,} =x"} 3',
+      "b 1.5e3 1700000000000",
+      'c_bucket{le="+Inf"} 7',
+      "d NaN",
+      'broken{x="unterminated} 1',
+      "  ",
+    ].join("\n"));
+    eq(m.types.get("a_total"), "counter", "TYPE");
+    eq(m.series.get("a_total")[0].labels, { x: 'q"uo\\te', y: "new\nline", z: "{,} =x" }, "labels");
+    eq(m.series.get("a_total")[0].value, 3, "value");
+    eq(m.series.get("b")[0].value, 1500, "exponent and timestamp");
+    eq(m.series.get("c_bucket")[0].labels.le, "+Inf", "le");
+    eq(Number.isNaN(m.series.get("d")[0].value), true, "NaN");
+    eq(m.series.has("broken"), false, "malformed line skipped");
+
+    const snap = (t, text) => ({ t, m: T.parseMetrics(text) });
+    const h = (c1, c2, c3, inf, extra) =>
+      `# TYPE h histogram\nh_bucket{pool="p",le="0.1"} ${c1}\nh_bucket{pool="p",le="0.5"} ${c2}\n` +
+      `h_bucket{pool="p",le="1"} ${c3}\nh_bucket{pool="p",le="+Inf"} ${inf}\n` + (extra || "");
+    const prev = snap(0, h(5, 5, 5, 5, "# TYPE r_total counter\nr_total 100\n"));
+    const cur = snap(2000, h(15, 65, 105, 105, "# TYPE r_total counter\nr_total 110\n"));
+    const q = T.quantiles(cur, prev, "h", l => l.pool === "p", [0.5, 0.9]);
+    near(q[0], 0.1 + 0.4 * (40 / 50), "p50 interpolated in (0.1, 0.5]");
+    near(q[1], 0.5 + 0.5 * (30 / 40), "p90 interpolated in (0.5, 1]");
+    eq(T.quantiles(cur, cur, "h", () => true, [0.5]), null, "no observations");
+    eq(T.quantiles(cur, prev, "h", l => l.pool === "other", [0.5]), null, "other pool");
+    eq(T.quantiles(snap(2000, h(0, 0, 0, 4)), snap(0, h(0, 0, 0, 0)), "h", () => true, [0.9]),
+       [1], "all above the last bound");
+    eq(T.quantiles(cur, null, "h", () => true, [0.5]), null, "first refresh");
+    eq(T.rate(cur, prev, "r_total", () => true), 5, "rate");
+    eq(T.rate(prev, cur, "r_total", () => true), null, "counter reset");
+    eq(T.rate(cur, prev, "absent_total", () => true), null, "absent family");
+    eq(T.esc(`<a href='x'>&"`), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;", "esc");
+    out.textContent = "ok";
+  } catch (e) {
+    out.textContent = "FAIL " + e.message;
+  }
+})();
+</script>
+"""
+
+
+@unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium)")
+class StatusPageScriptTest(unittest.TestCase):
+    def test_metrics_parser_rates_and_quantiles(self):
+        with Sim(count=1) as sim, Gateway(twtest.gateway_yaml(sim.urls)) as gw:
+            _, _, page = request("GET", gw.admin + "/")
+        page = page.decode()
+        self.assertEqual(page.count("</body>"), 1)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "status-checks.html")
+            with open(path, "w") as f:
+                f.write(page.replace("</body>", SCRIPT_CHECKS + "</body>"))
+            dom = chromium("file://" + path, "--dump-dom")
+        m = re.search(r'<pre id="js-result">(.*?)</pre>', dom, re.S)
+        self.assertIsNotNone(m)
+        self.assertEqual(html.unescape(m.group(1)), "ok")
 
 
 @unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium)")
