@@ -7,6 +7,8 @@ and histogram-quantile code checked in the browser on known inputs. The Chromium
 skipped when Chromium is not installed."""
 import html
 import http.client
+import http.server
+import json
 import os
 import re
 import shutil
@@ -279,6 +281,129 @@ class StatusPageScriptTest(unittest.TestCase):
         m = re.search(r'<pre id="js-result">(.*?)</pre>', dom, re.S)
         self.assertIsNotNone(m)
         self.assertEqual(html.unescape(m.group(1)), "ok")
+
+
+PAGE_SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "src", "gateway",
+                           "status_page.html")
+
+
+class FakeAdmin(http.server.ThreadingHTTPServer):
+    """An admin listener that serves the page and a /metrics with the pool-level families
+    (TTFT, TPOT, throughput, saturation, replicas, cache), each scrape adding a known batch of
+    observations, so the page's figures are known exactly."""
+
+    POOL, EP = "gpu-pool", "http://10.0.0.7:8000"
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), FakeAdminHandler)
+        self.scrapes = 0
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def metrics(self):
+        self.scrapes += 1
+        n, pool, ep = self.scrapes, self.POOL, self.EP
+        lines = []
+
+        def hist(name, cumulative_per_scrape):
+            lines.append(f"# TYPE {name} histogram")
+            for le, c in cumulative_per_scrape:
+                lines.append(f'{name}_bucket{{pool="{pool}",le="{le}"}} {c * n}')
+            lines.append(f'{name}_sum{{pool="{pool}"}} {n}')
+            lines.append(f'{name}_count{{pool="{pool}"}} {cumulative_per_scrape[-1][1] * n}')
+
+        # Each scrape: 10 observations, 2 <= 50 ms, 5 <= 100 ms, 9 <= 250 ms: p50 100 ms, p90 250 ms.
+        hist("tokenway_pool_time_to_first_token_seconds",
+             [("0.05", 2), ("0.1", 5), ("0.25", 9), ("0.5", 10), ("+Inf", 10)])
+        # 20 observations: 10 <= 10 ms, 18 <= 20 ms: p50 10 ms, p90 20 ms.
+        hist("tokenway_pool_time_per_output_token_seconds",
+             [("0.005", 0), ("0.01", 10), ("0.02", 18), ("0.05", 20), ("+Inf", 20)])
+        lines += [
+            "# TYPE tokenway_pool_token_throughput gauge",
+            f'tokenway_pool_token_throughput{{pool="{pool}",type="output"}} 1234.4',
+            f'tokenway_pool_token_throughput{{pool="{pool}",type="input"}} 56.78',
+            "# TYPE tokenway_pool_saturation gauge",
+            f'tokenway_pool_saturation{{pool="{pool}"}} 0.42',
+            "# TYPE tokenway_pool_desired_replicas gauge",
+            f'tokenway_pool_desired_replicas{{pool="{pool}"}} 6',
+            "# TYPE tokenway_pool_queue_depth gauge",
+            f'tokenway_pool_queue_depth{{pool="{pool}"}} 3',
+            "# TYPE tokenway_endpoint_tokens_total counter",
+            f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="input"}} {100 * n}',
+            f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="output"}} {50 * n}',
+            f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="cached"}} {30 * n}',
+            "# TYPE tokenway_prefix_affinity_blocks_total counter",
+            f'tokenway_prefix_affinity_blocks_total{{pool="{pool}",result="hit"}} {7 * n}',
+            f'tokenway_prefix_affinity_blocks_total{{pool="{pool}",result="miss"}} {3 * n}',
+            "# TYPE tokenway_endpoint_responses_total counter",
+            f'tokenway_endpoint_responses_total{{pool="{pool}",endpoint="{ep}",class="2xx"}} {9 * n}',
+            f'tokenway_endpoint_responses_total{{pool="{pool}",endpoint="{ep}",class="5xx"}} 0',
+        ]
+        return "\n".join(lines) + "\n"
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class FakeAdminHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        admin = self.server
+        if self.path == "/":
+            with open(PAGE_SOURCE, "rb") as f:
+                body, ctype = f.read(), "text/html; charset=utf-8"
+        elif self.path == "/metrics":
+            body, ctype = admin.metrics().encode(), "text/plain; version=0.0.4"
+        elif self.path in ("/admin/endpoints", "/admin/config", "/readyz"):
+            doc = {
+                "/admin/endpoints": {"generation": 3, "pools": [{
+                    "name": admin.POOL, "policy": "scheduler", "endpoints": [{
+                        "url": admin.EP, "healthy": True, "ejected": False, "ejected_for_ms": 0,
+                        "eligible": True, "in_flight": 5, "accelerator": "H100-80GB",
+                        "engine": {"kind": "vllm", "valid": True, "waiting": 2, "running": 17,
+                                   "kv_utilisation": 0.875}}]}]},
+                "/admin/config": {"models": [{"name": "llama", "pool": admin.POOL}]},
+                "/readyz": {"status": "ready"},
+            }[self.path]
+            body, ctype = json.dumps(doc).encode(), "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium)")
+class StatusPagePoolMetricsTest(unittest.TestCase):
+    def test_pool_level_families_fill_every_figure(self):
+        admin = FakeAdmin()
+        try:
+            dom = chromium(admin.url + "/", "--dump-dom")
+        finally:
+            admin.stop()
+        self.assertGreaterEqual(admin.scrapes, 3)
+        pool = section(dom, "data-pool", FakeAdmin.POOL)
+        self.assertIsNotNone(pool, dom[:4000])
+        self.assertEqual(stat_value(pool, "ttft"), "100 ms / 250 ms")
+        self.assertEqual(stat_value(pool, "tpot"), "10 ms / 20 ms")
+        self.assertEqual(stat_value(pool, "tokens-out"), "1234")
+        self.assertEqual(stat_value(pool, "tokens-in"), "56.8")
+        self.assertEqual(stat_value(pool, "saturation"), "42 %")
+        self.assertEqual(stat_value(pool, "queue"), "3")
+        self.assertEqual(stat_value(pool, "ready"), "1 / 1 · want 6")
+        self.assertEqual(stat_value(pool, "cache"), "30 % · router 70 %")
+        self.assertEqual(stat_value(pool, "errors"), "0.00")
+        row = section(pool, "data-endpoint", FakeAdmin.EP)
+        self.assertIn('style="width:88%"', row)       # KV-cache bar
+        self.assertIn("H100-80GB", row)
+        self.assertIn("<td>30 %</td>", re.sub(r"<small> (%)</small>", r" \1", row))
 
 
 @unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium)")
