@@ -1,8 +1,9 @@
 """deploy/grafana/tokenway-dashboard.json against a live gateway: every metric family any panel or
 template variable queries is exported by /metrics (a `# TYPE` line, and samples once traffic of
 every kind went through: streaming and not, a LoRA model, upstream 500s, an unknown model, flow
-control); every expression is valid PromQL (promtool); the dashboard has the `${datasource}`,
-`pool` and `endpoint` variables and a panel for each topic it promises."""
+control); every label a query matches or groups by exists on those families, and every literal
+value it matches on occurs; every expression is valid PromQL (promtool); the dashboard has the
+`${datasource}`, `pool` and `endpoint` variables and a panel for each topic it promises."""
 import json
 import os
 import re
@@ -69,19 +70,47 @@ def metric_names(expr):
     return names
 
 
-def exported(metrics_text):
-    """{family: number of samples} from Prometheus text."""
-    families = {}
-    for line in metrics_text.splitlines():
-        m = re.match(r"# TYPE (\S+) (\S+)", line)
-        if m:
-            families.setdefault(m.group(1), 0)
-        elif line and not line.startswith("#"):
+class Exported:
+    """What a /metrics text exports: sample counts and label values per family. `merge` keeps
+    the most of both over several scrapes (queue gauges have samples only while something
+    waits)."""
+
+    def __init__(self):
+        self.samples = {}   # family -> samples in the scrape that had the most
+        self.labels = {}    # family -> {label: {values}}
+
+    def merge(self, metrics_text):
+        counts = {}
+        for line in metrics_text.splitlines():
+            m = re.match(r"# TYPE (\S+) (\S+)", line)
+            if m:
+                counts.setdefault(m.group(1), 0)
+                self.labels.setdefault(m.group(1), {})
+                continue
+            if not line or line.startswith("#"):
+                continue
             name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
-            family = name if name in families else re.sub(r"_(bucket|sum|count)$", "", name)
-            if family in families:
-                families[family] += 1
-    return families
+            family = name if name in counts else re.sub(r"_(bucket|sum|count)$", "", name)
+            if family not in counts:
+                continue
+            counts[family] += 1
+            for label, value in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', line):
+                self.labels[family].setdefault(label, set()).add(value)
+        for family, n in counts.items():
+            self.samples[family] = max(self.samples.get(family, 0), n)
+
+
+def selectors(expr):
+    """(metric, label, op, value) for every label matcher of every selector in `expr`."""
+    for m in re.finditer(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}", expr):
+        for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"',
+                                           m.group(2)):
+            yield m.group(1), label, op, value
+
+
+def grouping_labels(expr):
+    return {l.strip() for m in re.finditer(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr)
+            for l in m.group(1).split(",") if l.strip()}
 
 
 class MetricNamesTest(unittest.TestCase):
@@ -100,6 +129,12 @@ class GrafanaDashboardTest(unittest.TestCase):
     def setUpClass(cls):
         cls.dashboard = load_dashboard()
         cls.queries = list(queries(cls.dashboard))
+        cls.wanted = {}  # family -> where it is first queried
+        for where, expr in cls.queries:
+            for name in metric_names(expr):
+                cls.wanted.setdefault(name, where)
+        assert len(cls.wanted) > 30, cls.wanted
+        cls.live = cls.run_live_gateway()
 
     def test_has_the_variables_and_topics(self):
         variables = {v["name"]: v for v in self.dashboard["templating"]["list"]}
@@ -151,12 +186,39 @@ class GrafanaDashboardTest(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
 
     def test_every_queried_family_is_exported(self):
-        wanted = {}
-        for where, expr in self.queries:
-            for name in metric_names(expr):
-                wanted.setdefault(name, where)
-        self.assertGreater(len(wanted), 30)
+        missing = sorted(n for n in self.wanted if n not in self.live.samples)
+        empty = sorted(n for n in self.wanted if self.live.samples.get(n) == 0)
+        self.assertFalse(empty, "exported without samples after traffic: " + ", ".join(empty))
+        self.assertFalse(missing, "queried by the dashboard but not exported: " +
+                         ", ".join(f"{n} ({self.wanted[n]})" for n in missing))
 
+    def test_every_queried_label_and_value_is_exported(self):
+        # Families the gateway does not export are the previous test's failure, not this one's.
+        problems = []
+        for where, expr in self.queries:
+            families = {re.sub(r"_(bucket|sum|count)$", "", n) for n in metric_names(expr)}
+            families &= set(self.live.labels)
+            for metric, label, op, value in selectors(expr):
+                family = re.sub(r"_(bucket|sum|count)$", "", metric)
+                if family not in self.live.labels:
+                    continue
+                values = self.live.labels[family].get(label)
+                if values is None:
+                    problems.append(f"{where}: {family} has no label {label}")
+                elif op == "=" and "$" not in value and value not in values:
+                    problems.append(f"{where}: {family}{{{label}}} never is {value!r} "
+                                    f"(seen: {sorted(values)})")
+            known = {l for f in families for l in self.live.labels[f]} | {"le"}
+            for label in grouping_labels(expr):
+                if families and label not in known:
+                    problems.append(f"{where}: grouping by {label}, which none of "
+                                    f"{sorted(families)} has")
+        self.assertFalse(problems, "\n".join(problems))
+
+    @classmethod
+    def run_live_gateway(cls):
+        """Every kind of traffic through a gateway; returns what its /metrics exported."""
+        live = Exported()
         with Sim(count=2, args=["--lora", "sql-lora"]) as sim, \
                 Sim(count=1, args=["--model", "flaky-model"]) as failing:
             yaml = f"""
@@ -193,39 +255,29 @@ health:
                 for i in range(4):
                     for model in (MODEL, "sql-lora"):
                         st, _, _, raw = post_json(url, chat_body(model, prompt + str(i)))
-                        self.assertEqual(st, 200, raw)
-                        st, _, events, raw = sse_events(url, chat_body(model, prompt + str(i),
-                                                                       stream=True))
-                        self.assertEqual(st, 200, raw)
-                # Concurrent requests past max_in_flight wait in the flow-control queue.
+                        assert st == 200, raw
+                        st, _, _, raw = sse_events(url, chat_body(model, prompt + str(i),
+                                                                  stream=True))
+                        assert st == 200, raw
+                # Concurrent requests past max_in_flight wait in the flow-control queue;
+                # scrape while they do.
                 threads = [threading.Thread(target=post_json, args=(url, chat_body(
                     MODEL, f"queued {i}", max_tokens=64))) for i in range(6)]
                 for t in threads:
                     t.start()
-                # Gauges of the queue have samples only while something waits: keep the most
-                # samples each family showed in any scrape.
-                seen = {}
                 while any(t.is_alive() for t in threads):
-                    for family, n in exported(gw.metrics()).items():
-                        seen[family] = max(seen.get(family, 0), n)
+                    live.merge(gw.metrics())
                 for t in threads:
                     t.join(60)
                 # Upstream 500s, and a client error.
                 set_faults(failing.urls[0], error_rate=1.0)
                 st, _, _, _ = post_json(url, chat_body("flaky-model"))
-                self.assertGreaterEqual(st, 500)
+                assert st >= 500, st
                 set_faults(failing.urls[0], error_rate=0.0)
                 st, _, _, _ = post_json(url, chat_body("no-such-model"))
-                self.assertEqual(st, 404)
-                families = exported(gw.metrics())
-                for family, n in seen.items():
-                    families[family] = max(families.get(family, 0), n)
-
-        empty = sorted(n for n in wanted if families.get(n) == 0)
-        self.assertFalse(empty, "exported without samples after traffic: " + ", ".join(empty))
-        missing = sorted(n for n in wanted if n not in families)
-        self.assertFalse(missing, "queried by the dashboard but not exported: " +
-                         ", ".join(f"{n} ({wanted[n]})" for n in missing))
+                assert st == 404, st
+                live.merge(gw.metrics())
+        return live
 
 
 if __name__ == "__main__":
