@@ -22,6 +22,8 @@ import twtest
 from twtest import MODEL, Gateway, Sim, chat_body, post_json, request, sse_events
 
 CHROMIUM = shutil.which("chromium")
+PAGE_SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "src", "gateway",
+                           "status_page.html")
 DASH = "\u2014"
 
 # deploy/examples/local-sim.yaml with the simulator's ports (the harness overrides listen/admin).
@@ -123,6 +125,8 @@ class StatusPageServedTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(hdrs["content-type"], "text/html; charset=utf-8")
         self.assertIn("connect-src 'self'", hdrs["content-security-policy"])
+        with open(PAGE_SOURCE, "rb") as f:
+            self.assertEqual(body, f.read(), "the binary serves src/gateway/status_page.html verbatim")
         text = body.decode()
         self.assertTrue(text.startswith("<!DOCTYPE html>"))
         self.assertIn("</html>", text)
@@ -281,10 +285,6 @@ class StatusPageScriptTest(unittest.TestCase):
         m = re.search(r'<pre id="js-result">(.*?)</pre>', dom, re.S)
         self.assertIsNotNone(m)
         self.assertEqual(html.unescape(m.group(1)), "ok")
-
-
-PAGE_SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "src", "gateway",
-                           "status_page.html")
 
 
 class FakeAdmin(http.server.ThreadingHTTPServer):
