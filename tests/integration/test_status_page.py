@@ -192,12 +192,13 @@ class StatusPageInChromiumTest(unittest.TestCase):
             self.assertIn(f'<td class="url">{url}</td>', row)
             self.assertIn('data-state="healthy"', row)
         self.assertRegex(stat_value(pool, "ready"), r"^4 / 4( · want \d+)?$")
-        # Under traffic the pool's rates and latencies fill in: tokens/s from the token counters
-        # (or the throughput gauge), TTFT from the TTFT histogram where the gateway exports one.
-        tokens, ttft = stat_value(pool, "tokens-out"), stat_value(pool, "ttft")
-        self.assertTrue(tokens != DASH or ttft != DASH, (tokens, ttft))
-        if tokens != DASH:
-            self.assertGreater(float(tokens.rstrip("kM")), 0, pool)
+        # Under traffic the pool's rates and latencies fill in: tokens/s from the throughput
+        # gauge, TTFT and TPOT from histogram deltas between refreshes.
+        tokens = stat_value(pool, "tokens-out")
+        self.assertNotEqual(tokens, DASH, pool)
+        self.assertGreater(float(tokens.rstrip("kM")), 0, pool)
+        for key in ("ttft", "tpot"):
+            self.assertRegex(stat_value(pool, key), r"^[\d.]+ m?s / [\d.]+ m?s$", key)
         self.assertNotEqual(stat_value(pool, "rps"), DASH)
 
     def test_screenshot_is_a_1280x900_png(self):
