@@ -290,14 +290,16 @@ class StatusPageScriptTest(unittest.TestCase):
 
 class FakeAdmin(http.server.ThreadingHTTPServer):
     """An admin listener that serves the page and a /metrics with the pool-level families
-    (TTFT, TPOT, throughput, saturation, replicas, cache), each scrape adding a known batch of
-    observations, so the page's figures are known exactly."""
+    (TTFT, TPOT, tokens, saturation, replicas, cache), each scrape adding a known batch of
+    observations, so the page's figures are known exactly. `throughput_only` leaves out the
+    token counters, so the page must fall back to the throughput gauge."""
 
     POOL, EP = "gpu-pool", "http://10.0.0.7:8000"
 
-    def __init__(self):
+    def __init__(self, throughput_only=False):
         super().__init__(("127.0.0.1", 0), FakeAdminHandler)
         self.scrapes = 0
+        self.throughput_only = throughput_only
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
@@ -330,10 +332,6 @@ class FakeAdmin(http.server.ThreadingHTTPServer):
             f'tokenway_pool_desired_replicas{{pool="{pool}"}} 6',
             "# TYPE tokenway_pool_queue_depth gauge",
             f'tokenway_pool_queue_depth{{pool="{pool}"}} 3',
-            "# TYPE tokenway_endpoint_tokens_total counter",
-            f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="input"}} {100 * n}',
-            f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="output"}} {50 * n}',
-            f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="cached"}} {30 * n}',
             "# TYPE tokenway_prefix_affinity_blocks_total counter",
             f'tokenway_prefix_affinity_blocks_total{{pool="{pool}",result="hit"}} {7 * n}',
             f'tokenway_prefix_affinity_blocks_total{{pool="{pool}",result="miss"}} {3 * n}',
@@ -341,6 +339,13 @@ class FakeAdmin(http.server.ThreadingHTTPServer):
             f'tokenway_endpoint_responses_total{{pool="{pool}",endpoint="{ep}",class="2xx"}} {9 * n}',
             f'tokenway_endpoint_responses_total{{pool="{pool}",endpoint="{ep}",class="5xx"}} 0',
         ]
+        if not self.throughput_only:
+            lines += [
+                "# TYPE tokenway_endpoint_tokens_total counter",
+                f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="input"}} {100 * n}',
+                f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="output"}} {50 * n}',
+                f'tokenway_endpoint_tokens_total{{pool="{pool}",endpoint="{ep}",type="cached"}} {30 * n}',
+            ]
         return "\n".join(lines) + "\n"
 
     def stop(self):
@@ -394,8 +399,9 @@ class StatusPagePoolMetricsTest(unittest.TestCase):
         self.assertIsNotNone(pool, dom[:4000])
         self.assertEqual(stat_value(pool, "ttft"), "100 ms / 250 ms")
         self.assertEqual(stat_value(pool, "tpot"), "10 ms / 20 ms")
-        self.assertEqual(stat_value(pool, "tokens-out"), "1234")
-        self.assertEqual(stat_value(pool, "tokens-in"), "56.8")
+        # 50 output and 100 input tokens per 2 s refresh (virtual time keeps the 2 s exact).
+        self.assertAlmostEqual(float(stat_value(pool, "tokens-out")), 25, delta=0.2)
+        self.assertAlmostEqual(float(stat_value(pool, "tokens-in")), 50, delta=0.3)
         self.assertEqual(stat_value(pool, "saturation"), "42 %")
         self.assertEqual(stat_value(pool, "queue"), "3")
         self.assertEqual(stat_value(pool, "ready"), "1 / 1 · want 6")
@@ -405,6 +411,18 @@ class StatusPagePoolMetricsTest(unittest.TestCase):
         self.assertIn('style="width:88%"', row)       # KV-cache bar
         self.assertIn("H100-80GB", row)
         self.assertIn("<td>30 %</td>", re.sub(r"<small> (%)</small>", r" \1", row))
+
+    def test_without_token_counters_tokens_come_from_the_throughput_gauge(self):
+        admin = FakeAdmin(throughput_only=True)
+        try:
+            dom = chromium(admin.url + "/", "--dump-dom")
+        finally:
+            admin.stop()
+        pool = section(dom, "data-pool", FakeAdmin.POOL)
+        self.assertIsNotNone(pool, dom[:4000])
+        self.assertEqual(stat_value(pool, "tokens-out"), "1234")
+        self.assertEqual(stat_value(pool, "tokens-in"), "56.8")
+        self.assertEqual(stat_value(pool, "cache"), "— · router 70 %")
 
 
 @unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium)")
