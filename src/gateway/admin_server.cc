@@ -415,6 +415,7 @@ std::string AdminServer::RenderMetrics() const {
                 static_cast<double>(Load(c.queue_time_sum_us)) / 1e6);
   }
 
+  if (rt->governance) rt->governance->state->RenderMetrics(t, rt->governance.get());
   t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");
   t.Sample("tokenway_config_reloads_total", {{"result", "success"}}, Load(*view_.reloads_ok));
   t.Sample("tokenway_config_reloads_total", {{"result", "failure"}}, Load(*view_.reloads_failed));

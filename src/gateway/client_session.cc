@@ -390,6 +390,12 @@ void ClientSession::Observe(RequestRecord& rec) {
   AppendJsonDouble(o, std::chrono::duration<double>(wall).count());
   o.append(",\"request_id\":");
   AppendJsonString(o, rec.request_id);
+  o.append(",\"tenant\":");
+  if (rec.tenant.empty()) {
+    o.append("null");
+  } else {
+    AppendJsonString(o, rec.tenant);
+  }
   o.append(",\"operation\":");
   AppendJsonString(o, OperationName(inspected_.operation));
   o.append(",\"model\":");

@@ -17,6 +17,7 @@
 #include "common/request_inspector.h"
 #include "common/sse.h"
 #include "common/usage.h"
+#include "governance/governance.h"
 #include "http/deadline_sweep.h"
 #include "http/request_parser.h"
 #include "tokenway/picker.h"
@@ -49,6 +50,7 @@ struct RequestRecord {
   int status = 0;
   uint16_t model_slot = 0;
   std::string request_id;
+  std::string_view tenant;  // governance tenant; empty when governance is off
   std::string_view pool;
   std::string_view endpoint;
   std::string error_code;  // tokenway's own code when it produced or cut the response
@@ -97,6 +99,9 @@ class ClientSession {
                                         size_t padding);
   boost::asio::awaitable<void> Proxy(RequestParser& parser, Operation op, std::string_view body,
                                      size_t padding);
+  // Identity and governance (governance_phase.cc): authenticate, authorise the model, reserve
+  // tokens. True to go on; false when it has answered the request (401, 403, 400, 429, 503).
+  boost::asio::awaitable<bool> Govern(const RequestParser& parser, const ModelRoute& route);
   // Flow control (admission.cc): true to dispatch now; false when it has answered the request.
   boost::asio::awaitable<bool> Admit(const RequestParser& parser, const Pool& pool,
                                      const ModelRoute& route);
@@ -142,6 +147,7 @@ class ClientSession {
   class EndpointLoad* load_ = nullptr;
 
   // Per-request scratch, reused across requests so it keeps its capacity.
+  RequestGovernance governance_;  // tenant and reservation; settled in Proxy's exit
   InspectedRequest inspected_;
   InspectError inspect_error_;
   RequestRecord record_;

@@ -82,8 +82,13 @@ class Process {
       LogError("access_log.path: " + error);
       return 1;
     }
+    auto governance = BuildGovernance(config, true);
+    if (!governance.ok()) {
+      LogError(governance.status().message());
+      return 1;
+    }
     auto rt = BuildRuntime(config, endpoints_, model_slots_, ++generation_, std::time(nullptr),
-                           &pool_states_);
+                           &pool_states_, *governance);
     if (!rt.ok()) {
       LogError(rt.status().message());
       return 1;
@@ -229,8 +234,15 @@ class Process {
       config.workers = running.workers;
       config.access_log.path = running.access_log.path;
     }
+    auto governance = BuildGovernance(config, false);
+    if (!governance.ok()) {
+      reloads_failed_.fetch_add(1);
+      LogError("reload rejected, keeping the running configuration: " +
+               governance.status().message());
+      return;
+    }
     auto rt = BuildRuntime(config, endpoints_, model_slots_, generation_ + 1, std::time(nullptr),
-                           &pool_states_);
+                           &pool_states_, *governance);
     if (!rt.ok()) {
       reloads_failed_.fetch_add(1);
       LogError("reload rejected, keeping the running configuration: " + rt.status().message());
@@ -266,9 +278,45 @@ class Process {
       if (!(now == stamp_)) {
         stamp_ = now;
         if (now.ok) Reload("file changed");
+      } else if (current_->governance &&
+                 governance_->KeysFileChanged(current_->config.governance)) {
+        ReloadKeys();
       }
       PollConfigFile();
     });
+  }
+
+  // Tenants and keys for `config` (null when governance is off); see GovernanceState::Build.
+  StatusOr<std::shared_ptr<const GovernanceSnapshot>> BuildGovernance(
+      const GatewayConfig& config, bool startup, bool* keys_rejected = nullptr) {
+    if (!config.governance.enabled) return std::shared_ptr<const GovernanceSnapshot>();
+    std::string warning;
+    auto snapshot = governance_->Build(config.governance, startup, warning);
+    if (!warning.empty()) LogError(warning);
+    if (keys_rejected) *keys_rejected = !warning.empty();
+    return snapshot;
+  }
+
+  // The keys file changed: the same configuration with the new keys (or, if the file is
+  // invalid, the old ones; GovernanceState counts and reports it).
+  void ReloadKeys() {
+    bool rejected = false;
+    auto governance = BuildGovernance(current_->config, false, &rejected);
+    if (!governance.ok()) {
+      LogError("keys reload failed: " + governance.status().message());
+      return;
+    }
+    if (rejected) return;  // the running keys stay
+    auto rt = BuildRuntime(current_->config, endpoints_, model_slots_, generation_ + 1,
+                           std::time(nullptr), &pool_states_, *governance);
+    if (!rt.ok()) {
+      LogError("keys reload failed: " + rt.status().message());
+      return;
+    }
+    ++generation_;
+    current_ = *rt;
+    for (auto& w : workers_) w->Publish(current_);
+    LogInfo("keys file reloaded: " + std::to_string((*governance)->table->key_count()) + " keys");
   }
 
   GatewayOptions options_;
@@ -280,6 +328,7 @@ class Process {
   GatewayShared shared_;
   EndpointRegistry endpoints_;
   PoolStateRegistry pool_states_;
+  std::shared_ptr<GovernanceState> governance_ = std::make_shared<GovernanceState>();
   ModelSlots model_slots_;
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;
