@@ -76,11 +76,11 @@ Decision LocalLimiter::Check(Reservation& r, int64_t now_ms) {
   Decision d;
   r.windows = WindowsAt(now_ms, window_ms_);
   int64_t used[Reservation::kMaxScopes][kLimitKinds];
+  for (auto& row : used) std::fill(std::begin(row), std::end(row), int64_t{-1});
   for (int s = 0; s < r.n_scopes; ++s) {
     ScopeCounters& c = *r.scopes[s]->counters;
     const LimitSpec& l = r.scopes[s]->limits;
     for (int k = 0; k < kLimitKinds; ++k) {
-      used[s][k] = -1;
       LimitKind kind = static_cast<LimitKind>(k);
       int64_t limit = LimitOf(l, kind);
       if (limit <= 0) continue;
@@ -95,12 +95,17 @@ Decision LocalLimiter::Check(Reservation& r, int64_t now_ms) {
       }
       if (!ok) {
         Undo(r, s + 1, k);
+        // Report the counters as the refusal left them: without this request.
+        for (int us = 0; us <= s; ++us) {
+          for (int uk = 0; uk < (us == s ? k : kLimitKinds); ++uk) {
+            if (used[us][uk] >= 0) used[us][uk] -= r.Amount(static_cast<LimitKind>(uk));
+          }
+        }
         d.result = Decision::Result::kLimited;
         d.limit = kind;
         d.retry_after_ms = kind == LimitKind::kConcurrent
                                ? 1000
                                : std::max<int64_t>(1, r.windows.end_ms[k] - now_ms);
-        // A request larger than the whole limit can never pass; say so with the window anyway.
         FillHeaderFields(r, used, now_ms, d);
         return d;
       }
