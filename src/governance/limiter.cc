@@ -1,7 +1,6 @@
 #include "governance/limiter.h"
 
 #include <chrono>
-#include <ctime>
 
 namespace tokenway {
 
@@ -79,16 +78,33 @@ Windows WindowsAt(int64_t unix_ms, int64_t window_ms) {
   const int64_t day = unix_ms / kDayMs;
   w.index[static_cast<int>(LimitKind::kDaily)] = day;
   w.end_ms[static_cast<int>(LimitKind::kDaily)] = (day + 1) * kDayMs;
-  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  const int64_t month = (tm.tm_year + 1900) * 12 + tm.tm_mon;
-  std::tm next{};
-  next.tm_year = tm.tm_mon == 11 ? tm.tm_year + 1 : tm.tm_year;
-  next.tm_mon = (tm.tm_mon + 1) % 12;
-  next.tm_mday = 1;
-  w.index[static_cast<int>(LimitKind::kMonthly)] = month;
-  w.end_ms[static_cast<int>(LimitKind::kMonthly)] = static_cast<int64_t>(timegm(&next)) * 1000;
+  // Calendar month of `day` (days since 1970-01-01) without gmtime: H. Hinnant's
+  // civil_from_days / days_from_civil, pure arithmetic on the request path.
+  auto civil = [](int64_t z, int64_t& y, int64_t& m) {
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const int64_t doe = z - era * 146097;
+    const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const int64_t mp = (5 * doy + 2) / 153;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y = yoe + era * 400 + (m <= 2);
+  };
+  auto days_from_civil = [](int64_t y, int64_t m) {  // the 1st of month m of year y
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t yoe = y - era * 400;
+    const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5;
+    const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+  };
+  int64_t year = 0;
+  int64_t mon = 0;  // 1..12
+  civil(day, year, mon);
+  const int64_t next_year = mon == 12 ? year + 1 : year;
+  const int64_t next_mon = mon == 12 ? 1 : mon + 1;
+  w.index[static_cast<int>(LimitKind::kMonthly)] = year * 12 + (mon - 1);
+  w.end_ms[static_cast<int>(LimitKind::kMonthly)] = days_from_civil(next_year, next_mon) * kDayMs;
   return w;
 }
 

@@ -85,8 +85,8 @@ TEST(GovernanceConfig, JsonShowsKeyIdsButNoKeysOrDigests) {
 }
 
 TEST(KeysFile, ParsesLinesCommentsAndBlanks) {
-  std::string text = "# rotated 2026-11\n\nacme  k3\t" + Sha256Hex("a") + "\r\nfree k4 " +
-                     Sha256Hex("b") + "\n";
+  std::string text =
+      "# rotated 2026-11\n\nacme  k3\t" + Sha256Hex("a") + "\r\nfree k4 " + Sha256Hex("b") + "\n";
   auto keys = ParseKeysFile(text, "keys");
   ASSERT_TRUE(keys.ok()) << keys.status().message();
   ASSERT_EQ(keys->size(), 2u);
