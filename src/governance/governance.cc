@@ -97,10 +97,6 @@ std::shared_ptr<TenantStats> GovernanceState::StatsFor(const std::string& tenant
 
 std::shared_ptr<Limiter> GovernanceState::LimiterFor(const GovernanceConfig& config) {
   const int64_t window_ms = WindowMs(config);
-  if (!local_ || local_window_ms_ != window_ms) {
-    local_ = std::make_shared<LocalLimiter>(window_ms);  // a new window length starts afresh
-    local_window_ms_ = window_ms;
-  }
   if (config.backend == "local") return local_;
   std::lock_guard lock(mu_);
   if (!redis_ || !redis_->Matches(config.redis, window_ms)) {
@@ -157,7 +153,7 @@ StatusOr<std::shared_ptr<const GovernanceSnapshot>> GovernanceState::Build(
   snapshot->state = shared_from_this();
   const int64_t window_ms = WindowMs(config);
   if (!local_ || local_window_ms_ != window_ms) {
-    local_ = std::make_shared<LocalLimiter>(window_ms);
+    local_ = std::make_shared<LocalLimiter>(window_ms);  // a new window length starts afresh
     local_window_ms_ = window_ms;
   }
   std::shared_ptr<LocalLimiter> local = local_;
@@ -238,12 +234,10 @@ void GovernanceState::RenderMetrics(PrometheusText& t, const GovernanceSnapshot*
   std::lock_guard lock(mu_);
   uint64_t errors = 0, open = 0, closed = 0;
   bool up = false;
-  for (const auto* list : {&retired_redis_}) {
-    for (const auto& r : *list) {
-      errors += load(r->backend_errors);
-      open += load(r->failed_open);
-      closed += load(r->failed_closed);
-    }
+  for (const auto& r : retired_redis_) {
+    errors += load(r->backend_errors);
+    open += load(r->failed_open);
+    closed += load(r->failed_closed);
   }
   if (redis_) {
     errors += load(redis_->backend_errors);
