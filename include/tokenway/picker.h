@@ -22,6 +22,13 @@ struct PickCandidate {
   const EndpointState* state;
 };
 
+// What a picker tells the request path about its decision, for metrics and traces. Filled only
+// when the caller passes one; pickers that know nothing of a field leave it alone.
+struct PickReport {
+  uint32_t prefix_blocks = 0;   // prompt blocks looked up in the prefix index (0: none)
+  uint32_t prefix_matched = 0;  // of those, blocks the chosen endpoint is estimated to hold
+};
+
 // What a picker may look at besides the candidates.
 struct PickContext {
   const InspectedRequest* request = nullptr;
@@ -30,6 +37,7 @@ struct PickContext {
   // the pool names none or the request lacks it. A view into the request buffer, valid during
   // Pick().
   std::string_view session_key;
+  PickReport* report = nullptr;  // optional; written by Pick()
 };
 
 // Ordered endpoint indices, best first; bounded so it lives on the stack.

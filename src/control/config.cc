@@ -15,6 +15,7 @@
 
 #include "common/json_writer.h"
 #include "routing/engine_adapter.h"
+#include "telemetry/access_log.h"
 
 namespace tokenway {
 
@@ -188,6 +189,31 @@ class Loader {
       x.max_header_priority =
           static_cast<int32_t>(Signed(n, f + ".max_header_priority", -1000000, 1000000));
     }
+  }
+
+  void LoadAutoscaling(const YAML::Node& node, const std::string& f, AutoscalingConfig& x) const {
+    ExpectMap(node, f,
+              {"target_utilisation", "endpoint_output_tokens_per_second", "min_replicas",
+               "max_replicas", "window"});
+    if (auto n = node["target_utilisation"]) {
+      x.target_utilisation = Weight(n, f + ".target_utilisation");
+      if (x.target_utilisation <= 0 || x.target_utilisation > 1) {
+        Fail(n, f + ".target_utilisation", "must be in (0, 1]");
+      }
+    }
+    if (auto n = node["endpoint_output_tokens_per_second"]) {
+      x.endpoint_output_tokens_per_second = Capacity(n, f + ".endpoint_output_tokens_per_second");
+    }
+    if (auto n = node["min_replicas"]) {
+      x.min_replicas = static_cast<uint32_t>(Unsigned(n, f + ".min_replicas", 0, 100000));
+    }
+    if (auto n = node["max_replicas"]) {
+      x.max_replicas = static_cast<uint32_t>(Unsigned(n, f + ".max_replicas", 0, 100000));
+      if (x.max_replicas && x.max_replicas < x.min_replicas) {
+        Fail(n, f + ".max_replicas", "must be 0 (no bound) or at least min_replicas");
+      }
+    }
+    if (auto n = node["window"]) x.window = Dur(n, f + ".window");
   }
 
   static bool IsHeaderName(std::string_view name) {
@@ -499,9 +525,37 @@ class Loader {
       if (auto n = s["inject_usage"]) c.streaming.inject_usage = Bool(n, "streaming.inject_usage");
     }
     if (auto a = root["access_log"]) {
-      ExpectMap(a, "access_log", {"enabled", "path"});
+      ExpectMap(a, "access_log",
+                {"enabled", "path", "fields", "sample_ratio", "always_log_errors"});
       if (auto n = a["enabled"]) c.access_log.enabled = Bool(n, "access_log.enabled");
       if (auto n = a["path"]) c.access_log.path = String(n, "access_log.path");
+      if (auto n = a["fields"]) {
+        if (!n.IsSequence() || n.size() == 0) {
+          Fail(n, "access_log.fields", "must be a non-empty list of field names");
+        }
+        c.access_log.fields = 0;
+        for (size_t i = 0; i < n.size(); ++i) {
+          std::string f = "access_log.fields[" + std::to_string(i) + "]";
+          std::string name = String(n[i], f);
+          AccessLogField field;
+          if (!ParseAccessLogField(name, field)) {
+            std::string list;
+            for (unsigned k = 0; k < static_cast<unsigned>(AccessLogField::kCount); ++k) {
+              list += (k ? ", " : "") +
+                      std::string(AccessLogFieldName(static_cast<AccessLogField>(k)));
+            }
+            Fail(n[i], f, "unknown field '" + name + "' (known: " + list + ")");
+          }
+          c.access_log.fields |= AccessLogFields{1} << static_cast<unsigned>(field);
+        }
+      }
+      if (auto n = a["sample_ratio"]) {
+        c.access_log.sample_ratio = Weight(n, "access_log.sample_ratio");
+        if (c.access_log.sample_ratio > 1) Fail(n, "access_log.sample_ratio", "must be in [0, 1]");
+      }
+      if (auto n = a["always_log_errors"]) {
+        c.access_log.always_log_errors = Bool(n, "access_log.always_log_errors");
+      }
     }
     if (auto e = root["engine_metrics"]) {
       ExpectMap(e, "engine_metrics",
@@ -539,9 +593,9 @@ class Loader {
     for (size_t i = 0; i < pools.size(); ++i) {
       const YAML::Node& p = pools[i];
       std::string f = "pools[" + std::to_string(i) + "]";
-      ExpectMap(
-          p, f,
-          {"name", "policy", "engine", "scheduler", "flow_control", "accelerators", "endpoints"});
+      ExpectMap(p, f,
+                {"name", "policy", "engine", "scheduler", "flow_control", "autoscaling",
+                 "accelerators", "endpoints"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");
@@ -562,6 +616,7 @@ class Loader {
       if (auto n = p["engine"]) pool.engine = Engine(n, f + ".engine");
       if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);
       if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
+      if (auto n = p["autoscaling"]) LoadAutoscaling(n, f + ".autoscaling", pool.autoscaling);
       if (auto n = p["accelerators"]) LoadAccelerators(n, f + ".accelerators", pool);
       auto eps = p["endpoints"];
       if (!eps || !eps.IsSequence() || eps.size() == 0) {
@@ -836,7 +891,19 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   boolean("inject_usage", c.streaming.inject_usage, false);
   o.append("},\"access_log\":{");
   boolean("enabled", c.access_log.enabled);
-  str("path", c.access_log.path, false);
+  str("path", c.access_log.path);
+  o.append("\"fields\":[");
+  bool first_field = true;
+  for (unsigned k = 0; k < static_cast<unsigned>(AccessLogField::kCount); ++k) {
+    if (!(c.access_log.fields & (AccessLogFields{1} << k))) continue;
+    if (!first_field) o.push_back(',');
+    first_field = false;
+    AppendJsonString(o, AccessLogFieldName(static_cast<AccessLogField>(k)));
+  }
+  o.append("],\"sample_ratio\":");
+  AppendJsonDouble(o, c.access_log.sample_ratio);
+  o.push_back(',');
+  boolean("always_log_errors", c.access_log.always_log_errors, false);
   o.append("},\"engine_metrics\":{");
   boolean("enabled", c.engine_metrics.enabled);
   dur("interval", c.engine_metrics.interval);
@@ -898,6 +965,16 @@ std::string RenderConfigJson(const GatewayConfig& c) {
       std::snprintf(text, sizeof text, "%.6g", v);
       o.append(text);
     };
+    const AutoscalingConfig& as = c.pools[i].autoscaling;
+    o.append("\"autoscaling\":{\"target_utilisation\":");
+    capacity(as.target_utilisation);
+    o.append(",\"endpoint_output_tokens_per_second\":");
+    capacity(as.endpoint_output_tokens_per_second);
+    o.push_back(',');
+    num("min_replicas", as.min_replicas);
+    num("max_replicas", as.max_replicas);
+    dur("window", as.window, false);
+    o.append("},");
     o.append("\"accelerators\":{");
     bool first_accelerator = true;
     for (const auto& [name, value] : c.pools[i].accelerators) {

@@ -44,12 +44,25 @@ struct FlowControlConfig {
   int32_t max_header_priority = 0;
 };
 
+// Scaling signals of a pool (pools[].autoscaling; control/scaling_signals.h): what one endpoint
+// of capacity 1.0 should carry, from which the desired replica count is derived.
+struct AutoscalingConfig {
+  double target_utilisation = 0.75;  // desired saturation of the pool, (0, 1]
+  // Output tokens/s one endpoint of capacity 1.0 sustains at full load; 0: unknown, the
+  // recommendation then follows measured saturation only.
+  double endpoint_output_tokens_per_second = 0;
+  uint32_t min_replicas = 1;
+  uint32_t max_replicas = 0;                   // 0: no upper bound
+  Duration window = std::chrono::seconds(30);  // throughput averaging window
+};
+
 struct PoolConfig {
   std::string name;
   std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
   std::string engine = "vllm";           // metric dialect of the endpoints (kEngineNames)
   SchedulerConfig scheduler;             // filters/scorers/picker profile (routing/)
   FlowControlConfig flow_control;
+  AutoscalingConfig autoscaling;
   // Relative capacity by accelerator name, e.g. {H100-80GB: 1.0, A100-40GB: 0.45}.
   std::map<std::string, double> accelerators;
   std::vector<EndpointConfig> endpoints;
@@ -112,6 +125,9 @@ struct StreamingConfig {
 struct AccessLogConfig {
   bool enabled = true;
   std::string path = "stdout";  // "stdout" or a file path
+  uint32_t fields = 0xFFFFFFFFu;  // AccessLogFields bitmask (telemetry/access_log.h); default all
+  double sample_ratio = 1.0;    // share of successful requests logged, 0..1
+  bool always_log_errors = true;  // requests answered >= 400 are logged whatever the ratio
 };
 
 // Scraping of every endpoint's /metrics for engine signals (control/engine_scraper.h).

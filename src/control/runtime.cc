@@ -95,7 +95,7 @@ void AppendModelObject(std::string& o, const ModelConfig& m, int64_t created) {
 }  // namespace
 
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
-    const GatewayConfig& config, EndpointRegistry& endpoints, ModelSlots& slots,
+    const GatewayConfig& config, EndpointRegistry& endpoints, MetricSlots& slots,
     uint64_t generation, int64_t created, PoolStateRegistry* pools,
     std::shared_ptr<const GovernanceSnapshot> governance) {
   auto rt = std::make_shared<Runtime>();
@@ -106,6 +106,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
   for (const auto& pc : config.pools) {
     auto pool = std::make_unique<Pool>();
     pool->name = pc.name;
+    pool->metrics_slot = slots.pools.SlotFor(pc.name);
     if (!ParseEngineKind(pc.engine, pool->engine)) {
       return Status::Error("pool '" + pc.name + "': unknown engine " + pc.engine);
     }
@@ -134,6 +135,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
       if (!address.ok()) return address.status();
       PoolEndpoint pe;
       pe.url = ec.url;
+      pe.metrics_slot = slots.endpoints.SlotFor(EndpointSlotKey(pc.name, ec.url));
       pe.host_header = ec.host + ":" + std::to_string(ec.port);
       pe.address = *address;
       pe.state = endpoints.Get(ec.url);
@@ -145,9 +147,12 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
       pe.capacity = EffectiveCapacity(pc, ec);
       pool->endpoints.push_back(std::move(pe));
     }
-    if (pc.flow_control.enabled) {
+    // Thresholds are kept for every pool: the scaling signals read them too.
+    {
       const FlowControlConfig& fc = pc.flow_control;
-      pool->flow = pools ? pools->Flow(pc.name) : std::make_shared<FlowController>(pc.name);
+      if (fc.enabled) {
+        pool->flow = pools ? pools->Flow(pc.name) : std::make_shared<FlowController>(pc.name);
+      }
       pool->flow_config = fc;
       FlowSettings& fs = pool->flow_settings;
       fs.queue_threshold = fc.queue_threshold;
@@ -168,7 +173,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
     ModelRoute route;
     route.name = mc.name;
     route.pool = by_name.at(mc.pool);
-    route.metrics_slot = slots.SlotFor(mc.name);
+    route.metrics_slot = slots.models.SlotFor(mc.name);
     route.priority = mc.priority;
     rt->models.emplace(mc.name, route);
     if (!first) rt->models_json.push_back(',');

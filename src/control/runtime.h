@@ -25,7 +25,7 @@
 
 namespace tokenway {
 
-class ModelSlots;
+struct MetricSlots;
 
 struct PoolEndpoint {
   std::string url;
@@ -35,16 +35,19 @@ struct PoolEndpoint {
   EngineKind engine = EngineKind::kVllm;  // metric dialect its /metrics is read with
   std::string accelerator;                // as configured; empty: none
   double capacity = 1.0;                  // relative capacity (also in state->capacity)
+  uint16_t metrics_slot = 0;              // MetricSlots::endpoints
 };
 
 struct Pool {
   std::string name;
+  uint16_t metrics_slot = 0;  // MetricSlots::pools
   std::vector<PoolEndpoint> endpoints;
   std::unique_ptr<Picker> picker;         // a simple policy, or a SchedulerPicker
   EngineKind engine = EngineKind::kVllm;  // the pool's default; each endpoint has its own
   std::string session_header;             // pools[].scheduler.session_header; empty: none
   // Flow control (null when the pool has none): the process-wide controller of this pool name,
-  // and this snapshot's settings and endpoint states for it.
+  // and this snapshot's settings and endpoint states for it (kept for every pool: the scaling
+  // signals read the thresholds).
   std::shared_ptr<FlowController> flow;
   FlowSettings flow_settings;
   FlowControlConfig flow_config;
@@ -124,7 +127,7 @@ class PoolStateRegistry {
 // everything else has succeeded it stores each endpoint's configured capacity into its shared
 // EndpointState (so a rejected configuration changes nothing).
 StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
-    const GatewayConfig& config, EndpointRegistry& endpoints, ModelSlots& slots,
+    const GatewayConfig& config, EndpointRegistry& endpoints, MetricSlots& slots,
     uint64_t generation, int64_t created_unix_seconds, PoolStateRegistry* pools = nullptr,
     std::shared_ptr<const GovernanceSnapshot> governance = nullptr);
 

@@ -9,9 +9,12 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <span>
 
 #include "common/duration.h"
 #include "common/json_writer.h"
+#include "common/request_inspector.h"
+#include "control/scaling_signals.h"
 #include "gateway/worker.h"
 #include "telemetry/prometheus_text.h"
 
@@ -124,6 +127,8 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
 std::string AdminServer::RenderEndpoints() const {
   auto rt = view_.runtime();
   int64_t now = MonotonicNanos();
+  std::vector<PoolScalingSignals> scaling;
+  if (view_.scaling) scaling = view_.scaling->Current();
   std::string o = "{\"generation\":" + std::to_string(rt->generation) + ",\"pools\":[";
   for (size_t p = 0; p < rt->pools.size(); ++p) {
     const Pool& pool = *rt->pools[p];
@@ -132,6 +137,20 @@ std::string AdminServer::RenderEndpoints() const {
     AppendJsonString(o, pool.name);
     o.append(",\"policy\":");
     AppendJsonString(o, pool.picker->name());
+    for (const PoolScalingSignals& s : scaling) {
+      if (s.pool != pool.name) continue;
+      o.append(",\"scaling\":{\"input_tokens_per_second\":");
+      AppendJsonDouble(o, s.input_tokens_per_second);
+      o.append(",\"output_tokens_per_second\":");
+      AppendJsonDouble(o, s.output_tokens_per_second);
+      o.append(",\"queue_depth\":");
+      AppendJsonDouble(o, s.queue_depth);
+      o.append(",\"saturation\":");
+      AppendJsonDouble(o, s.saturation);
+      o.append(",\"ready_endpoints\":").append(std::to_string(s.ready_endpoints));
+      o.append(",\"desired_replicas\":").append(std::to_string(s.desired_replicas));
+      o.push_back('}');
+    }
     if (pool.flow) {
       o.append(",\"flow_control\":{\"saturated\":")
           .append(FlowController::HasRoom(pool.flow_view(), now) ? "false" : "true");
@@ -207,17 +226,132 @@ uint64_t Load(const std::atomic<uint64_t>& a) {
   return a.load(std::memory_order_relaxed);
 }
 
+// One scrape: sums per-worker values at read time.
+struct Scrape {
+  PrometheusText& t;
+  const std::vector<WorkerMetrics*>& workers;
+
+  // Sums one histogram over the workers and writes it, unless it is empty. `pick` selects the
+  // histogram in a WorkerMetrics; `scale` is the unit scale its sum is kept in.
+  template <class Pick>
+  void Histogram(std::string_view name, std::initializer_list<Label> labels,
+                 std::span<const double> bounds, double scale, Pick&& pick) {
+    uint64_t counts[kMaxHistogramBuckets + 1] = {};
+    uint64_t total = 0, sum = 0;
+    for (auto* w : workers) {
+      const tokenway::Histogram& h = pick(*w);
+      for (size_t b = 0; b <= bounds.size(); ++b) counts[b] += Load(h.buckets[b]);
+      total += Load(h.count);
+      sum += Load(h.sum);
+    }
+    if (total == 0) return;
+    t.Histogram(name, labels, bounds.data(), counts, bounds.size(), counts[bounds.size()],
+                static_cast<double>(sum) / scale);
+  }
+  template <class Pick>
+  uint64_t Sum(Pick&& pick) const {
+    uint64_t v = 0;
+    for (auto* w : workers) v += Load(pick(*w));
+    return v;
+  }
+};
+
+// The OpenTelemetry GenAI semantic-convention metrics in Prometheus form (dots become
+// underscores, the unit "s" a _seconds suffix). tokenway forwards the model name unchanged, so
+// the response model is the request model.
+void WriteGenAi(Scrape& scrape, const std::vector<std::string>& models, const Runtime& rt) {
+  PrometheusText& t = scrape.t;
+  using GenAi = WorkerMetrics::GenAi;
+  struct Series {
+    std::string_view model;
+    std::string_view provider;
+    size_t slot;
+  };
+  std::vector<Series> series;
+  for (size_t s = 0; s < models.size(); ++s) {
+    if (const ModelRoute* route = rt.FindModel(models[s])) {
+      series.push_back({models[s], EngineKindName(route->pool->engine), s});
+    }
+  }
+  constexpr Operation kOps[] = {Operation::kChatCompletions, Operation::kCompletions,
+                                Operation::kEmbeddings};
+  // Writes `member` of every (model, operation) with an extra label pair (may be empty).
+  auto each = [&](std::string_view name, std::span<const double> bounds, double scale,
+                  std::string_view key, std::string_view value, auto&& member) {
+    for (const Series& x : series) {
+      for (Operation op : kOps) {
+        auto pick = [&](const WorkerMetrics& w) -> const Histogram& {
+          return member(w.gen_ai[x.slot][static_cast<size_t>(op)]);
+        };
+        std::string_view opname = OperationName(op);
+        if (key.empty()) {
+          scrape.Histogram(name,
+                           {{"gen_ai_operation_name", opname},
+                            {"gen_ai_provider_name", x.provider},
+                            {"gen_ai_request_model", x.model},
+                            {"gen_ai_response_model", x.model}},
+                           bounds, scale, pick);
+        } else {
+          scrape.Histogram(name,
+                           {{"gen_ai_operation_name", opname},
+                            {"gen_ai_provider_name", x.provider},
+                            {"gen_ai_request_model", x.model},
+                            {"gen_ai_response_model", x.model},
+                            {key, value}},
+                           bounds, scale, pick);
+        }
+      }
+    }
+  };
+  t.Family("gen_ai_client_token_usage", "histogram",
+           "Input and output tokens per successful request (gen_ai.client.token.usage).");
+  each("gen_ai_client_token_usage", kGenAiTokenBuckets, 1, "gen_ai_token_type", "input",
+       [](const GenAi& g) -> const Histogram& { return g.input_tokens; });
+  each("gen_ai_client_token_usage", kGenAiTokenBuckets, 1, "gen_ai_token_type", "output",
+       [](const GenAi& g) -> const Histogram& { return g.output_tokens; });
+  t.Family("gen_ai_client_operation_duration_seconds", "histogram",
+           "Duration of GenAI operations through the gateway (gen_ai.client.operation.duration); "
+           "error_type is the status class of failed ones.");
+  each("gen_ai_client_operation_duration_seconds", kGenAiDurationBuckets, 1e6, {}, {},
+       [](const GenAi& g) -> const Histogram& {
+         return g.duration[static_cast<size_t>(GenAiOutcome::kOk)];
+       });
+  each("gen_ai_client_operation_duration_seconds", kGenAiDurationBuckets, 1e6, "error_type", "4xx",
+       [](const GenAi& g) -> const Histogram& {
+         return g.duration[static_cast<size_t>(GenAiOutcome::kClientError)];
+       });
+  each("gen_ai_client_operation_duration_seconds", kGenAiDurationBuckets, 1e6, "error_type", "5xx",
+       [](const GenAi& g) -> const Histogram& {
+         return g.duration[static_cast<size_t>(GenAiOutcome::kServerError)];
+       });
+  t.Family("gen_ai_server_time_to_first_token_seconds", "histogram",
+           "Time to the first token of successful streams (gen_ai.server.time_to_first_token).");
+  each("gen_ai_server_time_to_first_token_seconds", kGenAiTtftBuckets, 1e6, {}, {},
+       [](const GenAi& g) -> const Histogram& { return g.time_to_first_token; });
+  t.Family("gen_ai_server_time_per_output_token_seconds", "histogram",
+           "Time per output token after the first of successful streams "
+           "(gen_ai.server.time_per_output_token).");
+  each("gen_ai_server_time_per_output_token_seconds", kGenAiTpotBuckets, 1e6, {}, {},
+       [](const GenAi& g) -> const Histogram& { return g.time_per_output_token; });
+}
+
 }  // namespace
 
 std::string AdminServer::RenderMetrics() const {
   PrometheusText t;
   const auto& workers = view_.metrics;
-  std::vector<std::string> models = view_.model_slots->Names();
+  std::vector<std::string> models = view_.slots->models.Names();
   auto rt = view_.runtime();
   int64_t now = MonotonicNanos();
+  // The pool each configured model is served by (models no longer configured: none).
+  std::vector<std::string_view> model_pool(models.size());
+  for (size_t s = 0; s < models.size(); ++s) {
+    if (const ModelRoute* route = rt->FindModel(models[s])) model_pool[s] = route->pool->name;
+  }
 
+  Scrape scrape{t, workers};
   t.Family("tokenway_requests_total", "counter",
-           "Requests answered, by requested model and HTTP status code.");
+           "Requests answered, by requested model, its pool and HTTP status code.");
   for (size_t s = 0; s < models.size(); ++s) {
     for (size_t c = 0; c < kStatusSlots; ++c) {
       uint64_t v = 0;
@@ -227,33 +361,26 @@ std::string AdminServer::RenderMetrics() const {
       std::string code_text = code == 599                            ? "5xx"
                               : code == 499 && c == kStatusSlots - 2 ? "4xx"
                                                                      : std::to_string(code);
-      t.Sample("tokenway_requests_total", {{"model", models[s]}, {"code", code_text}}, v);
+      t.Sample("tokenway_requests_total",
+               {{"model", models[s]}, {"pool", model_pool[s]}, {"code", code_text}}, v);
     }
   }
-  auto histogram = [&](const char* name, const char* help,
-                       std::array<Histogram, kMaxModelSlots> WorkerMetrics::*member) {
-    t.Family(name, "histogram", help);
-    for (size_t s = 0; s < models.size(); ++s) {
-      uint64_t counts[kLatencyBuckets.size() + 1] = {};
-      uint64_t total = 0;
-      double sum = 0;
-      for (auto* w : workers) {
-        const Histogram& h = (w->*member)[s];
-        for (size_t b = 0; b <= kLatencyBuckets.size(); ++b) counts[b] += Load(h.buckets[b]);
-        total += Load(h.count);
-        sum += static_cast<double>(Load(h.sum_micros)) / 1e6;
-      }
-      if (total == 0) continue;
-      t.Histogram(name, {{"model", models[s]}}, kLatencyBuckets.data(), counts,
-                  kLatencyBuckets.size(), counts[kLatencyBuckets.size()], sum);
-    }
-  };
-  histogram("tokenway_request_duration_seconds",
-            "Time from the request's arrival to its last response byte.", &WorkerMetrics::duration);
-  histogram("tokenway_time_to_first_byte_seconds",
-            "Time from the request's arrival to the first response byte sent to the client "
-            "(for streams: the first event).",
-            &WorkerMetrics::time_to_first_byte);
+  t.Family("tokenway_request_duration_seconds", "histogram",
+           "Time from the request's arrival to its last response byte.");
+  for (size_t s = 0; s < models.size(); ++s) {
+    scrape.Histogram("tokenway_request_duration_seconds", {{"model", models[s]}}, kLatencyBuckets,
+                     1e6,
+                     [&](const WorkerMetrics& w) -> const Histogram& { return w.duration[s]; });
+  }
+  t.Family("tokenway_time_to_first_byte_seconds", "histogram",
+           "Time from the request's arrival to the first response byte sent to the client "
+           "(for streams: the first event).");
+  for (size_t s = 0; s < models.size(); ++s) {
+    scrape.Histogram(
+        "tokenway_time_to_first_byte_seconds", {{"model", models[s]}}, kLatencyBuckets, 1e6,
+        [&](const WorkerMetrics& w) -> const Histogram& { return w.time_to_first_byte[s]; });
+  }
+  WriteGenAi(scrape, models, *rt);
 
   t.Family("tokenway_tokens_total", "counter",
            "Tokens of successful requests by model and type (input, output, cached input).");
@@ -265,9 +392,10 @@ std::string AdminServer::RenderMetrics() const {
       cached += Load(w->cached_tokens[s]);
     }
     if (in + out + cached == 0) continue;
-    t.Sample("tokenway_tokens_total", {{"model", models[s]}, {"type", "input"}}, in);
-    t.Sample("tokenway_tokens_total", {{"model", models[s]}, {"type", "output"}}, out);
-    t.Sample("tokenway_tokens_total", {{"model", models[s]}, {"type", "cached"}}, cached);
+    for (auto [type, v] : {std::pair{"input", in}, {"output", out}, {"cached", cached}}) {
+      t.Sample("tokenway_tokens_total",
+               {{"model", models[s]}, {"pool", model_pool[s]}, {"type", type}}, v);
+    }
   }
   t.Family("tokenway_requests_without_usage_total", "counter",
            "Successful requests whose token usage could not be determined.");
@@ -363,12 +491,88 @@ std::string AdminServer::RenderMetrics() const {
   per_endpoint(
       "tokenway_engine_kv_utilisation", "gauge", "Engine KV-cache utilisation, 0..1 (last scrape).",
       [](const EndpointState& s) { return static_cast<double>(s.engine.kv_utilisation.load()); });
+  per_endpoint("tokenway_engine_signals_age_seconds", "gauge",
+               "Age of the endpoint's last successful engine scrape (-1: never scraped).",
+               [&](const EndpointState& s) {
+                 int64_t at = s.engine.updated_at_ns.load(std::memory_order_relaxed);
+                 return at == 0 ? -1.0 : static_cast<double>(now - at) / 1e9;
+               });
   per_endpoint("tokenway_engine_scrape_failures_total", "counter",
                "Engine /metrics scrapes that failed or were unusable.",
                [](const EndpointState& s) { return Load(s.engine.scrape_failures_total); });
   per_endpoint("tokenway_engine_signals_stale_total", "counter",
                "Times an endpoint's engine signals aged past engine_metrics.stale_after.",
                [](const EndpointState& s) { return Load(s.engine.stale_total); });
+
+  // Per endpoint of the current configuration, from the per-worker slots.
+  t.Family("tokenway_endpoint_responses_total", "counter",
+           "Requests whose last attempt went to the endpoint, by pool, endpoint and status "
+           "class of the answer.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      for (size_t c = 0; c < kStatusClasses; ++c) {
+        uint64_t v = scrape.Sum([&](const WorkerMetrics& w) -> const std::atomic<uint64_t>& {
+          return w.endpoint_responses[ep.metrics_slot][c];
+        });
+        t.Sample("tokenway_endpoint_responses_total",
+                 {{"pool", pool->name},
+                  {"endpoint", ep.url},
+                  {"class", StatusClassName(static_cast<StatusClass>(c))}},
+                 v);
+      }
+    }
+  }
+  t.Family("tokenway_endpoint_tokens_total", "counter",
+           "Tokens of successful requests by pool, endpoint and type; cached/input is the "
+           "engine's real prefix-cache hit rate.");
+  for (const auto& pool : rt->pools) {
+    for (const auto& ep : pool->endpoints) {
+      size_t i = 0;
+      for (const char* type : {"input", "output", "cached"}) {
+        uint64_t v = scrape.Sum([&](const WorkerMetrics& w) -> const std::atomic<uint64_t>& {
+          return w.endpoint_tokens[ep.metrics_slot][i];
+        });
+        ++i;
+        t.Sample("tokenway_endpoint_tokens_total",
+                 {{"pool", pool->name}, {"endpoint", ep.url}, {"type", type}}, v);
+      }
+    }
+  }
+  using PoolFamilies = WorkerMetrics::PoolFamilies;
+  auto per_pool_histogram = [&](const char* name, const char* help, std::span<const double> bounds,
+                                double scale, auto member) {
+    t.Family(name, "histogram", help);
+    for (const auto& pool : rt->pools) {
+      scrape.Histogram(name, {{"pool", pool->name}}, bounds, scale,
+                       [&](const WorkerMetrics& w) -> const Histogram& {
+                         return w.pools[pool->metrics_slot].*member;
+                       });
+    }
+  };
+  per_pool_histogram("tokenway_pool_time_to_first_token_seconds",
+                     "Time to the first token of successful streams, by pool.", kGenAiTtftBuckets,
+                     1e6, &PoolFamilies::time_to_first_token);
+  per_pool_histogram("tokenway_pool_time_per_output_token_seconds",
+                     "Time per output token after the first of successful streams, by pool.",
+                     kGenAiTpotBuckets, 1e6, &PoolFamilies::time_per_output_token);
+  per_pool_histogram("tokenway_picker_duration_seconds",
+                     "Time the pool's picker took to choose an endpoint.", kPickerBuckets, 1e9,
+                     &PoolFamilies::picker);
+  t.Family("tokenway_prefix_affinity_blocks_total", "counter",
+           "Prompt blocks looked up in the pool's prefix index at routing, by whether the chosen "
+           "endpoint was estimated to hold them (the router's own hit estimate).");
+  for (const auto& pool : rt->pools) {
+    uint64_t hit = scrape.Sum([&](const WorkerMetrics& w) -> const std::atomic<uint64_t>& {
+      return w.pools[pool->metrics_slot].prefix_hit_blocks;
+    });
+    uint64_t miss = scrape.Sum([&](const WorkerMetrics& w) -> const std::atomic<uint64_t>& {
+      return w.pools[pool->metrics_slot].prefix_miss_blocks;
+    });
+    t.Sample("tokenway_prefix_affinity_blocks_total", {{"pool", pool->name}, {"result", "hit"}},
+             hit);
+    t.Sample("tokenway_prefix_affinity_blocks_total", {{"pool", pool->name}, {"result", "miss"}},
+             miss);
+  }
 
   // Flow control, per flow-controlled pool.
   t.Family("tokenway_pool_saturated", "gauge",
@@ -414,6 +618,35 @@ std::string AdminServer::RenderMetrics() const {
                 FlowController::kQueueBuckets.data(), counts, nb, counts[nb],
                 static_cast<double>(Load(c.queue_time_sum_us)) / 1e6);
   }
+
+  // Autoscaling signals (control/scaling_signals.h), per pool.
+  std::vector<PoolScalingSignals> scaling;
+  if (view_.scaling) scaling = view_.scaling->Current();
+  auto per_pool_signal = [&](const char* name, const char* help, auto value) {
+    t.Family(name, "gauge", help);
+    for (const PoolScalingSignals& s : scaling) t.Sample(name, {{"pool", s.pool}}, value(s));
+  };
+  t.Family("tokenway_pool_token_throughput", "gauge",
+           "Tokens per second of successful requests over the pool's autoscaling window, by "
+           "type (input, output).");
+  for (const PoolScalingSignals& s : scaling) {
+    t.Sample("tokenway_pool_token_throughput", {{"pool", s.pool}, {"type", "input"}},
+             s.input_tokens_per_second);
+    t.Sample("tokenway_pool_token_throughput", {{"pool", s.pool}, {"type", "output"}},
+             s.output_tokens_per_second);
+  }
+  per_pool_signal("tokenway_pool_queue_depth",
+                  "Requests waiting for the pool: in the gateway's queue plus in the engines.",
+                  [](const PoolScalingSignals& s) { return s.queue_depth; });
+  per_pool_signal("tokenway_pool_saturation",
+                  "Capacity-weighted saturation of the pool's ready endpoints, 0..1 (1 while "
+                  "requests queue in the gateway).",
+                  [](const PoolScalingSignals& s) { return s.saturation; });
+  per_pool_signal("tokenway_pool_ready_endpoints", "Endpoints of the pool that take requests.",
+                  [](const PoolScalingSignals& s) { return double(s.ready_endpoints); });
+  per_pool_signal("tokenway_pool_desired_replicas",
+                  "Recommended endpoints (of capacity 1.0) for the pool's measured load.",
+                  [](const PoolScalingSignals& s) { return double(s.desired_replicas); });
 
   if (rt->governance) rt->governance->state->RenderMetrics(t, rt->governance.get());
   t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");

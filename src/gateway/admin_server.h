@@ -17,15 +17,17 @@
 namespace tokenway {
 
 struct GatewayShared;
+class ScalingSignals;
 
 // What the admin endpoints read. Everything here is safe to read from the control thread.
 struct AdminView {
   GatewayShared* shared = nullptr;
   std::vector<WorkerMetrics*> metrics;
-  ModelSlots* model_slots = nullptr;
+  MetricSlots* slots = nullptr;
   std::function<std::shared_ptr<const Runtime>()> runtime;
   const std::atomic<uint64_t>* reloads_ok = nullptr;
   const std::atomic<uint64_t>* reloads_failed = nullptr;
+  const ScalingSignals* scaling = nullptr;  // null: no scaling signals
 };
 
 class AdminServer {

@@ -371,82 +371,23 @@ void ClientSession::ChooseRequestId(const RequestParser& parser) {
 }
 
 void ClientSession::Observe(RequestRecord& rec) {
-  WorkerMetrics& m = worker_.metrics();
   int64_t end = MonotonicNanos();
   double seconds = static_cast<double>(end - rec.start_ns) / 1e9;
-  m.CountRequest(rec.model_slot, rec.status, seconds);
-  if (rec.first_byte_ns) {
-    m.time_to_first_byte[rec.model_slot].Observe(
-        static_cast<double>(rec.first_byte_ns - rec.start_ns) / 1e9);
-  }
-  if (rec.status == 200) {
-    m.CountTokens(rec.model_slot, rec.usage.prompt_tokens, rec.usage.completion_tokens,
-                  rec.usage.cached_tokens);
-  }
-  if (!runtime_->config.access_log.enabled) return;
-  std::string& o = worker_.access_log().line();
-  auto wall = std::chrono::system_clock::now().time_since_epoch();
-  o.append("{\"ts\":");
-  AppendJsonDouble(o, std::chrono::duration<double>(wall).count());
-  o.append(",\"request_id\":");
-  AppendJsonString(o, rec.request_id);
-  o.append(",\"tenant\":");
-  if (rec.tenant.empty()) {
-    o.append("null");
-  } else {
-    AppendJsonString(o, rec.tenant);
-  }
-  o.append(",\"operation\":");
-  AppendJsonString(o, OperationName(inspected_.operation));
-  o.append(",\"model\":");
-  AppendJsonString(o, inspected_.model);
-  o.append(",\"pool\":");
-  AppendJsonString(o, rec.pool);
-  o.append(",\"endpoint\":");
-  AppendJsonString(o, rec.endpoint);
-  o.append(",\"status\":");
-  AppendJsonInt(o, rec.status);
-  o.append(",\"stream\":");
-  o.append(rec.stream ? "true" : "false");
-  o.append(",\"duration_ms\":");
-  AppendJsonDouble(o, seconds * 1e3);
-  o.append(",\"ttfb_ms\":");
-  if (rec.first_byte_ns) {
-    AppendJsonDouble(o, static_cast<double>(rec.first_byte_ns - rec.start_ns) / 1e6);
-  } else {
-    o.append("null");
-  }
-  o.append(",\"prompt_tokens\":");
-  AppendJsonInt(o, rec.usage.prompt_tokens);
-  o.append(",\"completion_tokens\":");
-  AppendJsonInt(o, rec.usage.completion_tokens);
-  o.append(",\"cached_tokens\":");
-  AppendJsonInt(o, rec.usage.cached_tokens);
-  o.append(",\"usage_injected\":");
-  o.append(rec.usage_injected ? "true" : "false");
-  o.append(",\"stream_events\":");
-  AppendJsonInt(o, rec.stream_events);
-  o.append(",\"retries\":");
-  AppendJsonInt(o, rec.retries);
-  o.append(",\"priority\":");
-  AppendJsonInt(o, rec.priority);
-  o.append(",\"queue_ms\":");
-  AppendJsonDouble(o, static_cast<double>(rec.queue_ns) / 1e6);
-  o.append(",\"request_bytes\":");
-  AppendJsonInt(o, static_cast<int64_t>(rec.request_bytes));
-  o.append(",\"response_bytes\":");
-  AppendJsonInt(o, static_cast<int64_t>(rec.response_bytes));
-  o.append(",\"prompt_hash\":\"");
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i) o.push_back(kHex[(rec.prompt_hash >> (i * 4)) & 0xF]);
-  o.append("\",\"error\":");
-  if (rec.error_code.empty()) {
-    o.append("null");
-  } else {
-    AppendJsonString(o, rec.error_code);
-  }
-  o.append("}\n");
-  worker_.access_log().MaybeFlush(worker_.shared().access_log.get());
+  RequestSample sample;
+  sample.model_slot = rec.model_slot;
+  sample.pool_slot = rec.pool_slot;
+  sample.endpoint_slot = rec.endpoint_slot;
+  sample.operation = static_cast<uint8_t>(inspected_.operation);
+  sample.status = rec.status;
+  sample.stream = rec.stream;
+  sample.seconds = seconds;
+  if (rec.first_byte_ns)
+    sample.first_byte = static_cast<double>(rec.first_byte_ns - rec.start_ns) / 1e9;
+  sample.prompt_tokens = rec.usage.prompt_tokens;
+  sample.completion_tokens = rec.usage.completion_tokens;
+  sample.cached_tokens = rec.usage.cached_tokens;
+  worker_.metrics().CountRequest(sample);
+  WriteAccessLog(rec, seconds);
 }
 
 }  // namespace tokenway

@@ -49,10 +49,15 @@ struct RequestRecord {
   int64_t first_byte_ns = 0;  // first response byte written to the client
   int status = 0;
   uint16_t model_slot = 0;
+  uint16_t pool_slot = 0;      // 0 until routed
+  uint16_t endpoint_slot = 0;  // 0 until forwarded
   std::string request_id;
-  std::string_view tenant;  // governance tenant; empty when governance is off
+  std::string_view tenant;  // empty: no tenant
   std::string_view pool;
   std::string_view endpoint;
+  std::string_view picker;      // the pool's picker, for the access log's route
+  uint32_t prefix_blocks = 0;   // prompt blocks looked up in the prefix index
+  uint32_t prefix_matched = 0;  // of those, held by the chosen endpoint (estimate)
   std::string error_code;  // tokenway's own code when it produced or cut the response
   TokenUsage usage;
   uint32_t retries = 0;
@@ -128,6 +133,8 @@ class ClientSession {
                        boost::asio::steady_timer* queue_timer = nullptr);
   void StopAbortWatch();
   void Observe(RequestRecord& rec);
+  // Appends the request's access-log line (request_log.cc), if the configuration wants it.
+  void WriteAccessLog(const RequestRecord& rec, double seconds);
   void ChooseRequestId(const RequestParser& parser);
 
   Worker& worker_;

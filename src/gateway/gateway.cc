@@ -16,6 +16,7 @@
 #include "control/engine_scraper.h"
 #include "control/health_checker.h"
 #include "control/runtime.h"
+#include "control/scaling_signals.h"
 #include "gateway/admin_server.h"
 #include "gateway/worker.h"
 
@@ -87,7 +88,7 @@ class Process {
       LogError(governance.status().message());
       return 1;
     }
-    auto rt = BuildRuntime(config, endpoints_, model_slots_, ++generation_, std::time(nullptr),
+    auto rt = BuildRuntime(config, endpoints_, metric_slots_, ++generation_, std::time(nullptr),
                            &pool_states_, *governance);
     if (!rt.ok()) {
       LogError(rt.status().message());
@@ -120,10 +121,11 @@ class Process {
     AdminView view;
     view.shared = &shared_;
     for (auto& m : metrics_) view.metrics.push_back(m.get());
-    view.model_slots = &model_slots_;
+    view.slots = &metric_slots_;
     view.runtime = [this] { return current_; };
     view.reloads_ok = &reloads_ok_;
     view.reloads_failed = &reloads_failed_;
+    view.scaling = &scaling_;
     admin_ = std::make_unique<AdminServer>(ioc_, view);
     tcp::endpoint admin_bound;
     try {
@@ -139,6 +141,7 @@ class Process {
     scraper_ = std::make_unique<EngineScraper>(ioc_, [this] { return current_; });
     scraper_->Start();
     KickFlows();
+    UpdateScalingSignals();
     if (!options_.config_path.empty()) {
       stamp_ = Stamp(options_.config_path);
       PollConfigFile();
@@ -241,7 +244,7 @@ class Process {
                governance.status().message());
       return;
     }
-    auto rt = BuildRuntime(config, endpoints_, model_slots_, generation_ + 1, std::time(nullptr),
+    auto rt = BuildRuntime(config, endpoints_, metric_slots_, generation_ + 1, std::time(nullptr),
                            &pool_states_, *governance);
     if (!rt.ok()) {
       reloads_failed_.fetch_add(1);
@@ -267,6 +270,16 @@ class Process {
         if (pool->flow) pool->flow->Kick(pool->flow_view(), now);
       }
       KickFlows();
+    });
+  }
+
+  void UpdateScalingSignals() {
+    std::vector<WorkerMetrics*> workers;
+    for (auto& m : metrics_) workers.push_back(m.get());
+    scaling_.Update(*current_, workers, MonotonicNanos());
+    scaling_timer_.expires_after(std::chrono::seconds(1));
+    scaling_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) UpdateScalingSignals();
     });
   }
 
@@ -307,7 +320,7 @@ class Process {
       return;
     }
     if (rejected) return;  // the running keys stay
-    auto rt = BuildRuntime(current_->config, endpoints_, model_slots_, generation_ + 1,
+    auto rt = BuildRuntime(current_->config, endpoints_, metric_slots_, generation_ + 1,
                            std::time(nullptr), &pool_states_, *governance);
     if (!rt.ok()) {
       LogError("keys reload failed: " + rt.status().message());
@@ -325,11 +338,13 @@ class Process {
   asio::steady_timer drain_timer_{ioc_};
   asio::steady_timer poll_timer_{ioc_};
   asio::steady_timer flow_timer_{ioc_};
+  asio::steady_timer scaling_timer_{ioc_};
   GatewayShared shared_;
   EndpointRegistry endpoints_;
   PoolStateRegistry pool_states_;
   std::shared_ptr<GovernanceState> governance_ = std::make_shared<GovernanceState>();
-  ModelSlots model_slots_;
+  MetricSlots metric_slots_;
+  ScalingSignals scaling_;
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;

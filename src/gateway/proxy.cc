@@ -126,6 +126,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   rec.model_slot = route->metrics_slot;
   const Pool& pool = *route->pool;
   rec.pool = pool.name;
+  rec.pool_slot = pool.metrics_slot;
 
   // 2-3. Identity and governance: tenant, model permission, token reservation.
   if (rt.governance && !co_await Govern(parser, *route)) co_return;
@@ -146,12 +147,24 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
     co_return;
   }
   FallbackList fallbacks;
+  PickReport report;
   PickContext ctx;
   ctx.request = &inspected_;
   ctx.random = worker_.NextRandom();
   ctx.session_key = parser.FindHeader(buffer_.data(), pool.session_header);
+  ctx.report = &report;
   pool.picker->Pick(ctx, candidates_, fallbacks);
   if (fallbacks.empty()) fallbacks.push_back(candidates_.front().index);
+  WorkerMetrics::PoolFamilies& pm = m.pools[pool.metrics_slot];
+  pm.picker.Observe(static_cast<double>(MonotonicNanos() - now) / 1e9, kPickerBuckets, 1e9);
+  rec.picker = pool.picker->name();
+  rec.prefix_blocks = report.prefix_blocks;
+  rec.prefix_matched = report.prefix_matched;
+  if (report.prefix_blocks) {
+    pm.prefix_hit_blocks.fetch_add(report.prefix_matched, std::memory_order_relaxed);
+    pm.prefix_miss_blocks.fetch_add(report.prefix_blocks - report.prefix_matched,
+                                    std::memory_order_relaxed);
+  }
 
   // Usage injection: make every stream report its tokens.
   std::string_view send_body = body;
@@ -172,6 +185,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
       m.retries.fetch_add(1, std::memory_order_relaxed);
     }
     rec.endpoint = endpoint.url;
+    rec.endpoint_slot = endpoint.metrics_slot;
     AttemptOutcome outcome = co_await ForwardOnce(parser, endpoint, send_body, a + 1 == attempts);
     if (outcome != AttemptOutcome::kRetry) break;
   }

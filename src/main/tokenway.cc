@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     EndpointRegistry endpoints;
-    ModelSlots slots;
+    MetricSlots slots;
     auto rt = BuildRuntime(*config, endpoints, slots, 1, 0);
     if (!rt.ok()) {
       std::cerr << validate_path << ": " << rt.status().message() << "\n";

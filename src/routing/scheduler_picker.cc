@@ -143,6 +143,10 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
     if (!taken) out.push_back(all[i].index);
   }
   if (prefix_index_ && !s.blocks.empty()) {
+    if (ctx.report) {
+      ctx.report->prefix_blocks = static_cast<uint32_t>(s.blocks.size());
+      ctx.report->prefix_matched = prefix_index_->Match(candidates[first].index, s.blocks);
+    }
     prefix_index_->Insert(candidates[first].index, s.blocks);
   }
 }

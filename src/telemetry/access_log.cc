@@ -8,6 +8,32 @@
 
 namespace tokenway {
 
+namespace {
+
+constexpr std::string_view kFieldNames[] = {
+    "ts",           "request_id",        "tenant",        "operation",      "model",
+    "pool",         "endpoint",          "status",        "stream",         "duration_ms",
+    "ttft_ms",      "prompt_tokens",     "completion_tokens", "cached_tokens", "usage_injected",
+    "stream_events", "retries",          "priority",      "queue_ms",       "route",
+    "request_bytes", "response_bytes",   "prompt_hash",   "error"};
+static_assert(std::size(kFieldNames) == static_cast<size_t>(AccessLogField::kCount));
+
+}  // namespace
+
+std::string_view AccessLogFieldName(AccessLogField f) {
+  return kFieldNames[static_cast<size_t>(f)];
+}
+
+bool ParseAccessLogField(std::string_view name, AccessLogField& out) {
+  for (size_t i = 0; i < std::size(kFieldNames); ++i) {
+    if (kFieldNames[i] == name) {
+      out = static_cast<AccessLogField>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
 std::shared_ptr<AccessLogSink> AccessLogSink::Open(const std::string& path, std::string& error) {
   if (path == "stdout" || path == "-") {
     return std::shared_ptr<AccessLogSink>(new AccessLogSink(STDOUT_FILENO, false));

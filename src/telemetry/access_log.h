@@ -6,12 +6,50 @@
 // is taken per flush, not per request.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace tokenway {
+
+// The fields a line may carry, in the order they are written (access_log.fields selects them).
+enum class AccessLogField : uint8_t {
+  kTs,
+  kRequestId,
+  kTenant,
+  kOperation,
+  kModel,
+  kPool,
+  kEndpoint,
+  kStatus,
+  kStream,
+  kDurationMs,
+  kTtftMs,
+  kPromptTokens,
+  kCompletionTokens,
+  kCachedTokens,
+  kUsageInjected,
+  kStreamEvents,
+  kRetries,
+  kPriority,
+  kQueueMs,
+  kRoute,
+  kRequestBytes,
+  kResponseBytes,
+  kPromptHash,
+  kError,
+  kCount
+};
+using AccessLogFields = uint32_t;  // bit i: field i
+inline constexpr AccessLogFields kAllAccessLogFields =
+    (AccessLogFields{1} << static_cast<unsigned>(AccessLogField::kCount)) - 1;
+static_assert(static_cast<unsigned>(AccessLogField::kCount) <= 32);
+std::string_view AccessLogFieldName(AccessLogField f);
+// False when `name` is not a field name.
+bool ParseAccessLogField(std::string_view name, AccessLogField& out);
 
 class AccessLogSink {
  public:

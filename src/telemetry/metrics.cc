@@ -2,16 +2,16 @@
 
 namespace tokenway {
 
-ModelSlots::ModelSlots() {
-  names_.push_back("unknown");
-  slots_["unknown"] = 0;
+NameSlots::NameSlots(size_t capacity, std::string first) : capacity_(capacity) {
+  slots_[first] = 0;
+  names_.push_back(std::move(first));
 }
 
-uint16_t ModelSlots::SlotFor(const std::string& name) {
+uint16_t NameSlots::SlotFor(const std::string& name) {
   std::lock_guard lock(mu_);
   auto it = slots_.find(name);
   if (it != slots_.end()) return it->second;
-  if (names_.size() + 1 >= kMaxModelSlots) {
+  if (names_.size() + 1 >= capacity_) {
     auto other = slots_.find("other");
     if (other != slots_.end()) return other->second;
     uint16_t slot = static_cast<uint16_t>(names_.size());
@@ -25,9 +25,37 @@ uint16_t ModelSlots::SlotFor(const std::string& name) {
   return slot;
 }
 
-std::vector<std::string> ModelSlots::Names() const {
+std::vector<std::string> NameSlots::Names() const {
   std::lock_guard lock(mu_);
   return names_;
+}
+
+std::string EndpointSlotKey(std::string_view pool, std::string_view url) {
+  std::string key;
+  key.reserve(pool.size() + 1 + url.size());
+  key.append(pool).push_back(kEndpointKeySeparator);
+  key.append(url);
+  return key;
+}
+
+StatusClass ClassOf(int status) {
+  if (status >= 500) return StatusClass::k5xx;
+  if (status >= 400) return StatusClass::k4xx;
+  return StatusClass::k2xx;
+}
+
+std::string_view StatusClassName(StatusClass c) {
+  switch (c) {
+    case StatusClass::k2xx:
+      return "2xx";
+    case StatusClass::k4xx:
+      return "4xx";
+    case StatusClass::k5xx:
+      return "5xx";
+    case StatusClass::kCount:
+      break;
+  }
+  return "other";
 }
 
 size_t StatusSlot(int status) {
@@ -42,17 +70,66 @@ int StatusForSlot(size_t slot) {
   return slot == kStatusSlots - 1 ? 599 : 499;  // rendered as "5xx"/"4xx" by the exposition
 }
 
-void Histogram::Observe(double seconds) {
+void Histogram::Observe(double value, std::span<const double> bounds, double scale) {
   size_t i = 0;
-  while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i]) ++i;
+  while (i < bounds.size() && value > bounds[i]) ++i;
   buckets[i].fetch_add(1, std::memory_order_relaxed);
   count.fetch_add(1, std::memory_order_relaxed);
-  sum_micros.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+  if (value > 0) sum.fetch_add(static_cast<uint64_t>(value * scale), std::memory_order_relaxed);
 }
 
 void WorkerMetrics::CountRequest(uint16_t model_slot, int status, double seconds) {
   requests[model_slot][StatusSlot(status)].fetch_add(1, std::memory_order_relaxed);
   duration[model_slot].Observe(seconds);
+}
+
+void WorkerMetrics::CountRequest(const RequestSample& r) {
+  CountRequest(r.model_slot, r.status, r.seconds);
+  if (r.first_byte >= 0) time_to_first_byte[r.model_slot].Observe(r.first_byte);
+  const bool ok = r.status >= 200 && r.status < 300;
+  if (ok) CountTokens(r.model_slot, r.prompt_tokens, r.completion_tokens, r.cached_tokens);
+  if (r.endpoint_slot != kNoSlot) {
+    endpoint_responses[r.endpoint_slot][static_cast<size_t>(ClassOf(r.status))].fetch_add(
+        1, std::memory_order_relaxed);
+    if (ok) {
+      auto& t = endpoint_tokens[r.endpoint_slot];
+      if (r.prompt_tokens > 0) t[0].fetch_add(r.prompt_tokens, std::memory_order_relaxed);
+      if (r.completion_tokens > 0) t[1].fetch_add(r.completion_tokens, std::memory_order_relaxed);
+      if (r.cached_tokens > 0) t[2].fetch_add(r.cached_tokens, std::memory_order_relaxed);
+    }
+  }
+  // GenAI families count requests that reached a model (a route); local refusals before routing
+  // (unknown model, bad body) are not operations on a model.
+  if (r.pool_slot == kNoSlot || r.operation >= kGenAiOperations) return;
+  PoolFamilies& p = pools[r.pool_slot];
+  if (ok && r.prompt_tokens > 0) {
+    p.input_tokens.fetch_add(r.prompt_tokens, std::memory_order_relaxed);
+  }
+  if (ok && r.completion_tokens > 0) {
+    p.output_tokens.fetch_add(r.completion_tokens, std::memory_order_relaxed);
+  }
+  GenAi& g = gen_ai[r.model_slot][r.operation];
+  GenAiOutcome outcome = ok                ? GenAiOutcome::kOk
+                         : r.status >= 500 ? GenAiOutcome::kServerError
+                                           : GenAiOutcome::kClientError;
+  g.duration[static_cast<size_t>(outcome)].Observe(r.seconds, kGenAiDurationBuckets, 1e6);
+  if (!ok) return;
+  if (r.prompt_tokens >= 0) {
+    g.input_tokens.Observe(static_cast<double>(r.prompt_tokens), kGenAiTokenBuckets, 1);
+  }
+  if (r.completion_tokens >= 0) {
+    g.output_tokens.Observe(static_cast<double>(r.completion_tokens), kGenAiTokenBuckets, 1);
+  }
+  // Time to first token and per output token are only observable on streams: the first event
+  // carries the first token.
+  if (!r.stream || r.first_byte < 0) return;
+  g.time_to_first_token.Observe(r.first_byte, kGenAiTtftBuckets, 1e6);
+  p.time_to_first_token.Observe(r.first_byte, kGenAiTtftBuckets, 1e6);
+  if (r.completion_tokens > 1) {
+    double tpot = (r.seconds - r.first_byte) / static_cast<double>(r.completion_tokens - 1);
+    g.time_per_output_token.Observe(tpot, kGenAiTpotBuckets, 1e6);
+    p.time_per_output_token.Observe(tpot, kGenAiTpotBuckets, 1e6);
+  }
 }
 
 void WorkerMetrics::CountTokens(uint16_t model_slot, int64_t prompt, int64_t completion,

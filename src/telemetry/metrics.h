@@ -3,13 +3,14 @@
 // Each worker owns one WorkerMetrics and is its only writer (relaxed atomic adds on memory no
 // other worker touches, so no lock and no contended cache line on the request path). The admin
 // thread reads all of them at scrape time. Models are identified by a small integer slot that
-// the control thread assigns once per model name (ModelSlots); slot 0 is "unknown model".
+// the control thread assigns once per name (NameSlots); pools and endpoints likewise.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,23 +19,37 @@
 namespace tokenway {
 
 inline constexpr size_t kMaxModelSlots = 128;
+inline constexpr size_t kMaxPoolSlots = 64;
+inline constexpr size_t kMaxEndpointSlots = 512;
 inline constexpr size_t kUnknownModelSlot = 0;
+inline constexpr size_t kNoSlot = 0;  // pools and endpoints: slot 0 is "none"
 
-// Assigns stable metric slots to model names. Control thread writes (at config load), the
-// admin thread reads names at scrape; both take the mutex. Never used on the request path.
-class ModelSlots {
+// Assigns stable metric slots to names (models, pools, endpoints). Control thread writes (at
+// config load), the admin thread reads names at scrape; both take the mutex. Never used on the
+// request path. Slot 0 is `first` ("unknown" or "none"); when all slots are used, new names share
+// the overflow slot labelled "other".
+class NameSlots {
  public:
-  ModelSlots();
-  // Returns the slot for `name`, assigning one if new; when all slots are used, returns the
-  // overflow slot labelled "other".
+  NameSlots(size_t capacity, std::string first);
   uint16_t SlotFor(const std::string& name);
   std::vector<std::string> Names() const;
 
  private:
+  const size_t capacity_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, uint16_t> slots_;
   std::vector<std::string> names_;
 };
+
+// The slot spaces of one gateway process; slots outlive configuration reloads.
+struct MetricSlots {
+  NameSlots models{kMaxModelSlots, "unknown"};
+  NameSlots pools{kMaxPoolSlots, ""};
+  // Keyed EndpointSlotKey(pool, url).
+  NameSlots endpoints{kMaxEndpointSlots, ""};
+};
+inline constexpr char kEndpointKeySeparator = '\x1f';
+std::string EndpointSlotKey(std::string_view pool, std::string_view url);
 
 // HTTP status codes tracked individually; anything else lands in "other" of its class.
 inline constexpr std::array<int, 19> kTrackedStatuses = {
@@ -46,13 +61,41 @@ inline constexpr size_t kStatusSlots = kTrackedStatuses.size();
 // Latency buckets in seconds, shared by the duration and time-to-first-byte histograms.
 inline constexpr std::array<double, 16> kLatencyBuckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+// The OpenTelemetry GenAI semantic conventions' bucket advice.
+inline constexpr std::array<double, 14> kGenAiTokenBuckets = {
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
+inline constexpr std::array<double, 14> kGenAiDurationBuckets = {
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92};
+inline constexpr std::array<double, 16> kGenAiTtftBuckets = {
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0};
+inline constexpr std::array<double, 13> kGenAiTpotBuckets = {
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5};
+// Picker decision time: microseconds to milliseconds.
+inline constexpr std::array<double, 11> kPickerBuckets = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
+                                                          1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2};
+inline constexpr size_t kMaxHistogramBuckets = 16;
 
+// A histogram over one of the bucket layouts above; the family that owns it knows which, and the
+// unit scale its sum is kept in (integers, so that adds stay lock-free and exact).
 struct Histogram {
-  std::array<std::atomic<uint64_t>, kLatencyBuckets.size() + 1> buckets{};  // last: +Inf
+  std::array<std::atomic<uint64_t>, kMaxHistogramBuckets + 1> buckets{};  // [n]: +Inf
   std::atomic<uint64_t> count{0};
-  std::atomic<uint64_t> sum_micros{0};
-  void Observe(double seconds);
+  std::atomic<uint64_t> sum{0};  // value × scale
+  void Observe(double value, std::span<const double> bounds, double scale);
+  void Observe(double seconds) { Observe(seconds, kLatencyBuckets, 1e6); }
 };
+
+// GenAI operations (gen_ai.operation.name), indexed by tokenway's Operation enum.
+inline constexpr size_t kGenAiOperations = 3;
+// Outcome classes of gen_ai.client.operation.duration: success, or the error.type.
+enum class GenAiOutcome : uint8_t { kOk, kClientError, kServerError, kCount };
+inline constexpr size_t kGenAiOutcomes = static_cast<size_t>(GenAiOutcome::kCount);
+
+// HTTP status classes of responses per endpoint.
+enum class StatusClass : uint8_t { k2xx, k4xx, k5xx, kCount };
+inline constexpr size_t kStatusClasses = static_cast<size_t>(StatusClass::kCount);
+StatusClass ClassOf(int status);
+std::string_view StatusClassName(StatusClass c);
 
 enum class UpstreamError : uint8_t {
   kConnect,       // connect refused or timed out
@@ -81,7 +124,24 @@ enum class ClientError : uint8_t {
 };
 std::string_view ClientErrorName(ClientError e);
 
+// What one finished request contributes to the metrics (filled from the request record).
+struct RequestSample {
+  uint16_t model_slot = 0;
+  uint16_t pool_slot = 0;      // 0: never routed to a pool
+  uint16_t endpoint_slot = 0;  // 0: never forwarded
+  uint8_t operation = 0;       // Operation
+  int status = 0;
+  bool stream = false;
+  double seconds = 0;      // arrival to last byte
+  double first_byte = -1;  // arrival to first byte, < 0: none
+  int64_t prompt_tokens = -1;
+  int64_t completion_tokens = -1;
+  int64_t cached_tokens = -1;
+};
+
 struct WorkerMetrics {
+  // Counts one finished request in every family it belongs to.
+  void CountRequest(const RequestSample& r);
   void CountRequest(uint16_t model_slot, int status, double seconds);
   void CountTokens(uint16_t model_slot, int64_t prompt, int64_t completion, int64_t cached);
 
@@ -92,6 +152,34 @@ struct WorkerMetrics {
   std::array<std::atomic<uint64_t>, kMaxModelSlots> completion_tokens{};
   std::array<std::atomic<uint64_t>, kMaxModelSlots> cached_tokens{};
   std::array<std::atomic<uint64_t>, kMaxModelSlots> usage_unknown{};
+
+  // GenAI semantic-convention families, by model and operation.
+  struct GenAi {
+    Histogram input_tokens;   // gen_ai.client.token.usage{gen_ai.token.type=input}
+    Histogram output_tokens;  // ... {gen_ai.token.type=output}
+    std::array<Histogram, kGenAiOutcomes> duration;  // gen_ai.client.operation.duration
+    Histogram time_to_first_token;                   // gen_ai.server.time_to_first_token
+    Histogram time_per_output_token;                 // gen_ai.server.time_per_output_token
+  };
+  std::array<std::array<GenAi, kGenAiOperations>, kMaxModelSlots> gen_ai{};
+
+  // Per endpoint (slot of pool + URL): responses by status class and tokens.
+  std::array<std::array<std::atomic<uint64_t>, kStatusClasses>, kMaxEndpointSlots>
+      endpoint_responses{};
+  std::array<std::array<std::atomic<uint64_t>, 3>, kMaxEndpointSlots> endpoint_tokens{};
+
+  // Per pool: streaming latencies, picker decision time, prefix-affinity estimate.
+  struct PoolFamilies {
+    Histogram time_to_first_token;
+    Histogram time_per_output_token;
+    Histogram picker;
+    std::atomic<uint64_t> prefix_hit_blocks{0};
+    std::atomic<uint64_t> prefix_miss_blocks{0};
+    std::atomic<uint64_t> input_tokens{0};  // successful requests' tokens: throughput signals
+    std::atomic<uint64_t> output_tokens{0};
+  };
+  std::array<PoolFamilies, kMaxPoolSlots> pools{};
+
   std::array<std::atomic<uint64_t>, static_cast<size_t>(UpstreamError::kCount)> upstream_errors{};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(ClientError::kCount)> client_errors{};
   std::atomic<int64_t> in_flight{0};

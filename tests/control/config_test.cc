@@ -9,6 +9,8 @@
 #include <regex>
 #include <sstream>
 
+#include "telemetry/access_log.h"
+
 namespace tokenway {
 namespace {
 
@@ -406,7 +408,21 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"OneUrlTwoCapacities",
                   "pools:\n  - name: a\n    endpoints: [{url: http://h:1, capacity: 2}]\n"
                   "  - name: b\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: a}\n",
-                  5, "pools[1].endpoints[0]", "one server has one of each"}),
+                  5, "pools[1].endpoints[0]", "one server has one of each"},
+        ErrorCase{"AccessLogUnknownField",
+                  std::string(kMinimal) + "access_log:\n  fields: [status, secret]\n", 8,
+                  "access_log.fields[1]", "unknown field 'secret'"},
+        ErrorCase{"AccessLogRatioAboveOne",
+                  std::string(kMinimal) + "access_log:\n  sample_ratio: 1.5\n", 8,
+                  "access_log.sample_ratio", "must be in [0, 1]"},
+        ErrorCase{"AutoscalingTargetZero",
+                  "pools:\n  - name: p\n    autoscaling: {target_utilisation: 0}\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].autoscaling.target_utilisation", "must be in (0, 1]"},
+        ErrorCase{"AutoscalingMaxBelowMin",
+                  "pools:\n  - name: p\n    autoscaling: {min_replicas: 4, max_replicas: 2}\n"
+                  "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                  3, "pools[0].autoscaling.max_replicas", "at least min_replicas"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return std::string(info.param.name); });
 
 TEST(ConfigTest, SchedulerAndEngineMetrics) {
@@ -616,6 +632,29 @@ TEST(ConfigTest, FlowControlAndPriorities) {
       "gw.yaml");
   ASSERT_TRUE(off.ok()) << off.status().message();
   EXPECT_FALSE(off->pools[0].flow_control.enabled);
+}
+
+TEST(ConfigTest, AccessLogAndAutoscaling) {
+  auto r = ParseConfig(
+      "access_log:\n  fields: [request_id, route, ttft_ms]\n  sample_ratio: 0.1\n"
+      "  always_log_errors: false\n"
+      "pools:\n  - name: p\n    autoscaling:\n      target_utilisation: 0.6\n"
+      "      endpoint_output_tokens_per_second: 2500\n      min_replicas: 2\n"
+      "      max_replicas: 16\n      window: 1m\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  auto bit = [](AccessLogField f) { return AccessLogFields{1} << static_cast<unsigned>(f); };
+  EXPECT_EQ(r->access_log.fields, bit(AccessLogField::kRequestId) | bit(AccessLogField::kRoute) |
+                                      bit(AccessLogField::kTtftMs));
+  EXPECT_EQ(r->access_log.sample_ratio, 0.1);
+  EXPECT_FALSE(r->access_log.always_log_errors);
+  const AutoscalingConfig& a = r->pools[0].autoscaling;
+  EXPECT_EQ(a.target_utilisation, 0.6);
+  EXPECT_EQ(a.endpoint_output_tokens_per_second, 2500);
+  EXPECT_EQ(a.min_replicas, 2u);
+  EXPECT_EQ(a.max_replicas, 16u);
+  EXPECT_EQ(a.window, std::chrono::minutes(1));
 }
 
 TEST(ConfigTest, EmptyFileIsAnError) {

@@ -32,7 +32,7 @@ models:
 
 TEST(RuntimeTest, EndpointsCarryEngineAndCapacity) {
   EndpointRegistry registry;
-  ModelSlots slots;
+  MetricSlots slots;
   auto rt = BuildRuntime(Parse(kMixed), registry, slots, 1, 0);
   ASSERT_TRUE(rt.ok()) << rt.status().message();
   const Pool& mixed = *(*rt)->pools[0];
@@ -53,7 +53,7 @@ TEST(RuntimeTest, EndpointsCarryEngineAndCapacity) {
 
 TEST(RuntimeTest, ReloadUpdatesCapacityOnlyWhenTheBuildSucceeds) {
   EndpointRegistry registry;
-  ModelSlots slots;
+  MetricSlots slots;
   ASSERT_TRUE(BuildRuntime(Parse(kMixed), registry, slots, 1, 0).ok());
   auto state = registry.Get("http://127.0.0.1:9002");
   ASSERT_EQ(state->capacity.load(), 0.45);

@@ -7,3 +7,4 @@ tw_integration_test(gateway_routing SCRIPT tests/integration/test_gateway_routin
 tw_integration_test(gateway_flow_control SCRIPT tests/integration/test_gateway_flow_control.py TIMEOUT 120)
 tw_integration_test(gateway_engines SCRIPT tests/integration/test_gateway_engines.py TIMEOUT 120)
 tw_integration_test(gateway_governance SCRIPT tests/integration/test_gateway_governance.py TIMEOUT 180)
+tw_integration_test(gateway_observability SCRIPT tests/integration/test_gateway_observability.py)

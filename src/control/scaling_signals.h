@@ -1,0 +1,67 @@
+// ScalingSignals: per-pool signals an autoscaler acts on — token throughput, queue depth,
+// saturation 0..1 and a desired replica count — derived once a second from the workers' token
+// counters and the endpoints' live state.
+//
+// The control thread calls Update() from a timer; the admin listener (same thread) reads
+// Current() at scrape time. Nothing here is touched by the request path: it reads the
+// per-worker counters the request path already keeps.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "control/config.h"
+
+namespace tokenway {
+
+struct Runtime;
+struct Pool;
+struct WorkerMetrics;
+
+struct PoolScalingSignals {
+  std::string pool;
+  double input_tokens_per_second = 0;   // over autoscaling.window
+  double output_tokens_per_second = 0;  // over autoscaling.window
+  double queue_depth = 0;               // waiting in the gateway's queue plus in the engines
+  double saturation = 0;                // 0..1; 1 while requests wait in the gateway's queue
+  uint32_t ready_endpoints = 0;         // healthy, not ejected
+  double ready_capacity = 0;            // sum of their relative capacities
+  uint32_t desired_replicas = 0;        // recommendation, in endpoints of capacity 1.0
+};
+
+// One endpoint's saturation 0..1: the largest of its KV-cache utilisation, its engine queue
+// against the pool's queue_threshold and its in-flight count against max_in_flight (when set).
+// Signals that are not fresh count as unknown and leave only the in-flight term.
+double EndpointSaturation(const Pool& pool, size_t endpoint, int64_t now_ns);
+
+// The replica recommendation: enough capacity-1.0 endpoints to carry the measured output
+// throughput (when the per-endpoint figure is configured) and to bring the measured saturation
+// down to the target; one more than now while requests queue in the gateway; within
+// [min_replicas, max_replicas].
+uint32_t DesiredReplicas(const AutoscalingConfig& config, double output_tokens_per_second,
+                         double saturation, double ready_capacity, uint32_t ready_endpoints,
+                         bool gateway_queue_nonempty);
+
+class ScalingSignals {
+ public:
+  // Control thread, about once a second.
+  void Update(const Runtime& rt, std::span<WorkerMetrics* const> workers, int64_t now_ns);
+  std::vector<PoolScalingSignals> Current() const;
+
+ private:
+  struct Point {
+    int64_t t_ns;
+    uint64_t input;
+    uint64_t output;
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, std::deque<Point>> history_;  // by pool name
+  std::vector<PoolScalingSignals> current_;
+};
+
+}  // namespace tokenway
