@@ -541,8 +541,8 @@ class Loader {
           if (!ParseAccessLogField(name, field)) {
             std::string list;
             for (unsigned k = 0; k < static_cast<unsigned>(AccessLogField::kCount); ++k) {
-              list += (k ? ", " : "") +
-                      std::string(AccessLogFieldName(static_cast<AccessLogField>(k)));
+              list +=
+                  (k ? ", " : "") + std::string(AccessLogFieldName(static_cast<AccessLogField>(k)));
             }
             Fail(n[i], f, "unknown field '" + name + "' (known: " + list + ")");
           }

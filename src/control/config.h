@@ -124,9 +124,9 @@ struct StreamingConfig {
 
 struct AccessLogConfig {
   bool enabled = true;
-  std::string path = "stdout";  // "stdout" or a file path
+  std::string path = "stdout";    // "stdout" or a file path
   uint32_t fields = 0xFFFFFFFFu;  // AccessLogFields bitmask (telemetry/access_log.h); default all
-  double sample_ratio = 1.0;    // share of successful requests logged, 0..1
+  double sample_ratio = 1.0;      // share of successful requests logged, 0..1
   bool always_log_errors = true;  // requests answered >= 400 are logged whatever the ratio
 };
 

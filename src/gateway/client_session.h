@@ -58,7 +58,7 @@ struct RequestRecord {
   std::string_view picker;      // the pool's picker, for the access log's route
   uint32_t prefix_blocks = 0;   // prompt blocks looked up in the prefix index
   uint32_t prefix_matched = 0;  // of those, held by the chosen endpoint (estimate)
-  std::string error_code;  // tokenway's own code when it produced or cut the response
+  std::string error_code;       // tokenway's own code when it produced or cut the response
   TokenUsage usage;
   uint32_t retries = 0;
   int32_t priority = 0;  // flow-control priority (0 when the pool has none)
