@@ -3,6 +3,7 @@ OpenAI rate-limit headers and 429s, keys-file reloads, and the Redis backend sha
 gateway processes, including Redis dying mid-run (fail open / fail closed) and coming back."""
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -276,6 +277,15 @@ class GovernanceRedisTest(unittest.TestCase):
                     self.assertEqual(hdrs["x-ratelimit-remaining-requests"], str(5 - i))
             self.assertEqual(statuses, [200] * 6 + [429] * 2)
             self.assertEqual(g1.metric("tokenway_limiter_backend_up", backend="redis"), 1)
+            self.assertEqual(g1.metric("tokenway_rate_limited_total", tenant="acme",
+                                       limit="requests_per_minute") +
+                             g2.metric("tokenway_rate_limited_total", tenant="acme",
+                                       limit="requests_per_minute"), 2)
+            if shutil.which("promtool"):
+                proc = subprocess.run(["promtool", "check", "metrics"],
+                                      input=g1.metrics().encode(), capture_output=True, timeout=60)
+                self.assertEqual(proc.returncode, 0, proc.stderr.decode() + proc.stdout.decode())
+                self.assertEqual(proc.stderr.decode().strip(), "")
             # Tokens are shared too: what g1 settled, g2's next reservation sees.
             _, h1, b1, _ = post_json(g1.base + "/v1/chat/completions", chat_body(MODEL), auth(KEY_A))
             self.assertEqual(h1.get("x-ratelimit-remaining-requests"), "0")
