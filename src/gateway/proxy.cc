@@ -86,7 +86,7 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   m.in_flight.fetch_add(1, std::memory_order_relaxed);
   governance_.Begin(rt.governance.get());
   ScopeExit settle([&] {
-    governance_.Finish(rec.usage, rec.stream_events);
+    governance_.Finish(rec.usage, rec.stream_events, rec.status);
     m.in_flight.fetch_sub(1, std::memory_order_relaxed);
     Observe(rec);
   });

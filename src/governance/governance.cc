@@ -65,7 +65,7 @@ void AppendRateLimitHeaders(std::string& out, const Decision& d, bool retry) {
   }
 }
 
-void RequestGovernance::Finish(const TokenUsage& usage, uint32_t stream_events) {
+void RequestGovernance::Finish(const TokenUsage& usage, uint32_t stream_events, int status) {
   if (!snapshot_ || !reservation_.held) return;
   Limiter& limiter = *snapshot_->limiter;
   int64_t input;
@@ -76,6 +76,9 @@ void RequestGovernance::Finish(const TokenUsage& usage, uint32_t stream_events) 
   } else if (stream_events > 0) {
     input = estimated_input_;
     output = stream_events;
+  } else if (status == 200) {  // an upstream that reports no usage is charged the reservation
+    input = estimated_input_;
+    output = reservation_.output;
   } else {
     limiter.Release(reservation_);
     return;

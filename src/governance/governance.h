@@ -91,8 +91,9 @@ class RequestGovernance {
 
   // Settles the reservation once with what the request really used: the usage block when there
   // was one; for a stream cut short, the events relayed (one token each) plus the input
-  // estimate; nothing streamed and no usage: released. Safe to call when nothing was reserved.
-  void Finish(const TokenUsage& usage, uint32_t stream_events);
+  // estimate; a response delivered (status 200) without usage keeps its reservation as the
+  // charge; nothing produced: released. Safe to call when nothing was reserved.
+  void Finish(const TokenUsage& usage, uint32_t stream_events, int status);
 
   // The phase itself lives in the gateway (governance_phase.cc); these are its results.
   const GovernanceSnapshot* snapshot_ = nullptr;

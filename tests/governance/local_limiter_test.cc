@@ -1,5 +1,7 @@
 #include "governance/local_limiter.h"
 
+#include "governance/governance.h"
+
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -228,6 +230,46 @@ TEST(LocalLimiter, ConcurrentReservationsNeverPassTheLimit) {
   for (auto& t : threads) t.join();
   EXPECT_LE(admitted.load(), 10'000);
   EXPECT_GT(admitted.load(), 10'000 - 37);  // no false rejects below the limit
+}
+
+TEST(RequestGovernance, SettlesOnceByWhatTheRequestProduced) {
+  auto local = std::make_shared<LocalLimiter>(kWindow);
+  GovernanceSnapshot snapshot;
+  snapshot.limiter = local;
+  Tenant tenant;
+  tenant.name = "t";
+  tenant.stats = std::make_shared<TenantStats>();
+  tenant.scope.id = "t:t";
+  tenant.scope.limits.tokens_per_minute = 1'000'000;
+  tenant.scope.counters = local->CountersFor("t:t");
+  WindowCounter& tokens = tenant.scope.counters->windowed[static_cast<int>(LimitKind::kTokens)];
+  // Tokens the window holds after one request that reserved 10 + 100 and then `finish`ed.
+  auto charge = [&](auto finish) -> int64_t {
+    for (;;) {
+      const int64_t window = WindowsAt(UnixMillis(), kWindow).index[0];
+      const int64_t before = tokens.Used(window);
+      RequestGovernance g;
+      g.Begin(&snapshot);
+      g.tenant_ = &tenant;
+      g.reservation_.scopes[g.reservation_.n_scopes++] = &tenant.scope;
+      g.reservation_.input = 10;
+      g.reservation_.output = 100;
+      g.estimated_input_ = 10;
+      EXPECT_EQ(local->Check(g.reservation_, UnixMillis()).result, Decision::Result::kAllowed);
+      finish(g);
+      finish(g);  // a second Finish changes nothing
+      if (WindowsAt(UnixMillis(), kWindow).index[0] == window) return tokens.Used(window) - before;
+    }
+  };
+  TokenUsage usage;
+  usage.prompt_tokens = 12;
+  usage.completion_tokens = 20;
+  EXPECT_EQ(charge([&](RequestGovernance& g) { g.Finish(usage, 21, 200); }), 32);
+  EXPECT_EQ(charge([&](RequestGovernance& g) { g.Finish(TokenUsage{}, 5, 499); }), 15);
+  EXPECT_EQ(charge([&](RequestGovernance& g) { g.Finish(TokenUsage{}, 0, 200); }), 110);
+  EXPECT_EQ(charge([&](RequestGovernance& g) { g.Finish(TokenUsage{}, 0, 502); }), 0);
+  EXPECT_EQ(tenant.stats->input_tokens.load(), 12u + 10u + 10u);
+  EXPECT_EQ(tenant.stats->output_tokens.load(), 20u + 5u + 100u);
 }
 
 }  // namespace
