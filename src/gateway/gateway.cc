@@ -154,6 +154,7 @@ class Process {
             " with " + std::to_string(n) + " workers; admin on " +
             admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
     ioc_.run();
+    governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
     for (auto& w : workers_) w->Stop();
     pool_states_.DropAll();
     workers_.clear();

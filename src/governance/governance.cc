@@ -109,6 +109,12 @@ std::shared_ptr<Limiter> GovernanceState::LimiterFor(const GovernanceConfig& con
   return redis_;
 }
 
+void GovernanceState::Stop() {
+  std::lock_guard lock(mu_);
+  for (const auto& r : retired_redis_) r->Stop();
+  if (redis_) redis_->Stop();
+}
+
 bool GovernanceState::KeysFileChanged(const GovernanceConfig& config) const {
   if (config.keys_file.empty()) return false;
   struct stat st {};

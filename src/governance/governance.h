@@ -44,6 +44,8 @@ class GovernanceState : public std::enable_shared_from_this<GovernanceState> {
   // `warning` and replaced by the keys last loaded without error.
   StatusOr<std::shared_ptr<const GovernanceSnapshot>> Build(const GovernanceConfig& config,
                                                             bool startup, std::string& warning);
+  // Control thread, at shutdown before the workers stop: stops the Redis connection threads.
+  void Stop();
   // Control thread: true when the keys file changed since it was last read.
   bool KeysFileChanged(const GovernanceConfig& config) const;
 

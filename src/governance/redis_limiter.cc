@@ -75,13 +75,17 @@ RedisLimiter::RedisLimiter(const RedisLimiterConfig& config, int64_t window_ms)
 }
 
 RedisLimiter::~RedisLimiter() {
+  Stop();
+  Disconnect();
+}
+
+void RedisLimiter::Stop() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   cv_.notify_one();
-  thread_.join();
-  Disconnect();
+  if (thread_.joinable()) thread_.join();
 }
 
 bool RedisLimiter::Matches(const RedisLimiterConfig& c, int64_t window_ms) const {

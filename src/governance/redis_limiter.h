@@ -36,6 +36,9 @@ class RedisLimiter final : public Limiter, public std::enable_shared_from_this<R
   std::string_view name() const override { return "redis"; }
 
   bool Matches(const RedisLimiterConfig& c, int64_t window_ms) const;
+  // Stops the connection thread; queued commands are dropped (never answered). Called before the
+  // workers stop, so that no answer is ever posted to a worker's destroyed event loop.
+  void Stop();
 
   // Counted for /metrics (any thread).
   std::atomic<uint64_t> backend_errors{0};  // commands that failed or timed out
