@@ -40,6 +40,7 @@ in front of 4 simulated model servers on ports 8100-8103. Try a streaming chat c
     -d '{"model":"$MODEL","stream":true,"max_tokens":32,"messages":[{"role":"user","content":"Hello!"}]}'
 
 Models: curl http://127.0.0.1:8080/v1/models   Metrics: curl http://127.0.0.1:8081/metrics
+Status page: open http://127.0.0.1:8081/ in a browser.
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}"

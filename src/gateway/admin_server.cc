@@ -15,6 +15,7 @@
 #include "common/json_writer.h"
 #include "common/request_inspector.h"
 #include "control/scaling_signals.h"
+#include "gateway/status_page.h"
 #include "gateway/worker.h"
 #include "telemetry/prometheus_text.h"
 
@@ -94,6 +95,14 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
       res.result(http::status::method_not_allowed);
       res.body() =
           R"({"error":{"message":"use GET","type":"invalid_request_error","param":null,"code":"method_not_allowed"}})";
+    } else if (path == "/") {
+      res.set(http::field::content_type, "text/html; charset=utf-8");
+      // Everything the page needs is inline; it may only talk back to this listener.
+      res.set("Content-Security-Policy",
+              "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+              "img-src data:; connect-src 'self'");
+      res.set(http::field::cache_control, "no-cache");
+      res.body() = StatusPageHtml();
     } else if (path == "/healthz") {
       res.body() = R"({"status":"ok"})";
     } else if (path == "/readyz") {
@@ -119,6 +128,8 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
           R"({"error":{"message":"unknown admin path","type":"invalid_request_error","param":null,"code":"not_found"}})";
     }
     res.prepare_payload();
+    // HEAD: the same headers (Content-Length included) and no body.
+    if (req.method() == http::verb::head) res.body().clear();
     auto [wec, wn] = co_await http::async_write(stream, res, kNoThrow);
     if (wec || !res.keep_alive()) co_return;
   }

@@ -1,4 +1,4 @@
-// AdminServer: the admin listener (/healthz, /readyz, /metrics, /admin/endpoints,
+// AdminServer: the admin listener (/ (status page), /healthz, /readyz, /metrics, /admin/endpoints,
 // /admin/config), served on the control thread so scrapes never compete with the data plane's
 // event loops.
 #pragma once

@@ -8,3 +8,5 @@ tw_integration_test(gateway_flow_control SCRIPT tests/integration/test_gateway_f
 tw_integration_test(gateway_engines SCRIPT tests/integration/test_gateway_engines.py TIMEOUT 120)
 tw_integration_test(gateway_governance SCRIPT tests/integration/test_gateway_governance.py TIMEOUT 180)
 tw_integration_test(gateway_observability SCRIPT tests/integration/test_gateway_observability.py)
+tw_integration_test(gateway_status_page SCRIPT tests/integration/test_status_page.py TIMEOUT 300)
+tw_integration_test(gateway_grafana_dashboard SCRIPT tests/integration/test_grafana_dashboard.py TIMEOUT 180)
