@@ -171,9 +171,10 @@ class Loader {
     if (auto n = node["fairness_key"]) {
       x.fairness_key = String(n, f + ".fairness_key");
       bool header = x.fairness_key.rfind("header:", 0) == 0 && x.fairness_key.size() > 7;
-      if (x.fairness_key != "user" && x.fairness_key != "none" && !header) {
+      if (x.fairness_key != "user" && x.fairness_key != "none" && x.fairness_key != "tenant" &&
+          !header) {
         Fail(n, f + ".fairness_key",
-             "must be 'user', 'none' or 'header:<name>', got '" + x.fairness_key + "'");
+             "must be 'user', 'tenant', 'none' or 'header:<name>', got '" + x.fairness_key + "'");
       }
       if (header && !IsHeaderName(std::string_view(x.fairness_key).substr(7))) {
         Fail(n, f + ".fairness_key", "'" + x.fairness_key.substr(7) + "' is not a header name");
@@ -465,7 +466,7 @@ class Loader {
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
                "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models"});
+               "pools", "models", "governance"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -716,6 +717,11 @@ class Loader {
              "model '" + c.models[i].name + "' names unknown parent '" + parent + "'");
       }
     }
+    if (auto g = root["governance"]) {
+      auto governance = LoadGovernanceConfig(g, source_);
+      if (!governance.ok()) throw ConfigError{governance.status().message()};
+      c.governance = std::move(*governance);
+    }
     auto status = ValidateConfig(c);
     if (!status.ok()) Fail(root, "(config)", status.message());
     return c;
@@ -828,6 +834,18 @@ Status ValidateConfig(const GatewayConfig& c) {
     }
   }
   if (c.upstream.max_attempts < 1) return Status::Error("upstream.max_attempts must be >= 1");
+  for (const auto& t : c.governance.tenants) {
+    for (const auto& m : t.models) {
+      if (!model_names.count(m)) {
+        return Status::Error("governance tenant '" + t.name + "' names unknown model '" + m + "'");
+      }
+    }
+    for (const auto& [m, limits] : t.per_model) {
+      if (!model_names.count(m)) {
+        return Status::Error("governance tenant '" + t.name + "' limits unknown model '" + m + "'");
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -1044,7 +1062,9 @@ std::string RenderConfigJson(const GatewayConfig& c) {
     o.append("\"priority\":").append(std::to_string(c.models[i].priority));
     o.push_back('}');
   }
-  o.append("]}");
+  o.append("],\"governance\":");
+  AppendGovernanceJson(o, c.governance);
+  o.append("}");
   return o;
 }
 

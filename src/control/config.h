@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "governance/governance_config.h"
 #include "routing/scheduler_config.h"
 #include "tokenway/status.h"
 
@@ -34,7 +35,8 @@ struct FlowControlConfig {
   uint32_t max_in_flight = 0;    // per endpoint, counted by the gateway; 0: no limit
   uint32_t max_queue = 1024;     // waiting requests per priority band
   Duration queue_ttl = std::chrono::seconds(30);
-  // Who takes turns within a band: "user" (the body's `user` field), "header:<name>", or "none".
+  // Who takes turns within a band: "user" (the body's `user` field), "tenant" (governance),
+  // "header:<name>", or "none".
   std::string fairness_key = "user";
   // Header a request may name its priority in; empty: requests cannot. A header value above
   // max_header_priority is lowered to it, so clients cannot jump the queue on their own.
@@ -170,6 +172,7 @@ struct GatewayConfig {
   EngineMetricsConfig engine_metrics;
   std::vector<PoolConfig> pools;
   std::vector<ModelConfig> models;
+  GovernanceConfig governance;  // tenants, keys and limits (governance/); off by default
 };
 
 // Parses YAML text; `source` names the file in error messages.
@@ -183,8 +186,8 @@ Status ValidateConfig(const GatewayConfig& config);
 // Parses "http://host:port" (path-less). The error explains what is wrong.
 StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url);
 
-// The effective configuration as JSON for /admin/config. Contains no secrets today; fields that
-// later carry secrets are redacted here.
+// The effective configuration as JSON for /admin/config. API keys and their digests are never
+// rendered (governance tenants show key ids only).
 std::string RenderConfigJson(const GatewayConfig& config);
 
 // Known picker policy names (for validation and --help).

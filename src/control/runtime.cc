@@ -94,11 +94,12 @@ void AppendModelObject(std::string& o, const ModelConfig& m, int64_t created) {
 
 }  // namespace
 
-StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
-                                                      EndpointRegistry& endpoints,
-                                                      MetricSlots& slots, uint64_t generation,
-                                                      int64_t created, PoolStateRegistry* pools) {
+StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
+    const GatewayConfig& config, EndpointRegistry& endpoints, MetricSlots& slots,
+    uint64_t generation, int64_t created, PoolStateRegistry* pools,
+    std::shared_ptr<const GovernanceSnapshot> governance) {
   auto rt = std::make_shared<Runtime>();
+  if (config.governance.enabled) rt->governance = std::move(governance);
   rt->config = config;
   rt->generation = generation;
   std::unordered_map<std::string, const Pool*> by_name;

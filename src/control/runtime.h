@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "control/config.h"
+#include "governance/governance.h"
 #include "routing/endpoint_state.h"
 #include "routing/engine_adapter.h"
 #include "routing/flow_controller.h"
@@ -74,6 +75,9 @@ struct Runtime {
   std::string models_json;  // body of GET /v1/models
   std::unordered_map<std::string, std::string, StringHash, std::equal_to<>> model_json;
   std::string config_json;  // body of /admin/config
+  // Tenants, keys and limiter (null when governance is off). Shared with the snapshots built
+  // since the last change of the governance section or the keys file.
+  std::shared_ptr<const GovernanceSnapshot> governance;
 
   const ModelRoute* FindModel(std::string_view name) const {
     auto it = models.find(name);
@@ -122,10 +126,9 @@ class PoolStateRegistry {
 // Flow controllers and prefix indexes come from `pools` (fresh ones when null). Once
 // everything else has succeeded it stores each endpoint's configured capacity into its shared
 // EndpointState (so a rejected configuration changes nothing).
-StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(const GatewayConfig& config,
-                                                      EndpointRegistry& endpoints,
-                                                      MetricSlots& slots, uint64_t generation,
-                                                      int64_t created_unix_seconds,
-                                                      PoolStateRegistry* pools = nullptr);
+StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
+    const GatewayConfig& config, EndpointRegistry& endpoints, MetricSlots& slots,
+    uint64_t generation, int64_t created_unix_seconds, PoolStateRegistry* pools = nullptr,
+    std::shared_ptr<const GovernanceSnapshot> governance = nullptr);
 
 }  // namespace tokenway

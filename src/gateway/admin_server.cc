@@ -660,6 +660,7 @@ std::string AdminServer::RenderMetrics() const {
                   "Recommended endpoints (of capacity 1.0) for the pool's measured load.",
                   [](const PoolScalingSignals& s) { return double(s.desired_replicas); });
 
+  if (rt->governance) rt->governance->state->RenderMetrics(t, rt->governance.get());
   t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");
   t.Sample("tokenway_config_reloads_total", {{"result", "success"}}, Load(*view_.reloads_ok));
   t.Sample("tokenway_config_reloads_total", {{"result", "failure"}}, Load(*view_.reloads_failed));

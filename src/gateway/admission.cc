@@ -1,10 +1,11 @@
 // Phase 5a of the request path: admission under flow control (routing/flow_controller.h).
 //
-// A request to a flow-controlled pool learns its priority (the model's, or a lower one from the
-// priority header) and its flow (fairness key), then asks the pool's FlowController. On an
-// unsaturated pool with nothing waiting the answer is immediate and lock-free. Otherwise the
-// request is shed (429), refused because its band is full (503), or waits on a timer that the
-// controller's release, its TTL (503) or the client's departure (499) ends.
+// A request to a flow-controlled pool learns its priority (its tenant's when governance sets one,
+// else the model's, or a lower one from the priority header) and its flow (fairness key), then asks
+// the pool's FlowController. On an unsaturated pool with nothing waiting the answer is immediate
+// and lock-free. Otherwise the request is shed (429), refused because its band is full (503), or
+// waits on a timer that the controller's release, its TTL (503) or the client's departure (499)
+// ends.
 #include <xxhash.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -47,7 +48,8 @@ asio::awaitable<bool> ClientSession::Admit(const RequestParser& parser, const Po
   RequestRecord& rec = record_;
   const char* base = buffer_.data();
 
-  int32_t priority = route.priority;
+  const Tenant* tenant = governance_.tenant();
+  int32_t priority = tenant && tenant->has_priority ? tenant->priority : route.priority;
   if (!fc.priority_header.empty()) {
     std::string_view given = parser.FindHeader(base, fc.priority_header);
     if (!given.empty()) {
@@ -69,6 +71,8 @@ asio::awaitable<bool> ClientSession::Admit(const RequestParser& parser, const Po
   if (fc.fairness_key == "user") {
     if (!inspected_.user.empty())
       flow = XXH3_64bits(inspected_.user.data(), inspected_.user.size());
+  } else if (fc.fairness_key == "tenant") {
+    if (tenant) flow = XXH3_64bits(tenant->name.data(), tenant->name.size());
   } else if (fc.fairness_key.size() > 7 && fc.fairness_key.rfind("header:", 0) == 0) {
     std::string_view key = parser.FindHeader(base, std::string_view(fc.fairness_key).substr(7));
     if (!key.empty()) flow = XXH3_64bits(key.data(), key.size());

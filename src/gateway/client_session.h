@@ -17,6 +17,7 @@
 #include "common/request_inspector.h"
 #include "common/sse.h"
 #include "common/usage.h"
+#include "governance/governance.h"
 #include "http/deadline_sweep.h"
 #include "http/request_parser.h"
 #include "telemetry/trace_context.h"
@@ -115,6 +116,9 @@ class ClientSession {
                                         size_t padding);
   boost::asio::awaitable<void> Proxy(RequestParser& parser, Operation op, std::string_view body,
                                      size_t padding);
+  // Identity and governance (governance_phase.cc): authenticate, authorise the model, reserve
+  // tokens. True to go on; false when it has answered the request (401, 403, 400, 429, 503).
+  boost::asio::awaitable<bool> Govern(const RequestParser& parser, const ModelRoute& route);
   // Flow control (admission.cc): true to dispatch now; false when it has answered the request.
   boost::asio::awaitable<bool> Admit(const RequestParser& parser, const Pool& pool,
                                      const ModelRoute& route);
@@ -167,6 +171,7 @@ class ClientSession {
   class EndpointLoad* load_ = nullptr;
 
   // Per-request scratch, reused across requests so it keeps its capacity.
+  RequestGovernance governance_;  // tenant and reservation; settled in Proxy's exit
   InspectedRequest inspected_;
   InspectError inspect_error_;
   RequestRecord record_;

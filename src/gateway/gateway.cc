@@ -90,8 +90,13 @@ class Process {
       LogError("access_log.path: " + error);
       return 1;
     }
+    auto governance = BuildGovernance(config, true);
+    if (!governance.ok()) {
+      LogError(governance.status().message());
+      return 1;
+    }
     auto rt = BuildRuntime(config, endpoints_, metric_slots_, ++generation_, std::time(nullptr),
-                           &pool_states_);
+                           &pool_states_, *governance);
     if (!rt.ok()) {
       LogError(rt.status().message());
       return 1;
@@ -172,6 +177,7 @@ class Process {
             " with " + std::to_string(n) + " workers; admin on " +
             admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
     ioc_.run();
+    governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
     for (auto& w : workers_) w->Stop();
     pool_states_.DropAll();
     workers_.clear();
@@ -268,8 +274,15 @@ class Process {
       config.tracing.queue_size = running.tracing.queue_size;
       config.tracing.timeout = running.tracing.timeout;
     }
+    auto governance = BuildGovernance(config, false);
+    if (!governance.ok()) {
+      reloads_failed_.fetch_add(1);
+      LogError("reload rejected, keeping the running configuration: " +
+               governance.status().message());
+      return;
+    }
     auto rt = BuildRuntime(config, endpoints_, metric_slots_, generation_ + 1, std::time(nullptr),
-                           &pool_states_);
+                           &pool_states_, *governance);
     if (!rt.ok()) {
       reloads_failed_.fetch_add(1);
       LogError("reload rejected, keeping the running configuration: " + rt.status().message());
@@ -315,9 +328,45 @@ class Process {
       if (!(now == stamp_)) {
         stamp_ = now;
         if (now.ok) Reload("file changed");
+      } else if (current_->governance &&
+                 governance_->KeysFileChanged(current_->config.governance)) {
+        ReloadKeys();
       }
       PollConfigFile();
     });
+  }
+
+  // Tenants and keys for `config` (null when governance is off); see GovernanceState::Build.
+  StatusOr<std::shared_ptr<const GovernanceSnapshot>> BuildGovernance(
+      const GatewayConfig& config, bool startup, bool* keys_rejected = nullptr) {
+    if (!config.governance.enabled) return std::shared_ptr<const GovernanceSnapshot>();
+    std::string warning;
+    auto snapshot = governance_->Build(config.governance, startup, warning);
+    if (!warning.empty()) LogError(warning);
+    if (keys_rejected) *keys_rejected = !warning.empty();
+    return snapshot;
+  }
+
+  // The keys file changed: the same configuration with the new keys (or, if the file is
+  // invalid, the old ones; GovernanceState counts and reports it).
+  void ReloadKeys() {
+    bool rejected = false;
+    auto governance = BuildGovernance(current_->config, false, &rejected);
+    if (!governance.ok()) {
+      LogError("keys reload failed: " + governance.status().message());
+      return;
+    }
+    if (rejected) return;  // the running keys stay
+    auto rt = BuildRuntime(current_->config, endpoints_, metric_slots_, generation_ + 1,
+                           std::time(nullptr), &pool_states_, *governance);
+    if (!rt.ok()) {
+      LogError("keys reload failed: " + rt.status().message());
+      return;
+    }
+    ++generation_;
+    current_ = *rt;
+    for (auto& w : workers_) w->Publish(current_);
+    LogInfo("keys file reloaded: " + std::to_string((*governance)->table->key_count()) + " keys");
   }
 
   GatewayOptions options_;
@@ -330,6 +379,7 @@ class Process {
   GatewayShared shared_;
   EndpointRegistry endpoints_;
   PoolStateRegistry pool_states_;
+  std::shared_ptr<GovernanceState> governance_ = std::make_shared<GovernanceState>();
   MetricSlots metric_slots_;
   ScalingSignals scaling_;
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;

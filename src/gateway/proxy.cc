@@ -8,7 +8,8 @@
 //   7 settle           usage from the response or the stream; outcome fed to endpoint health
 //   8 observe          metrics and the access-log line
 //
-// Phases 2-4 (identity, governance, payload processing) slot in between inspect and route.
+// Phases 2-3 (identity, governance: governance_phase.cc) run once the route is known, before
+// admission; phase 4 (payload processing) slots in between inspect and route.
 #include <xxhash.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -84,7 +85,9 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   ChooseRequestId(parser);
   if (rt.config.tracing.enabled) BeginTrace(parser);
   m.in_flight.fetch_add(1, std::memory_order_relaxed);
+  governance_.Begin(rt.governance.get());
   ScopeExit settle([&] {
+    governance_.Finish(rec.usage, rec.stream_events, rec.status);
     m.in_flight.fetch_sub(1, std::memory_order_relaxed);
     Observe(rec);
   });
@@ -126,6 +129,9 @@ asio::awaitable<void> ClientSession::Proxy(RequestParser& parser, Operation op,
   rec.pool = pool.name;
   rec.engine = EngineKindName(pool.engine);
   rec.pool_slot = pool.metrics_slot;
+
+  // 2-3. Identity and governance: tenant, model permission, token reservation.
+  if (rt.governance && !co_await Govern(parser, *route)) co_return;
 
   // 5a. Admission: under saturation, wait for room, or be shed.
   ScopeExit release_next([this] { FinishFlowRelease(); });
@@ -249,8 +255,11 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
   head.append("POST ").append(parser.target.in(base)).append(" HTTP/1.1\r\nHost: ");
   head.append(endpoint.host_header).append("\r\n");
   const bool drop_tracestate = rec.drop_tracestate && parser.tracestate_count > 0;
+  // With governance on, the client's API key is tokenway's, not the model server's.
+  const bool strip_key = rt.governance != nullptr && !parser.authorization.empty();
   for (const HeaderSlice& h : parser.forward_headers) {
     if (drop_tracestate && EqualsIgnoreCase(h.name.in(base), "tracestate")) continue;
+    if (strip_key && h.value.offset == parser.authorization.offset) continue;
     head.append(h.name.in(base)).append(": ").append(h.value.in(base)).append("\r\n");
   }
   AppendTraceParent(head, parser);
@@ -446,6 +455,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::ForwardOnce(
                                       : std::string_view(rp.content_type));
   out_.append("\r\nContent-Length: ").append(std::to_string(response_body_.size()));
   out_.append("\r\nX-Request-Id: ").append(rec.request_id).append("\r\n");
+  out_.append(governance_.headers());
   if (!keep_alive_) out_.append("Connection: close\r\n");
   out_.append("\r\n");
   rec.first_byte_ns = MonotonicNanos();
@@ -471,6 +481,7 @@ asio::awaitable<ClientSession::AttemptOutcome> ClientSession::RelayStream(
   out_.clear();
   out_.append("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
   out_.append("X-Request-Id: ").append(rec.request_id).append("\r\n");
+  out_.append(governance_.headers());
   out_.append(chunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
   if (chunked && !keep_alive_) out_.append("Connection: close\r\n");
   out_.append("\r\n");

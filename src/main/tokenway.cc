@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include <yaml-cpp/yaml.h>
+
 #include "control/config.h"
 #include "control/runtime.h"
 #include "gateway/gateway.h"
@@ -32,6 +34,10 @@ int main(int argc, char** argv) {
   app.add_option("--policy", policy, "Picker for the --upstream pool")
       ->check(CLI::IsMember(KnownPolicies()));
   app.add_flag("--no-access-log", no_access_log, "Disable the JSON access log on stdout");
+  std::string governance_path;
+  app.add_option("--governance", governance_path,
+                 "With --upstream: YAML file with a `governance:` section (tenants, limits)")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
 
   if (!validate_path.empty()) {
@@ -54,8 +60,8 @@ int main(int argc, char** argv) {
 
   GatewayOptions options;
   if (!config_path.empty()) {
-    if (!upstreams.empty() || !models.empty()) {
-      std::cerr << "use either --config or --upstream/--model, not both\n";
+    if (!upstreams.empty() || !models.empty() || !governance_path.empty()) {
+      std::cerr << "use either --config or --upstream/--model/--governance, not both\n";
       return 2;
     }
     auto config = LoadConfigFile(config_path);
@@ -84,6 +90,21 @@ int main(int argc, char** argv) {
     }
     options.config.pools.push_back(pool);
     for (const auto& m : models) options.config.models.push_back({m, "default", ""});
+    if (!governance_path.empty()) {
+      StatusOr<GovernanceConfig> governance = Status::Error(governance_path + ": no governance");
+      try {
+        YAML::Node root = YAML::LoadFile(governance_path);
+        if (root["governance"])
+          governance = LoadGovernanceConfig(root["governance"], governance_path);
+      } catch (const YAML::Exception& e) {
+        governance = Status::Error(governance_path + ": " + e.what());
+      }
+      if (!governance.ok()) {
+        std::cerr << governance.status().message() << "\n";
+        return 2;
+      }
+      options.config.governance = *governance;
+    }
     auto status = ValidateConfig(options.config);
     if (!status.ok()) {
       std::cerr << status.message() << "\n";

@@ -311,7 +311,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
                   3, "pools[0].flow_control.burst", "unknown field"},
         ErrorCase{"FlowControlBadFairnessKey",
-                  "pools:\n  - name: p\n    flow_control:\n      fairness_key: tenant\n"
+                  "pools:\n  - name: p\n    flow_control:\n      fairness_key: customer\n"
                   "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
                   4, "pools[0].flow_control.fairness_key", "header:<name>"},
         ErrorCase{"FlowControlBadHeaderName",
@@ -821,6 +821,36 @@ TEST(ConfigTest, TracingErrorsNameTheField) {
     EXPECT_NE(msg.find(std::string(": ") + c.field + ": "), std::string::npos) << msg;
     EXPECT_NE(msg.find(c.words), std::string::npos) << msg;
   }
+}
+
+TEST(GovernanceInConfig, LoadsValidatesAndRedacts) {
+  const std::string base =
+      "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n";
+  auto c = ParseConfig(base +
+                           "governance:\n  tenants:\n    - name: a\n"
+                           "      keys: [{id: k1, key: sk-very-secret-key}]\n"
+                           "      models: [m]\n",
+                       "g.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c->governance.enabled);
+  std::string json = RenderConfigJson(*c);
+  EXPECT_EQ(json.find("sk-very-secret-key"), std::string::npos);
+  EXPECT_EQ(json.find(c->governance.tenants[0].keys[0].sha256), std::string::npos);
+  EXPECT_NE(json.find("\"governance\":{\"enabled\":true"), std::string::npos);
+
+  auto unknown =
+      ParseConfig(base + "governance:\n  tenants: [{name: a, models: [nope]}]\n", "g.yaml");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown model 'nope'"), std::string::npos);
+
+  auto bad = ParseConfig(base + "governance:\n  backend: memcached\n", "g.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("g.yaml:7"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("governance.backend"), std::string::npos);
+
+  auto off = ParseConfig(base, "g.yaml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->governance.enabled);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@ tw_integration_test(gateway_openai_sdk SCRIPT tests/integration/test_gateway_ope
 tw_integration_test(gateway_routing SCRIPT tests/integration/test_gateway_routing.py TIMEOUT 120)
 tw_integration_test(gateway_flow_control SCRIPT tests/integration/test_gateway_flow_control.py TIMEOUT 120)
 tw_integration_test(gateway_engines SCRIPT tests/integration/test_gateway_engines.py TIMEOUT 120)
+tw_integration_test(gateway_governance SCRIPT tests/integration/test_gateway_governance.py TIMEOUT 180)
 tw_integration_test(gateway_observability SCRIPT tests/integration/test_gateway_observability.py)
 tw_integration_test(gateway_status_page SCRIPT tests/integration/test_status_page.py TIMEOUT 300)
 tw_integration_test(gateway_grafana_dashboard SCRIPT tests/integration/test_grafana_dashboard.py TIMEOUT 180)

@@ -1,0 +1,380 @@
+#include "governance/governance_config.h"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <sstream>
+
+#include "common/json_writer.h"
+
+namespace tokenway {
+
+namespace {
+
+constexpr int64_t kMaxLimit = int64_t{1} << 50;  // far above any real budget; keeps sums exact
+
+struct GovernanceError {
+  std::string message;
+};
+
+class GovernanceLoader {
+ public:
+  explicit GovernanceLoader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void Fail(const YAML::Node& node, const std::string& field,
+                         const std::string& what) const {
+    std::ostringstream out;
+    out << source_;
+    if (node.IsDefined() && node.Mark().line >= 0) {
+      out << ":" << node.Mark().line + 1 << ":" << node.Mark().column + 1;
+    }
+    out << ": " << field << ": " << what;
+    throw GovernanceError{out.str()};
+  }
+
+  void ExpectMap(const YAML::Node& node, const std::string& field,
+                 std::initializer_list<const char*> allowed) const {
+    if (!node.IsMap()) Fail(node, field, "must be a mapping");
+    for (const auto& kv : node) {
+      std::string key = kv.first.as<std::string>();
+      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
+        std::string list;
+        for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        Fail(kv.first, field + "." + key, "unknown field (known: " + list + ")");
+      }
+    }
+  }
+
+  std::string String(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a string");
+    return node.Scalar();
+  }
+
+  bool Bool(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be true or false");
+    const std::string& s = node.Scalar();
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+    Fail(node, field, "must be true or false, got '" + s + "'");
+  }
+
+  int64_t Int(const YAML::Node& node, const std::string& field, int64_t min, int64_t max) const {
+    if (!node.IsScalar()) Fail(node, field, "must be an integer");
+    const std::string& s = node.Scalar();
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      Fail(node, field, "must be an integer, got '" + s + "'");
+    }
+    if (v < min || v > max) {
+      Fail(node, field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    return v;
+  }
+
+  Duration Dur(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsScalar()) Fail(node, field, "must be a duration such as 250ms or 10s");
+    auto d = ParseDuration(node.Scalar());
+    if (!d.ok()) Fail(node, field, d.status().message());
+    if (d->count() <= 0) Fail(node, field, "must be positive");
+    return *d;
+  }
+
+  LimitSpec Limits(const YAML::Node& node, const std::string& f, bool nested,
+                   TenantConfig* tenant) const {
+    if (nested) {
+      ExpectMap(node, f,
+                {"requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute",
+                 "tokens_per_minute", "concurrent_requests", "tokens_per_day", "tokens_per_month",
+                 "per_key", "per_model"});
+    } else {
+      ExpectMap(node, f,
+                {"requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute",
+                 "tokens_per_minute", "concurrent_requests", "tokens_per_day", "tokens_per_month"});
+    }
+    LimitSpec x;
+    auto get = [&](const char* name, int64_t& v) {
+      if (auto n = node[name]) v = Int(n, f + "." + name, 0, kMaxLimit);
+    };
+    get("requests_per_minute", x.requests_per_minute);
+    get("input_tokens_per_minute", x.input_tokens_per_minute);
+    get("output_tokens_per_minute", x.output_tokens_per_minute);
+    get("tokens_per_minute", x.tokens_per_minute);
+    get("concurrent_requests", x.concurrent_requests);
+    get("tokens_per_day", x.tokens_per_day);
+    get("tokens_per_month", x.tokens_per_month);
+    if (nested && tenant) {
+      if (auto n = node["per_key"]) tenant->per_key = Limits(n, f + ".per_key", false, nullptr);
+      if (auto n = node["per_model"]) {
+        if (!n.IsMap()) Fail(n, f + ".per_model", "must be a mapping of model name to limits");
+        for (const auto& kv : n) {
+          std::string model = kv.first.as<std::string>();
+          tenant->per_model[model] = Limits(kv.second, f + ".per_model." + model, false, nullptr);
+        }
+      }
+    }
+    return x;
+  }
+
+  static bool IsHex64(const std::string& s) {
+    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+             return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+  }
+
+  GovernanceConfig Load(const YAML::Node& g) const {
+    const std::string f = "governance";
+    ExpectMap(g, f,
+              {"enabled", "anonymous_tenant", "keys_file", "backend", "redis", "window",
+               "default_max_tokens", "charge", "tenants"});
+    GovernanceConfig c;
+    c.enabled = true;
+    if (auto n = g["enabled"]) c.enabled = Bool(n, f + ".enabled");
+    if (auto n = g["anonymous_tenant"]) c.anonymous_tenant = String(n, f + ".anonymous_tenant");
+    if (auto n = g["keys_file"]) c.keys_file = String(n, f + ".keys_file");
+    if (auto n = g["backend"]) {
+      c.backend = String(n, f + ".backend");
+      if (c.backend != "local" && c.backend != "redis") {
+        Fail(n, f + ".backend", "must be 'local' or 'redis', got '" + c.backend + "'");
+      }
+    }
+    if (auto r = g["redis"]) {
+      ExpectMap(r, f + ".redis", {"address", "timeout", "fail_mode", "key_prefix"});
+      if (auto n = r["address"]) {
+        c.redis.address = String(n, f + ".redis.address");
+        size_t colon = c.redis.address.rfind(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == c.redis.address.size()) {
+          Fail(n, f + ".redis.address", "must be host:port");
+        }
+      }
+      if (auto n = r["timeout"]) c.redis.timeout = Dur(n, f + ".redis.timeout");
+      if (auto n = r["fail_mode"]) {
+        std::string mode = String(n, f + ".redis.fail_mode");
+        if (mode != "open" && mode != "closed") {
+          Fail(n, f + ".redis.fail_mode", "must be 'open' or 'closed', got '" + mode + "'");
+        }
+        c.redis.fail_open = mode == "open";
+      }
+      if (auto n = r["key_prefix"]) c.redis.key_prefix = String(n, f + ".redis.key_prefix");
+    }
+    if (auto n = g["window"]) {
+      c.window = Dur(n, f + ".window");
+      if (c.window < std::chrono::milliseconds(100)) {
+        Fail(n, f + ".window", "must be at least 100ms");
+      }
+    }
+    if (auto n = g["default_max_tokens"]) {
+      c.default_max_tokens = Int(n, f + ".default_max_tokens", 1, 10'000'000);
+    }
+    if (auto n = g["charge"]) {
+      c.charge = String(n, f + ".charge");
+      if (c.charge != "reserve" && c.charge != "post_hoc") {
+        Fail(n, f + ".charge", "must be 'reserve' or 'post_hoc', got '" + c.charge + "'");
+      }
+    }
+    std::set<std::string> names;
+    std::set<std::string> digests;
+    if (auto ts = g["tenants"]) {
+      if (!ts.IsSequence()) Fail(ts, f + ".tenants", "must be a list");
+      for (size_t i = 0; i < ts.size(); ++i) {
+        const YAML::Node& t = ts[i];
+        std::string tf = f + ".tenants[" + std::to_string(i) + "]";
+        ExpectMap(t, tf,
+                  {"name", "keys", "models", "priority", "labels", "limits", "max_tokens_cap"});
+        TenantConfig tc;
+        if (!t["name"]) Fail(t, tf + ".name", "is required");
+        tc.name = String(t["name"], tf + ".name");
+        if (tc.name.empty() || tc.name.size() > 64 ||
+            !std::all_of(tc.name.begin(), tc.name.end(), [](char ch) {
+              return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
+                     ch == '.';
+            })) {
+          Fail(t["name"], tf + ".name", "must be 1-64 characters of [A-Za-z0-9._-]");
+        }
+        if (!names.insert(tc.name).second) {
+          Fail(t["name"], tf + ".name", "tenant '" + tc.name + "' is defined twice");
+        }
+        if (auto ks = t["keys"]) {
+          if (!ks.IsSequence()) Fail(ks, tf + ".keys", "must be a list");
+          for (size_t k = 0; k < ks.size(); ++k) {
+            std::string kf = tf + ".keys[" + std::to_string(k) + "]";
+            ExpectMap(ks[k], kf, {"id", "sha256", "key"});
+            ApiKeyConfig key;
+            if (!ks[k]["id"]) Fail(ks[k], kf + ".id", "is required");
+            key.id = String(ks[k]["id"], kf + ".id");
+            if (key.id.empty() || key.id.size() > 64) Fail(ks[k], kf + ".id", "must be 1-64 chars");
+            if (ks[k]["sha256"] && ks[k]["key"]) {
+              Fail(ks[k], kf, "give either sha256 or key, not both");
+            }
+            if (auto n = ks[k]["sha256"]) {
+              key.sha256 = String(n, kf + ".sha256");
+              std::transform(key.sha256.begin(), key.sha256.end(), key.sha256.begin(),
+                             [](char ch) { return std::tolower(static_cast<unsigned char>(ch)); });
+              if (!IsHex64(key.sha256)) Fail(n, kf + ".sha256", "must be 64 hex digits");
+            } else if (auto kn = ks[k]["key"]) {
+              std::string clear = String(kn, kf + ".key");
+              if (clear.size() < 8 || clear.size() > 256) {
+                Fail(kn, kf + ".key", "must be 8-256 characters");
+              }
+              key.sha256 = Sha256Hex(clear);
+            } else {
+              Fail(ks[k], kf + ".sha256", "is required (or key)");
+            }
+            if (!digests.insert(key.sha256).second) {
+              Fail(ks[k], kf, "the same key is listed twice");
+            }
+            tc.keys.push_back(std::move(key));
+          }
+        }
+        if (auto ms = t["models"]) {
+          if (!ms.IsSequence()) Fail(ms, tf + ".models", "must be a list of model names");
+          for (size_t k = 0; k < ms.size(); ++k) {
+            tc.models.push_back(String(ms[k], tf + ".models[" + std::to_string(k) + "]"));
+          }
+        }
+        if (auto n = t["priority"]) {
+          tc.has_priority = true;
+          tc.priority = static_cast<int32_t>(Int(n, tf + ".priority", -1000000, 1000000));
+        }
+        if (auto ls = t["labels"]) {
+          if (!ls.IsMap()) Fail(ls, tf + ".labels", "must be a mapping");
+          for (const auto& kv : ls) {
+            std::string name = kv.first.as<std::string>();
+            bool valid = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+                         std::all_of(name.begin(), name.end(), [](char ch) {
+                           return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
+                         });
+            if (!valid) Fail(kv.first, tf + ".labels", "'" + name + "' is not a label name");
+            tc.labels[name] = String(kv.second, tf + ".labels." + name);
+          }
+        }
+        if (auto n = t["limits"]) tc.limits = Limits(n, tf + ".limits", true, &tc);
+        if (auto n = t["max_tokens_cap"]) {
+          tc.max_tokens_cap = Int(n, tf + ".max_tokens_cap", 0, 10'000'000);
+        }
+        c.tenants.push_back(std::move(tc));
+      }
+    }
+    if (!c.anonymous_tenant.empty() && !names.count(c.anonymous_tenant)) {
+      Fail(g["anonymous_tenant"], f + ".anonymous_tenant",
+           "no tenant named '" + c.anonymous_tenant + "'");
+    }
+    return c;
+  }
+
+ private:
+  std::string source_;
+};
+
+}  // namespace
+
+StatusOr<GovernanceConfig> LoadGovernanceConfig(const YAML::Node& node, const std::string& source) {
+  try {
+    return GovernanceLoader(source).Load(node);
+  } catch (const GovernanceError& e) {
+    return Status::Error(e.message);
+  }
+}
+
+std::string Sha256Hex(std::string_view text) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(64, '0');
+  for (int i = 0; i < SHA256_DIGEST_LENGTH; ++i) {
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 0xF];
+  }
+  return out;
+}
+
+namespace {
+void AppendLimits(std::string& o, const LimitSpec& l) {
+  auto num = [&](const char* key, int64_t v, bool comma = true) {
+    o.append("\"").append(key).append("\":").append(std::to_string(v));
+    if (comma) o.push_back(',');
+  };
+  o.push_back('{');
+  num("requests_per_minute", l.requests_per_minute);
+  num("input_tokens_per_minute", l.input_tokens_per_minute);
+  num("output_tokens_per_minute", l.output_tokens_per_minute);
+  num("tokens_per_minute", l.tokens_per_minute);
+  num("concurrent_requests", l.concurrent_requests);
+  num("tokens_per_day", l.tokens_per_day);
+  num("tokens_per_month", l.tokens_per_month, false);
+  o.push_back('}');
+}
+}  // namespace
+
+void AppendGovernanceJson(std::string& o, const GovernanceConfig& c) {
+  o.append("{\"enabled\":").append(c.enabled ? "true" : "false");
+  o.append(",\"anonymous_tenant\":");
+  AppendJsonString(o, c.anonymous_tenant);
+  o.append(",\"keys_file\":");
+  AppendJsonString(o, c.keys_file);
+  o.append(",\"backend\":");
+  AppendJsonString(o, c.backend);
+  o.append(",\"redis\":{\"address\":");
+  AppendJsonString(o, c.redis.address);
+  o.append(",\"timeout\":");
+  AppendJsonString(o, FormatDuration(c.redis.timeout));
+  o.append(",\"fail_mode\":").append(c.redis.fail_open ? "\"open\"" : "\"closed\"");
+  o.append(",\"key_prefix\":");
+  AppendJsonString(o, c.redis.key_prefix);
+  o.append("},\"window\":");
+  AppendJsonString(o, FormatDuration(c.window));
+  o.append(",\"default_max_tokens\":").append(std::to_string(c.default_max_tokens));
+  o.append(",\"charge\":");
+  AppendJsonString(o, c.charge);
+  o.append(",\"tenants\":[");
+  for (size_t i = 0; i < c.tenants.size(); ++i) {
+    const TenantConfig& t = c.tenants[i];
+    if (i) o.push_back(',');
+    o.append("{\"name\":");
+    AppendJsonString(o, t.name);
+    o.append(",\"keys\":[");  // ids only: digests stay out of /admin
+    for (size_t k = 0; k < t.keys.size(); ++k) {
+      if (k) o.push_back(',');
+      AppendJsonString(o, t.keys[k].id);
+    }
+    o.append("],\"models\":[");
+    for (size_t k = 0; k < t.models.size(); ++k) {
+      if (k) o.push_back(',');
+      AppendJsonString(o, t.models[k]);
+    }
+    o.append("],\"priority\":");
+    if (t.has_priority) {
+      o.append(std::to_string(t.priority));
+    } else {
+      o.append("null");
+    }
+    o.append(",\"labels\":{");
+    bool first = true;
+    for (const auto& [k, v] : t.labels) {
+      if (!first) o.push_back(',');
+      first = false;
+      AppendJsonString(o, k);
+      o.push_back(':');
+      AppendJsonString(o, v);
+    }
+    o.append("},\"limits\":");
+    AppendLimits(o, t.limits);
+    o.append(",\"per_key\":");
+    AppendLimits(o, t.per_key);
+    o.append(",\"per_model\":{");
+    first = true;
+    for (const auto& [model, l] : t.per_model) {
+      if (!first) o.push_back(',');
+      first = false;
+      AppendJsonString(o, model);
+      o.push_back(':');
+      AppendLimits(o, l);
+    }
+    o.append("},\"max_tokens_cap\":").append(std::to_string(t.max_tokens_cap)).push_back('}');
+  }
+  o.append("]}");
+}
+
+}  // namespace tokenway
