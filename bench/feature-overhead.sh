@@ -10,6 +10,7 @@
 # URL, @WORK@ for a scratch directory (access logs, key files) and @FIXTURES@ for bench/configs.
 # tokenway's listen/admin/workers come from the command line. Measures, for A and B:
 #   1. non-streaming requests/s with wrk -c CONNS (300 B chat body), and per proxy core
+#      (medians over the rounds, with the range)
 #   2. SSE streams/s with SSE_CONNS streams x EVENTS events, and per proxy core
 #   3. latency at one connection (p50/p99, own client)
 # Runs are interleaved in ROUNDS [3] rounds, alternating A B / B A, each DURATION [6] s after
@@ -124,16 +125,22 @@ for line in open(raw):
             {"rps": float(rps), "cpu_share": float(share), "non2xx": int(non2xx)})
     else:
         L[f[2]] = json.loads(f[3])
-def mean(test, t, key):
-    return statistics.mean(r[key] for r in W[test][t])
+# Each figure is the median over the rounds (robust to one disturbed round on a shared machine);
+# the per-core figure is the median of each round's requests/s over that round's CPU share.
+def med(test, t, key):
+    return statistics.median(r[key] for r in W[test][t])
 def per_core(test, t):
-    return mean(test, t, "rps") / max(mean(test, t, "cpu_share"), 1e-9)
+    return statistics.median(r["rps"] / max(r["cpu_share"], 1e-9) for r in W[test][t])
+def spread(test, t):
+    v = [r["rps"] / max(r["cpu_share"], 1e-9) for r in W[test][t]]
+    return f"{min(v):,.0f}–{max(v):,.0f}"
 rows = [["", f"A ({a_name})", f"B ({b_name})", "B / A"]]
 for test, what in (("small", "non-streaming req/s"), ("sse", "SSE streams/s")):
-    a, b = mean(test, "A", "rps"), mean(test, "B", "rps")
+    a, b = med(test, "A", "rps"), med(test, "B", "rps")
     rows.append([what, f"{a:,.0f}", f"{b:,.0f}", f"{b / a:.3f}"])
     a, b = per_core(test, "A"), per_core(test, "B")
     rows.append([f"**{what} per proxy core**", f"{a:,.0f}", f"{b:,.0f}", f"**{b / a:.3f}**"])
+    rows.append([f"{what} per core, range over rounds", spread(test, "A"), spread(test, "B"), ""])
 for q in ("p50", "p99"):
     a, b = L["A"][q + "_us"], L["B"][q + "_us"]
     rows.append([f"latency {q}, one connection (µs)", f"{a:.1f}", f"{b:.1f}", f"{b / a:.3f}"])

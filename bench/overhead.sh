@@ -5,8 +5,6 @@
 #
 #   bench/overhead.sh [BUILD_DIR]          (default: build; `make bench` passes it)
 #
-# TOKENWAY_EXTRA_ARGS adds flags to both tokenway processes, e.g. local limits on:
-#   TOKENWAY_EXTRA_ARGS="--governance bench/governance-local.yaml" bench/overhead.sh
 #
 # Measures, for each target:
 #   1. non-streaming requests/s with wrk -c32 (300 B and ~12 KB chat bodies), and per proxy core
@@ -97,15 +95,13 @@ start backend "$LOAD_CPU" "$BACKEND" --listen "127.0.0.1:$P_BACK" --events "$EVE
 BACK_PID=$LAST_PID
 start backend-paced "$LOAD_CPU" "$BACKEND" --listen "127.0.0.1:$P_PACED" --events 1 --interval-ms "$PACED_MS"
 start tokenway "$PROXY_CPU" "$TOKENWAY" --upstream "http://127.0.0.1:$P_BACK" --model bench \
-  --listen "127.0.0.1:$P_TW" --admin "127.0.0.1:$P_TWA" --workers 1 --no-access-log \
-  ${TOKENWAY_EXTRA_ARGS:-}
+  --listen "127.0.0.1:$P_TW" --admin "127.0.0.1:$P_TWA" --workers 1 --no-access-log
 TW_PID=$LAST_PID
 nginx_conf "$WORK/nginx" "$P_NG" "$P_BACK"
 start nginx "$PROXY_CPU" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 NG_MASTER=$LAST_PID
 start tokenway-paced "$PROXY_CPU" "$TOKENWAY" --upstream "http://127.0.0.1:$P_PACED" --model bench \
-  --listen "127.0.0.1:$P_TWP" --admin "127.0.0.1:$P_TWPA" --workers 1 --no-access-log \
-  ${TOKENWAY_EXTRA_ARGS:-}
+  --listen "127.0.0.1:$P_TWP" --admin "127.0.0.1:$P_TWPA" --workers 1 --no-access-log
 nginx_conf "$WORK/nginx-paced" "$P_NGP" "$P_PACED"
 start nginx-paced "$PROXY_CPU" "$NGINX" -p "$WORK/nginx-paced" -c "$WORK/nginx-paced/nginx.conf" \
   -e "$WORK/nginx-paced/error.log"

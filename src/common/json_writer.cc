@@ -1,7 +1,7 @@
 #include "common/json_writer.h"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 
 namespace tokenway {
 namespace {
@@ -44,6 +44,18 @@ void AppendJsonString(std::string& out, std::string_view s) {
   out.push_back('"');
   size_t i = 0;
   while (i < s.size()) {
+    // Runs of printable ASCII that need no escaping are appended whole.
+    size_t run = i;
+    while (run < s.size()) {
+      unsigned char b = static_cast<unsigned char>(s[run]);
+      if (b < 0x20 || b >= 0x80 || b == '"' || b == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      if (i == s.size()) break;
+    }
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       size_t n = Utf8SequenceLength(s, i);
@@ -92,8 +104,12 @@ void AppendJsonDouble(std::string& out, double v) {
     return;
   }
   char buf[64];
-  int n = std::snprintf(buf, sizeof buf, "%.3f", v);
-  out.append(buf, static_cast<size_t>(n));
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 3);
+  if (ec != std::errc()) {
+    out.append("null");
+    return;
+  }
+  out.append(buf, static_cast<size_t>(end - buf));
 }
 
 }  // namespace tokenway

@@ -2,6 +2,7 @@
 // than the output itself (error bodies, access-log lines, admin documents).
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -13,7 +14,9 @@ namespace tokenway {
 void AppendJsonString(std::string& out, std::string_view s);
 
 inline void AppendJsonInt(std::string& out, int64_t v) {
-  out.append(std::to_string(v));
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<size_t>(end - buf));
 }
 
 // Appends a number with up to 3 decimals, without locale effects.

@@ -16,17 +16,37 @@ int64_t WindowMs(const GovernanceConfig& c) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(c.window).count();
 }
 
+// Seconds with three significant digits, trailing zeros dropped ("1.5", "12.3", "0.25"), in
+// integer arithmetic: this runs for every admitted request.
+void AppendSeconds(std::string& out, int64_t ms) {
+  const int decimals = ms >= 10'000 ? 1 : ms >= 1'000 ? 2 : 3;
+  const int64_t div = decimals == 1 ? 100 : decimals == 2 ? 10 : 1;
+  const int64_t scale = decimals == 1 ? 10 : decimals == 2 ? 100 : 1000;
+  int64_t q = (ms + div / 2) / div;  // in units of 10^-decimals seconds
+  out.append(std::to_string(q / scale));
+  int64_t frac = q % scale;
+  if (frac == 0) return;
+  char digits[4] = {};
+  for (int i = decimals - 1; i >= 0; --i, frac /= 10)
+    digits[i] = static_cast<char>('0' + frac % 10);
+  int n = decimals;
+  while (n > 0 && digits[n - 1] == '0') --n;
+  out.push_back('.');
+  out.append(digits, static_cast<size_t>(n));
+}
+
+// OpenAI's reset format: "20ms", "1.5s", "6m0s".
 void AppendReset(std::string& out, int64_t ms) {
-  char text[48];
   if (ms < 1000) {
-    std::snprintf(text, sizeof text, "%lldms", static_cast<long long>(ms));
+    out.append(std::to_string(ms)).append("ms");
   } else if (ms < 60'000) {
-    std::snprintf(text, sizeof text, "%.3gs", static_cast<double>(ms) / 1000.0);
+    AppendSeconds(out, ms);
+    out.push_back('s');
   } else {
-    std::snprintf(text, sizeof text, "%lldm%.3gs", static_cast<long long>(ms / 60'000),
-                  static_cast<double>(ms % 60'000) / 1000.0);
+    out.append(std::to_string(ms / 60'000)).push_back('m');
+    AppendSeconds(out, ms % 60'000);
+    out.push_back('s');
   }
-  out.append(text);
 }
 
 void AppendPrometheusLabelValue(std::string& out, std::string_view v) {

@@ -272,5 +272,32 @@ TEST(RequestGovernance, SettlesOnceByWhatTheRequestProduced) {
   EXPECT_EQ(tenant.stats->output_tokens.load(), 20u + 5u + 100u);
 }
 
+// The reset headers in OpenAI's duration format, three significant digits of seconds.
+TEST(RateLimitHeaders, ResetDurationsInOpenAiFormat) {
+  auto reset = [](int64_t ms) {
+    Decision d;
+    d.limit_requests = 10;
+    d.reset_requests_ms = ms;
+    std::string out;
+    AppendRateLimitHeaders(out, d, false);
+    size_t at = out.find("x-ratelimit-reset-requests: ");
+    size_t end = out.find("\r\n", at);
+    return out.substr(at + 28, end - at - 28);
+  };
+  EXPECT_EQ(reset(0), "0ms");
+  EXPECT_EQ(reset(20), "20ms");
+  EXPECT_EQ(reset(999), "999ms");
+  EXPECT_EQ(reset(1000), "1s");
+  EXPECT_EQ(reset(1500), "1.5s");
+  EXPECT_EQ(reset(1234), "1.23s");
+  EXPECT_EQ(reset(9999), "10s");
+  EXPECT_EQ(reset(12345), "12.3s");
+  EXPECT_EQ(reset(59999), "60s");
+  EXPECT_EQ(reset(60000), "1m0s");
+  EXPECT_EQ(reset(61500), "1m1.5s");
+  EXPECT_EQ(reset(360000), "6m0s");
+  EXPECT_EQ(reset(60250), "1m0.25s");
+}
+
 }  // namespace
 }  // namespace tokenway
