@@ -10,12 +10,30 @@ namespace tokenway {
 
 namespace {
 
-constexpr std::string_view kFieldNames[] = {
-    "ts",           "request_id",        "tenant",        "operation",      "model",
-    "pool",         "endpoint",          "status",        "stream",         "duration_ms",
-    "ttft_ms",      "prompt_tokens",     "completion_tokens", "cached_tokens", "usage_injected",
-    "stream_events", "retries",          "priority",      "queue_ms",       "route",
-    "request_bytes", "response_bytes",   "prompt_hash",   "error"};
+constexpr std::string_view kFieldNames[] = {"ts",
+                                            "request_id",
+                                            "tenant",
+                                            "operation",
+                                            "model",
+                                            "pool",
+                                            "endpoint",
+                                            "status",
+                                            "stream",
+                                            "duration_ms",
+                                            "ttft_ms",
+                                            "prompt_tokens",
+                                            "completion_tokens",
+                                            "cached_tokens",
+                                            "usage_injected",
+                                            "stream_events",
+                                            "retries",
+                                            "priority",
+                                            "queue_ms",
+                                            "route",
+                                            "request_bytes",
+                                            "response_bytes",
+                                            "prompt_hash",
+                                            "error"};
 static_assert(std::size(kFieldNames) == static_cast<size_t>(AccessLogField::kCount));
 
 }  // namespace
