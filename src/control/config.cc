@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "common/json_writer.h"
+#include "common/yaml_fields.h"
 #include "routing/engine_adapter.h"
 #include "telemetry/access_log.h"
 #include "telemetry/otlp_endpoint.h"
@@ -28,73 +29,9 @@ const std::vector<std::string>& KnownPolicies() {
 
 namespace {
 
-// Thrown inside the loader only; converted to a Status at the module boundary.
-struct ConfigError {
-  std::string message;
-};
-
-class Loader {
+class Loader : public YamlFields {
  public:
-  explicit Loader(std::string source) : source_(std::move(source)) {}
-
-  [[noreturn]] void Fail(const YAML::Node& node, const std::string& field,
-                         const std::string& what) const {
-    std::ostringstream out;
-    out << source_;
-    if (node.IsDefined() && node.Mark().line >= 0) {
-      out << ":" << node.Mark().line + 1 << ":" << node.Mark().column + 1;
-    }
-    out << ": " << field << ": " << what;
-    throw ConfigError{out.str()};
-  }
-
-  void ExpectMap(const YAML::Node& node, const std::string& field,
-                 std::initializer_list<const char*> allowed) const {
-    if (!node.IsMap()) Fail(node, field.empty() ? "(root)" : field, "must be a mapping");
-    for (const auto& kv : node) {
-      std::string key = kv.first.as<std::string>();
-      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
-        std::string list;
-        for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-        Fail(kv.first, Join(field, key), "unknown field (known: " + list + ")");
-      }
-    }
-  }
-
-  static std::string Join(const std::string& a, const std::string& b) {
-    return a.empty() ? b : a + "." + b;
-  }
-
-  std::string String(const YAML::Node& node, const std::string& field) const {
-    if (!node.IsScalar()) Fail(node, field, "must be a string");
-    return node.Scalar();
-  }
-
-  bool Bool(const YAML::Node& node, const std::string& field) const {
-    if (!node.IsScalar()) Fail(node, field, "must be true or false");
-    const std::string& s = node.Scalar();
-    if (s == "true" || s == "yes" || s == "on") return true;
-    if (s == "false" || s == "no" || s == "off") return false;
-    Fail(node, field, "must be true or false, got '" + s + "'");
-  }
-
-  // An integer scalar in [min, max]; T's signedness decides what the messages ask for.
-  template <typename T>
-  T Integer(const YAML::Node& node, const std::string& field, T min, T max) const {
-    constexpr const char* kKind = std::is_signed_v<T> ? "an integer" : "a non-negative integer";
-    if (!node.IsScalar())
-      Fail(node, field, std::is_signed_v<T> ? "must be an integer" : "must be a number");
-    const std::string& s = node.Scalar();
-    T v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || ptr != s.data() + s.size()) {
-      Fail(node, field, std::string("must be ") + kKind + ", got '" + s + "'");
-    }
-    if (v < min || v > max) {
-      Fail(node, field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-    }
-    return v;
-  }
+  using YamlFields::YamlFields;
 
   uint64_t Unsigned(const YAML::Node& node, const std::string& field, uint64_t min,
                     uint64_t max) const {
@@ -132,14 +69,6 @@ class Loader {
            "must be between " + std::to_string(min) + " and " + std::to_string(max) + " bytes");
     }
     return v;
-  }
-
-  Duration Dur(const YAML::Node& node, const std::string& field) const {
-    if (!node.IsScalar()) Fail(node, field, "must be a duration such as 250ms or 10s");
-    auto d = ParseDuration(node.Scalar());
-    if (!d.ok()) Fail(node, field, d.status().message());
-    if (d->count() <= 0) Fail(node, field, "must be positive");
-    return *d;
   }
 
   int64_t Signed(const YAML::Node& node, const std::string& field, int64_t min, int64_t max) const {
@@ -461,7 +390,7 @@ class Loader {
     c.source = source_;
     if (!root.IsDefined() || root.IsNull()) {
       // An empty document has no position of its own; the error is about the whole file.
-      throw ConfigError{source_ + ":1:1: (root): the file is empty"};
+      throw YamlFieldError{source_ + ":1:1: (root): the file is empty"};
     }
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
@@ -719,16 +648,13 @@ class Loader {
     }
     if (auto g = root["governance"]) {
       auto governance = LoadGovernanceConfig(g, source_);
-      if (!governance.ok()) throw ConfigError{governance.status().message()};
+      if (!governance.ok()) throw YamlFieldError{governance.status().message()};
       c.governance = std::move(*governance);
     }
     auto status = ValidateConfig(c);
     if (!status.ok()) Fail(root, "(config)", status.message());
     return c;
   }
-
- private:
-  std::string source_;
 };
 
 }  // namespace
@@ -853,7 +779,7 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
   try {
     YAML::Node root = YAML::Load(text);
     return Loader(source).Load(root);
-  } catch (const ConfigError& e) {
+  } catch (const YamlFieldError& e) {
     return Status::Error(e.message);
   } catch (const YAML::Exception& e) {
     std::ostringstream out;

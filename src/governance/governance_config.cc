@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/json_writer.h"
+#include "common/yaml_fields.h"
 
 namespace tokenway {
 
@@ -15,71 +16,12 @@ namespace {
 
 constexpr int64_t kMaxLimit = int64_t{1} << 50;  // far above any real budget; keeps sums exact
 
-struct GovernanceError {
-  std::string message;
-};
-
-class GovernanceLoader {
+class GovernanceLoader : public YamlFields {
  public:
-  explicit GovernanceLoader(std::string source) : source_(std::move(source)) {}
-
-  [[noreturn]] void Fail(const YAML::Node& node, const std::string& field,
-                         const std::string& what) const {
-    std::ostringstream out;
-    out << source_;
-    if (node.IsDefined() && node.Mark().line >= 0) {
-      out << ":" << node.Mark().line + 1 << ":" << node.Mark().column + 1;
-    }
-    out << ": " << field << ": " << what;
-    throw GovernanceError{out.str()};
-  }
-
-  void ExpectMap(const YAML::Node& node, const std::string& field,
-                 std::initializer_list<const char*> allowed) const {
-    if (!node.IsMap()) Fail(node, field, "must be a mapping");
-    for (const auto& kv : node) {
-      std::string key = kv.first.as<std::string>();
-      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
-        std::string list;
-        for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-        Fail(kv.first, field + "." + key, "unknown field (known: " + list + ")");
-      }
-    }
-  }
-
-  std::string String(const YAML::Node& node, const std::string& field) const {
-    if (!node.IsScalar()) Fail(node, field, "must be a string");
-    return node.Scalar();
-  }
-
-  bool Bool(const YAML::Node& node, const std::string& field) const {
-    if (!node.IsScalar()) Fail(node, field, "must be true or false");
-    const std::string& s = node.Scalar();
-    if (s == "true" || s == "yes" || s == "on") return true;
-    if (s == "false" || s == "no" || s == "off") return false;
-    Fail(node, field, "must be true or false, got '" + s + "'");
-  }
+  using YamlFields::YamlFields;
 
   int64_t Int(const YAML::Node& node, const std::string& field, int64_t min, int64_t max) const {
-    if (!node.IsScalar()) Fail(node, field, "must be an integer");
-    const std::string& s = node.Scalar();
-    int64_t v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || ptr != s.data() + s.size()) {
-      Fail(node, field, "must be an integer, got '" + s + "'");
-    }
-    if (v < min || v > max) {
-      Fail(node, field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-    }
-    return v;
-  }
-
-  Duration Dur(const YAML::Node& node, const std::string& field) const {
-    if (!node.IsScalar()) Fail(node, field, "must be a duration such as 250ms or 10s");
-    auto d = ParseDuration(node.Scalar());
-    if (!d.ok()) Fail(node, field, d.status().message());
-    if (d->count() <= 0) Fail(node, field, "must be positive");
-    return *d;
+    return Integer<int64_t>(node, field, min, max);
   }
 
   LimitSpec Limits(const YAML::Node& node, const std::string& f, bool nested,
@@ -263,9 +205,6 @@ class GovernanceLoader {
     }
     return c;
   }
-
- private:
-  std::string source_;
 };
 
 }  // namespace
@@ -273,7 +212,7 @@ class GovernanceLoader {
 StatusOr<GovernanceConfig> LoadGovernanceConfig(const YAML::Node& node, const std::string& source) {
   try {
     return GovernanceLoader(source).Load(node);
-  } catch (const GovernanceError& e) {
+  } catch (const YamlFieldError& e) {
     return Status::Error(e.message);
   }
 }
