@@ -154,6 +154,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
         pool->flow = pools ? pools->Flow(pc.name) : std::make_shared<FlowController>(pc.name);
       }
       pool->flow_config = fc;
+      pool->autoscaling = pc.autoscaling;
       FlowSettings& fs = pool->flow_settings;
       fs.queue_threshold = fc.queue_threshold;
       fs.kv_threshold = fc.kv_threshold;

@@ -52,6 +52,7 @@ struct Pool {
   FlowSettings flow_settings;
   FlowControlConfig flow_config;
   std::vector<EndpointState*> endpoint_states;
+  AutoscalingConfig autoscaling;  // pools[].autoscaling, for the scaling signals
   FlowView flow_view() const { return {&flow_settings, endpoint_states}; }
 };
 

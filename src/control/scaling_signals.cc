@@ -48,12 +48,7 @@ void ScalingSignals::Update(const Runtime& rt, std::span<WorkerMetrics* const> w
   for (const auto& pool : rt.pools) {
     PoolScalingSignals s;
     s.pool = pool->name;
-    const AutoscalingConfig* config = nullptr;
-    for (const auto& pc : rt.config.pools) {
-      if (pc.name == pool->name) config = &pc.autoscaling;
-    }
-    AutoscalingConfig defaults;
-    if (!config) config = &defaults;
+    const AutoscalingConfig* config = &pool->autoscaling;
 
     Point p{now_ns, 0, 0};
     for (const WorkerMetrics* w : workers) {

@@ -49,19 +49,6 @@ void AppendReset(std::string& out, int64_t ms) {
   }
 }
 
-void AppendPrometheusLabelValue(std::string& out, std::string_view v) {
-  for (char c : v) {
-    if (c == '\\' || c == '"') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (c == '\n') {
-      out.append("\\n");
-    } else {
-      out.push_back(c);
-    }
-  }
-}
-
 }  // namespace
 
 void AppendRateLimitHeaders(std::string& out, const Decision& d, bool retry) {
@@ -240,16 +227,12 @@ void GovernanceState::RenderMetrics(PrometheusText& t, const GovernanceSnapshot*
     }
     t.Family("tokenway_tenant_info", "gauge", "Configured tenants and their labels (always 1).");
     for (const auto& tenant : tenants) {
-      std::string& o = t.str();
-      o.append("tokenway_tenant_info{tenant=\"");
-      AppendPrometheusLabelValue(o, tenant->name);
-      o.push_back('"');
-      for (const auto& [k, v] : tenant->labels) {
-        o.append(",label_").append(k).append("=\"");
-        AppendPrometheusLabelValue(o, v);
-        o.push_back('"');
-      }
-      o.append("} 1\n");
+      std::vector<std::string> keys;
+      for (const auto& [k, v] : tenant->labels) keys.push_back("label_" + k);
+      std::vector<Label> labels = {{"tenant", tenant->name}};
+      size_t i = 0;
+      for (const auto& [k, v] : tenant->labels) labels.push_back({keys[i++], v});
+      t.Sample("tokenway_tenant_info", labels, 1.0);
     }
   }
   t.Family("tokenway_auth_failures_total", "counter", "Requests refused with 401 by reason.");

@@ -52,7 +52,7 @@ void PrometheusText::Family(std::string_view name, std::string_view type, std::s
   out_.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-void PrometheusText::Head(std::string_view name, std::initializer_list<Label> labels,
+void PrometheusText::Head(std::string_view name, std::span<const Label> labels,
                           std::string_view extra_key, std::string_view extra_value) {
   out_.append(name);
   if (labels.size() == 0 && extra_key.empty()) return;
@@ -74,6 +74,13 @@ void PrometheusText::Head(std::string_view name, std::initializer_list<Label> la
 
 void PrometheusText::Sample(std::string_view name, std::initializer_list<Label> labels,
                             double value) {
+  Head(name, labels);
+  out_.push_back(' ');
+  AppendNumber(out_, value);
+  out_.push_back('\n');
+}
+
+void PrometheusText::Sample(std::string_view name, std::span<const Label> labels, double value) {
   Head(name, labels);
   out_.push_back(' ');
   AppendNumber(out_, value);

@@ -15,12 +15,6 @@ namespace {
 constexpr int kSpanKindClient = 3;
 constexpr int kStatusError = 2;
 
-void AppendInt(std::string& out, int64_t v) {
-  char text[24];
-  auto [end, ec] = std::to_chars(text, text + sizeof text, v);
-  out.append(text, static_cast<size_t>(end - text));
-}
-
 // Attribute keys are tokenway's own ASCII names: written without escaping. Values are escaped.
 class AttributeWriter {
  public:
@@ -36,7 +30,7 @@ class AttributeWriter {
   void Int(std::string_view key, int64_t value) {
     Key(key);
     out_.append("{\"intValue\":\"");
-    AppendInt(out_, value);
+    AppendJsonInt(out_, value);
     out_.append("\"}}");
   }
   void Double(std::string_view key, double value) {
@@ -133,7 +127,7 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
     AppendJsonString(out, s.trace_state);
   }
   out.append(",\"flags\":");
-  AppendInt(out, t.flags);
+  AppendJsonInt(out, t.flags);
   // "{operation} {model}": the operation is one of tokenway's names, the model is escaped.
   out.append(",\"name\":\"").append(s.operation);
   if (!s.request_model.empty()) {
@@ -145,11 +139,11 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
     out.push_back('"');
   }
   out.append(",\"kind\":");
-  AppendInt(out, kSpanKindClient);
+  AppendJsonInt(out, kSpanKindClient);
   out.append(",\"startTimeUnixNano\":\"");
-  AppendInt(out, s.start_unix_ns);
+  AppendJsonInt(out, s.start_unix_ns);
   out.append("\",\"endTimeUnixNano\":\"");
-  AppendInt(out, s.end_unix_ns);
+  AppendJsonInt(out, s.end_unix_ns);
   out.append("\",\"attributes\":[");
   AttributeWriter a(out);
   a.String("gen_ai.operation.name", s.operation);
@@ -199,7 +193,7 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
   out.append("]");
   if (error) {
     out.append(",\"status\":{\"code\":");
-    AppendInt(out, kStatusError);
+    AppendJsonInt(out, kStatusError);
     out.append(",\"message\":");
     AppendJsonString(out, error_type);
     out.append("}");
