@@ -21,6 +21,7 @@
 #include "routing/engine_adapter.h"
 #include "routing/flow_controller.h"
 #include "routing/prefix_index.h"
+#include "tokenway/payload.h"
 #include "tokenway/picker.h"
 
 namespace tokenway {
@@ -76,6 +77,8 @@ struct Runtime {
   std::string models_json;  // body of GET /v1/models
   std::unordered_map<std::string, std::string, StringHash, std::equal_to<>> model_json;
   std::string config_json;  // body of /admin/config
+  // Payload processors of phases 3 and 6 (empty: the body and the response pass unchanged).
+  PayloadChain payload;
   // Tenants, keys and limiter (null when governance is off). Shared with the snapshots built
   // since the last change of the governance section or the keys file.
   std::shared_ptr<const GovernanceSnapshot> governance;

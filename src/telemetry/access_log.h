@@ -31,6 +31,7 @@ enum class AccessLogField : uint8_t {
   kPromptTokens,
   kCompletionTokens,
   kCachedTokens,
+  kUsage,  // "reported" by the model server, "estimated" by tokenway, or null
   kUsageInjected,
   kStreamEvents,
   kRetries,
