@@ -139,7 +139,8 @@ bool InspectMessages(od::value value, InspectedRequest& out, InspectError& e) {
   if (auto err = value.type().get(type)) return Malformed(e, err);
   if (type != od::json_type::array) return WrongType(e, "messages", "an array", type);
   if (auto err = value.get_array().get(messages)) return Malformed(e, err);
-  std::string content;
+  // One message's content text; kept per thread so its capacity is reused across requests.
+  thread_local std::string content;
   for (auto message_result : messages) {
     od::object message;
     if (auto err = message_result.get_object().get(message)) {

@@ -65,7 +65,7 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   endpoint = nullptr;
   load.reset();
   conn.reset();
-  response.reset();
+  ResetResponse();
   streaming_response = false;
   record.Reset();
   reply.Clear();

@@ -207,6 +207,12 @@ struct RequestContext {
   std::optional<EndpointLoad> load;
   std::unique_ptr<UpstreamConnection> conn;
   std::optional<ResponseParser> response;
+  std::string content_type_storage;  // a finished response's Content-Type capacity, reused
+  // Ends the current response parser, keeping its strings' capacity for the next one.
+  void ResetResponse() {
+    if (response) content_type_storage = std::move(response->content_type);
+    response.reset();
+  }
   bool streaming_response = false;  // the response is an event stream relayed event by event
 
   // --- results ---

@@ -158,8 +158,9 @@ asio::awaitable<Attempt> ForwardOnce(RequestContext& ctx, ClientLink& client,
 
     // The response head.
     ctx.response_body.clear();
+    ctx.ResetResponse();
     ctx.response.emplace(kUpstreamHeaderLimit, rt.config.limits.max_response_bytes,
-                         &ctx.response_body);
+                         &ctx.response_body, std::move(ctx.content_type_storage));
     ResponseParser& rp = *ctx.response;
     conn->deadline.Arm(bounded(up.first_byte_timeout));
     bool stale = false;

@@ -27,7 +27,7 @@ void Settle(RequestContext& ctx) {
   }
   ctx.load.reset();
   ctx.conn.reset();  // an exchange cut short: the connection cannot be reused
-  ctx.response.reset();
+  ctx.ResetResponse();
   ctx.FinishFlowRelease();
   if (ctx.pool && ctx.pool->flow && ctx.endpoint) {
     // The endpoint's load dropped: a queued request may go.
