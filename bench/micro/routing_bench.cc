@@ -157,6 +157,81 @@ void BM_Gateway100kTokenRequest(benchmark::State& state) {
 }
 BENCHMARK(BM_Gateway100kTokenRequest)->Unit(benchmark::kMicrosecond);
 
+// Prefix-aware routing of one 432 KiB chat prompt (≈100k tokens) with the prefix-cache scorer
+// alone, so the figure is the prefix work: hash the prompt, score every candidate, learn the
+// blocks for the chosen endpoint. Arg 0: endpoints in the pool. Arg 1: 0 = the same prompt every
+// time (a warm prefix: the walk matches every block), 1 = a new prompt every time (its first
+// bytes change: nothing matches and every block is learnt, evicting old ones).
+SchedulerConfig PrefixOnly() {
+  SchedulerConfig c;
+  c.enabled = true;
+  c.scorers = {{"prefix-cache", 1}};
+  return c;
+}
+
+void SetPromptVariant(std::string& prompt, uint64_t n) {
+  for (int i = 0; i < 16; ++i)
+    prompt[static_cast<size_t>(i)] = static_cast<char>('a' + (n >> (4 * i)) % 16);
+}
+
+void BM_PrefixPick432KiB(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  const bool novel = state.range(1) != 0;
+  FakePool pool(n);
+  SchedulerPicker picker(PrefixOnly(), static_cast<uint32_t>(n), 1'000'000'000);
+  InspectedRequest req;
+  req.model = "meta-llama/Llama-3.1-8B-Instruct";
+  req.prompt_text = Words(432 * 1024, 5);
+  PickContext ctx;
+  ctx.request = &req;
+  uint64_t r = 1, variant = 0;
+  FallbackList out;
+  for (auto _ : state) {
+    if (novel) SetPromptVariant(req.prompt_text, ++variant);
+    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
+    out.clear();
+    picker.Pick(ctx, pool.candidates, out);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * req.prompt_text.size()));
+}
+BENCHMARK(BM_PrefixPick432KiB)
+    ->ArgsProduct({{1, 8, 64}, {0, 1}})
+    ->ArgNames({"endpoints", "novel"})
+    ->Unit(benchmark::kMicrosecond);
+
+// The same on one picker (one prefix index) shared by 1 and 2 threads, 8 endpoints: whether
+// workers slow each other down. Each thread routes its own prompts; arg 1 as above.
+void BM_PrefixPick432KiBShared(benchmark::State& state) {
+  static FakePool pool(8);
+  static SchedulerPicker picker(PrefixOnly(), 8, 1'000'000'000);
+  const bool novel = state.range(1) != 0;
+  InspectedRequest req;
+  req.model = "meta-llama/Llama-3.1-8B-Instruct";
+  req.prompt_text = Words(432 * 1024, 6 + static_cast<uint64_t>(state.thread_index()));
+  PickContext ctx;
+  ctx.request = &req;
+  uint64_t r = 1 + static_cast<uint64_t>(state.thread_index()), variant = 0;
+  FallbackList out;
+  for (auto _ : state) {
+    if (novel)
+      SetPromptVariant(req.prompt_text,
+                       (++variant << 1) | static_cast<uint64_t>(state.thread_index()));
+    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
+    out.clear();
+    picker.Pick(ctx, pool.candidates, out);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * req.prompt_text.size()));
+}
+BENCHMARK(BM_PrefixPick432KiBShared)
+    ->ArgsProduct({{8}, {0, 1}})
+    ->ArgNames({"endpoints", "novel"})
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
 // Flow control on an unsaturated pool: the lock-free admission every request takes.
 void BM_FlowAdmitFastPath(benchmark::State& state) {
   FakePool pool(static_cast<size_t>(state.range(0)));

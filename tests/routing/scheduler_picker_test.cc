@@ -224,5 +224,34 @@ TEST(SchedulerPickerTest, PrefixAffinityKeepsGroupsOnOneEndpoint) {
   EXPECT_GT(picker.prefix_index()->Size(0) + picker.prefix_index()->Size(1), 0u);
 }
 
+TEST(SchedulerPickerTest, PrefixReportCountsBlockBytesUnitsHeldByTheChosenEndpoint) {
+  FakePool pool(3);
+  SchedulerPicker picker(Config({{"prefix-cache", 1}}), 3, kStale);
+  InspectedRequest req;
+  req.model = "m";
+  req.prompt_text = std::string(3072 + 100, 'z');  // 40 full blocks (3 KiB) and a partial one
+  PickContext ctx;
+  PickReport report;
+  ctx.request = &req;
+  ctx.report = &report;
+  FallbackList out;
+  picker.Pick(ctx, pool.candidates(), out);
+  EXPECT_EQ(report.prefix_blocks, 48u);  // 3,072 bytes in 64-byte units
+  EXPECT_EQ(report.prefix_matched, 0u);  // nobody held it yet
+  const uint32_t first = out[0];
+  for (int i = 0; i < 5; ++i) {
+    ctx.random = static_cast<uint64_t>(i) * 7919;
+    out.clear();
+    picker.Pick(ctx, pool.candidates(), out);
+    EXPECT_EQ(out[0], first);  // the endpoint that learnt the prompt wins it again
+    EXPECT_EQ(report.prefix_matched, 48u);
+  }
+  req.prompt_text[2200] = 'y';  // in block 33 ([2176, 2304)): blocks 0-32 still match
+  out.clear();
+  picker.Pick(ctx, pool.candidates(), out);
+  EXPECT_EQ(out[0], first);
+  EXPECT_EQ(report.prefix_matched, 32u + 2u);  // 2 KiB + one 128-byte block
+}
+
 }  // namespace
 }  // namespace tokenway
