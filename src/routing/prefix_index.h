@@ -4,10 +4,11 @@
 // Hashing: the flattened prompt (InspectedRequest::prompt_text, common/prompt_text.h) is cut into
 // blocks whose size depends only on their position: the first kFirstTierBlocks blocks are
 // `block_bytes` long (default 64 bytes, about 16 tokens of English text), then tiers of
-// kTierBlocks blocks each double the size (128, 256, … bytes, at most kMaxBlockBytes), so a
-// block is never shorter than 1/32 or longer than 1/16 of the prefix before it. A 432 KiB prompt
-// is 155 blocks instead of 6,912, hashed at nearly xxh3's streaming speed, and two prompts that
-// share a prefix still share the hashes of every block inside it. Only full blocks count. Block
+// kTierBlocks blocks each double the size (128, 256, … bytes, at most kMaxBlockBytes), so past
+// the first tier a block is between 1/31 and 1/16 of the prefix before it: a match is precise
+// to a few percent of its length. A 432 KiB prompt is 155 blocks instead of 6,912, hashed at
+// nearly xxh3's streaming speed, and two prompts that share a prefix still share the hash of
+// every block that ends inside it. Only full blocks count. Block
 // i's hash is XXH3_64bits_withSeed(block i, seed = hash of block i-1), block 0 seeded with
 // XXH3_64bits(model name): a block hash identifies the whole prefix up to and including it, for
 // that model, like an engine's chained block hashes. At most `max_blocks` blocks are hashed.

@@ -157,8 +157,10 @@ TEST(PrefixIndexTest, ConcurrentInsertMatchAndEvictKeepInvariants) {
   PrefixIndex index({64, 65536, 8192}, kEndpoints);
   std::vector<std::vector<uint64_t>> prompts;
   for (int n = 0; n < 20; ++n) prompts.push_back(Blocks("m", Prompt(n, kBlocks)));
-  std::atomic<int> violations{0};
+  std::atomic<int> violations{0}, ready{0};
   auto run = [&](uint32_t t) {
+    ready.fetch_add(1);
+    while (ready.load() < 2) std::this_thread::yield();  // start together
     for (int i = 0; i < 3000; ++i) {
       const auto& p = prompts[static_cast<size_t>((i * 7 + static_cast<int>(t) * 3) % 20)];
       const uint32_t e = 2 * t + static_cast<uint32_t>(i % 2);
