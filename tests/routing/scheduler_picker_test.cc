@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <map>
+#include <new>
 #include <random>
 #include <set>
 #include <vector>
@@ -12,6 +15,23 @@
 #include "common/duration.h"
 #include "common/request_inspector.h"
 #include "routing/endpoint_state.h"
+
+// Counts heap allocations so a test can check that steady-state picks make none.
+namespace {
+std::atomic<uint64_t> g_allocations{0};
+}  // namespace
+
+void* operator new(size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
 
 namespace tokenway {
 namespace {
@@ -251,6 +271,42 @@ TEST(SchedulerPickerTest, PrefixReportCountsBlockBytesUnitsHeldByTheChosenEndpoi
   picker.Pick(ctx, pool.candidates(), out);
   EXPECT_EQ(out[0], first);
   EXPECT_EQ(report.prefix_matched, 32u + 2u);  // 2 KiB + one 128-byte block
+}
+
+}  // namespace
+}  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(SchedulerPickerTest, LongPromptPicksDoNotAllocateInSteadyState) {
+  // GIE's default mix on a 432 KiB prompt: hashing into the thread's scratch vector, one walk
+  // of the pool's prefix index, learning the blocks. After the first pick sized the scratch,
+  // picks of new and repeated prompts allocate nothing.
+  FakePool pool(8);
+  SchedulerConfig c;
+  ASSERT_TRUE(ExpandSchedulerPreset("gie-default", c));
+  c.enabled = true;
+  SchedulerPicker picker(c, 8, kStale);
+  InspectedRequest req;
+  req.model = "m";
+  req.prompt_text.assign(432 * 1024, 'p');
+  PickContext ctx;
+  PickReport report;
+  ctx.request = &req;
+  ctx.report = &report;
+  FallbackList out;
+  picker.Pick(ctx, pool.candidates(), out);
+  const uint64_t before = g_allocations.load();
+  for (int i = 0; i < 20; ++i) {
+    req.prompt_text[static_cast<size_t>(i % 4) * 8192] = static_cast<char>('a' + i);
+    ctx.random = static_cast<uint64_t>(i);
+    out.clear();
+    picker.Pick(ctx, pool.candidates(), out);
+    ASSERT_GT(out.size(), 0u);
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(report.prefix_blocks, 432u * 1024 / 64);
 }
 
 }  // namespace
