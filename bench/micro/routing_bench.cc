@@ -1,7 +1,8 @@
 // Micro-benchmarks of the routing hot path (Google Benchmark): the scheduler's pick over 8, 100
 // and 1,000 endpoints with the GIE default mix, prompt block hashing of a 100k-token prompt, the
-// whole gateway CPU for one 100k-token request (inspect + hash + pick + learn), and the flow
-// controller's admission fast path. Run: make bench-micro (docs/benchmarks.md).
+// whole gateway CPU for one 100k-token request (inspect + hash + pick + learn), prefix-aware
+// routing of a 432 KiB prompt over 1, 8 and 64 endpoints and from 1 and 2 threads on one index,
+// and the flow controller's admission fast path. Run: make bench-micro (docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 
 #include <deque>
@@ -106,8 +107,8 @@ void BM_PickLoadOnly(benchmark::State& state) {
 }
 BENCHMARK(BM_PickLoadOnly)->Arg(8)->Arg(100)->Arg(1000);
 
-// Chained block hashing of a 100k-token (~400 KB) prompt with the default 64-byte blocks and the
-// default max_blocks (8192: the first 512 KiB), and with no cap.
+// Chained block hashing of a 100k-token (~400 KB) prompt with the default 64-byte first tier
+// (blocks then grow: 153 blocks) and the default max_blocks (8192), and with no cap.
 void BM_HashPrompt100kTokens(benchmark::State& state) {
   const std::string text = Words(400 * 1024, 2);
   const uint32_t max_blocks = static_cast<uint32_t>(state.range(0));

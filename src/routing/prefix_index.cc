@@ -207,10 +207,14 @@ uint32_t PrefixIndex::Insert(uint32_t endpoint, std::span<const uint64_t> blocks
     const uint64_t want = Entry(tag, age, endpoint);
     // Two tries: a lost compare-exchange means another worker just wrote this bucket.
     for (int attempt = 0; attempt < 2; ++attempt) {
-      uint32_t victim = 0;
+      // Ties (entries of the same tick) go to the first slot from a hash-chosen start, so a
+      // busy bucket does not churn one slot only.
+      const uint32_t start = static_cast<uint32_t>(blocks[i] >> 32) % kWays;
+      uint32_t victim = start;
       uint64_t victim_value = 0, victim_age = 0;
       bool empty = false, found = false;
-      for (uint32_t w = 0; w < kWays; ++w) {
+      for (uint32_t k = 0; k < kWays; ++k) {
+        const uint32_t w = (start + k) % kWays;
         uint64_t v = Load(bucket[w]);
         if (v >> kTagShift == tag && (v & kOwnerMask) == endpoint) {
           found = true;
@@ -226,7 +230,7 @@ uint32_t PrefixIndex::Insert(uint32_t endpoint, std::span<const uint64_t> blocks
           continue;
         }
         uint64_t a = AgeOf(v, age);
-        if (w == 0 || a > victim_age) {
+        if (k == 0 || a > victim_age) {
           victim = w;
           victim_value = v;
           victim_age = a;
