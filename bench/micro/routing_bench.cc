@@ -5,6 +5,7 @@
 // and the flow controller's admission fast path. Run: make bench-micro (docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <random>
@@ -162,7 +163,8 @@ BENCHMARK(BM_Gateway100kTokenRequest)->Unit(benchmark::kMicrosecond);
 // alone, so the figure is the prefix work: hash the prompt, score every candidate, learn the
 // blocks for the chosen endpoint. Arg 0: endpoints in the pool. Arg 1: 0 = the same prompt every
 // time (a warm prefix: the walk matches every block), 1 = a new prompt every time (its first
-// bytes change: nothing matches and every block is learnt, evicting old ones).
+// bytes change: nothing matches and every block is learnt, evicting old ones). The index starts
+// full (FillPrefixIndex), as in a gateway that has run for a while.
 SchedulerConfig PrefixOnly() {
   SchedulerConfig c;
   c.enabled = true;
@@ -175,11 +177,24 @@ void SetPromptVariant(std::string& prompt, uint64_t n) {
     prompt[static_cast<size_t>(i)] = static_cast<char>('a' + (n >> (4 * i)) % 16);
 }
 
+// Fills the index as a long-running gateway's would be: as many random entries as it has
+// slots, spread over the endpoints, so every table page is mapped and inserts replace entries.
+void FillPrefixIndex(PrefixIndex& index) {
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> blocks(512);
+  const uint32_t endpoints = std::max<uint32_t>(index.endpoints(), 1);
+  for (uint64_t done = 0; done < index.slots(); done += blocks.size()) {
+    for (auto& b : blocks) b = rng();
+    index.Insert(static_cast<uint32_t>(done / blocks.size()) % endpoints, blocks);
+  }
+}
+
 void BM_PrefixPick432KiB(benchmark::State& state) {
   const size_t n = static_cast<size_t>(state.range(0));
   const bool novel = state.range(1) != 0;
   FakePool pool(n);
   SchedulerPicker picker(PrefixOnly(), static_cast<uint32_t>(n), 1'000'000'000);
+  FillPrefixIndex(*picker.prefix_index());
   InspectedRequest req;
   req.model = "meta-llama/Llama-3.1-8B-Instruct";
   req.prompt_text = Words(432 * 1024, 5);
@@ -205,7 +220,11 @@ BENCHMARK(BM_PrefixPick432KiB)
 // workers slow each other down. Each thread routes its own prompts; arg 1 as above.
 void BM_PrefixPick432KiBShared(benchmark::State& state) {
   static FakePool pool(8);
-  static SchedulerPicker picker(PrefixOnly(), 8, 1'000'000'000);
+  static SchedulerPicker picker = [] {
+    SchedulerPicker p(PrefixOnly(), 8, 1'000'000'000);
+    FillPrefixIndex(*p.prefix_index());
+    return p;
+  }();
   const bool novel = state.range(1) != 0;
   InspectedRequest req;
   req.model = "meta-llama/Llama-3.1-8B-Instruct";
