@@ -492,8 +492,9 @@ void RedisLimiter::Answer(const Job& job, const redisReply* reply) {
 }
 
 void RedisLimiter::FailFrom(size_t first) {
-  for (size_t i = first; i < batch_.size(); ++i) Answer(batch_[i], nullptr);
+  // Counted before the answers go out, so that a request that sees its failure sees it counted.
   backend_errors.fetch_add(batch_.size() - first, std::memory_order_relaxed);
+  for (size_t i = first; i < batch_.size(); ++i) Answer(batch_[i], nullptr);
 }
 
 void RedisLimiter::Process() {

@@ -208,11 +208,12 @@ TEST_F(RedisLimiterTest, WorkersReservingAtOnceNeverOvershoot) {
   std::atomic<int> allowed{0};
   std::atomic<int> limited{0};
   std::atomic<int> other{0};
+  std::vector<std::vector<Reservation>> held(kThreads, std::vector<Reservation>(kPerThread));
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, t] {
       asio::io_context io;
-      std::vector<Reservation> rs(kPerThread);
+      std::vector<Reservation>& rs = held[t];
       for (auto& r : rs) {
         r.scopes[r.n_scopes++] = &tenant;
         r.input = 40;
@@ -232,10 +233,13 @@ TEST_F(RedisLimiterTest, WorkersReservingAtOnceNeverOvershoot) {
             asio::detached);
       }
       io.run();
-      for (auto& r : rs) limiter.Release(r);  // gives the allowed ones back
     });
   }
   for (auto& t : threads) t.join();
+  // Given back only now: a release while others still reserve would make room for them.
+  for (auto& rs : held) {
+    for (auto& r : rs) limiter.Release(r);
+  }
   EXPECT_EQ(other.load(), 0);
   EXPECT_EQ(allowed.load(), 100);
   EXPECT_EQ(limited.load(), kThreads * kPerThread - 100);
