@@ -4,7 +4,6 @@
 #include "telemetry/access_log.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
