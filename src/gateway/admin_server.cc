@@ -644,6 +644,7 @@ std::string AdminServer::RenderMetrics() const {
   }
 
   RenderTraceMetrics(t, view_.shared ? view_.shared->traces.get() : nullptr);
+  RenderAccessLogMetrics(t, view_.shared ? view_.shared->access_log.get() : nullptr);
   // Autoscaling signals (control/scaling_signals.h), per pool.
   std::vector<PoolScalingSignals> scaling;
   if (view_.scaling) scaling = view_.scaling->Current();
