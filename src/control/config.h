@@ -1,5 +1,10 @@
 // GatewayConfig: tokenway's configuration as loaded from YAML or quick flags.
 //
+// It is composed of the components' own typed configs, each declared next to its code
+// (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
+// PassiveHealthConfig in routing/endpoint_state.h, AutoscalingConfig in control/scaling_signals.h,
+// GovernanceConfig in governance/governance_config.h); config.cc walks the YAML into them.
+//
 // Loaded and validated once on the control thread, at start-up and on reload; the request path
 // never sees this struct directly, only the immutable Runtime built from it. Every error names
 // the file, line and field. docs/configuration.md documents each field.
@@ -11,7 +16,10 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "control/scaling_signals.h"
 #include "governance/governance_config.h"
+#include "routing/endpoint_state.h"
+#include "routing/flow_controller.h"
 #include "routing/scheduler_config.h"
 #include "tokenway/status.h"
 
@@ -27,42 +35,13 @@ struct EndpointConfig {
   double capacity = 0;      // relative capacity (> 0); 0: from the accelerator, else 1.0
 };
 
-// Admission and flow control of a pool (pools[].flow_control; routing/flow_controller.h).
-struct FlowControlConfig {
-  bool enabled = false;
-  uint32_t queue_threshold = 5;  // an endpoint with this many waiting requests has no room
-  double kv_threshold = 0.8;     // nor one at this KV-cache utilisation
-  uint32_t max_in_flight = 0;    // per endpoint, counted by the gateway; 0: no limit
-  uint32_t max_queue = 1024;     // waiting requests per priority band
-  Duration queue_ttl = std::chrono::seconds(30);
-  // Who takes turns within a band: "user" (the body's `user` field), "tenant" (governance),
-  // "header:<name>", or "none".
-  std::string fairness_key = "user";
-  // Header a request may name its priority in; empty: requests cannot. A header value above
-  // max_header_priority is lowered to it, so clients cannot jump the queue on their own.
-  std::string priority_header = "x-tokenway-priority";
-  int32_t max_header_priority = 0;
-};
-
-// Scaling signals of a pool (pools[].autoscaling; control/scaling_signals.h): what one endpoint
-// of capacity 1.0 should carry, from which the desired replica count is derived.
-struct AutoscalingConfig {
-  double target_utilisation = 0.75;  // desired saturation of the pool, (0, 1]
-  // Output tokens/s one endpoint of capacity 1.0 sustains at full load; 0: unknown, the
-  // recommendation then follows measured saturation only.
-  double endpoint_output_tokens_per_second = 0;
-  uint32_t min_replicas = 1;
-  uint32_t max_replicas = 0;                   // 0: no upper bound
-  Duration window = std::chrono::seconds(30);  // throughput averaging window
-};
-
 struct PoolConfig {
   std::string name;
   std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
   std::string engine = "vllm";           // metric dialect of the endpoints (kEngineNames)
   SchedulerConfig scheduler;             // filters/scorers/picker profile (routing/)
-  FlowControlConfig flow_control;
-  AutoscalingConfig autoscaling;
+  FlowControlConfig flow_control;        // routing/flow_controller.h
+  AutoscalingConfig autoscaling;         // control/scaling_signals.h
   // Relative capacity by accelerator name, e.g. {H100-80GB: 1.0, A100-40GB: 0.45}.
   std::map<std::string, double> accelerators;
   std::vector<EndpointConfig> endpoints;
@@ -108,12 +87,6 @@ struct ActiveHealthConfig {
   std::string path = "/health";
   uint32_t unhealthy_threshold = 2;
   uint32_t healthy_threshold = 1;
-};
-
-struct PassiveHealthConfig {
-  uint32_t consecutive_failures = 5;
-  Duration base_ejection = std::chrono::seconds(10);
-  Duration max_ejection = std::chrono::seconds(300);
 };
 
 struct StreamingConfig {
@@ -165,7 +138,7 @@ struct GatewayConfig {
   LimitsConfig limits;
   UpstreamConfig upstream;
   ActiveHealthConfig active_health;
-  PassiveHealthConfig passive_health;
+  PassiveHealthConfig passive_health;  // routing/endpoint_state.h
   StreamingConfig streaming;
   AccessLogConfig access_log;
   TracingConfig tracing;

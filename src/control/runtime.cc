@@ -155,11 +155,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
       }
       pool->flow_config = fc;
       pool->autoscaling = pc.autoscaling;
-      FlowSettings& fs = pool->flow_settings;
-      fs.queue_threshold = fc.queue_threshold;
-      fs.kv_threshold = fc.kv_threshold;
-      fs.max_in_flight = fc.max_in_flight;
-      fs.max_queue = fc.max_queue;
+      FlowControlConfig& fs = pool->flow_config;
       fs.use_engine_signals = config.engine_metrics.enabled;
       fs.stale_after_ns =
           std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)

@@ -3,8 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include "control/config.h"
-
 namespace tokenway {
 namespace {
 
