@@ -1,4 +1,5 @@
-// GatewayConfig: tokenway's configuration as loaded from YAML or quick flags.
+// GatewayConfig: tokenway's configuration as loaded from YAML or quick flags, and its loader and
+// validator (control/config_render.h renders it back as JSON).
 //
 // It is composed of the components' own typed configs, each declared next to its code
 // (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
@@ -158,10 +159,6 @@ Status ValidateConfig(const GatewayConfig& config);
 
 // Parses "http://host:port" (path-less). The error explains what is wrong.
 StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url);
-
-// The effective configuration as JSON for /admin/config. API keys and their digests are never
-// rendered (governance tenants show key ids only).
-std::string RenderConfigJson(const GatewayConfig& config);
 
 // Known picker policy names (for validation and --help).
 const std::vector<std::string>& KnownPolicies();

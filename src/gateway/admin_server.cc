@@ -111,9 +111,13 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
         res.body() = R"({"status":"ready"})";
       } else {
         res.result(http::status::service_unavailable);
-        res.body() = "{\"status\":\"not ready\",\"reason\":";
-        AppendJsonString(res.body(), reason);
-        res.body().push_back('}');
+        JsonWriter(res.body())
+            .BeginObject()
+            .Key("status")
+            .String("not ready")
+            .Key("reason")
+            .String(reason)
+            .EndObject();
       }
     } else if (path == "/metrics") {
       res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -140,95 +144,95 @@ std::string AdminServer::RenderEndpoints() const {
   int64_t now = MonotonicNanos();
   std::vector<PoolScalingSignals> scaling;
   if (view_.scaling) scaling = view_.scaling->Current();
-  std::string o = "{\"generation\":" + std::to_string(rt->generation) + ",\"pools\":[";
-  for (size_t p = 0; p < rt->pools.size(); ++p) {
-    const Pool& pool = *rt->pools[p];
-    if (p) o.push_back(',');
-    o.append("{\"name\":");
-    AppendJsonString(o, pool.name);
-    o.append(",\"policy\":");
-    AppendJsonString(o, pool.picker->name());
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("generation").Uint(rt->generation).Key("pools").BeginArray();
+  for (const auto& pool_ptr : rt->pools) {
+    const Pool& pool = *pool_ptr;
+    w.BeginObject();
+    w.Key("name").String(pool.name);
+    w.Key("policy").String(pool.picker->name());
     for (const PoolScalingSignals& s : scaling) {
       if (s.pool != pool.name) continue;
-      o.append(",\"scaling\":{\"input_tokens_per_second\":");
-      AppendJsonDouble(o, s.input_tokens_per_second);
-      o.append(",\"output_tokens_per_second\":");
-      AppendJsonDouble(o, s.output_tokens_per_second);
-      o.append(",\"queue_depth\":");
-      AppendJsonDouble(o, s.queue_depth);
-      o.append(",\"saturation\":");
-      AppendJsonDouble(o, s.saturation);
-      o.append(",\"ready_endpoints\":").append(std::to_string(s.ready_endpoints));
-      o.append(",\"desired_replicas\":").append(std::to_string(s.desired_replicas));
-      o.push_back('}');
+      w.Key("scaling").BeginObject();
+      w.Key("input_tokens_per_second").Double(s.input_tokens_per_second);
+      w.Key("output_tokens_per_second").Double(s.output_tokens_per_second);
+      w.Key("queue_depth").Double(s.queue_depth);
+      w.Key("saturation").Double(s.saturation);
+      w.Key("ready_endpoints").Uint(s.ready_endpoints);
+      w.Key("desired_replicas").Uint(s.desired_replicas);
+      w.EndObject();
     }
     if (pool.flow) {
-      o.append(",\"flow_control\":{\"saturated\":")
-          .append(FlowController::HasRoom(pool.flow_view(), now) ? "false" : "true");
-      o.append(",\"waiting\":").append(std::to_string(pool.flow->waiting()));
-      o.append(",\"bands\":[");
-      bool first = true;
+      w.Key("flow_control").BeginObject();
+      w.Key("saturated").Bool(!FlowController::HasRoom(pool.flow_view(), now));
+      w.Key("waiting").Uint(pool.flow->waiting());
+      w.Key("bands").BeginArray();
       for (const auto& b : pool.flow->Depths()) {
-        if (!first) o.push_back(',');
-        first = false;
-        o.append("{\"priority\":").append(std::to_string(b.priority));
-        o.append(",\"waiting\":").append(std::to_string(b.waiting));
-        o.append(",\"flows\":").append(std::to_string(b.flows)).push_back('}');
+        w.BeginObject()
+            .Key("priority")
+            .Int(b.priority)
+            .Key("waiting")
+            .Uint(b.waiting)
+            .Key("flows")
+            .Uint(b.flows)
+            .EndObject();
       }
-      o.append("]}");
+      w.EndArray().EndObject();
     }
-    o.append(",\"endpoints\":[");
-    for (size_t i = 0; i < pool.endpoints.size(); ++i) {
-      const PoolEndpoint& pe = pool.endpoints[i];
+    w.Key("endpoints").BeginArray();
+    for (const PoolEndpoint& pe : pool.endpoints) {
       const EndpointState& s = *pe.state;
-      if (i) o.push_back(',');
       int64_t until = s.ejected_until_ns.load();
-      o.append("{\"url\":");
-      AppendJsonString(o, s.url);
-      o.append(",\"healthy\":").append(s.healthy.load() ? "true" : "false");
-      o.append(",\"ejected\":").append(s.Ejected(now) ? "true" : "false");
-      o.append(",\"ejected_for_ms\":")
-          .append(std::to_string(until > now ? (until - now) / 1000000 : 0));
-      o.append(",\"eligible\":").append(s.Eligible(now) ? "true" : "false");
-      o.append(",\"in_flight\":").append(std::to_string(s.in_flight.load()));
-      o.append(",\"prefill_tokens\":").append(std::to_string(s.prefill_tokens.load()));
-      o.append(",\"decode_tokens\":").append(std::to_string(s.decode_tokens.load()));
-      o.append(",\"requests_total\":").append(std::to_string(s.requests_total.load()));
-      o.append(",\"failures_total\":").append(std::to_string(s.failures_total.load()));
-      o.append(",\"consecutive_failures\":").append(std::to_string(s.consecutive_failures.load()));
-      o.append(",\"ejections_total\":").append(std::to_string(s.ejections_total.load()));
-      o.append(",\"accelerator\":");
+      w.BeginObject();
+      w.Key("url").String(s.url);
+      w.Key("healthy").Bool(s.healthy.load());
+      w.Key("ejected").Bool(s.Ejected(now));
+      w.Key("ejected_for_ms").Int(until > now ? (until - now) / 1000000 : 0);
+      w.Key("eligible").Bool(s.Eligible(now));
+      w.Key("in_flight").Int(s.in_flight.load());
+      w.Key("prefill_tokens").Int(s.prefill_tokens.load());
+      w.Key("decode_tokens").Int(s.decode_tokens.load());
+      w.Key("requests_total").Uint(s.requests_total.load());
+      w.Key("failures_total").Uint(s.failures_total.load());
+      w.Key("consecutive_failures").Uint(s.consecutive_failures.load());
+      w.Key("ejections_total").Uint(s.ejections_total.load());
+      w.Key("accelerator");
       if (pe.accelerator.empty()) {
-        o.append("null");
+        w.Null();
       } else {
-        AppendJsonString(o, pe.accelerator);
+        w.String(pe.accelerator);
       }
-      o.append(",\"capacity\":");
-      AppendJsonDouble(o, s.capacity.load());
+      w.Key("capacity").Double(s.capacity.load());
       const EngineSignals& e = s.engine;
       int64_t updated = e.updated_at_ns.load();
-      o.append(",\"engine\":{\"kind\":");
-      AppendJsonString(o, EngineKindName(pe.engine));
-      o.append(",\"valid\":").append(e.valid.load() ? "true" : "false");
-      o.append(",\"age_ms\":")
-          .append(updated == 0 ? std::string("null") : std::to_string((now - updated) / 1000000));
-      o.append(",\"waiting\":").append(std::to_string(e.waiting.load()));
-      o.append(",\"running\":").append(std::to_string(e.running.load()));
-      o.append(",\"kv_utilisation\":").append(std::to_string(e.kv_utilisation.load()));
-      o.append(",\"running_loras\":").append(std::to_string(e.running_lora_count.load()));
-      o.append(",\"waiting_loras\":").append(std::to_string(e.waiting_lora_count.load()));
-      o.append(",\"max_lora\":").append(std::to_string(e.max_lora.load()));
-      o.append(",\"block_size\":").append(std::to_string(e.block_size.load()));
-      o.append(",\"scrapes_total\":").append(std::to_string(e.scrapes_total.load()));
-      o.append(",\"scrape_failures_total\":")
-          .append(std::to_string(e.scrape_failures_total.load()));
-      o.append(",\"stale_total\":").append(std::to_string(e.stale_total.load()));
-      o.append("}}");
+      w.Key("engine").BeginObject();
+      w.Key("kind").String(EngineKindName(pe.engine));
+      w.Key("valid").Bool(e.valid.load());
+      w.Key("age_ms");
+      if (updated == 0) {
+        w.Null();
+      } else {
+        w.Int((now - updated) / 1000000);
+      }
+      w.Key("waiting").Int(e.waiting.load());
+      w.Key("running").Int(e.running.load());
+      w.Key("kv_utilisation").Number(e.kv_utilisation.load());
+      w.Key("running_loras").Uint(e.running_lora_count.load());
+      w.Key("waiting_loras").Uint(e.waiting_lora_count.load());
+      w.Key("max_lora").Uint(e.max_lora.load());
+      w.Key("block_size").Uint(e.block_size.load());
+      w.Key("scrapes_total").Uint(e.scrapes_total.load());
+      w.Key("scrape_failures_total").Uint(e.scrape_failures_total.load());
+      w.Key("stale_total").Uint(e.stale_total.load());
+      w.EndObject();
+      w.EndObject();
     }
-    o.append("]}");
+    w.EndArray();
+    w.EndObject();
   }
-  o.append("]}");
-  return o;
+  w.EndArray().EndObject();
+  return out;
 }
 
 namespace {

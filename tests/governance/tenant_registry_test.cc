@@ -1,6 +1,9 @@
 #include "governance/tenant_registry.h"
 
 #include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include "common/json_writer.h"
 
 #include "governance/authenticator.h"
 #include "governance/governance_config.h"
@@ -77,7 +80,11 @@ TEST(GovernanceConfig, JsonShowsKeyIdsButNoKeysOrDigests) {
   auto c = Load(kConfig);
   ASSERT_TRUE(c.ok());
   std::string json;
-  AppendGovernanceJson(json, *c);
+  JsonWriter w(json);
+  WriteGovernanceJson(w, *c);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_EQ(json.find("sk-acme-secret-1"), std::string::npos);
   EXPECT_EQ(json.find(Sha256Hex("sk-acme-secret-1")), std::string::npos);
   EXPECT_EQ(json.find("2cf24dba"), std::string::npos);
