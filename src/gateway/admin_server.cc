@@ -12,6 +12,7 @@
 
 #include "common/duration.h"
 #include "common/json_writer.h"
+#include "common/openai_error.h"
 #include "control/scaling_signals.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
@@ -91,8 +92,7 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     res.set(http::field::content_type, "application/json");
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
-      res.body() =
-          R"({"error":{"message":"use GET","type":"invalid_request_error","param":null,"code":"method_not_allowed"}})";
+      AppendOpenAiError(res.body(), "use GET", "invalid_request_error", "", "method_not_allowed");
     } else if (path == "/") {
       res.set(http::field::content_type, "text/html; charset=utf-8");
       // Everything the page needs is inline; it may only talk back to this listener.
@@ -126,8 +126,7 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
       res.body() = view_.runtime()->config_json;
     } else {
       res.result(http::status::not_found);
-      res.body() =
-          R"({"error":{"message":"unknown admin path","type":"invalid_request_error","param":null,"code":"not_found"}})";
+      AppendOpenAiError(res.body(), "unknown admin path", "invalid_request_error", "", "not_found");
     }
     res.prepare_payload();
     // HEAD: the same headers (Content-Length included) and no body.
