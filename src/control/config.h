@@ -3,7 +3,8 @@
 //
 // It is composed of the components' own typed configs, each declared next to its code
 // (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
-// PassiveHealthConfig in routing/endpoint_state.h, AutoscalingConfig in control/scaling_signals.h,
+// PassiveHealthConfig in routing/endpoint_state.h, AccessLogConfig in telemetry/access_log.h,
+// TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig in control/scaling_signals.h,
 // GovernanceConfig in governance/governance_config.h); config.cc walks the YAML into them.
 //
 // Loaded and validated once on the control thread, at start-up and on reload; the request path
@@ -22,6 +23,8 @@
 #include "routing/endpoint_state.h"
 #include "routing/flow_controller.h"
 #include "routing/scheduler_config.h"
+#include "telemetry/access_log.h"
+#include "telemetry/otlp_exporter.h"
 #include "tokenway/status.h"
 
 namespace tokenway {
@@ -96,29 +99,6 @@ struct StreamingConfig {
   bool inject_usage = true;
 };
 
-struct AccessLogConfig {
-  bool enabled = true;
-  std::string path = "stdout";    // "stdout" or a file path
-  uint32_t fields = 0xFFFFFFFFu;  // AccessLogFields bitmask (telemetry/access_log.h); default all
-  double sample_ratio = 1.0;      // share of successful requests logged, 0..1
-  bool always_log_errors = true;  // requests answered >= 400 are logged whatever the ratio
-};
-
-// OpenTelemetry tracing: one span per sampled request, exported as OTLP/HTTP JSON
-// (telemetry/otlp_exporter.h). sample_ratio and provider_name apply on reload; the rest only on
-// restart.
-struct TracingConfig {
-  bool enabled = false;
-  std::string endpoint = "http://127.0.0.1:4318";  // base URL; /v1/traces is appended
-  double sample_ratio = 0.1;  // for requests without a valid traceparent (parent-based otherwise)
-  std::string service_name = "tokenway";
-  std::string provider_name;  // gen_ai.provider.name; empty: the endpoint's engine (vllm, ...)
-  uint32_t batch_size = 512;
-  Duration batch_interval = std::chrono::seconds(1);
-  uint32_t queue_size = 2048;
-  Duration timeout = std::chrono::seconds(10);
-};
-
 // Scraping of every endpoint's /metrics for engine signals (control/engine_scraper.h).
 struct EngineMetricsConfig {
   bool enabled = true;
@@ -141,8 +121,8 @@ struct GatewayConfig {
   ActiveHealthConfig active_health;
   PassiveHealthConfig passive_health;  // routing/endpoint_state.h
   StreamingConfig streaming;
-  AccessLogConfig access_log;
-  TracingConfig tracing;
+  AccessLogConfig access_log;  // telemetry/access_log.h
+  TracingConfig tracing;       // telemetry/otlp_exporter.h
   EngineMetricsConfig engine_metrics;
   std::vector<PoolConfig> pools;
   std::vector<ModelConfig> models;
