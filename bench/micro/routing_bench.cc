@@ -261,7 +261,7 @@ void BM_FlowAdmitFastPath(benchmark::State& state) {
     s.engine.kv_utilisation = 0.1f;
     raw.push_back(&s);
   }
-  FlowSettings settings;
+  FlowControlConfig settings;
   FlowView view{&settings, raw};
   FlowController controller("p");
   std::shared_ptr<FlowWaiter> none;

@@ -8,7 +8,7 @@
 
 #include "common/json_writer.h"
 #include "common/prompt_text.h"
-#include "sim/tokenizer.h"
+#include "common/tokenizer.h"
 
 namespace tokenway::bench {
 namespace {
@@ -203,7 +203,7 @@ const std::vector<std::string>& WorkloadKinds() {
 }
 
 void AppendWords(std::string& out, int64_t n, std::mt19937_64& rng) {
-  const auto& vocab = sim::PseudoWordVocabulary::Get();
+  const auto& vocab = tokenizer::PseudoWordVocabulary::Get();
   const uint64_t size = vocab.size();
   out.reserve(out.size() + static_cast<size_t>(n) * 6);
   for (int64_t i = 0; i < n; ++i) out.append(vocab.word(rng() % size));
@@ -227,7 +227,7 @@ std::pair<std::string, int64_t> ChatBody(std::string_view model, const Messages&
   body += "],\"max_tokens\":";
   body += std::to_string(max_tokens);
   body += ",\"ignore_eos\":true}";
-  return {std::move(body), static_cast<int64_t>(sim::CountTokens(flat))};
+  return {std::move(body), static_cast<int64_t>(tokenizer::CountTokens(flat))};
 }
 
 ZipfSampler::ZipfSampler(int64_t n, double s) {

@@ -1,7 +1,7 @@
 // Benchmark workloads: the requests tokenway-bench sends, generated up front with exact token
 // counts.
 //
-// Every prompt is built from the simulator's pseudo-word vocabulary (src/sim/tokenizer.h: each
+// Every prompt is built from the simulator's pseudo-word vocabulary (src/common/tokenizer.h: each
 // word is exactly one token) and flattened like the simulator's chat template
 // (src/common/prompt_text.h), so `input_tokens` equals the prompt_tokens tokenway-sim reports.
 // Generation is deterministic for a given seed. Distributions are documented in docs/bench.md.

@@ -112,4 +112,85 @@ void AppendJsonDouble(std::string& out, double v) {
   out.append(buf, static_cast<size_t>(end - buf));
 }
 
+namespace {
+
+template <typename Float>
+void AppendShortest(std::string& out, Float v) {
+  if (!std::isfinite(v)) {
+    out.append("null");
+    return;
+  }
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  if (ec != std::errc()) {
+    out.append("null");
+    return;
+  }
+  out.append(buf, static_cast<size_t>(end - buf));
+}
+
+}  // namespace
+
+void AppendJsonNumber(std::string& out, double v) {
+  AppendShortest(out, v);
+}
+
+void AppendJsonNumber(std::string& out, float v) {
+  AppendShortest(out, v);
+}
+
+namespace {
+
+constexpr uint32_t kMaxTrackedDepth = 63;  // deeper levels share the last bit
+
+uint64_t LevelBit(uint32_t depth) {
+  return uint64_t{1} << (depth < kMaxTrackedDepth ? depth : kMaxTrackedDepth);
+}
+
+}  // namespace
+
+void JsonWriter::Separate() {
+  if (after_key_) {
+    after_key_ = false;
+    return;
+  }
+  if (depth_ == 0) return;
+  uint64_t bit = LevelBit(depth_);
+  if (has_items_ & bit) out_.push_back(',');
+  has_items_ |= bit;
+}
+
+JsonWriter& JsonWriter::Key(std::string_view key) {
+  Separate();
+  AppendJsonString(out_, key);
+  out_.push_back(':');
+  after_key_ = true;
+  return *this;
+}
+
+JsonWriter& JsonWriter::Uint(uint64_t v) {
+  Separate();
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out_.append(buf, static_cast<size_t>(end - buf));
+  return *this;
+}
+
+JsonWriter& JsonWriter::Open(char bracket) {
+  Separate();
+  out_.push_back(bracket);
+  ++depth_;
+  has_items_ &= ~LevelBit(depth_);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Close(char bracket) {
+  out_.push_back(bracket);
+  if (depth_ > 0) {
+    has_items_ &= ~LevelBit(depth_);
+    --depth_;
+  }
+  return *this;
+}
+
 }  // namespace tokenway

@@ -20,10 +20,17 @@ void Write(std::string_view level, std::string_view message) {
   gmtime_r(&t, &tm);
   char ts[32];
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  std::string line = "{\"ts\":\"";
-  line.append(ts).append("\",\"level\":\"").append(level).append("\",\"msg\":");
-  AppendJsonString(line, message);
-  line.append("}\n");
+  std::string line;
+  JsonWriter(line)
+      .BeginObject()
+      .Key("ts")
+      .String(ts)
+      .Key("level")
+      .String(level)
+      .Key("msg")
+      .String(message)
+      .EndObject();
+  line.push_back('\n');
   std::lock_guard lock(mu);
   [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
 }

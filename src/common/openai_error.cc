@@ -6,19 +6,16 @@ namespace tokenway {
 
 void AppendOpenAiError(std::string& out, std::string_view message, std::string_view type,
                        std::string_view param, std::string_view code) {
-  out.append("{\"error\":{\"message\":");
-  AppendJsonString(out, message);
-  out.append(",\"type\":");
-  AppendJsonString(out, type);
-  out.append(",\"param\":");
+  JsonWriter w(out);
+  w.BeginObject().Key("error").BeginObject();
+  w.Key("message").String(message).Key("type").String(type).Key("param");
   if (param.empty()) {
-    out.append("null");
+    w.Null();
   } else {
-    AppendJsonString(out, param);
+    w.String(param);
   }
-  out.append(",\"code\":");
-  AppendJsonString(out, code);
-  out.append("}}");
+  w.Key("code").String(code);
+  w.EndObject().EndObject();
 }
 
 std::string_view ErrorTypeForStatus(int status) {

@@ -1,4 +1,11 @@
-// GatewayConfig: tokenway's configuration as loaded from YAML or quick flags.
+// GatewayConfig: tokenway's configuration as loaded from YAML or quick flags, and its loader and
+// validator (control/config_render.h renders it back as JSON).
+//
+// It is composed of the components' own typed configs, each declared next to its code
+// (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
+// PassiveHealthConfig in routing/endpoint_state.h, AccessLogConfig in telemetry/access_log.h,
+// TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig in control/scaling_signals.h,
+// GovernanceConfig in governance/governance_config.h); config.cc walks the YAML into them.
 //
 // Loaded and validated once on the control thread, at start-up and on reload; the request path
 // never sees this struct directly, only the immutable Runtime built from it. Every error names
@@ -11,8 +18,13 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "control/scaling_signals.h"
 #include "governance/governance_config.h"
+#include "routing/endpoint_state.h"
+#include "routing/flow_controller.h"
 #include "routing/scheduler_config.h"
+#include "telemetry/access_log.h"
+#include "telemetry/otlp_exporter.h"
 #include "tokenway/status.h"
 
 namespace tokenway {
@@ -27,42 +39,13 @@ struct EndpointConfig {
   double capacity = 0;      // relative capacity (> 0); 0: from the accelerator, else 1.0
 };
 
-// Admission and flow control of a pool (pools[].flow_control; routing/flow_controller.h).
-struct FlowControlConfig {
-  bool enabled = false;
-  uint32_t queue_threshold = 5;  // an endpoint with this many waiting requests has no room
-  double kv_threshold = 0.8;     // nor one at this KV-cache utilisation
-  uint32_t max_in_flight = 0;    // per endpoint, counted by the gateway; 0: no limit
-  uint32_t max_queue = 1024;     // waiting requests per priority band
-  Duration queue_ttl = std::chrono::seconds(30);
-  // Who takes turns within a band: "user" (the body's `user` field), "tenant" (governance),
-  // "header:<name>", or "none".
-  std::string fairness_key = "user";
-  // Header a request may name its priority in; empty: requests cannot. A header value above
-  // max_header_priority is lowered to it, so clients cannot jump the queue on their own.
-  std::string priority_header = "x-tokenway-priority";
-  int32_t max_header_priority = 0;
-};
-
-// Scaling signals of a pool (pools[].autoscaling; control/scaling_signals.h): what one endpoint
-// of capacity 1.0 should carry, from which the desired replica count is derived.
-struct AutoscalingConfig {
-  double target_utilisation = 0.75;  // desired saturation of the pool, (0, 1]
-  // Output tokens/s one endpoint of capacity 1.0 sustains at full load; 0: unknown, the
-  // recommendation then follows measured saturation only.
-  double endpoint_output_tokens_per_second = 0;
-  uint32_t min_replicas = 1;
-  uint32_t max_replicas = 0;                   // 0: no upper bound
-  Duration window = std::chrono::seconds(30);  // throughput averaging window
-};
-
 struct PoolConfig {
   std::string name;
   std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
   std::string engine = "vllm";           // metric dialect of the endpoints (kEngineNames)
   SchedulerConfig scheduler;             // filters/scorers/picker profile (routing/)
-  FlowControlConfig flow_control;
-  AutoscalingConfig autoscaling;
+  FlowControlConfig flow_control;        // routing/flow_controller.h
+  AutoscalingConfig autoscaling;         // control/scaling_signals.h
   // Relative capacity by accelerator name, e.g. {H100-80GB: 1.0, A100-40GB: 0.45}.
   std::map<std::string, double> accelerators;
   std::vector<EndpointConfig> endpoints;
@@ -110,39 +93,10 @@ struct ActiveHealthConfig {
   uint32_t healthy_threshold = 1;
 };
 
-struct PassiveHealthConfig {
-  uint32_t consecutive_failures = 5;
-  Duration base_ejection = std::chrono::seconds(10);
-  Duration max_ejection = std::chrono::seconds(300);
-};
-
 struct StreamingConfig {
   // Ask upstreams for usage on every stream and strip the usage chunk when the client did not
   // ask for it, so every request's tokens are known.
   bool inject_usage = true;
-};
-
-struct AccessLogConfig {
-  bool enabled = true;
-  std::string path = "stdout";    // "stdout" or a file path
-  uint32_t fields = 0xFFFFFFFFu;  // AccessLogFields bitmask (telemetry/access_log.h); default all
-  double sample_ratio = 1.0;      // share of successful requests logged, 0..1
-  bool always_log_errors = true;  // requests answered >= 400 are logged whatever the ratio
-};
-
-// OpenTelemetry tracing: one span per sampled request, exported as OTLP/HTTP JSON
-// (telemetry/otlp_exporter.h). sample_ratio and provider_name apply on reload; the rest only on
-// restart.
-struct TracingConfig {
-  bool enabled = false;
-  std::string endpoint = "http://127.0.0.1:4318";  // base URL; /v1/traces is appended
-  double sample_ratio = 0.1;  // for requests without a valid traceparent (parent-based otherwise)
-  std::string service_name = "tokenway";
-  std::string provider_name;  // gen_ai.provider.name; empty: the endpoint's engine (vllm, ...)
-  uint32_t batch_size = 512;
-  Duration batch_interval = std::chrono::seconds(1);
-  uint32_t queue_size = 2048;
-  Duration timeout = std::chrono::seconds(10);
 };
 
 // Scraping of every endpoint's /metrics for engine signals (control/engine_scraper.h).
@@ -165,10 +119,10 @@ struct GatewayConfig {
   LimitsConfig limits;
   UpstreamConfig upstream;
   ActiveHealthConfig active_health;
-  PassiveHealthConfig passive_health;
+  PassiveHealthConfig passive_health;  // routing/endpoint_state.h
   StreamingConfig streaming;
-  AccessLogConfig access_log;
-  TracingConfig tracing;
+  AccessLogConfig access_log;  // telemetry/access_log.h
+  TracingConfig tracing;       // telemetry/otlp_exporter.h
   EngineMetricsConfig engine_metrics;
   std::vector<PoolConfig> pools;
   std::vector<ModelConfig> models;
@@ -185,10 +139,6 @@ Status ValidateConfig(const GatewayConfig& config);
 
 // Parses "http://host:port" (path-less). The error explains what is wrong.
 StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url);
-
-// The effective configuration as JSON for /admin/config. API keys and their digests are never
-// rendered (governance tenants show key ids only).
-std::string RenderConfigJson(const GatewayConfig& config);
 
 // Known picker policy names (for validation and --help).
 const std::vector<std::string>& KnownPolicies();

@@ -5,6 +5,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include "common/json_writer.h"
+#include "control/config_render.h"
 #include "routing/picker_registry.h"
 #include "routing/scheduler_picker.h"
 #include "telemetry/metrics.h"
@@ -76,20 +77,20 @@ StatusOr<asio::ip::tcp::endpoint> Resolve(const EndpointConfig& ep) {
   return results.begin()->endpoint();
 }
 
-void AppendModelObject(std::string& o, const ModelConfig& m, int64_t created) {
-  o.append("{\"id\":");
-  AppendJsonString(o, m.name);
-  o.append(",\"object\":\"model\",\"created\":");
-  o.append(std::to_string(created));
-  o.append(",\"owned_by\":\"tokenway\",\"root\":");
-  AppendJsonString(o, m.parent.empty() ? m.name : m.parent);
-  o.append(",\"parent\":");
+void WriteModelObject(JsonWriter& w, const ModelConfig& m, int64_t created) {
+  w.BeginObject();
+  w.Key("id").String(m.name);
+  w.Key("object").String("model");
+  w.Key("created").Int(created);
+  w.Key("owned_by").String("tokenway");
+  w.Key("root").String(m.parent.empty() ? m.name : m.parent);
+  w.Key("parent");
   if (m.parent.empty()) {
-    o.append("null");
+    w.Null();
   } else {
-    AppendJsonString(o, m.parent);
+    w.String(m.parent);
   }
-  o.append("}");
+  w.EndObject();
 }
 
 }  // namespace
@@ -155,11 +156,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
       }
       pool->flow_config = fc;
       pool->autoscaling = pc.autoscaling;
-      FlowSettings& fs = pool->flow_settings;
-      fs.queue_threshold = fc.queue_threshold;
-      fs.kv_threshold = fc.kv_threshold;
-      fs.max_in_flight = fc.max_in_flight;
-      fs.max_queue = fc.max_queue;
+      FlowControlConfig& fs = pool->flow_config;
       fs.use_engine_signals = config.engine_metrics.enabled;
       fs.stale_after_ns =
           std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)
@@ -168,8 +165,8 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
     by_name[pool->name] = pool.get();
     rt->pools.push_back(std::move(pool));
   }
-  rt->models_json = "{\"object\":\"list\",\"data\":[";
-  bool first = true;
+  JsonWriter models(rt->models_json);
+  models.BeginObject().Key("object").String("list").Key("data").BeginArray();
   for (const auto& mc : config.models) {
     ModelRoute route;
     route.name = mc.name;
@@ -177,14 +174,13 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
     route.metrics_slot = slots.models.SlotFor(mc.name);
     route.priority = mc.priority;
     rt->models.emplace(mc.name, route);
-    if (!first) rt->models_json.push_back(',');
-    first = false;
-    AppendModelObject(rt->models_json, mc, created);
+    WriteModelObject(models, mc, created);
     std::string one;
-    AppendModelObject(one, mc, created);
+    JsonWriter model(one);
+    WriteModelObject(model, mc, created);
     rt->model_json.emplace(mc.name, std::move(one));
   }
-  rt->models_json.append("]}");
+  models.EndArray().EndObject();
   rt->config_json = RenderConfigJson(config);
   // Last, so that a configuration rejected above leaves the live state alone. Requests still on
   // the previous Runtime see the new capacity at once; it only weighs routing decisions.

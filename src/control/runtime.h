@@ -50,11 +50,10 @@ struct Pool {
   // and this snapshot's settings and endpoint states for it (kept for every pool: the scaling
   // signals read the thresholds).
   std::shared_ptr<FlowController> flow;
-  FlowSettings flow_settings;
-  FlowControlConfig flow_config;
+  FlowControlConfig flow_config;  // pools[].flow_control and the engine-metrics settings
   std::vector<EndpointState*> endpoint_states;
   AutoscalingConfig autoscaling;  // pools[].autoscaling, for the scaling signals
-  FlowView flow_view() const { return {&flow_settings, endpoint_states}; }
+  FlowView flow_view() const { return {&flow_config, endpoint_states}; }
 };
 
 struct ModelRoute {

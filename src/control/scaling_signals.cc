@@ -16,7 +16,7 @@ double EndpointSaturation(const Pool& pool, size_t endpoint, int64_t now_ns) {
     load = static_cast<double>(s.in_flight.load(std::memory_order_relaxed)) / fc.max_in_flight;
   }
   const EngineSignals& e = s.engine;
-  if (e.Fresh(now_ns, pool.flow_settings.stale_after_ns)) {
+  if (e.Fresh(now_ns, fc.stale_after_ns)) {
     load = std::max(load, static_cast<double>(e.kv_utilisation.load(std::memory_order_relaxed)));
     load = std::max(load, static_cast<double>(e.waiting.load(std::memory_order_relaxed)) /
                               std::max<uint32_t>(fc.queue_threshold, 1));

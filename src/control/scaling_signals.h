@@ -15,9 +15,21 @@
 #include <string>
 #include <vector>
 
-#include "control/config.h"
+#include "common/duration.h"
 
 namespace tokenway {
+
+// Scaling signals of a pool (pools[].autoscaling, filled by the YAML walk in control/config.cc):
+// what one endpoint of capacity 1.0 should carry, from which the desired replica count is derived.
+struct AutoscalingConfig {
+  double target_utilisation = 0.75;  // desired saturation of the pool, (0, 1]
+  // Output tokens/s one endpoint of capacity 1.0 sustains at full load; 0: unknown, the
+  // recommendation then follows measured saturation only.
+  double endpoint_output_tokens_per_second = 0;
+  uint32_t min_replicas = 1;
+  uint32_t max_replicas = 0;                   // 0: no upper bound
+  Duration window = std::chrono::seconds(30);  // throughput averaging window
+};
 
 struct Runtime;
 struct Pool;

@@ -1,7 +1,5 @@
 #include "gateway/gateway.h"
 
-#include <sys/stat.h>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "common/file_stamp.h"
 #include "common/log.h"
 #include "control/engine_scraper.h"
 #include "control/health_checker.h"
@@ -48,33 +47,11 @@ StatusOr<tcp::endpoint> ParseListenAddress(const std::string& text) {
   return tcp::endpoint(address, static_cast<uint16_t>(port));
 }
 
-struct FileStamp {
-  bool ok = false;
-  timespec mtime{};
-  off_t size = 0;
-  ino_t inode = 0;
-  bool operator==(const FileStamp& o) const {
-    return ok == o.ok && mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec &&
-           size == o.size && inode == o.inode;
-  }
-};
-
 // The exporter is built once at start; only the sampling settings follow a reload.
 bool TracingNeedsRestart(const TracingConfig& a, const TracingConfig& b) {
   return a.enabled != b.enabled || a.endpoint != b.endpoint || a.service_name != b.service_name ||
          a.batch_size != b.batch_size || a.batch_interval != b.batch_interval ||
          a.queue_size != b.queue_size || a.timeout != b.timeout;
-}
-
-FileStamp Stamp(const std::string& path) {
-  struct stat st {};
-  FileStamp s;
-  if (::stat(path.c_str(), &st) != 0) return s;
-  s.ok = true;
-  s.mtime = st.st_mtim;
-  s.size = st.st_size;
-  s.inode = st.st_ino;
-  return s;
 }
 
 class Process {
@@ -166,7 +143,7 @@ class Process {
     KickFlows();
     UpdateScalingSignals();
     if (!options_.config_path.empty()) {
-      stamp_ = Stamp(options_.config_path);
+      stamp_ = FileStamp::Of(options_.config_path);
       PollConfigFile();
     }
     signals_.add(SIGINT);
@@ -324,10 +301,10 @@ class Process {
     poll_timer_.expires_after(current_->config.reload_poll_interval);
     poll_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      FileStamp now = Stamp(options_.config_path);
-      if (!(now == stamp_)) {
+      FileStamp now = FileStamp::Of(options_.config_path);
+      if (now != stamp_) {
         stamp_ = now;
-        if (now.ok) Reload("file changed");
+        if (now.exists) Reload("file changed");
       } else if (current_->governance &&
                  governance_->KeysFileChanged(current_->config.governance)) {
         ReloadKeys();

@@ -1,7 +1,5 @@
 #include "governance/governance.h"
 
-#include <sys/stat.h>
-
 #include <cstdio>
 
 #include "governance/local_limiter.h"
@@ -124,15 +122,7 @@ void GovernanceState::Stop() {
 
 bool GovernanceState::KeysFileChanged(const GovernanceConfig& config) const {
   if (config.keys_file.empty()) return false;
-  struct stat st {};
-  Stamp now;
-  if (::stat(config.keys_file.c_str(), &st) == 0) {
-    now.ok = true;
-    now.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-    now.size = st.st_size;
-    now.inode = st.st_ino;
-  }
-  return !(now == keys_stamp_) || config.keys_file != keys_path_;
+  return FileStamp::Of(config.keys_file) != keys_stamp_ || config.keys_file != keys_path_;
 }
 
 StatusOr<std::shared_ptr<const GovernanceSnapshot>> GovernanceState::Build(
@@ -140,15 +130,7 @@ StatusOr<std::shared_ptr<const GovernanceSnapshot>> GovernanceState::Build(
   std::vector<KeyFileEntry> keys = keys_;
   bool keys_loaded = false;
   if (!config.keys_file.empty()) {
-    struct stat st {};
-    Stamp stamp;
-    if (::stat(config.keys_file.c_str(), &st) == 0) {
-      stamp.ok = true;
-      stamp.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-      stamp.size = st.st_size;
-      stamp.inode = st.st_ino;
-    }
-    keys_stamp_ = stamp;
+    keys_stamp_ = FileStamp::Of(config.keys_file);
     keys_path_ = config.keys_file;
     auto loaded = LoadKeysFile(config.keys_file);
     if (loaded.ok()) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_stamp.h"
 #include "common/usage.h"
 #include "governance/authenticator.h"
 #include "governance/governance_config.h"
@@ -67,13 +68,7 @@ class GovernanceState : public std::enable_shared_from_this<GovernanceState> {
   std::map<std::string, std::shared_ptr<TenantStats>> stats_;
   std::vector<KeyFileEntry> keys_;
   std::string keys_path_;
-  struct Stamp {
-    bool ok = false;
-    int64_t mtime_ns = 0;
-    int64_t size = 0;
-    uint64_t inode = 0;
-    bool operator==(const Stamp&) const = default;
-  } keys_stamp_;
+  FileStamp keys_stamp_;
   mutable std::mutex mu_;  // stats_ and redis limiters: control thread writes, admin reads
 };
 

@@ -230,90 +230,63 @@ std::string Sha256Hex(std::string_view text) {
 }
 
 namespace {
-void AppendLimits(std::string& o, const LimitSpec& l) {
-  auto num = [&](const char* key, int64_t v, bool comma = true) {
-    o.append("\"").append(key).append("\":").append(std::to_string(v));
-    if (comma) o.push_back(',');
-  };
-  o.push_back('{');
-  num("requests_per_minute", l.requests_per_minute);
-  num("input_tokens_per_minute", l.input_tokens_per_minute);
-  num("output_tokens_per_minute", l.output_tokens_per_minute);
-  num("tokens_per_minute", l.tokens_per_minute);
-  num("concurrent_requests", l.concurrent_requests);
-  num("tokens_per_day", l.tokens_per_day);
-  num("tokens_per_month", l.tokens_per_month, false);
-  o.push_back('}');
+void WriteLimits(JsonWriter& w, const LimitSpec& l) {
+  w.BeginObject();
+  w.Key("requests_per_minute").Int(l.requests_per_minute);
+  w.Key("input_tokens_per_minute").Int(l.input_tokens_per_minute);
+  w.Key("output_tokens_per_minute").Int(l.output_tokens_per_minute);
+  w.Key("tokens_per_minute").Int(l.tokens_per_minute);
+  w.Key("concurrent_requests").Int(l.concurrent_requests);
+  w.Key("tokens_per_day").Int(l.tokens_per_day);
+  w.Key("tokens_per_month").Int(l.tokens_per_month);
+  w.EndObject();
 }
 }  // namespace
 
-void AppendGovernanceJson(std::string& o, const GovernanceConfig& c) {
-  o.append("{\"enabled\":").append(c.enabled ? "true" : "false");
-  o.append(",\"anonymous_tenant\":");
-  AppendJsonString(o, c.anonymous_tenant);
-  o.append(",\"keys_file\":");
-  AppendJsonString(o, c.keys_file);
-  o.append(",\"backend\":");
-  AppendJsonString(o, c.backend);
-  o.append(",\"redis\":{\"address\":");
-  AppendJsonString(o, c.redis.address);
-  o.append(",\"timeout\":");
-  AppendJsonString(o, FormatDuration(c.redis.timeout));
-  o.append(",\"fail_mode\":").append(c.redis.fail_open ? "\"open\"" : "\"closed\"");
-  o.append(",\"key_prefix\":");
-  AppendJsonString(o, c.redis.key_prefix);
-  o.append("},\"window\":");
-  AppendJsonString(o, FormatDuration(c.window));
-  o.append(",\"default_max_tokens\":").append(std::to_string(c.default_max_tokens));
-  o.append(",\"charge\":");
-  AppendJsonString(o, c.charge);
-  o.append(",\"tenants\":[");
-  for (size_t i = 0; i < c.tenants.size(); ++i) {
-    const TenantConfig& t = c.tenants[i];
-    if (i) o.push_back(',');
-    o.append("{\"name\":");
-    AppendJsonString(o, t.name);
-    o.append(",\"keys\":[");  // ids only: digests stay out of /admin
-    for (size_t k = 0; k < t.keys.size(); ++k) {
-      if (k) o.push_back(',');
-      AppendJsonString(o, t.keys[k].id);
-    }
-    o.append("],\"models\":[");
-    for (size_t k = 0; k < t.models.size(); ++k) {
-      if (k) o.push_back(',');
-      AppendJsonString(o, t.models[k]);
-    }
-    o.append("],\"priority\":");
+void WriteGovernanceJson(JsonWriter& w, const GovernanceConfig& c) {
+  w.BeginObject();
+  w.Key("enabled").Bool(c.enabled);
+  w.Key("anonymous_tenant").String(c.anonymous_tenant);
+  w.Key("keys_file").String(c.keys_file);
+  w.Key("backend").String(c.backend);
+  w.Key("redis").BeginObject();
+  w.Key("address").String(c.redis.address);
+  w.Key("timeout").String(FormatDuration(c.redis.timeout));
+  w.Key("fail_mode").String(c.redis.fail_open ? "open" : "closed");
+  w.Key("key_prefix").String(c.redis.key_prefix);
+  w.EndObject();
+  w.Key("window").String(FormatDuration(c.window));
+  w.Key("default_max_tokens").Int(c.default_max_tokens);
+  w.Key("charge").String(c.charge);
+  w.Key("tenants").BeginArray();
+  for (const TenantConfig& t : c.tenants) {
+    w.BeginObject();
+    w.Key("name").String(t.name);
+    w.Key("keys").BeginArray();  // ids only: digests stay out of /admin
+    for (const auto& key : t.keys) w.String(key.id);
+    w.EndArray();
+    w.Key("models").BeginArray();
+    for (const auto& model : t.models) w.String(model);
+    w.EndArray();
+    w.Key("priority");
     if (t.has_priority) {
-      o.append(std::to_string(t.priority));
+      w.Int(t.priority);
     } else {
-      o.append("null");
+      w.Null();
     }
-    o.append(",\"labels\":{");
-    bool first = true;
-    for (const auto& [k, v] : t.labels) {
-      if (!first) o.push_back(',');
-      first = false;
-      AppendJsonString(o, k);
-      o.push_back(':');
-      AppendJsonString(o, v);
-    }
-    o.append("},\"limits\":");
-    AppendLimits(o, t.limits);
-    o.append(",\"per_key\":");
-    AppendLimits(o, t.per_key);
-    o.append(",\"per_model\":{");
-    first = true;
-    for (const auto& [model, l] : t.per_model) {
-      if (!first) o.push_back(',');
-      first = false;
-      AppendJsonString(o, model);
-      o.push_back(':');
-      AppendLimits(o, l);
-    }
-    o.append("},\"max_tokens_cap\":").append(std::to_string(t.max_tokens_cap)).push_back('}');
+    w.Key("labels").BeginObject();
+    for (const auto& [k, v] : t.labels) w.Key(k).String(v);
+    w.EndObject();
+    WriteLimits(w.Key("limits"), t.limits);
+    WriteLimits(w.Key("per_key"), t.per_key);
+    w.Key("per_model").BeginObject();
+    for (const auto& [model, l] : t.per_model) WriteLimits(w.Key(model), l);
+    w.EndObject();
+    w.Key("max_tokens_cap").Int(t.max_tokens_cap);
+    w.EndObject();
   }
-  o.append("]}");
+  w.EndArray();
+  w.EndObject();
 }
 
 }  // namespace tokenway

@@ -18,6 +18,8 @@
 
 namespace tokenway {
 
+class JsonWriter;
+
 // Limits of one scope (a tenant, each of its keys, or one model of it). 0 means "no limit".
 struct LimitSpec {
   int64_t requests_per_minute = 0;
@@ -82,7 +84,8 @@ StatusOr<GovernanceConfig> LoadGovernanceConfig(const YAML::Node& node, const st
 // SHA-256 of `text` as 64 lowercase hex digits.
 std::string Sha256Hex(std::string_view text);
 
-// Appends the section as JSON for /admin/config. Key digests are never rendered, only key ids.
-void AppendGovernanceJson(std::string& out, const GovernanceConfig& config);
+// Writes the section as one JSON object value for /admin/config (control/config_render.h). Key
+// digests are never rendered, only key ids.
+void WriteGovernanceJson(JsonWriter& w, const GovernanceConfig& config);
 
 }  // namespace tokenway

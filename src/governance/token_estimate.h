@@ -1,18 +1,13 @@
-// Token estimates for reservations: what a request is charged at admission, before the model
-// server reports its real usage.
-//
-// Input tokens are counted with the simulator's tokenizer rule (sim/tokenizer.h, one pass over
-// the prompt text as common/prompt_text.h flattens it), the same rule the simulator and the
-// benchmark count with. Against a real model server it is an estimate that settlement corrects.
-// Output tokens are the request's max_tokens, else the tenant's cap.
+// Output-token reservations: what a request is charged for its answer at admission, before the
+// model server reports its real usage. (Input tokens are the gateway's one prompt estimate,
+// EstimatePromptTokens in common/tokenizer.h, counted once per request by the inspect phase and
+// shared by routing and governance.) Called by the governance phase on worker threads; pure.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
 namespace tokenway {
-
-int64_t EstimateInputTokens(std::string_view prompt_text);
 
 // Output tokens to reserve: max_tokens (-1: absent) if given, else `cap`; 0 for embeddings.
 int64_t OutputReservation(int64_t max_tokens, int64_t cap, bool embeddings);

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 
-#include "control/config.h"
-
 namespace tokenway {
 
 uint64_t LoraNameHash(std::string_view name) {

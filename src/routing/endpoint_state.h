@@ -12,9 +12,18 @@
 #include <string>
 #include <string_view>
 
+#include "common/duration.h"
+
 namespace tokenway {
 
-struct PassiveHealthConfig;
+// Passive outlier ejection (health.passive): consecutive failures that eject an endpoint, and the
+// back-off that doubles with each consecutive ejection up to max_ejection. Filled by the YAML
+// walk in control/; read by RecordFailure on worker threads.
+struct PassiveHealthConfig {
+  uint32_t consecutive_failures = 5;  // 0: never eject
+  Duration base_ejection = std::chrono::seconds(10);
+  Duration max_ejection = std::chrono::seconds(300);
+};
 
 // The engine's own view of its load, from its /metrics (see routing/engine_adapter.h). Written by
 // the engine scraper on the control thread, read by scorers on worker threads and by the admin

@@ -15,7 +15,7 @@ constexpr int64_t kReleaseGraceNs = 100'000'000;
 }  // namespace
 
 bool FlowController::HasRoom(const FlowView& view, int64_t now_ns) {
-  const FlowSettings& s = *view.settings;
+  const FlowControlConfig& s = *view.settings;
   for (const EndpointState* e : view.endpoints) {
     if (!e->Eligible(now_ns)) continue;
     if (s.max_in_flight != 0 &&

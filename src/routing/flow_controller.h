@@ -37,22 +37,38 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/duration.h"
+
 namespace tokenway {
 
 struct EndpointState;
 
-struct FlowSettings {
-  uint32_t queue_threshold = 5;  // GIE's default
-  double kv_threshold = 0.8;     // GIE's default
-  uint32_t max_in_flight = 0;    // per endpoint; 0: no gateway-side limit
-  uint32_t max_queue = 1024;     // per priority band
+// Admission and flow control of a pool: pools[].flow_control as the YAML walk in control/ fills
+// it (docs/configuration.md), plus the two engine-metrics settings the Runtime build copies in.
+// The controller reads the thresholds; the admission phase reads the priority and fairness keys.
+struct FlowControlConfig {
+  bool enabled = false;
+  uint32_t queue_threshold = 5;  // an endpoint with this many waiting requests has no room (GIE)
+  double kv_threshold = 0.8;     // nor one at this KV-cache utilisation (GIE)
+  uint32_t max_in_flight = 0;    // per endpoint, counted by the gateway; 0: no limit
+  uint32_t max_queue = 1024;     // waiting requests per priority band
+  Duration queue_ttl = std::chrono::seconds(30);
+  // Who takes turns within a band: "user" (the body's `user` field), "tenant" (governance),
+  // "header:<name>", or "none".
+  std::string fairness_key = "user";
+  // Header a request may name its priority in; empty: requests cannot. A header value above
+  // max_header_priority is lowered to it, so clients cannot jump the queue on their own.
+  std::string priority_header = "x-tokenway-priority";
+  int32_t max_header_priority = 0;
+  // From engine_metrics, not from pools[].flow_control: whether engine signals are scraped at all
+  // (without them only max_in_flight decides) and when they count as stale.
   bool use_engine_signals = true;
   int64_t stale_after_ns = 1'000'000'000;
 };
 
 // What the caller's snapshot knows about the pool.
 struct FlowView {
-  const FlowSettings* settings = nullptr;
+  const FlowControlConfig* settings = nullptr;
   std::span<EndpointState* const> endpoints;
 };
 

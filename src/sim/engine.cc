@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "common/tokenizer.h"
 #include "sim/prefix_cache.h"
-#include "sim/tokenizer.h"
 
 namespace tokenway::sim {
 namespace {
@@ -57,7 +57,7 @@ Engine::Engine(EngineConfig config)
                                   : config_.profile.kv_pool_tokens / config_.profile.block_size,
             config_.profile.block_size),
       lora_slots_(config_.max_loras) {
-  PseudoWordVocabulary::Get();  // build it now, not inside the first timed step
+  tokenizer::PseudoWordVocabulary::Get();  // build it now, not inside the first timed step
   max_model_len_ = std::min<int64_t>(config_.profile.max_model_len,
                                      pool_.num_blocks() * config_.profile.block_size);
 }
@@ -256,7 +256,7 @@ void Engine::RegisterFullBlocks(Sequence& seq) {
 const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   events_.clear();
   step_in_flight_ = false;
-  const auto& vocabulary = PseudoWordVocabulary::Get();
+  const auto& vocabulary = tokenizer::PseudoWordVocabulary::Get();
   for (const ScheduledWork& work : scheduled_) {
     auto it = sequences_.find(work.request_id);
     if (it == sequences_.end()) continue;  // aborted during the step

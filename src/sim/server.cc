@@ -23,7 +23,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include "sim/tokenizer.h"
+#include "common/tokenizer.h"
 
 namespace tokenway::sim {
 namespace {
@@ -558,7 +558,7 @@ class SimServer::Endpoint {
     }
 
     GenerationRequest request;
-    request.prompt_tokens = Encode(spec.prompt_text);
+    request.prompt_tokens = tokenizer::Encode(spec.prompt_text);
     const int64_t prompt_tokens = static_cast<int64_t>(request.prompt_tokens.size());
     const int64_t max_model_len = engine_.max_model_len();
     if (prompt_tokens >= max_model_len ||

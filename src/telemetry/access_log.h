@@ -58,6 +58,18 @@ inline constexpr AccessLogFields kAllAccessLogFields =
     (AccessLogFields{1} << static_cast<unsigned>(AccessLogField::kCount)) - 1;
 static_assert(static_cast<unsigned>(AccessLogField::kCount) <= 32);
 std::string_view AccessLogFieldName(AccessLogField f);
+
+// The access_log section (filled by the YAML walk in control/): where lines go, which fields they
+// carry and which requests are logged. Read by the gateway when it opens the sink and on every
+// finished request.
+struct AccessLogConfig {
+  bool enabled = true;
+  std::string path = "stdout";           // "stdout" or a file path
+  AccessLogFields fields = 0xFFFFFFFFu;  // AccessLogField bitmask; default all
+  double sample_ratio = 1.0;             // share of successful requests logged, 0..1
+  bool always_log_errors = true;         // requests answered >= 400 are logged whatever the ratio
+};
+
 // False when `name` is not a field name.
 bool ParseAccessLogField(std::string_view name, AccessLogField& out);
 

@@ -28,6 +28,21 @@
 
 namespace tokenway {
 
+// The tracing section (filled by the YAML walk in control/): one span per sampled request,
+// exported as OTLP/HTTP JSON by an OtlpExporter built from these settings. sample_ratio and
+// provider_name apply on reload; the rest only on restart.
+struct TracingConfig {
+  bool enabled = false;
+  std::string endpoint = "http://127.0.0.1:4318";  // base URL; /v1/traces is appended
+  double sample_ratio = 0.1;  // for requests without a valid traceparent (parent-based otherwise)
+  std::string service_name = "tokenway";
+  std::string provider_name;  // gen_ai.provider.name; empty: the endpoint's engine (vllm, ...)
+  uint32_t batch_size = 512;
+  Duration batch_interval = std::chrono::seconds(1);
+  uint32_t queue_size = 2048;
+  Duration timeout = std::chrono::seconds(10);
+};
+
 struct OtlpExporterOptions {
   std::string endpoint;  // base URL, "http://host:port[/prefix]"; /v1/traces is appended
   std::string service_name = "tokenway";

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "common/prompt_text.h"
-#include "sim/tokenizer.h"
+#include "common/tokenizer.h"
 
 namespace tokenway::bench {
 namespace {
@@ -24,7 +24,7 @@ int64_t ServerPromptTokens(const std::string& body, std::string* flat_out = null
     AppendChatMessage(flat, std::string_view(m["role"]), std::string_view(m["content"]));
   }
   if (flat_out) *flat_out = flat;
-  return static_cast<int64_t>(sim::CountTokens(flat));
+  return static_cast<int64_t>(tokenizer::CountTokens(flat));
 }
 
 std::string Content(const std::string& body, size_t index) {
@@ -38,7 +38,7 @@ TEST(WorkloadTest, AppendWordsIsOneTokenPerWord) {
   for (int64_t n : {1, 2, 10, 500}) {
     std::string s;
     AppendWords(s, n, rng);
-    EXPECT_EQ(sim::CountTokens(s), static_cast<size_t>(n));
+    EXPECT_EQ(tokenizer::CountTokens(s), static_cast<size_t>(n));
   }
 }
 
@@ -134,7 +134,7 @@ TEST(WorkloadTest, SharedPrefixStructure) {
   }
   size_t common = 0;
   while (common < a.size() && common < b.size() && a[common] == b[common]) ++common;
-  EXPECT_GE(sim::CountTokens(a.substr(0, common)), 200u);
+  EXPECT_GE(tokenizer::CountTokens(a.substr(0, common)), 200u);
 }
 
 TEST(WorkloadTest, SharedPrefixDefaultsAndLongVariant) {
@@ -270,7 +270,7 @@ TEST(WorkloadTest, TraceReplaySharesHashBlocksAndKeepsArrivals) {
   ServerPromptTokens((*w)[1].body, &b);
   size_t common = 0;
   while (common < a.size() && a[common] == b[common]) ++common;
-  size_t shared = sim::CountTokens(a.substr(0, common));
+  size_t shared = tokenizer::CountTokens(a.substr(0, common));
   EXPECT_GE(shared, 16u);           // block 5 shared
   EXPECT_LT(shared, 16u + 3 + 16);  // block 6 vs 8 differ
 

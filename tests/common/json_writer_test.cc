@@ -1,4 +1,5 @@
-// AppendJsonString / AppendJsonDouble and the OpenAI error body built on them.
+// AppendJsonString / AppendJsonDouble / AppendJsonNumber, JsonWriter, and the OpenAI error body
+// built on them.
 #include "common/json_writer.h"
 
 #include <gtest/gtest.h>
@@ -95,6 +96,60 @@ TEST(OpenAiErrorTest, Shape) {
   EXPECT_EQ(std::string_view(err["type"]), "invalid_request_error");
   EXPECT_EQ(std::string_view(err["param"]), "model");
   EXPECT_EQ(std::string_view(err["code"]), "invalid_type");
+}
+
+TEST(JsonWriterTest, NumbersRenderExactlyOrAsNull) {
+  auto number = [](double v) {
+    std::string out;
+    AppendJsonNumber(out, v);
+    return out;
+  };
+  EXPECT_EQ(number(1.0), "1");
+  EXPECT_EQ(number(0.45), "0.45");
+  EXPECT_EQ(number(0.8), "0.8");
+  EXPECT_EQ(number(2500), "2500");
+  EXPECT_EQ(number(-0.125), "-0.125");
+  EXPECT_EQ(number(1e300), "1e+300");
+  EXPECT_EQ(number(std::numeric_limits<double>::quiet_NaN()), "null");
+  EXPECT_EQ(number(std::numeric_limits<double>::infinity()), "null");
+  std::string f;
+  AppendJsonNumber(f, 0.000237f);
+  EXPECT_EQ(f, "0.000237");
+  double third = 1.0 / 3.0;
+  EXPECT_EQ(std::stod(number(third)), third);  // round-trips
+}
+
+TEST(JsonWriterTest, PlacesCommasAndColonsInNestedDocuments) {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("a").Int(-1).Key("b").BeginArray();
+  w.EndArray().Key("c").BeginArray().Uint(18446744073709551615ull).String("x\"y").Null();
+  w.BeginObject().EndObject().BeginObject().Key("d").Bool(true).Key("e").Bool(false).EndObject();
+  w.EndArray().Key("f").Double(0.5).Key("g").Number(0.25).Key("h").Raw("{\"pre\":1}");
+  w.EndObject();
+  EXPECT_EQ(out, R"({"a":-1,"b":[],"c":[18446744073709551615,"x\"y",null,{},{"d":true,"e":false}],)"
+                 R"("f":0.500,"g":0.25,"h":{"pre":1}})");
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  EXPECT_EQ(parser.parse(out).get(doc), simdjson::SUCCESS) << out;
+}
+
+TEST(JsonWriterTest, WritesAFragmentAfterAKeyWrittenByHand) {
+  std::string out = R"({"first":1,"doc":)";
+  JsonWriter w(out);
+  w.BeginObject().Key("k").String("v").EndObject();
+  out.push_back('}');
+  EXPECT_EQ(out, R"({"first":1,"doc":{"k":"v"}})");
+}
+
+TEST(JsonWriterTest, DeepNestingStaysValid) {
+  std::string out;
+  JsonWriter w(out);
+  for (int i = 0; i < 63; ++i) w.BeginArray().Int(i);
+  for (int i = 0; i < 63; ++i) w.Int(i).EndArray();
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  EXPECT_EQ(parser.parse(out).get(doc), simdjson::SUCCESS) << out;
 }
 
 TEST(OpenAiErrorTest, EmptyParamIsNull) {

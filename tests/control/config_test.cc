@@ -1,4 +1,5 @@
-// ParseConfig / ValidateConfig / ParseEndpointUrl / RenderConfigJson.
+// ParseConfig / ValidateConfig / ParseEndpointUrl (control/config.h) and RenderConfigJson
+// (control/config_render.h).
 #include "control/config.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <regex>
 #include <sstream>
 
+#include "control/config_render.h"
 #include "telemetry/access_log.h"
 
 namespace tokenway {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "control/config.h"
+#include "control/config_render.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);

@@ -1,7 +1,11 @@
 #include "governance/tenant_registry.h"
 
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
+#include "common/json_writer.h"
+
+#include "common/tokenizer.h"
 #include "governance/authenticator.h"
 #include "governance/governance_config.h"
 #include "governance/keys_file.h"
@@ -77,7 +81,11 @@ TEST(GovernanceConfig, JsonShowsKeyIdsButNoKeysOrDigests) {
   auto c = Load(kConfig);
   ASSERT_TRUE(c.ok());
   std::string json;
-  AppendGovernanceJson(json, *c);
+  JsonWriter w(json);
+  WriteGovernanceJson(w, *c);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_EQ(json.find("sk-acme-secret-1"), std::string::npos);
   EXPECT_EQ(json.find(Sha256Hex("sk-acme-secret-1")), std::string::npos);
   EXPECT_EQ(json.find("2cf24dba"), std::string::npos);
@@ -180,8 +188,8 @@ TEST(Authenticator, TenantFromKeyOrAnonymous) {
 }
 
 TEST(TokenEstimate, UsesTheSimulatorRuleAndMaxTokens) {
-  EXPECT_EQ(EstimateInputTokens("user: Hello there\n"), 5);  // "user" ":" " Hello" " there" "\n"
-  EXPECT_EQ(EstimateInputTokens(""), 0);
+  EXPECT_EQ(EstimatePromptTokens("user: Hello there\n"), 5);  // "user" ":" " Hello" " there" "\n"
+  EXPECT_EQ(EstimatePromptTokens(""), 0);
   EXPECT_EQ(OutputReservation(100, 4096, false), 100);
   EXPECT_EQ(OutputReservation(-1, 4096, false), 4096);
   EXPECT_EQ(OutputReservation(0, 4096, false), 0);

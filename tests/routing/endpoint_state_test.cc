@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "control/config.h"
+#include "support/fake_clock.h"
 
 namespace tokenway {
 namespace {
@@ -100,6 +100,27 @@ TEST(EndpointStateTest, ManyEjectionsDoNotOverflow) {
   auto c = Config(1, 1ns, 300s);
   for (int i = 0; i < 200; ++i) s.RecordFailure(c, 0);
   EXPECT_EQ(s.ejected_until_ns.load(), 300 * kSecond);
+}
+
+TEST(EndpointStateTest, EjectedEndpointReturnsWhenTheClockPassesItsBackoff) {
+  EndpointState s("http://a:1");
+  auto c = Config(2, 10s, 300s);
+  testing::FakeClock clock;
+  s.RecordFailure(c, clock.now_ns());
+  clock.Advance(1s);
+  s.RecordFailure(c, clock.now_ns());
+  ASSERT_TRUE(s.Ejected(clock.now_ns()));
+  clock.Advance(9s);
+  EXPECT_FALSE(s.Eligible(clock.now_ns()));
+  clock.Advance(1s);
+  EXPECT_TRUE(s.Eligible(clock.now_ns()));
+  // The next run of failures doubles the back-off.
+  s.RecordFailure(c, clock.now_ns());
+  s.RecordFailure(c, clock.now_ns());
+  clock.Advance(19s);
+  EXPECT_TRUE(s.Ejected(clock.now_ns()));
+  clock.Advance(1s);
+  EXPECT_TRUE(s.Eligible(clock.now_ns()));
 }
 
 TEST(EndpointStateTest, UnhealthyIsNotEligible) {

@@ -53,7 +53,7 @@ class FlowControllerTest : public ::testing::Test {
 
   std::vector<std::unique_ptr<EndpointState>> states_;
   std::vector<EndpointState*> raw_;
-  FlowSettings settings_;
+  FlowControlConfig settings_;
   FlowController fc_{"pool"};
   Recorder rec_;
 };

@@ -4,7 +4,6 @@
 
 #include "sim/faults.h"
 #include "sim/metrics_text.h"
-#include "sim/tokenizer.h"
 
 namespace tokenway::sim {
 namespace {

@@ -90,10 +90,11 @@ ScriptedUpstream::ScriptedUpstream(int stream_events, void (*on_thread_start)())
         "[{\"index\":0,\"delta\":{\"content\":\" w" +
         std::to_string(i) + "\"},\"finish_reason\":null}]}\n\n";
   }
-  events += "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":"
-            "[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":" +
-            std::to_string(stream_events) + ",\"total_tokens\":" +
-            std::to_string(5 + stream_events) + "}}\n\ndata: [DONE]\n\n";
+  events +=
+      "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":"
+      "[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":" +
+      std::to_string(stream_events) + ",\"total_tokens\":" + std::to_string(5 + stream_events) +
+      "}}\n\ndata: [DONE]\n\n";
   char size[32];
   std::snprintf(size, sizeof size, "%zx\r\n", events.size());
   sse_response_ = std::string(

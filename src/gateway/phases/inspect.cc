@@ -7,10 +7,10 @@
 #include <cctype>
 
 #include "common/duration.h"
+#include "common/tokenizer.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
 #include "gateway/worker.h"
-#include "governance/token_estimate.h"
 
 namespace tokenway {
 
@@ -61,7 +61,7 @@ PhaseResult Inspect(RequestContext& ctx) {
   const std::string& prompt = ctx.inspected.prompt_text;
   ctx.record.stream = ctx.inspected.stream;
   ctx.record.prompt_hash = XXH3_64bits(prompt.data(), prompt.size());
-  ctx.prompt_tokens = EstimateInputTokens(prompt);
+  ctx.prompt_tokens = EstimatePromptTokens(prompt);
   return PhaseResult::kContinue;
 }
 

@@ -1,5 +1,4 @@
 // PrometheusText: the exposition the admin endpoint serves must pass `promtool check metrics`.
-// (Lives here because tests/CMakeLists.txt has no telemetry directory yet.)
 #include "telemetry/prometheus_text.h"
 
 #include <gtest/gtest.h>

@@ -1,10 +1,10 @@
-#include "sim/tokenizer.h"
+#include "common/tokenizer.h"
 
 #include <gtest/gtest.h>
 
 #include <set>
 
-namespace tokenway::sim {
+namespace tokenway::tokenizer {
 namespace {
 
 TEST(TokenizerTest, CountsWordsPunctuationAndWhitespaceByTheDocumentedRule) {
@@ -57,5 +57,11 @@ TEST(TokenizerTest, HandlesLongPromptsLinearly) {
   EXPECT_EQ(Encode(text).size(), 100000u);
 }
 
+TEST(TokenizerTest, PromptEstimateIsTheTokenCountOfTheFlattenedPrompt) {
+  EXPECT_EQ(EstimatePromptTokens(""), 0);
+  EXPECT_EQ(EstimatePromptTokens("user: Hello there\n"), 5);  // "user" ":" " Hello" " there" "\n"
+  EXPECT_EQ(EstimatePromptTokens(std::string(1000, 'a')), 125);  // 8-byte tokens
+}
+
 }  // namespace
-}  // namespace tokenway::sim
+}  // namespace tokenway::tokenizer

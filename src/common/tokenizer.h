@@ -1,5 +1,6 @@
-// The simulator's tokenizer: one deterministic, documented text <-> token-id rule that the
-// simulator, the gateway and the benchmark share, so all three count the same prompt tokens.
+// tokenway's tokenizer: one deterministic, documented text <-> token-id rule that the simulator,
+// the gateway (routing and governance estimates) and the benchmark share, so all three count the
+// same prompt tokens. It sits in common/ because the simulator and the gateway both build on it.
 //
 // Rule (docs/simulator.md, "Tokenizer"):
 //   1. Pre-tokenize the UTF-8 bytes into pieces, left to right:
@@ -21,7 +22,17 @@
 #include <string_view>
 #include <vector>
 
-namespace tokenway::sim {
+namespace tokenway {
+
+// The gateway's one estimate of a request's prompt tokens, before the model server reports its
+// real usage: tokenizer::CountTokens of the prompt text as common/prompt_text.h flattens it.
+// Routing charges it to the chosen endpoint's prefill load and governance reserves it; against a
+// real model server it is an estimate that settlement corrects. Pure; any thread.
+int64_t EstimatePromptTokens(std::string_view prompt_text);
+
+}  // namespace tokenway
+
+namespace tokenway::tokenizer {
 
 inline constexpr std::size_t kMaxPieceBytes = 8;
 
@@ -57,4 +68,4 @@ class PseudoWordVocabulary {
   std::vector<std::pair<uint32_t, uint32_t>> sorted_ids_;  // (id, index), sorted by id
 };
 
-}  // namespace tokenway::sim
+}  // namespace tokenway::tokenizer

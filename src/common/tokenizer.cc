@@ -1,11 +1,11 @@
-#include "sim/tokenizer.h"
+#include "common/tokenizer.h"
 
 #include <xxhash.h>
 
 #include <algorithm>
 #include <unordered_set>
 
-namespace tokenway::sim {
+namespace tokenway::tokenizer {
 namespace {
 
 bool IsAlnum(unsigned char c) {
@@ -143,4 +143,12 @@ const std::string* PseudoWordVocabulary::Find(uint32_t id) const {
   return &words_[it->second];
 }
 
-}  // namespace tokenway::sim
+}  // namespace tokenway::tokenizer
+
+namespace tokenway {
+
+int64_t EstimatePromptTokens(std::string_view prompt_text) {
+  return static_cast<int64_t>(tokenizer::CountTokens(prompt_text));
+}
+
+}  // namespace tokenway

@@ -1,0 +1,198 @@
+#include "control/config_render.h"
+
+#include "common/json_writer.h"
+#include "telemetry/access_log.h"
+
+namespace tokenway {
+namespace {
+
+void WriteScheduler(JsonWriter& w, const SchedulerConfig& sc) {
+  w.BeginObject();
+  if (!sc.preset.empty()) w.Key("preset").String(sc.preset);
+  w.Key("filters").BeginArray();
+  for (const FilterConfig& f : sc.filters) {
+    w.BeginObject()
+        .Key("name")
+        .String(f.name)
+        .Key("queue_threshold")
+        .Uint(f.queue_threshold)
+        .Key("kv_threshold")
+        .Number(f.kv_threshold)
+        .EndObject();
+  }
+  w.EndArray();
+  w.Key("picker").String(sc.picker);
+  w.Key("session_header").String(sc.session_header);
+  w.Key("scorers").BeginArray();
+  for (const ScorerConfig& s : sc.scorers) {
+    w.BeginObject().Key("name").String(s.name).Key("weight").Number(s.weight).EndObject();
+  }
+  w.EndArray();
+  w.Key("prefix").BeginObject();
+  w.Key("block_bytes").Uint(sc.prefix.block_bytes);
+  w.Key("capacity").Uint(sc.prefix.capacity);
+  w.Key("max_blocks").Uint(sc.prefix.max_blocks);
+  w.EndObject();
+  w.EndObject();
+}
+
+void WriteFlowControl(JsonWriter& w, const FlowControlConfig& fc) {
+  w.BeginObject();
+  w.Key("queue_threshold").Uint(fc.queue_threshold);
+  w.Key("kv_threshold").Number(fc.kv_threshold);
+  w.Key("max_in_flight").Uint(fc.max_in_flight);
+  w.Key("max_queue").Uint(fc.max_queue);
+  w.Key("queue_ttl").String(FormatDuration(fc.queue_ttl));
+  w.Key("fairness_key").String(fc.fairness_key);
+  w.Key("priority_header").String(fc.priority_header);
+  w.Key("max_header_priority").Int(fc.max_header_priority);
+  w.EndObject();
+}
+
+void WriteAutoscaling(JsonWriter& w, const AutoscalingConfig& as) {
+  w.BeginObject();
+  w.Key("target_utilisation").Number(as.target_utilisation);
+  w.Key("endpoint_output_tokens_per_second").Number(as.endpoint_output_tokens_per_second);
+  w.Key("min_replicas").Uint(as.min_replicas);
+  w.Key("max_replicas").Uint(as.max_replicas);
+  w.Key("window").String(FormatDuration(as.window));
+  w.EndObject();
+}
+
+void WritePool(JsonWriter& w, const PoolConfig& pool) {
+  w.BeginObject();
+  w.Key("name").String(pool.name);
+  w.Key("policy").String(pool.policy);
+  w.Key("engine").String(pool.engine);
+  if (pool.scheduler.enabled) WriteScheduler(w.Key("scheduler"), pool.scheduler);
+  if (pool.flow_control.enabled) WriteFlowControl(w.Key("flow_control"), pool.flow_control);
+  WriteAutoscaling(w.Key("autoscaling"), pool.autoscaling);
+  w.Key("accelerators").BeginObject();
+  for (const auto& [name, capacity] : pool.accelerators) w.Key(name).Number(capacity);
+  w.EndObject();
+  w.Key("endpoints").BeginArray();
+  for (const EndpointConfig& ep : pool.endpoints) {
+    w.BeginObject();
+    w.Key("url").String(ep.url);
+    w.Key("engine").String(EffectiveEngine(pool, ep));
+    w.Key("accelerator");
+    if (ep.accelerator.empty()) {
+      w.Null();
+    } else {
+      w.String(ep.accelerator);
+    }
+    w.Key("capacity").Number(EffectiveCapacity(pool, ep));
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
+}  // namespace
+
+std::string RenderConfigJson(const GatewayConfig& c) {
+  std::string out;
+  JsonWriter w(out);
+  auto duration = [&](const char* key, Duration d) { w.Key(key).String(FormatDuration(d)); };
+  w.BeginObject();
+  w.Key("source").String(c.source);
+  w.Key("listen").String(c.listen);
+  w.Key("admin").String(c.admin);
+  w.Key("workers").Uint(c.workers);
+  duration("drain_timeout", c.drain_timeout);
+  duration("reload_poll_interval", c.reload_poll_interval);
+
+  w.Key("limits").BeginObject();
+  w.Key("max_header_bytes").Uint(c.limits.max_header_bytes);
+  w.Key("max_body_bytes").Uint(c.limits.max_body_bytes);
+  w.Key("max_response_bytes").Uint(c.limits.max_response_bytes);
+  w.Key("max_connections").Uint(c.limits.max_connections);
+  duration("header_timeout", c.limits.header_timeout);
+  duration("idle_timeout", c.limits.idle_timeout);
+  duration("write_timeout", c.limits.write_timeout);
+  w.EndObject();
+
+  w.Key("upstream").BeginObject();
+  duration("connect_timeout", c.upstream.connect_timeout);
+  duration("first_byte_timeout", c.upstream.first_byte_timeout);
+  duration("stream_idle_timeout", c.upstream.stream_idle_timeout);
+  duration("total_timeout", c.upstream.total_timeout);
+  duration("idle_connection_timeout", c.upstream.idle_connection_timeout);
+  w.Key("max_idle_per_endpoint").Uint(c.upstream.max_idle_per_endpoint);
+  w.Key("max_attempts").Uint(c.upstream.max_attempts);
+  w.EndObject();
+
+  w.Key("health").BeginObject();
+  w.Key("active").BeginObject();
+  w.Key("enabled").Bool(c.active_health.enabled);
+  duration("interval", c.active_health.interval);
+  duration("timeout", c.active_health.timeout);
+  w.Key("path").String(c.active_health.path);
+  w.Key("unhealthy_threshold").Uint(c.active_health.unhealthy_threshold);
+  w.Key("healthy_threshold").Uint(c.active_health.healthy_threshold);
+  w.EndObject();
+  w.Key("passive").BeginObject();
+  w.Key("consecutive_failures").Uint(c.passive_health.consecutive_failures);
+  duration("base_ejection", c.passive_health.base_ejection);
+  duration("max_ejection", c.passive_health.max_ejection);
+  w.EndObject();
+  w.EndObject();
+
+  w.Key("streaming").BeginObject().Key("inject_usage").Bool(c.streaming.inject_usage).EndObject();
+
+  w.Key("access_log").BeginObject();
+  w.Key("enabled").Bool(c.access_log.enabled);
+  w.Key("path").String(c.access_log.path);
+  w.Key("fields").BeginArray();
+  for (unsigned k = 0; k < static_cast<unsigned>(AccessLogField::kCount); ++k) {
+    if (c.access_log.fields & (AccessLogFields{1} << k)) {
+      w.String(AccessLogFieldName(static_cast<AccessLogField>(k)));
+    }
+  }
+  w.EndArray();
+  w.Key("sample_ratio").Number(c.access_log.sample_ratio);
+  w.Key("always_log_errors").Bool(c.access_log.always_log_errors);
+  w.EndObject();
+
+  w.Key("tracing").BeginObject();
+  w.Key("enabled").Bool(c.tracing.enabled);
+  w.Key("endpoint").String(c.tracing.endpoint);
+  w.Key("sample_ratio").Number(c.tracing.sample_ratio);
+  w.Key("service_name").String(c.tracing.service_name);
+  w.Key("provider_name").String(c.tracing.provider_name);
+  w.Key("batch_size").Uint(c.tracing.batch_size);
+  duration("batch_interval", c.tracing.batch_interval);
+  w.Key("queue_size").Uint(c.tracing.queue_size);
+  duration("timeout", c.tracing.timeout);
+  w.EndObject();
+
+  w.Key("engine_metrics").BeginObject();
+  w.Key("enabled").Bool(c.engine_metrics.enabled);
+  duration("interval", c.engine_metrics.interval);
+  duration("timeout", c.engine_metrics.timeout);
+  duration("stale_after", c.engine_metrics.stale_after);
+  w.Key("path").String(c.engine_metrics.path);
+  w.Key("max_body_bytes").Uint(c.engine_metrics.max_body_bytes);
+  w.EndObject();
+
+  w.Key("pools").BeginArray();
+  for (const PoolConfig& pool : c.pools) WritePool(w, pool);
+  w.EndArray();
+
+  w.Key("models").BeginArray();
+  for (const ModelConfig& m : c.models) {
+    w.BeginObject();
+    w.Key("name").String(m.name);
+    w.Key("pool").String(m.pool);
+    if (!m.parent.empty()) w.Key("parent").String(m.parent);
+    w.Key("priority").Int(m.priority);
+    w.EndObject();
+  }
+  w.EndArray();
+
+  WriteGovernanceJson(w.Key("governance"), c.governance);
+  w.EndObject();
+  return out;
+}
+
+}  // namespace tokenway
