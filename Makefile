@@ -38,11 +38,12 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 --timeout 900
 
 # The unit tests whose code is shared between threads (flow control, limiters, access log,
-# endpoint state, prefix index and pickers, runtime snapshots). Only these targets are built
-# under ThreadSanitizer, not the whole tree.
+# endpoint state, prefix index and pickers, runtime snapshots, reload and drain of workers under
+# load). Only these targets are built under ThreadSanitizer, not the whole tree.
 TSAN_TESTS := routing_flow_controller_test routing_prefix_index_test routing_endpoint_state_test \
               routing_picker_test routing_scheduler_picker_test governance_limiter_test \
-              governance_redis_limiter_test telemetry_access_log_test control_runtime_test
+              governance_redis_limiter_test telemetry_access_log_test control_runtime_test \
+              gateway_reload_drain_test
 empty :=
 space := $(empty) $(empty)
 
