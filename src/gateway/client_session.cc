@@ -322,7 +322,8 @@ asio::awaitable<bool> ClientSession::WriteLocal(int status, std::string_view bod
   if (!keep_alive_) out_.append("Connection: close\r\n");
   out_.append("\r\n");
   // A HEAD answer is the head a GET would get, without the body (RFC 9110 section 9.3.2).
-  co_return co_await Write(out_, head_request_ ? std::string_view() : body);
+  const std::string_view payload = head_request_ ? std::string_view() : body;
+  co_return co_await Write(out_, payload);
 }
 
 asio::awaitable<bool> ClientSession::WriteLocalError(int status, std::string_view message,

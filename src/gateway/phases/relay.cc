@@ -152,7 +152,8 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     event.append("\n\n");
     ctx.chunk_head.clear();
     if (chunked) AppendChunkSize(ctx.chunk_head, event.size());
-    co_await client.Write(ctx.chunk_head, event, chunked ? "\r\n0\r\n\r\n" : "");
+    const std::string_view end = chunked ? "\r\n0\r\n\r\n" : "";
+    co_await client.Write(ctx.chunk_head, event, end);
     co_return PhaseResult::kDone;
   };
 
