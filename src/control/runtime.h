@@ -105,7 +105,8 @@ class PoolStateRegistry {
  public:
   std::shared_ptr<FlowController> Flow(const std::string& pool);
   // The pool's index when the last one was built for the same endpoint URLs (in order) and
-  // settings; otherwise a new, empty one that replaces it.
+  // settings; for other URLs with the same settings, a new index in which every URL that stays
+  // keeps its learned blocks; for other settings, a new, empty one.
   std::shared_ptr<PrefixIndex> Prefix(const std::string& pool, const PrefixIndexConfig& config,
                                       const std::vector<std::string>& urls);
   std::vector<std::shared_ptr<FlowController>> Flows() const;

@@ -14,6 +14,7 @@
 #include "common/duration.h"
 #include "common/json_writer.h"
 #include "common/request_inspector.h"
+#include "control/discovery.h"
 #include "control/scaling_signals.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
@@ -62,6 +63,7 @@ bool AdminServer::Ready(std::string& reason) const {
     reason = "draining";
     return false;
   }
+  if (view_.discovery && !view_.discovery->Ready(reason)) return false;
   auto rt = view_.runtime();
   int64_t now = MonotonicNanos();
   for (const auto& pool : rt->pools) {
@@ -108,13 +110,18 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     } else if (path == "/readyz") {
       std::string reason;
       if (Ready(reason)) {
-        res.body() = R"({"status":"ready"})";
+        res.body() = R"({"status":"ready")";
       } else {
         res.result(http::status::service_unavailable);
         res.body() = "{\"status\":\"not ready\",\"reason\":";
         AppendJsonString(res.body(), reason);
-        res.body().push_back('}');
       }
+      // How current each discovering pool's view of Kubernetes is.
+      if (view_.discovery && view_.discovery->active()) {
+        res.body().push_back(',');
+        view_.discovery->AppendStatusJson(res.body());
+      }
+      res.body().push_back('}');
     } else if (path == "/metrics") {
       res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       res.body() = RenderMetrics();
@@ -661,6 +668,7 @@ std::string AdminServer::RenderMetrics() const {
                   [](const PoolScalingSignals& s) { return double(s.desired_replicas); });
 
   if (rt->governance) rt->governance->state->RenderMetrics(t, rt->governance.get());
+  if (view_.discovery) view_.discovery->RenderMetrics(t);
   t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");
   t.Sample("tokenway_config_reloads_total", {{"result", "success"}}, Load(*view_.reloads_ok));
   t.Sample("tokenway_config_reloads_total", {{"result", "failure"}}, Load(*view_.reloads_failed));

@@ -8,16 +8,27 @@ PrefixIndex::PrefixIndex(PrefixIndexConfig config, uint32_t endpoints) : config_
   if (config_.capacity == 0) config_.capacity = 1;
   if (config_.block_bytes == 0) config_.block_bytes = 64;
   sets_.reserve(endpoints);
-  for (uint32_t i = 0; i < endpoints; ++i) {
-    auto s = std::make_unique<LruSet>();
-    s->hash.resize(config_.capacity);
-    s->prev.resize(config_.capacity, kNone);
-    s->next.resize(config_.capacity, kNone);
-    s->free_nodes.reserve(config_.capacity);
-    for (uint32_t n = config_.capacity; n > 0; --n) s->free_nodes.push_back(n - 1);
-    s->where.reserve(config_.capacity);
-    sets_.push_back(std::move(s));
+  for (uint32_t i = 0; i < endpoints; ++i) sets_.push_back(NewSet(config_.capacity));
+}
+
+PrefixIndex::PrefixIndex(const PrefixIndex& previous, std::span<const int32_t> carried)
+    : config_(previous.config_) {
+  sets_.reserve(carried.size());
+  for (int32_t from : carried) {
+    bool keep = from >= 0 && static_cast<size_t>(from) < previous.sets_.size();
+    sets_.push_back(keep ? previous.sets_[from] : NewSet(config_.capacity));
   }
+}
+
+std::shared_ptr<PrefixIndex::LruSet> PrefixIndex::NewSet(uint32_t capacity) {
+  auto s = std::make_shared<LruSet>();
+  s->hash.resize(capacity);
+  s->prev.resize(capacity, kNone);
+  s->next.resize(capacity, kNone);
+  s->free_nodes.reserve(capacity);
+  for (uint32_t n = capacity; n > 0; --n) s->free_nodes.push_back(n - 1);
+  s->where.reserve(capacity);
+  return s;
 }
 
 void PrefixIndex::HashBlocks(std::string_view model, std::string_view text, uint32_t block_bytes,

@@ -39,6 +39,10 @@ struct PrefixIndexConfig {
 class PrefixIndex {
  public:
   PrefixIndex(PrefixIndexConfig config, uint32_t endpoints);
+  // An index for a changed endpoint list that keeps what `previous` learned: endpoint i shares
+  // previous's set `carried[i]` (the same object, so requests still on the old snapshot keep
+  // teaching it), or starts empty when carried[i] < 0. The configuration must be the same.
+  PrefixIndex(const PrefixIndex& previous, std::span<const int32_t> carried);
 
   // Appends the chained block hashes of `text` for `model` to `out` (cleared first).
   static void HashBlocks(std::string_view model, std::string_view text, uint32_t block_bytes,
@@ -70,7 +74,8 @@ class PrefixIndex {
   void PushFront(LruSet& s, uint32_t node) const;
 
   PrefixIndexConfig config_;
-  std::vector<std::unique_ptr<LruSet>> sets_;
+  static std::shared_ptr<LruSet> NewSet(uint32_t capacity);
+  std::vector<std::shared_ptr<LruSet>> sets_;
 };
 
 }  // namespace tokenway

@@ -1,0 +1,397 @@
+#include "control/discovery.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "common/json_writer.h"
+#include "common/log.h"
+#include "routing/engine_adapter.h"
+#include "routing/scheduler_config.h"
+
+namespace tokenway {
+
+namespace asio = boost::asio;
+
+std::vector<EndpointConfig> PodEndpoints(const KubePod& pod, const std::vector<uint16_t>& ports,
+                                         const PoolConfig& pool, std::string* bad_annotation) {
+  std::vector<EndpointConfig> out;
+  if (!pod.ready || pod.deleting || pod.pod_ip.empty()) return out;
+  EndpointConfig base;
+  base.host = pod.pod_ip;
+  if (!pod.engine.empty()) {
+    if (IsKnownName(kEngineNames, pod.engine)) {
+      base.engine = pod.engine;
+    } else if (bad_annotation) {
+      *bad_annotation = std::string(kEngineAnnotation) + "=" + pod.engine + " is not an engine";
+    }
+  }
+  if (!pod.accelerator.empty()) {
+    base.accelerator = pod.accelerator;
+    if (!pool.accelerators.count(pod.accelerator) && bad_annotation) {
+      *bad_annotation = std::string(kAcceleratorAnnotation) + "=" + pod.accelerator +
+                        " is not in the pool's accelerators (capacity 1.0)";
+    }
+  }
+  if (!pod.capacity.empty()) {
+    double v = 0;
+    auto [ptr, ec] =
+        std::from_chars(pod.capacity.data(), pod.capacity.data() + pod.capacity.size(), v);
+    if (ec == std::errc() && ptr == pod.capacity.data() + pod.capacity.size() && v > 0 &&
+        v <= 1e6) {
+      base.capacity = v;
+    } else if (bad_annotation) {
+      *bad_annotation = std::string(kCapacityAnnotation) + "=" + pod.capacity +
+                        " is not a positive number of at most 1000000";
+    }
+  }
+  bool v6 = pod.pod_ip.find(':') != std::string::npos;
+  for (uint16_t port : ports) {
+    EndpointConfig ep = base;
+    ep.port = port;
+    ep.url = "http://" + (v6 ? "[" + pod.pod_ip + "]" : pod.pod_ip) + ":" + std::to_string(port);
+    out.push_back(std::move(ep));
+  }
+  return out;
+}
+
+namespace {
+
+std::string SelectorText(const std::map<std::string, std::string>& labels) {
+  std::string s;
+  for (const auto& [k, v] : labels) {
+    if (!s.empty()) s.push_back(',');
+    s += k + "=" + v;
+  }
+  return s;
+}
+
+bool SameEndpoints(const std::vector<EndpointConfig>& a, const std::vector<EndpointConfig>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].url != b[i].url || a[i].engine != b[i].engine ||
+        a[i].accelerator != b[i].accelerator || a[i].capacity != b[i].capacity) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Discovery::Discovery(asio::io_context& ioc, std::function<void()> on_change)
+    : ioc_(ioc), on_change_(std::move(on_change)), coalesce_timer_(ioc) {}
+
+Discovery::~Discovery() {
+  Stop();
+}
+
+void Discovery::Stop() {
+  for (auto& [name, w] : pools_) StopPool(*w);
+  coalesce_timer_.cancel();
+  *alive_ = false;
+}
+
+const PoolConfig* Discovery::FindPool(const std::string& name) const {
+  for (const auto& p : pool_configs_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+Status Discovery::Configure(const GatewayConfig& config) {
+  bool any = std::any_of(config.pools.begin(), config.pools.end(),
+                         [](const PoolConfig& p) { return p.discovery.enabled; });
+  bool reconnect = !client_ || !(config.kubernetes == kube_config_);
+  std::shared_ptr<KubeClient> client = client_;
+  if (any && reconnect) {
+    auto created = KubeClient::Create(config.kubernetes);
+    if (!created.ok()) return Status::Error("kubernetes: " + created.status().message());
+    client = *created;
+    LogInfo("discovery: API server " + client->server() + ", namespace " +
+            client->default_namespace());
+  }
+  // What each pool served so far keeps serving until its new watches have listed.
+  std::map<std::string, std::pair<PoolDiscoveryConfig, std::vector<EndpointConfig>>> last;
+  for (auto& [name, w] : pools_) last[name] = {w->config, w->endpoints};
+  if (reconnect) {
+    for (auto& [name, w] : pools_) StopPool(*w);
+    pools_.clear();
+  }
+  client_ = any ? client : nullptr;
+  kube_config_ = config.kubernetes;
+  pool_configs_ = config.pools;
+  std::map<std::string, std::unique_ptr<PoolWatch>> next;
+  for (const auto& pc : config.pools) {
+    if (!pc.discovery.enabled) continue;
+    auto it = pools_.find(pc.name);
+    if (it != pools_.end() && it->second->config == pc.discovery) {
+      next[pc.name] = std::move(it->second);
+      pools_.erase(it);
+      continue;
+    }
+    auto w = std::make_unique<PoolWatch>();
+    w->pool = pc.name;
+    w->config = pc.discovery;
+    w->namespace_name = pc.discovery.namespace_name.empty() ? client_->default_namespace()
+                                                            : pc.discovery.namespace_name;
+    w->started_ns = MonotonicNanos();
+    if (auto was = last.find(pc.name); was != last.end() && was->second.first == pc.discovery) {
+      w->endpoints = was->second.second;
+    }
+    next[pc.name] = std::move(w);
+  }
+  for (auto& [name, w] : pools_) StopPool(*w);  // pools gone or changed
+  pools_ = std::move(next);
+  for (auto& [name, w] : pools_) {
+    if (!w->pods && !w->inference_pool) StartPool(*w);
+  }
+  return Status::Ok();
+}
+
+std::shared_ptr<KubeReflector> Discovery::MakeReflector(const std::string& pool,
+                                                        KubeReflector::Resource resource,
+                                                        bool pods) {
+  std::weak_ptr<bool> alive = alive_;
+  auto r = std::make_shared<KubeReflector>(ioc_, client_, kube_config_, std::move(resource),
+                                           &counters_, [this, alive, pool, pods] {
+                                             if (alive.expired() || !*alive.lock()) return;
+                                             if (pods) {
+                                               OnPods(pool);
+                                             } else {
+                                               OnInferencePool(pool);
+                                             }
+                                           });
+  r->Start();
+  return r;
+}
+
+void Discovery::StartPool(PoolWatch& w) {
+  if (!w.config.inference_pool.empty()) {
+    KubeReflector::Resource r;
+    r.kind = KubeKind::kInferencePool;
+    r.path =
+        "/apis/inference.networking.k8s.io/v1/namespaces/" + w.namespace_name + "/inferencepools";
+    r.field_selector = "metadata.name=" + w.config.inference_pool;
+    r.resource = "inferencepools";
+    r.namespace_name = w.namespace_name;
+    w.inference_pool = MakeReflector(w.pool, std::move(r), false);
+    return;
+  }
+  w.selector = w.config.selector;
+  w.ports = w.config.ports;
+  KubeReflector::Resource r;
+  r.kind = KubeKind::kPod;
+  r.path = "/api/v1/namespaces/" + w.namespace_name + "/pods";
+  r.label_selector = SelectorText(w.selector);
+  r.resource = "pods";
+  r.namespace_name = w.namespace_name;
+  w.pods = MakeReflector(w.pool, std::move(r), true);
+}
+
+void Discovery::StopPool(PoolWatch& w) {
+  if (w.inference_pool) w.inference_pool->Stop();
+  if (w.pods) w.pods->Stop();
+}
+
+void Discovery::OnInferencePool(const std::string& pool) {
+  auto it = pools_.find(pool);
+  if (it == pools_.end()) return;
+  PoolWatch& w = *it->second;
+  const KubeInferencePool* found = nullptr;
+  for (const auto& [key, obj] : w.inference_pool->objects()) {
+    const auto* ip = std::get_if<KubeInferencePool>(&obj);
+    if (ip && ip->name == w.config.inference_pool) found = ip;
+  }
+  if (!found) {
+    std::string problem =
+        "InferencePool " + w.namespace_name + "/" + w.config.inference_pool + " not found";
+    if (w.problem != problem) {
+      counters_.Count(DiscoveryError::kNotFound);
+      LogWarn("discovery: pool '" + pool + "': " + problem + "; no endpoints");
+    }
+    w.problem = problem;
+    if (w.pods) w.pods->Stop();
+    w.pods.reset();
+    w.selector.clear();
+    w.ports.clear();
+    Recompute(w);
+    return;
+  }
+  w.problem.clear();
+  w.ports = found->target_ports;
+  if (!w.pods || found->match_labels != w.selector) {
+    if (w.pods) w.pods->Stop();
+    w.selector = found->match_labels;
+    KubeReflector::Resource r;
+    r.kind = KubeKind::kPod;
+    r.path = "/api/v1/namespaces/" + w.namespace_name + "/pods";
+    r.label_selector = SelectorText(w.selector);
+    r.resource = "pods";
+    r.namespace_name = w.namespace_name;
+    LogInfo("discovery: pool '" + pool + "' follows InferencePool " + w.namespace_name + "/" +
+            w.config.inference_pool + ": pods " + r.label_selector);
+    w.pods = MakeReflector(pool, std::move(r), true);
+  }
+  Recompute(w);
+}
+
+void Discovery::OnPods(const std::string& pool) {
+  auto it = pools_.find(pool);
+  if (it == pools_.end()) return;
+  Recompute(*it->second);
+}
+
+void Discovery::Recompute(PoolWatch& w) {
+  const PoolConfig* pc = FindPool(w.pool);
+  if (!pc) return;
+  std::vector<EndpointConfig> eps;
+  if (w.pods) {
+    for (const auto& [key, obj] : w.pods->objects()) {
+      const auto* pod = std::get_if<KubePod>(&obj);
+      if (!pod) continue;
+      std::string bad;
+      auto mine = PodEndpoints(*pod, w.ports, *pc, &bad);
+      if (!bad.empty() && w.warned.insert(key + " " + bad).second) {
+        counters_.Count(DiscoveryError::kInvalidAnnotation);
+        LogWarn("discovery: pod " + key + ": " + bad);
+      }
+      for (auto& ep : mine) eps.push_back(std::move(ep));
+    }
+  }
+  std::sort(eps.begin(), eps.end(),
+            [](const EndpointConfig& a, const EndpointConfig& b) { return a.url < b.url; });
+  // Two pods cannot share an address; should a stale object say otherwise, keep one.
+  eps.erase(
+      std::unique(eps.begin(), eps.end(),
+                  [](const EndpointConfig& a, const EndpointConfig& b) { return a.url == b.url; }),
+      eps.end());
+  if (SameEndpoints(eps, w.endpoints)) return;
+  LogInfo("discovery: pool '" + w.pool + "' has " + std::to_string(eps.size()) +
+          " endpoints (was " + std::to_string(w.endpoints.size()) + ")");
+  w.endpoints = std::move(eps);
+  Schedule();
+}
+
+void Discovery::Schedule() {
+  if (scheduled_) return;
+  scheduled_ = true;
+  coalesce_timer_.expires_after(kube_config_.coalesce);
+  std::weak_ptr<bool> alive = alive_;
+  coalesce_timer_.async_wait([this, alive](boost::system::error_code ec) {
+    if (alive.expired() || !*alive.lock()) return;
+    scheduled_ = false;
+    if (!ec) on_change_();
+  });
+}
+
+GatewayConfig Discovery::WithEndpoints(const GatewayConfig& config) const {
+  GatewayConfig out = config;
+  for (auto& pc : out.pools) {
+    if (!pc.discovery.enabled) continue;
+    auto it = pools_.find(pc.name);
+    if (it != pools_.end()) pc.endpoints = it->second->endpoints;
+  }
+  return out;
+}
+
+bool Discovery::Ready(std::string& reason) const {
+  for (const auto& [name, w] : pools_) {
+    const KubeReflector* waiting = nullptr;
+    if (w->inference_pool && !w->inference_pool->synced()) {
+      waiting = w->inference_pool.get();
+    } else if (w->pods && !w->pods->synced()) {
+      waiting = w->pods.get();
+    }
+    if (!waiting) continue;
+    reason = "discovery for pool '" + name + "': " +
+             (waiting->last_error().empty()
+                  ? std::string("waiting for the first list of ") + waiting->resource().resource
+                  : waiting->last_error());
+    return false;
+  }
+  return true;
+}
+
+double Discovery::SyncAge(const PoolWatch& w, int64_t now) const {
+  double age = 0;
+  for (const KubeReflector* r : {w.inference_pool.get(), w.pods.get()}) {
+    if (!r) continue;
+    int64_t since = r->synced() ? r->last_contact_ns() : w.started_ns;
+    double a = r->connected() ? 0.0 : static_cast<double>(now - since) / 1e9;
+    age = std::max(age, a);
+  }
+  return age;
+}
+
+void Discovery::AppendStatusJson(std::string& o) const {
+  if (pools_.empty()) return;
+  int64_t now = MonotonicNanos();
+  o.append("\"discovery\":{");
+  bool first = true;
+  for (const auto& [name, w] : pools_) {
+    if (!first) o.push_back(',');
+    first = false;
+    AppendJsonString(o, name);
+    bool synced =
+        (!w->inference_pool || w->inference_pool->synced()) && w->pods && w->pods->synced();
+    o.append(":{\"synced\":").append(synced ? "true" : "false");
+    o.append(",\"last_sync_age_seconds\":");
+    AppendJsonDouble(o, SyncAge(*w, now));
+    o.append(",\"endpoints\":").append(std::to_string(w->endpoints.size()));
+    std::string error = w->problem;
+    for (const KubeReflector* r : {w->inference_pool.get(), w->pods.get()}) {
+      if (r && error.empty()) error = r->last_error();
+    }
+    o.append(",\"error\":");
+    if (error.empty()) {
+      o.append("null");
+    } else {
+      AppendJsonString(o, error);
+    }
+    o.push_back('}');
+  }
+  o.push_back('}');
+}
+
+void Discovery::RenderMetrics(PrometheusText& t) const {
+  if (pools_.empty()) return;
+  int64_t now = MonotonicNanos();
+  t.Family("tokenway_discovery_last_sync_age_seconds", "gauge",
+           "Seconds since the pool's Kubernetes view was last known current (0 while its watches "
+           "are open).");
+  for (const auto& [name, w] : pools_) {
+    t.Sample("tokenway_discovery_last_sync_age_seconds", {{"pool", name}}, SyncAge(*w, now));
+  }
+  t.Family("tokenway_discovery_endpoints", "gauge",
+           "Endpoints discovered for the pool (Ready pods × ports).");
+  for (const auto& [name, w] : pools_) {
+    t.Sample("tokenway_discovery_endpoints", {{"pool", name}},
+             static_cast<double>(w->endpoints.size()));
+  }
+  t.Family("tokenway_discovery_events_total", "counter",
+           "Watch events by type (kind; unknown when unreadable) and result (applied, malformed, "
+           "oversized).");
+  static constexpr const char* kResults[] = {"applied", "malformed", "oversized"};
+  for (size_t k = 0; k < DiscoveryCounters::kEventKinds; ++k) {
+    std::string_view kind = k + 1 == DiscoveryCounters::kEventKinds
+                                ? std::string_view("unknown")
+                                : WatchEventTypeName(static_cast<WatchEventType>(k));
+    for (size_t r = 0; r < DiscoveryCounters::kResults; ++r) {
+      uint64_t v = counters_.events[k][r].load(std::memory_order_relaxed);
+      if (v || r == 0)
+        t.Sample("tokenway_discovery_events_total", {{"kind", kind}, {"result", kResults[r]}}, v);
+    }
+  }
+  t.Family("tokenway_discovery_errors_total", "counter",
+           "Discovery errors by reason (connect, unauthorized, forbidden, expired, ...).");
+  for (size_t e = 0; e < static_cast<size_t>(DiscoveryError::kCount); ++e) {
+    t.Sample("tokenway_discovery_errors_total",
+             {{"reason", DiscoveryErrorName(static_cast<DiscoveryError>(e))}},
+             counters_.errors[e].load(std::memory_order_relaxed));
+  }
+  t.Family("tokenway_discovery_lists_total", "counter",
+           "Complete LISTs (initial syncs and relists after 410 Gone).");
+  t.Sample("tokenway_discovery_lists_total", {}, counters_.lists.load(std::memory_order_relaxed));
+}
+
+}  // namespace tokenway
