@@ -89,3 +89,28 @@ TEST(PrefixIndexTest, ConcurrentInsertAndMatch) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(PrefixIndexCarry, EndpointsThatStayKeepTheirBlocks) {
+  PrefixIndexConfig config;
+  PrefixIndex old(config, 3);
+  std::vector<uint64_t> a = {1, 2, 3}, b = {7, 8};
+  old.Insert(0, a);
+  old.Insert(2, b);
+  // New list: the old endpoint 2 first, a new endpoint, then the old endpoint 0.
+  std::vector<int32_t> carried = {2, -1, 0};
+  PrefixIndex next(old, carried);
+  EXPECT_EQ(next.endpoints(), 3u);
+  EXPECT_EQ(next.Match(0, b), 2u);
+  EXPECT_EQ(next.Match(1, a), 0u);
+  EXPECT_EQ(next.Match(2, a), 3u);
+  // The sets are shared: what a request still on the old snapshot teaches shows in the new one.
+  std::vector<uint64_t> c = {1, 2, 3, 4};
+  old.Insert(0, c);
+  EXPECT_EQ(next.Match(2, c), 4u);
+}
+
+}  // namespace
+}  // namespace tokenway
