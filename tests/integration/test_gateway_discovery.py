@@ -357,6 +357,12 @@ health:
         self.assertTrue(self.wait_served(gw, self.url(1), 10))
         self.assertNotIn(self.url(3), served_by(gw))
         self.assertTrue(any("over 65536 bytes" in l for l in gw.err.lines))
+        if shutil.which("promtool"):
+            proc = subprocess.run(["promtool", "check", "metrics"], input=gw.metrics().encode(),
+                                  capture_output=True)
+            lint = [l for l in (proc.stdout + proc.stderr).decode().splitlines()
+                    if "tokenway_discovery" in l]
+            self.assertEqual(lint, [])
 
     def test_selector_with_ports_and_kubeconfig_client_certificate(self):
         api = self.start_api(tokens=(), client_certs=True)
