@@ -222,7 +222,7 @@ asio::awaitable<bool> KubeReflector::List(std::string rv_param) {
   forbidden_ = false;
   last_error_.clear();
   last_contact_ns_ = MonotonicNanos();
-  if (changed) on_change_();
+  if (changed && !stopped_) on_change_();
   co_return true;
 }
 
@@ -300,7 +300,7 @@ asio::awaitable<KubeReflector::WatchEnd> KubeReflector::WatchOnce() {
                 std::to_string(config_.max_event_bytes) + " bytes (kubernetes.max_event_bytes)");
       }
     });
-    if (changed) on_change_();
+    if (changed && !stopped_) on_change_();
     return !expired && !error_event;
   };
   KubeClient::Response r =

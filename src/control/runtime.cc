@@ -28,6 +28,11 @@ std::vector<std::shared_ptr<EndpointState>> EndpointRegistry::All() const {
   return out;
 }
 
+size_t EndpointRegistry::Prune() {
+  std::lock_guard lock(mu_);
+  return std::erase_if(states_, [](const auto& entry) { return entry.second.use_count() == 1; });
+}
+
 std::shared_ptr<FlowController> PoolStateRegistry::Flow(const std::string& pool) {
   std::lock_guard lock(mu_);
   auto& slot = flows_[pool];

@@ -92,6 +92,9 @@ class EndpointRegistry {
  public:
   std::shared_ptr<EndpointState> Get(const std::string& url);
   std::vector<std::shared_ptr<EndpointState>> All() const;
+  // Forgets endpoints nothing else refers to any more (no snapshot, no probe in flight), so that
+  // pod churn under discovery does not grow the registry without bound; returns how many.
+  size_t Prune();
 
  private:
   mutable std::mutex mu_;

@@ -400,6 +400,8 @@ class Process {
     ++generation_;
     current_ = *rt;
     for (auto& w : workers_) w->Publish(current_);
+    // Endpoints of pods gone earlier, now that no snapshot holds them.
+    endpoints_.Prune();
   }
 
   GatewayOptions options_;
