@@ -407,8 +407,9 @@ class Loader : public YamlFields {
   }
 
   void LoadDiscovery(const YAML::Node& node, const std::string& f, PoolDiscoveryConfig& x) const {
-    ExpectMap(node, f, {"inference_pool", "namespace", "selector", "port", "ports"});
+    ExpectMap(node, f, {"inference_pool", "namespace", "selector", "port", "ports", "dra"});
     x.enabled = true;
+    if (auto n = node["dra"]) x.dra = Bool(n, f + ".dra");
     if (auto n = node["namespace"]) x.namespace_name = String(n, f + ".namespace");
     if (auto ip = node["inference_pool"]) {
       ExpectMap(ip, f + ".inference_pool", {"namespace", "name"});
@@ -926,6 +927,7 @@ namespace {
 void AppendDiscoveryJson(std::string& o, const PoolDiscoveryConfig& d) {
   o.append(",\"discovery\":{\"namespace\":");
   AppendJsonString(o, d.namespace_name);
+  o.append(",\"dra\":").append(d.dra ? "true" : "false");
   if (!d.inference_pool.empty()) {
     o.append(",\"inference_pool\":");
     AppendJsonString(o, d.inference_pool);

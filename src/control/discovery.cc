@@ -54,6 +54,28 @@ std::vector<EndpointConfig> PodEndpoints(const KubePod& pod, const std::vector<u
   return out;
 }
 
+std::vector<std::string> PodDeviceProducts(const KubePod& pod,
+                                           const std::map<std::string, KubeObject>& claims,
+                                           const std::map<std::string, KubeObject>& slices) {
+  std::vector<std::string> out;
+  for (const std::string& name : pod.claims) {
+    auto it = claims.find(pod.namespace_name + "/" + name);
+    if (it == claims.end()) continue;
+    const auto* claim = std::get_if<KubeResourceClaim>(&it->second);
+    if (!claim) continue;
+    for (const KubeDeviceRef& d : claim->devices) {
+      for (const auto& [key, obj] : slices) {
+        const auto* slice = std::get_if<KubeResourceSlice>(&obj);
+        if (!slice || slice->driver != d.driver || slice->pool != d.pool) continue;
+        for (const auto& [device, product] : slice->products) {
+          if (device == d.device && !product.empty()) out.push_back(product);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 namespace {
 
 std::string SelectorText(const std::map<std::string, std::string>& labels) {
@@ -150,15 +172,15 @@ Status Discovery::Configure(const GatewayConfig& config) {
 
 std::shared_ptr<KubeReflector> Discovery::MakeReflector(const std::string& pool,
                                                         KubeReflector::Resource resource,
-                                                        bool pods) {
+                                                        Role role) {
   std::weak_ptr<bool> alive = alive_;
   auto r = std::make_shared<KubeReflector>(ioc_, client_, kube_config_, std::move(resource),
-                                           &counters_, [this, alive, pool, pods] {
+                                           &counters_, [this, alive, pool, role] {
                                              if (alive.expired() || !*alive.lock()) return;
-                                             if (pods) {
-                                               OnPods(pool);
-                                             } else {
+                                             if (role == Role::kInferencePool) {
                                                OnInferencePool(pool);
+                                             } else {
+                                               OnPods(pool);
                                              }
                                            });
   r->Start();
@@ -166,6 +188,19 @@ std::shared_ptr<KubeReflector> Discovery::MakeReflector(const std::string& pool,
 }
 
 void Discovery::StartPool(PoolWatch& w) {
+  if (w.config.dra) {
+    KubeReflector::Resource claims;
+    claims.kind = KubeKind::kResourceClaim;
+    claims.path = "/apis/resource.k8s.io/v1/namespaces/" + w.namespace_name + "/resourceclaims";
+    claims.resource = "resourceclaims";
+    claims.namespace_name = w.namespace_name;
+    w.claims = MakeReflector(w.pool, std::move(claims), Role::kDevices);
+    KubeReflector::Resource slices;
+    slices.kind = KubeKind::kResourceSlice;
+    slices.path = "/apis/resource.k8s.io/v1/resourceslices";
+    slices.resource = "resourceslices";
+    w.slices = MakeReflector(w.pool, std::move(slices), Role::kDevices);
+  }
   if (!w.config.inference_pool.empty()) {
     KubeReflector::Resource r;
     r.kind = KubeKind::kInferencePool;
@@ -174,7 +209,7 @@ void Discovery::StartPool(PoolWatch& w) {
     r.field_selector = "metadata.name=" + w.config.inference_pool;
     r.resource = "inferencepools";
     r.namespace_name = w.namespace_name;
-    w.inference_pool = MakeReflector(w.pool, std::move(r), false);
+    w.inference_pool = MakeReflector(w.pool, std::move(r), Role::kInferencePool);
     return;
   }
   w.selector = w.config.selector;
@@ -185,12 +220,21 @@ void Discovery::StartPool(PoolWatch& w) {
   r.label_selector = SelectorText(w.selector);
   r.resource = "pods";
   r.namespace_name = w.namespace_name;
-  w.pods = MakeReflector(w.pool, std::move(r), true);
+  w.pods = MakeReflector(w.pool, std::move(r), Role::kPods);
+}
+
+std::vector<const KubeReflector*> Discovery::Reflectors(const PoolWatch& w) const {
+  std::vector<const KubeReflector*> out;
+  for (const auto& r : {w.inference_pool, w.pods, w.claims, w.slices}) {
+    if (r) out.push_back(r.get());
+  }
+  return out;
 }
 
 void Discovery::StopPool(PoolWatch& w) {
-  if (w.inference_pool) w.inference_pool->Stop();
-  if (w.pods) w.pods->Stop();
+  for (const auto& r : {w.inference_pool, w.pods, w.claims, w.slices}) {
+    if (r) r->Stop();
+  }
 }
 
 void Discovery::OnInferencePool(const std::string& pool) {
@@ -230,7 +274,7 @@ void Discovery::OnInferencePool(const std::string& pool) {
     r.namespace_name = w.namespace_name;
     LogInfo("discovery: pool '" + pool + "' follows InferencePool " + w.namespace_name + "/" +
             w.config.inference_pool + ": pods " + r.label_selector);
-    w.pods = MakeReflector(pool, std::move(r), true);
+    w.pods = MakeReflector(pool, std::move(r), Role::kPods);
   }
   Recompute(w);
 }
@@ -254,6 +298,25 @@ void Discovery::Recompute(PoolWatch& w) {
       if (!bad.empty() && w.warned.insert(key + " " + bad).second) {
         counters_.Count(DiscoveryError::kInvalidAnnotation);
         LogWarn("discovery: pod " + key + ": " + bad);
+      }
+      if (w.claims && w.slices && !mine.empty() && !pod->claims.empty()) {
+        // DRA: the devices' product names give the accelerator and, summed over the devices
+        // through the pool's `accelerators`, the capacity; the pod's annotations still win.
+        auto products = PodDeviceProducts(*pod, w.claims->objects(), w.slices->objects());
+        double capacity = 0;
+        for (const std::string& product : products) {
+          auto it = pc->accelerators.find(product);
+          capacity += it == pc->accelerators.end() ? 1.0 : it->second;
+          if (it == pc->accelerators.end() && w.warned.insert(key + " " + product).second) {
+            LogWarn("discovery: pod " + key + " has a '" + product + "' device, which pool '" +
+                    w.pool + "' has no accelerators entry for (capacity 1.0)");
+          }
+        }
+        for (auto& ep : mine) {
+          if (products.empty()) break;
+          if (pod->accelerator.empty()) ep.accelerator = products.front();
+          if (pod->capacity.empty()) ep.capacity = capacity;
+        }
       }
       for (auto& ep : mine) eps.push_back(std::move(ep));
     }
@@ -297,10 +360,8 @@ GatewayConfig Discovery::WithEndpoints(const GatewayConfig& config) const {
 bool Discovery::Ready(std::string& reason) const {
   for (const auto& [name, w] : pools_) {
     const KubeReflector* waiting = nullptr;
-    if (w->inference_pool && !w->inference_pool->synced()) {
-      waiting = w->inference_pool.get();
-    } else if (w->pods && !w->pods->synced()) {
-      waiting = w->pods.get();
+    for (const KubeReflector* r : Reflectors(*w)) {
+      if (!waiting && !r->synced()) waiting = r;
     }
     if (!waiting) continue;
     reason = "discovery for pool '" + name + "': " +
@@ -314,8 +375,7 @@ bool Discovery::Ready(std::string& reason) const {
 
 double Discovery::SyncAge(const PoolWatch& w, int64_t now) const {
   double age = 0;
-  for (const KubeReflector* r : {w.inference_pool.get(), w.pods.get()}) {
-    if (!r) continue;
+  for (const KubeReflector* r : Reflectors(w)) {
     int64_t since = r->synced() ? r->last_contact_ns() : w.started_ns;
     double a = r->connected() ? 0.0 : static_cast<double>(now - since) / 1e9;
     age = std::max(age, a);
@@ -332,15 +392,15 @@ void Discovery::AppendStatusJson(std::string& o) const {
     if (!first) o.push_back(',');
     first = false;
     AppendJsonString(o, name);
-    bool synced =
-        (!w->inference_pool || w->inference_pool->synced()) && w->pods && w->pods->synced();
+    bool synced = w->pods != nullptr;
+    for (const KubeReflector* r : Reflectors(*w)) synced = synced && r->synced();
     o.append(":{\"synced\":").append(synced ? "true" : "false");
     o.append(",\"last_sync_age_seconds\":");
     AppendJsonDouble(o, SyncAge(*w, now));
     o.append(",\"endpoints\":").append(std::to_string(w->endpoints.size()));
     std::string error = w->problem;
-    for (const KubeReflector* r : {w->inference_pool.get(), w->pods.get()}) {
-      if (r && error.empty()) error = r->last_error();
+    for (const KubeReflector* r : Reflectors(*w)) {
+      if (error.empty()) error = r->last_error();
     }
     o.append(",\"error\":");
     if (error.empty()) {

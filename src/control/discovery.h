@@ -34,6 +34,13 @@ namespace tokenway {
 std::vector<EndpointConfig> PodEndpoints(const KubePod& pod, const std::vector<uint16_t>& ports,
                                          const PoolConfig& pool, std::string* bad_annotation);
 
+// DRA: the product name of every device allocated to `pod` through its ResourceClaims, found in
+// `claims` (by namespace/name) and `slices` (the ResourceSlices' devices by driver/pool/device).
+// Devices whose claim or slice is not known (yet) are left out.
+std::vector<std::string> PodDeviceProducts(const KubePod& pod,
+                                           const std::map<std::string, KubeObject>& claims,
+                                           const std::map<std::string, KubeObject>& slices);
+
 class Discovery {
  public:
   Discovery(boost::asio::io_context& ioc, std::function<void()> on_change);
@@ -63,7 +70,8 @@ class Discovery {
     std::string namespace_name;
     std::shared_ptr<KubeReflector> inference_pool;  // null: selector mode
     std::shared_ptr<KubeReflector> pods;
-    std::map<std::string, std::string> selector;  // of the pods watch now
+    std::shared_ptr<KubeReflector> claims, slices;  // with `dra`
+    std::map<std::string, std::string> selector;    // of the pods watch now
     std::vector<uint16_t> ports;
     std::vector<EndpointConfig> endpoints;  // last published
     std::string problem;                    // e.g. the InferencePool is missing
@@ -73,12 +81,14 @@ class Discovery {
 
   void StartPool(PoolWatch& w);
   void StopPool(PoolWatch& w);
+  enum class Role { kInferencePool, kPods, kDevices };
   void OnInferencePool(const std::string& pool);
   void OnPods(const std::string& pool);
   void Recompute(PoolWatch& w);
   void Schedule();
   std::shared_ptr<KubeReflector> MakeReflector(const std::string& pool,
-                                               KubeReflector::Resource resource, bool pods);
+                                               KubeReflector::Resource resource, Role role);
+  std::vector<const KubeReflector*> Reflectors(const PoolWatch& w) const;
   const PoolConfig* FindPool(const std::string& name) const;
   double SyncAge(const PoolWatch& w, int64_t now) const;
 

@@ -21,6 +21,9 @@ struct PoolDiscoveryConfig {
   std::string inference_pool;                   // InferencePool name; empty: `selector` + `ports`
   std::map<std::string, std::string> selector;  // matchLabels
   std::vector<uint16_t> ports;
+  // Derive each pod's accelerator and capacity from its DRA devices (ResourceClaim status →
+  // ResourceSlice productName → the pool's `accelerators`).
+  bool dra = false;
 
   bool operator==(const PoolDiscoveryConfig&) const = default;
 };

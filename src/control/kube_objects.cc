@@ -1,5 +1,7 @@
 #include "control/kube_objects.h"
 
+#include <algorithm>
+
 namespace tokenway {
 
 namespace dom = simdjson::dom;
@@ -61,8 +63,16 @@ bool DecodePod(dom::element obj, KubePod& pod, std::string& error) {
     pod.capacity = std::string(Str(annotations, kCapacityAnnotation));
   }
   dom::element spec;
-  if (obj["spec"].get(spec) == simdjson::SUCCESS)
+  if (obj["spec"].get(spec) == simdjson::SUCCESS) {
     pod.node_name = std::string(Str(spec, "nodeName"));
+    dom::array claims;
+    if (spec["resourceClaims"].get(claims) == simdjson::SUCCESS) {
+      for (dom::element c : claims) {
+        std::string_view name = Str(c, "resourceClaimName");
+        if (!name.empty()) pod.claims.emplace_back(name);
+      }
+    }
+  }
   dom::element status;
   if (obj["status"].get(status) == simdjson::SUCCESS && status.is_object()) {
     pod.pod_ip = std::string(Str(status, "podIP"));
@@ -70,6 +80,16 @@ bool DecodePod(dom::element obj, KubePod& pod, std::string& error) {
     if (status["conditions"].get(conditions) == simdjson::SUCCESS) {
       for (dom::element c : conditions) {
         if (Str(c, "type") == "Ready") pod.ready = Str(c, "status") == "True";
+      }
+    }
+    dom::array claims;
+    if (status["resourceClaimStatuses"].get(claims) == simdjson::SUCCESS) {
+      for (dom::element c : claims) {
+        std::string_view name = Str(c, "resourceClaimName");
+        if (!name.empty() &&
+            std::find(pod.claims.begin(), pod.claims.end(), name) == pod.claims.end()) {
+          pod.claims.emplace_back(name);
+        }
       }
     }
   }
@@ -116,6 +136,67 @@ bool DecodeInferencePool(dom::element obj, KubeInferencePool& pool, std::string&
   return true;
 }
 
+bool DecodeResourceClaim(dom::element obj, KubeResourceClaim& claim, std::string& error) {
+  if (!Metadata(obj, claim.namespace_name, claim.name, error)) return false;
+  dom::array results;
+  if (obj["status"]["allocation"]["devices"]["results"].get(results) != simdjson::SUCCESS) {
+    return true;  // not allocated (yet)
+  }
+  for (dom::element r : results) {
+    KubeDeviceRef d{std::string(Str(r, "driver")), std::string(Str(r, "pool")),
+                    std::string(Str(r, "device"))};
+    if (d.driver.empty() || d.pool.empty() || d.device.empty()) {
+      error = "ResourceClaim allocation result without driver, pool or device";
+      return false;
+    }
+    claim.devices.push_back(std::move(d));
+  }
+  return true;
+}
+
+// A device attribute's string value: attributes[name] or attributes["<driver>/name"], each
+// {"string": "..."} (resource.k8s.io/v1; v1beta1 nests them under "basic").
+std::string_view DeviceAttribute(dom::element device, std::string_view driver,
+                                 std::string_view name) {
+  dom::element attributes;
+  if (device["attributes"].get(attributes) != simdjson::SUCCESS &&
+      device["basic"]["attributes"].get(attributes) != simdjson::SUCCESS) {
+    return {};
+  }
+  dom::element value;
+  if (attributes[name].get(value) != simdjson::SUCCESS) {
+    std::string qualified = std::string(driver) + "/" + std::string(name);
+    if (attributes[qualified].get(value) != simdjson::SUCCESS) return {};
+  }
+  return Str(value, "string");
+}
+
+bool DecodeResourceSlice(dom::element obj, KubeResourceSlice& slice, std::string& error) {
+  std::string ns;
+  if (!Metadata(obj, ns, slice.name, error)) return false;
+  dom::element spec;
+  if (obj["spec"].get(spec) != simdjson::SUCCESS || !spec.is_object()) {
+    error = "ResourceSlice has no spec";
+    return false;
+  }
+  slice.driver = std::string(Str(spec, "driver"));
+  dom::element pool;
+  if (spec["pool"].get(pool) == simdjson::SUCCESS) slice.pool = std::string(Str(pool, "name"));
+  if (slice.driver.empty() || slice.pool.empty()) {
+    error = "ResourceSlice has no spec.driver or spec.pool.name";
+    return false;
+  }
+  dom::array devices;
+  if (spec["devices"].get(devices) != simdjson::SUCCESS) return true;
+  for (dom::element d : devices) {
+    std::string_view name = Str(d, "name");
+    if (name.empty()) continue;
+    slice.products.emplace_back(std::string(name),
+                                std::string(DeviceAttribute(d, slice.driver, "productName")));
+  }
+  return true;
+}
+
 bool DecodeObject(dom::element obj, KubeKind kind, KubeObject& out, std::string& key,
                   std::string& error) {
   if (!obj.is_object()) {
@@ -127,11 +208,21 @@ bool DecodeObject(dom::element obj, KubeKind kind, KubeObject& out, std::string&
     if (!DecodePod(obj, pod, error)) return false;
     key = pod.namespace_name + "/" + pod.name;
     out = std::move(pod);
-  } else {
+  } else if (kind == KubeKind::kInferencePool) {
     KubeInferencePool pool;
     if (!DecodeInferencePool(obj, pool, error)) return false;
     key = pool.namespace_name + "/" + pool.name;
     out = std::move(pool);
+  } else if (kind == KubeKind::kResourceClaim) {
+    KubeResourceClaim claim;
+    if (!DecodeResourceClaim(obj, claim, error)) return false;
+    key = claim.namespace_name + "/" + claim.name;
+    out = std::move(claim);
+  } else {
+    KubeResourceSlice slice;
+    if (!DecodeResourceSlice(obj, slice, error)) return false;
+    key = "/" + slice.name;  // cluster-scoped
+    out = std::move(slice);
   }
   return true;
 }

@@ -24,7 +24,7 @@ inline constexpr std::string_view kEngineAnnotation = "tokenway.io/engine";
 inline constexpr std::string_view kAcceleratorAnnotation = "tokenway.io/accelerator";
 inline constexpr std::string_view kCapacityAnnotation = "tokenway.io/capacity";
 
-enum class KubeKind { kPod, kInferencePool };
+enum class KubeKind { kPod, kInferencePool, kResourceClaim, kResourceSlice };
 
 struct KubePod {
   std::string namespace_name, name;
@@ -34,6 +34,9 @@ struct KubePod {
   bool deleting = false;  // metadata.deletionTimestamp is set
   // The tokenway.io/* annotations, as written (validated when endpoints are built).
   std::string engine, accelerator, capacity;
+  // ResourceClaims the pod uses (spec.resourceClaims[].resourceClaimName and the generated names
+  // of status.resourceClaimStatuses[]), for DRA capacity.
+  std::vector<std::string> claims;
   bool operator==(const KubePod&) const = default;
 };
 
@@ -44,7 +47,30 @@ struct KubeInferencePool {
   bool operator==(const KubeInferencePool&) const = default;
 };
 
-using KubeObject = std::variant<KubePod, KubeInferencePool>;
+// One allocated device: <driver>/<pool>/<device>.
+struct KubeDeviceRef {
+  std::string driver, pool, device;
+  bool operator==(const KubeDeviceRef&) const = default;
+};
+
+// resource.k8s.io/v1 ResourceClaim: the devices of status.allocation.devices.results[].
+struct KubeResourceClaim {
+  std::string namespace_name, name;
+  std::vector<KubeDeviceRef> devices;
+  bool operator==(const KubeResourceClaim&) const = default;
+};
+
+// resource.k8s.io/v1 ResourceSlice (cluster-scoped): its devices' product names (the
+// `productName` attribute, as the NVIDIA DRA driver publishes it).
+struct KubeResourceSlice {
+  std::string name;
+  std::string driver;                                         // spec.driver
+  std::string pool;                                           // spec.pool.name
+  std::vector<std::pair<std::string, std::string>> products;  // device name → productName
+  bool operator==(const KubeResourceSlice&) const = default;
+};
+
+using KubeObject = std::variant<KubePod, KubeInferencePool, KubeResourceClaim, KubeResourceSlice>;
 
 // A metav1.Status (an ERROR event's object, or the body of a failed request).
 struct KubeStatus {

@@ -243,3 +243,50 @@ kubernetes: {service_account_dir: /tmp/sa, watch_idle_timeout: 30s, coalesce: 50
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(Dra, ClaimAndSliceGiveTheDeviceProducts) {
+  KubeJsonDecoder d;
+  std::string error;
+  WatchEvent pod_ev, claim_ev, slice_ev;
+  ASSERT_TRUE(d.ParseEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"p","namespace":"llm","resourceVersion":"1"},
+        "spec":{"resourceClaims":[{"name":"shared","resourceClaimName":"direct"},
+                                  {"name":"gpu","resourceClaimTemplateName":"t"}]},
+        "status":{"podIP":"10.0.0.1","conditions":[{"type":"Ready","status":"True"}],
+          "resourceClaimStatuses":[{"name":"gpu","resourceClaimName":"p-gpu-abc"}]}}})",
+      KubeKind::kPod, pod_ev, error))
+      << error;
+  const auto& pod = std::get<KubePod>(pod_ev.object);
+  EXPECT_EQ(pod.claims, (std::vector<std::string>{"direct", "p-gpu-abc"}));
+  ASSERT_TRUE(d.ParseEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"p-gpu-abc","namespace":"llm","resourceVersion":"2"},
+        "status":{"allocation":{"devices":{"results":[
+          {"request":"gpu","driver":"gpu.nvidia.com","pool":"node-1","device":"gpu-0"},
+          {"request":"gpu","driver":"gpu.nvidia.com","pool":"node-1","device":"gpu-1"}]}}}}})",
+      KubeKind::kResourceClaim, claim_ev, error))
+      << error;
+  ASSERT_TRUE(d.ParseEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"node-1-x","resourceVersion":"3"},
+        "spec":{"driver":"gpu.nvidia.com","pool":{"name":"node-1"},"devices":[
+          {"name":"gpu-0","attributes":{"productName":{"string":"NVIDIA H100 80GB HBM3"}}},
+          {"name":"gpu-1","attributes":{"gpu.nvidia.com/productName":{"string":"NVIDIA A100"}}},
+          {"name":"gpu-2","basic":{"attributes":{"productName":{"string":"NVIDIA L4"}}}}]}}})",
+      KubeKind::kResourceSlice, slice_ev, error))
+      << error;
+  EXPECT_EQ(slice_ev.key, "/node-1-x");
+  std::map<std::string, KubeObject> claims{{claim_ev.key, claim_ev.object}};
+  std::map<std::string, KubeObject> slices{{slice_ev.key, slice_ev.object}};
+  EXPECT_EQ(PodDeviceProducts(pod, claims, slices),
+            (std::vector<std::string>{"NVIDIA H100 80GB HBM3", "NVIDIA A100"}));
+  EXPECT_TRUE(PodDeviceProducts(pod, {}, slices).empty());
+  EXPECT_FALSE(d.ParseEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"c","namespace":"n","resourceVersion":"2"},
+        "status":{"allocation":{"devices":{"results":[{"driver":"x"}]}}}}})",
+      KubeKind::kResourceClaim, claim_ev, error));
+}
+
+}  // namespace
+}  // namespace tokenway

@@ -69,6 +69,29 @@ def inference_pool(name, match_labels, ports, namespace="llm"):
                      "endpointPickerRef": {"name": name + "-epp", "port": {"number": 9002}}}}
 
 
+def resource_claim(name, device, pool="node-1", driver="gpu.nvidia.com", namespace="llm"):
+    """A claim allocated one device <driver>/<pool>/<device>."""
+    return {"kind": "ResourceClaim", "apiVersion": "resource.k8s.io/v1",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+                "deviceClassName": "gpu.nvidia.com", "count": 1}}]}},
+            "status": {"allocation": {"devices": {"results": [
+                {"request": "gpu", "driver": driver, "pool": pool, "device": device}]}}}}
+
+
+def resource_slice(name, devices, pool="node-1", driver="gpu.nvidia.com"):
+    """A slice publishing `devices` {device name: productName} as the NVIDIA driver does."""
+    return {"kind": "ResourceSlice", "apiVersion": "resource.k8s.io/v1",
+            "metadata": {"name": name},
+            "spec": {"driver": driver, "nodeName": pool, "pool": {"name": pool, "generation": 1,
+                                                                   "resourceSliceCount": 1},
+                     "devices": [{"name": d, "attributes": {
+                         "type": {"string": "gpu"}, "productName": {"string": product},
+                         "uuid": {"string": "GPU-" + d}},
+                         "capacity": {"memory": {"value": "80Gi"}}}
+                         for d, product in devices.items()]}}
+
+
 def _status(code, reason, message):
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
@@ -86,7 +109,8 @@ class FakeKubeApi:
         self.bookmark_interval = bookmark_interval
         self.lock = threading.Condition()
         self.rv = 100
-        self.objects = {"pods": {}, "inferencepools": {}}  # kind -> key -> obj
+        self.objects = {"pods": {}, "inferencepools": {}, "resourceclaims": {},
+                        "resourceslices": {}}  # kind -> key -> obj
         self.history = []  # (rv, kind, type, obj)
         self.oldest_rv = 0  # watches from before this get 410
         self.forbidden = False
@@ -105,7 +129,7 @@ class FakeKubeApi:
     # ---- state -----------------------------------------------------------------------------
 
     def _key(self, obj):
-        return obj["metadata"]["namespace"] + "/" + obj["metadata"]["name"]
+        return obj["metadata"].get("namespace", "") + "/" + obj["metadata"]["name"]
 
     def _record(self, kind, etype, obj):
         self.rv += 1
@@ -229,6 +253,11 @@ class FakeKubeApi:
             kind, ns = "pods", parts[4]
         elif url.path.startswith(POOLS_PREFIX) and len(parts) == 7 and parts[6] == "inferencepools":
             kind, ns = "inferencepools", parts[5]
+        elif (url.path.startswith("/apis/resource.k8s.io/v1/namespaces/") and len(parts) == 7
+              and parts[6] == "resourceclaims"):
+            kind, ns = "resourceclaims", parts[5]
+        elif url.path == "/apis/resource.k8s.io/v1/resourceslices":
+            kind, ns = "resourceslices", None
         else:
             return self._send_json(h, 404, _status(404, "NotFound", "the server could not find "
                                                    "the requested resource"))
@@ -254,7 +283,7 @@ class FakeKubeApi:
 
         def match(obj):
             md = obj["metadata"]
-            if md["namespace"] != ns or (name is not None and md["name"] != name):
+            if (ns is not None and md.get("namespace") != ns) or (name is not None and md["name"] != name):
                 return False
             return all(md.get("labels", {}).get(k) == v for k, v in labels.items())
         return match

@@ -15,7 +15,8 @@ import time
 import unittest
 
 import twtest
-from fake_kube_api import FakeKubeApi, free_port, inference_pool, make_certs, pod
+from fake_kube_api import (FakeKubeApi, free_port, inference_pool, make_certs, pod, resource_claim,
+                           resource_slice)
 from twtest import MODEL, Gateway, bin_path, chat_body, post_json, request, wait_until
 
 NS = "llm"
@@ -25,7 +26,8 @@ LABELS = {"app": "vllm-llama"}
 class PodSims:
     """One tokenway-sim per pod address, all on the same port(s)."""
 
-    def __init__(self, addresses, ports_per_pod=1):
+    def __init__(self, addresses, ports_per_pod=1, speed=50):
+        self.speed = speed
         for _ in range(20):
             self.port = free_port()
             self.procs = []
@@ -40,7 +42,7 @@ class PodSims:
 
     def _start(self, ip, count):
         p = subprocess.Popen([bin_path("tokenway-sim"), "--host", ip, "--port", str(self.port),
-                              "--count", str(count), "--speed", "50"],
+                              "--count", str(count), "--speed", str(self.speed)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         line = p.stdout.readline()
         if not line:
@@ -127,7 +129,7 @@ class DiscoveryTest(unittest.TestCase):
             f.write(NS)
         return d
 
-    def gateway(self, api, sa_dir, discovery=None, kube_extra="", wait_ready=True):
+    def gateway(self, api, sa_dir, discovery=None, kube_extra="", wait_ready=True, pool_extra=""):
         discovery = discovery or f"{{inference_pool: {{namespace: {NS}, name: llama}}}}"
         os.environ["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
         os.environ["KUBERNETES_SERVICE_PORT"] = str(api.port)
@@ -136,6 +138,7 @@ pools:
   - name: p
     policy: round-robin
     discovery: {discovery}
+{pool_extra}
 models:
   - name: {MODEL}
     pool: p
@@ -269,7 +272,7 @@ health:
         api.put("pods", pod("pod-1", self.ips[1], True, LABELS))
         self.assertTrue(wait_until(
             lambda: gw.metric("tokenway_discovery_errors_total", reason="watch_idle") > 0, 10))
-        self.assertGreater(api.watches, watches)
+        self.assertTrue(wait_until(lambda: api.watches > watches, 5))
         api.silent = False
         self.assertTrue(self.wait_served(gw, self.url(1), 10))
 
@@ -363,6 +366,51 @@ health:
             lint = [l for l in (proc.stdout + proc.stderr).decode().splitlines()
                     if "tokenway_discovery" in l]
             self.assertEqual(lint, [])
+
+    def test_dra_capacity_splits_traffic_by_gpu(self):
+        """Two pods whose ResourceClaims got an H100 and an A100: their capacities come from the
+        pool's accelerators map through the ResourceSlices' productName, and the capacity scorer
+        sends the H100 about twice the work."""
+        h100, a100 = "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"
+        api = self.start_api()
+        sims = PodSims(["127.0.0.41", "127.0.0.42"], speed=2)
+        self.addCleanup(sims.stop)
+        labels = {"app": "dra"}
+        for i, ip in enumerate(["127.0.0.41", "127.0.0.42"]):
+            p = pod(f"dra-{i}", ip, True, labels)
+            p["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "gpu"}]
+            p["status"]["resourceClaimStatuses"] = [{"name": "gpu",
+                                                     "resourceClaimName": f"dra-{i}-gpu-x"}]
+            api.put("pods", p)
+        api.put("resourceclaims", resource_claim("dra-0-gpu-x", "gpu-0"))
+        api.put("resourceclaims", resource_claim("dra-1-gpu-x", "gpu-1"))
+        api.put("resourceslices", resource_slice("node-1-gpu", {"gpu-0": h100, "gpu-1": a100}))
+        port = sims.port
+        gw = self.gateway(
+            api, self.service_account(),
+            discovery=f"{{selector: {{app: dra}}, port: {port}, dra: true}}",
+            pool_extra=f"    accelerators: {{'{h100}': 2.0, '{a100}': 1.0}}\n"
+                       "    scheduler: {scorers: [{name: capacity}], picker: max-score}")
+        h_url, a_url = f"http://127.0.0.41:{port}", f"http://127.0.0.42:{port}"
+
+        def capacities():
+            _, _, body = request("GET", gw.admin + "/admin/endpoints")
+            return {e["url"]: (e["accelerator"], e["capacity"])
+                    for e in json.loads(body)["pools"][0]["endpoints"]}
+        self.assertTrue(wait_until(lambda: capacities() == {h_url: (h100, 2), a_url: (a100, 1)},
+                                   10), capacities())
+        start = len(served_by(gw))
+        threads = [LoadThread(gw.base) for _ in range(6)]
+        time.sleep(4)
+        for t in threads:
+            t.finish()
+        self.assertTrue(all(not t.failures for t in threads))
+        time.sleep(0.2)
+        served = served_by(gw)[start:]
+        h, a = served.count(h_url), served.count(a_url)
+        print(f"DRA split: H100 {h}, A100 {a}, ratio {h / max(a, 1):.2f}")
+        self.assertGreater(a, 0)
+        self.assertTrue(1.3 < h / a < 3.5, (h, a))
 
     def test_selector_with_ports_and_kubeconfig_client_certificate(self):
         api = self.start_api(tokens=(), client_certs=True)
