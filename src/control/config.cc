@@ -407,9 +407,16 @@ class Loader : public YamlFields {
   }
 
   void LoadDiscovery(const YAML::Node& node, const std::string& f, PoolDiscoveryConfig& x) const {
-    ExpectMap(node, f, {"inference_pool", "namespace", "selector", "port", "ports", "dra"});
+    ExpectMap(node, f,
+              {"inference_pool", "namespace", "selector", "port", "ports", "dra", "objectives"});
     x.enabled = true;
     if (auto n = node["dra"]) x.dra = Bool(n, f + ".dra");
+    if (auto n = node["objectives"]) {
+      x.objectives = Bool(n, f + ".objectives");
+      if (x.objectives && !node["inference_pool"]) {
+        Fail(n, f + ".objectives", "needs inference_pool (objectives name their InferencePool)");
+      }
+    }
     if (auto n = node["namespace"]) x.namespace_name = String(n, f + ".namespace");
     if (auto ip = node["inference_pool"]) {
       ExpectMap(ip, f + ".inference_pool", {"namespace", "name"});
@@ -464,10 +471,10 @@ class Loader : public YamlFields {
 
   void LoadKubernetes(const YAML::Node& node, KubernetesConfig& x) const {
     const std::string f = "kubernetes";
-    ExpectMap(
-        node, f,
-        {"kubeconfig", "context", "service_account_dir", "watch_idle_timeout", "request_timeout",
-         "backoff_initial", "backoff_max", "coalesce", "max_event_bytes", "page_size"});
+    ExpectMap(node, f,
+              {"kubeconfig", "context", "service_account_dir", "watch_idle_timeout",
+               "request_timeout", "backoff_initial", "backoff_max", "coalesce", "max_event_bytes",
+               "page_size", "objective_api"});
     if (auto n = node["kubeconfig"]) x.kubeconfig = String(n, f + ".kubeconfig");
     if (auto n = node["context"]) x.context = String(n, f + ".context");
     if (auto n = node["service_account_dir"]) {
@@ -490,6 +497,14 @@ class Loader : public YamlFields {
     }
     if (auto n = node["max_event_bytes"]) {
       x.max_event_bytes = Size(n, f + ".max_event_bytes", 1024, 256ull << 20);
+    }
+    if (auto n = node["objective_api"]) {
+      x.objective_api = String(n, f + ".objective_api");
+      size_t slash = x.objective_api.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == x.objective_api.size() ||
+          x.objective_api.find('/', slash + 1) != std::string::npos) {
+        Fail(n, f + ".objective_api", "must be group/version, e.g. llm-d.ai/v1alpha2");
+      }
     }
     if (auto n = node["page_size"]) {
       x.page_size = static_cast<uint32_t>(Unsigned(n, f + ".page_size", 1, 100000));
@@ -928,6 +943,7 @@ void AppendDiscoveryJson(std::string& o, const PoolDiscoveryConfig& d) {
   o.append(",\"discovery\":{\"namespace\":");
   AppendJsonString(o, d.namespace_name);
   o.append(",\"dra\":").append(d.dra ? "true" : "false");
+  o.append(",\"objectives\":").append(d.objectives ? "true" : "false");
   if (!d.inference_pool.empty()) {
     o.append(",\"inference_pool\":");
     AppendJsonString(o, d.inference_pool);
@@ -968,7 +984,10 @@ void AppendKubernetesJson(std::string& o, const KubernetesConfig& k) {
     AppendJsonString(o, FormatDuration(d));
   }
   o.append(",\"max_event_bytes\":").append(std::to_string(k.max_event_bytes));
-  o.append(",\"page_size\":").append(std::to_string(k.page_size)).push_back('}');
+  o.append(",\"page_size\":").append(std::to_string(k.page_size));
+  o.append(",\"objective_api\":");
+  AppendJsonString(o, k.objective_api);
+  o.push_back('}');
 }
 
 }  // namespace

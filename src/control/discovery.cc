@@ -179,6 +179,8 @@ std::shared_ptr<KubeReflector> Discovery::MakeReflector(const std::string& pool,
                                              if (alive.expired() || !*alive.lock()) return;
                                              if (role == Role::kInferencePool) {
                                                OnInferencePool(pool);
+                                             } else if (role == Role::kObjectives) {
+                                               OnObjectives(pool);
                                              } else {
                                                OnPods(pool);
                                              }
@@ -210,6 +212,15 @@ void Discovery::StartPool(PoolWatch& w) {
     r.resource = "inferencepools";
     r.namespace_name = w.namespace_name;
     w.inference_pool = MakeReflector(w.pool, std::move(r), Role::kInferencePool);
+    if (w.config.objectives) {
+      KubeReflector::Resource o;
+      o.kind = KubeKind::kInferenceObjective;
+      o.path = "/apis/" + kube_config_.objective_api + "/namespaces/" + w.namespace_name +
+               "/inferenceobjectives";
+      o.resource = "inferenceobjectives";
+      o.namespace_name = w.namespace_name;
+      w.objectives = MakeReflector(w.pool, std::move(o), Role::kObjectives);
+    }
     return;
   }
   w.selector = w.config.selector;
@@ -225,14 +236,14 @@ void Discovery::StartPool(PoolWatch& w) {
 
 std::vector<const KubeReflector*> Discovery::Reflectors(const PoolWatch& w) const {
   std::vector<const KubeReflector*> out;
-  for (const auto& r : {w.inference_pool, w.pods, w.claims, w.slices}) {
+  for (const auto& r : {w.inference_pool, w.pods, w.claims, w.slices, w.objectives}) {
     if (r) out.push_back(r.get());
   }
   return out;
 }
 
 void Discovery::StopPool(PoolWatch& w) {
-  for (const auto& r : {w.inference_pool, w.pods, w.claims, w.slices}) {
+  for (const auto& r : {w.inference_pool, w.pods, w.claims, w.slices, w.objectives}) {
     if (r) r->Stop();
   }
 }
@@ -277,6 +288,26 @@ void Discovery::OnInferencePool(const std::string& pool) {
     w.pods = MakeReflector(pool, std::move(r), Role::kPods);
   }
   Recompute(w);
+}
+
+void Discovery::OnObjectives(const std::string& pool) {
+  auto it = pools_.find(pool);
+  if (it == pools_.end() || !it->second->objectives) return;
+  PoolWatch& w = *it->second;
+  std::map<std::string, int32_t> priorities;
+  // Objectives in key order (namespace/name): the first one naming a model wins a conflict.
+  for (const auto& [key, obj] : w.objectives->objects()) {
+    const auto* o = std::get_if<KubeInferenceObjective>(&obj);
+    if (o && o->pool == w.config.inference_pool) priorities.emplace(o->model, o->priority);
+  }
+  if (priorities == w.priorities) return;
+  std::string list;
+  for (const auto& [model, priority] : priorities) {
+    list += (list.empty() ? "" : ", ") + model + "=" + std::to_string(priority);
+  }
+  LogInfo("discovery: pool '" + pool + "' objectives: " + (list.empty() ? "none" : list));
+  w.priorities = std::move(priorities);
+  Schedule();
 }
 
 void Discovery::OnPods(const std::string& pool) {
@@ -352,7 +383,13 @@ GatewayConfig Discovery::WithEndpoints(const GatewayConfig& config) const {
   for (auto& pc : out.pools) {
     if (!pc.discovery.enabled) continue;
     auto it = pools_.find(pc.name);
-    if (it != pools_.end()) pc.endpoints = it->second->endpoints;
+    if (it == pools_.end()) continue;
+    pc.endpoints = it->second->endpoints;
+    for (auto& m : out.models) {
+      if (m.pool != pc.name) continue;
+      auto p = it->second->priorities.find(m.name);
+      if (p != it->second->priorities.end()) m.priority = p->second;
+    }
   }
   return out;
 }

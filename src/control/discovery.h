@@ -50,7 +50,8 @@ class Discovery {
   // for new discovering pools and for pools whose `discovery` changed, stops the others. An error
   // (no cluster credentials, bad kubeconfig) leaves the running watches as they were.
   Status Configure(const GatewayConfig& config);
-  // `config` with the discovered endpoints filled into every discovering pool (sorted by URL).
+  // `config` with the discovered endpoints filled into every discovering pool (sorted by URL),
+  // and the priorities of its pools' InferenceObjectives set on their models.
   GatewayConfig WithEndpoints(const GatewayConfig& config) const;
   // Ends every watch (shutdown).
   void Stop();
@@ -71,6 +72,8 @@ class Discovery {
     std::shared_ptr<KubeReflector> inference_pool;  // null: selector mode
     std::shared_ptr<KubeReflector> pods;
     std::shared_ptr<KubeReflector> claims, slices;  // with `dra`
+    std::shared_ptr<KubeReflector> objectives;      // with `objectives`
+    std::map<std::string, int32_t> priorities;      // model → priority, last published
     std::map<std::string, std::string> selector;    // of the pods watch now
     std::vector<uint16_t> ports;
     std::vector<EndpointConfig> endpoints;  // last published
@@ -81,7 +84,8 @@ class Discovery {
 
   void StartPool(PoolWatch& w);
   void StopPool(PoolWatch& w);
-  enum class Role { kInferencePool, kPods, kDevices };
+  enum class Role { kInferencePool, kPods, kDevices, kObjectives };
+  void OnObjectives(const std::string& pool);
   void OnInferencePool(const std::string& pool);
   void OnPods(const std::string& pool);
   void Recompute(PoolWatch& w);

@@ -24,6 +24,9 @@ struct PoolDiscoveryConfig {
   // Derive each pod's accelerator and capacity from its DRA devices (ResourceClaim status →
   // ResourceSlice productName → the pool's `accelerators`).
   bool dra = false;
+  // Take models' priorities from the InferenceObjectives that name this InferencePool
+  // (inference_pool only).
+  bool objectives = false;
 
   bool operator==(const PoolDiscoveryConfig&) const = default;
 };
@@ -44,6 +47,8 @@ struct KubernetesConfig {
   Duration coalesce = std::chrono::milliseconds(100);
   uint64_t max_event_bytes = 4 * 1024 * 1024;  // larger watch events are skipped and counted
   uint32_t page_size = 500;                    // LIST limit
+  // group/version InferenceObjectives are read from (GIE v1.5; llm-d.ai/v1alpha2 in llm-d).
+  std::string objective_api = "inference.networking.x-k8s.io/v1alpha2";
 
   bool operator==(const KubernetesConfig&) const = default;
 };

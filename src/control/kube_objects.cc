@@ -197,6 +197,37 @@ bool DecodeResourceSlice(dom::element obj, KubeResourceSlice& slice, std::string
   return true;
 }
 
+bool DecodeInferenceObjective(dom::element obj, KubeInferenceObjective& o, std::string& error) {
+  if (!Metadata(obj, o.namespace_name, o.name, error)) return false;
+  dom::element annotations;
+  if (obj["metadata"]["annotations"].get(annotations) == simdjson::SUCCESS &&
+      annotations.is_object()) {
+    o.model = std::string(Str(annotations, kModelAnnotation));
+  }
+  if (o.model.empty()) o.model = o.name;
+  dom::element spec;
+  if (obj["spec"].get(spec) != simdjson::SUCCESS || !spec.is_object()) {
+    error = "InferenceObjective has no spec";
+    return false;
+  }
+  dom::element ref;
+  if (spec["poolRef"].get(ref) == simdjson::SUCCESS) o.pool = std::string(Str(ref, "name"));
+  if (o.pool.empty()) {
+    error = "InferenceObjective has no spec.poolRef.name";
+    return false;
+  }
+  dom::element priority;
+  if (spec["priority"].get(priority) == simdjson::SUCCESS && !priority.is_null()) {
+    int64_t p = 0;
+    if (priority.get_int64().get(p) != simdjson::SUCCESS || p < -1000000 || p > 1000000) {
+      error = "InferenceObjective spec.priority must be an integer in [-1000000, 1000000]";
+      return false;
+    }
+    o.priority = static_cast<int32_t>(p);
+  }
+  return true;
+}
+
 bool DecodeObject(dom::element obj, KubeKind kind, KubeObject& out, std::string& key,
                   std::string& error) {
   if (!obj.is_object()) {
@@ -218,6 +249,11 @@ bool DecodeObject(dom::element obj, KubeKind kind, KubeObject& out, std::string&
     if (!DecodeResourceClaim(obj, claim, error)) return false;
     key = claim.namespace_name + "/" + claim.name;
     out = std::move(claim);
+  } else if (kind == KubeKind::kInferenceObjective) {
+    KubeInferenceObjective objective;
+    if (!DecodeInferenceObjective(obj, objective, error)) return false;
+    key = objective.namespace_name + "/" + objective.name;
+    out = std::move(objective);
   } else {
     KubeResourceSlice slice;
     if (!DecodeResourceSlice(obj, slice, error)) return false;

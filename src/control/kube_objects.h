@@ -23,8 +23,10 @@ namespace tokenway {
 inline constexpr std::string_view kEngineAnnotation = "tokenway.io/engine";
 inline constexpr std::string_view kAcceleratorAnnotation = "tokenway.io/accelerator";
 inline constexpr std::string_view kCapacityAnnotation = "tokenway.io/capacity";
+// On an InferenceObjective: the model it sets the priority of (default: the objective's name).
+inline constexpr std::string_view kModelAnnotation = "tokenway.io/model";
 
-enum class KubeKind { kPod, kInferencePool, kResourceClaim, kResourceSlice };
+enum class KubeKind { kPod, kInferencePool, kResourceClaim, kResourceSlice, kInferenceObjective };
 
 struct KubePod {
   std::string namespace_name, name;
@@ -70,7 +72,17 @@ struct KubeResourceSlice {
   bool operator==(const KubeResourceSlice&) const = default;
 };
 
-using KubeObject = std::variant<KubePod, KubeInferencePool, KubeResourceClaim, KubeResourceSlice>;
+// InferenceObjective (GIE v1alpha2): the serving priority of the model it names.
+struct KubeInferenceObjective {
+  std::string namespace_name, name;
+  std::string pool;      // spec.poolRef.name
+  std::string model;     // the tokenway.io/model annotation, else the objective's name
+  int32_t priority = 0;  // spec.priority; unset means 0
+  bool operator==(const KubeInferenceObjective&) const = default;
+};
+
+using KubeObject = std::variant<KubePod, KubeInferencePool, KubeResourceClaim, KubeResourceSlice,
+                                KubeInferenceObjective>;
 
 // A metav1.Status (an ERROR event's object, or the body of a failed request).
 struct KubeStatus {

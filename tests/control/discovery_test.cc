@@ -290,3 +290,35 @@ TEST(Dra, ClaimAndSliceGiveTheDeviceProducts) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(KubeJsonDecoder, InferenceObjective) {
+  KubeJsonDecoder d;
+  WatchEvent ev;
+  std::string error;
+  ASSERT_TRUE(d.ParseEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"base","namespace":"llm","resourceVersion":"4",
+        "annotations":{"tokenway.io/model":"meta-llama/Llama-3.1-8B-Instruct"}},
+        "spec":{"priority":-2,"poolRef":{"group":"inference.networking.k8s.io","name":"p"}}}})",
+      KubeKind::kInferenceObjective, ev, error))
+      << error;
+  const auto& o = std::get<KubeInferenceObjective>(ev.object);
+  EXPECT_EQ(o.model, "meta-llama/Llama-3.1-8B-Instruct");
+  EXPECT_EQ(o.pool, "p");
+  EXPECT_EQ(o.priority, -2);
+  ASSERT_TRUE(d.ParseEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"plain","namespace":"llm","resourceVersion":"5"},
+        "spec":{"poolRef":{"name":"p"}}}})",
+      KubeKind::kInferenceObjective, ev, error));
+  EXPECT_EQ(std::get<KubeInferenceObjective>(ev.object).model, "plain");
+  EXPECT_EQ(std::get<KubeInferenceObjective>(ev.object).priority, 0);
+  EXPECT_FALSE(d.ParseEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"x","namespace":"llm","resourceVersion":"5"},
+        "spec":{"priority":"high","poolRef":{"name":"p"}}}})",
+      KubeKind::kInferenceObjective, ev, error));
+}
+
+}  // namespace
+}  // namespace tokenway

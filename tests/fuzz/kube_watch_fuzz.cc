@@ -20,7 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                               std::string_view value) {
       if (value.size() > kLimit) std::abort();
       if (piece != tokenway::WatchStreamSplitter::Piece::kValue) return;
-      for (auto kind : {tokenway::KubeKind::kPod, tokenway::KubeKind::kInferencePool}) {
+      for (auto kind : {tokenway::KubeKind::kPod, tokenway::KubeKind::kInferencePool,
+                        tokenway::KubeKind::kResourceClaim, tokenway::KubeKind::kResourceSlice,
+                        tokenway::KubeKind::kInferenceObjective}) {
         tokenway::WatchEvent ev;
         std::string error;
         if (decoder.ParseEvent(value, kind, ev, error)) {

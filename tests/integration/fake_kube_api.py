@@ -92,6 +92,14 @@ def resource_slice(name, devices, pool="node-1", driver="gpu.nvidia.com"):
                          for d, product in devices.items()]}}
 
 
+def inference_objective(name, pool, priority, model=None, namespace="llm"):
+    md = {"name": name, "namespace": namespace}
+    if model:
+        md["annotations"] = {"tokenway.io/model": model}
+    return {"kind": "InferenceObjective", "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
+            "metadata": md, "spec": {"priority": priority, "poolRef": {"name": pool}}}
+
+
 def _status(code, reason, message):
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
@@ -110,7 +118,7 @@ class FakeKubeApi:
         self.lock = threading.Condition()
         self.rv = 100
         self.objects = {"pods": {}, "inferencepools": {}, "resourceclaims": {},
-                        "resourceslices": {}}  # kind -> key -> obj
+                        "resourceslices": {}, "inferenceobjectives": {}}  # kind -> key -> obj
         self.history = []  # (rv, kind, type, obj)
         self.oldest_rv = 0  # watches from before this get 410
         self.forbidden = False
@@ -256,6 +264,9 @@ class FakeKubeApi:
         elif (url.path.startswith("/apis/resource.k8s.io/v1/namespaces/") and len(parts) == 7
               and parts[6] == "resourceclaims"):
             kind, ns = "resourceclaims", parts[5]
+        elif (url.path.startswith("/apis/inference.networking.x-k8s.io/v1alpha2/namespaces/")
+              and len(parts) == 7 and parts[6] == "inferenceobjectives"):
+            kind, ns = "inferenceobjectives", parts[5]
         elif url.path == "/apis/resource.k8s.io/v1/resourceslices":
             kind, ns = "resourceslices", None
         else:

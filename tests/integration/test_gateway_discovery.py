@@ -15,8 +15,8 @@ import time
 import unittest
 
 import twtest
-from fake_kube_api import (FakeKubeApi, free_port, inference_pool, make_certs, pod, resource_claim,
-                           resource_slice)
+from fake_kube_api import (FakeKubeApi, free_port, inference_objective, inference_pool, make_certs,
+                           pod, resource_claim, resource_slice)
 from twtest import MODEL, Gateway, bin_path, chat_body, post_json, request, wait_until
 
 NS = "llm"
@@ -411,6 +411,25 @@ health:
         print(f"DRA split: H100 {h}, A100 {a}, ratio {h / max(a, 1):.2f}")
         self.assertGreater(a, 0)
         self.assertTrue(1.3 < h / a < 3.5, (h, a))
+
+    def test_inference_objectives_set_model_priority(self):
+        api = self.start_api()
+        self.seed(api)
+        api.put("inferenceobjectives", inference_objective("chat", "llama", 7, model=MODEL))
+        api.put("inferenceobjectives", inference_objective("other-pool", "elsewhere", 99,
+                                                           model=MODEL))
+        gw = self.gateway(api, self.service_account(),
+                          discovery=f"{{inference_pool: {{namespace: {NS}, name: llama}}, "
+                                    "objectives: true}")
+
+        def priority():
+            _, _, body = request("GET", gw.admin + "/admin/config")
+            return json.loads(body)["models"][0]["priority"]
+        self.assertTrue(wait_until(lambda: priority() == 7, 5), priority())
+        api.put("inferenceobjectives", inference_objective("chat", "llama", -1, model=MODEL))
+        self.assertTrue(wait_until(lambda: priority() == -1, 5), priority())
+        api.delete("inferenceobjectives", NS, "chat")
+        self.assertTrue(wait_until(lambda: priority() == 0, 5), priority())
 
     def test_selector_with_ports_and_kubeconfig_client_certificate(self):
         api = self.start_api(tokens=(), client_certs=True)
