@@ -319,6 +319,9 @@ void Discovery::OnPods(const std::string& pool) {
 void Discovery::Recompute(PoolWatch& w) {
   const PoolConfig* pc = FindPool(w.pool);
   if (!pc) return;
+  // A pod watch that has not listed yet (start-up, a new selector) knows nothing: the endpoints
+  // published so far keep serving until it has.
+  if (w.pods && !w.pods->synced()) return;
   std::vector<EndpointConfig> eps;
   if (w.pods) {
     for (const auto& [key, obj] : w.pods->objects()) {

@@ -353,7 +353,8 @@ asio::awaitable<KubeClient::Response> KubeClient::Exchange(
     co_return r;
   }
   http::request<http::empty_body> req(http::verb::get, target, 11);
-  req.set(http::field::host, port_ == 443 ? host_ : host_ + ":" + std::to_string(port_));
+  std::string host = host_.find(':') == std::string::npos ? host_ : "[" + host_ + "]";
+  req.set(http::field::host, port_ == 443 ? host : host + ":" + std::to_string(port_));
   req.set(http::field::accept, "application/json");
   req.set(http::field::user_agent, "tokenway");
   req.set(http::field::connection, "close");
