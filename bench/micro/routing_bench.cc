@@ -1,9 +1,11 @@
 // Micro-benchmarks of the routing hot path (Google Benchmark): the scheduler's pick over 8, 100
 // and 1,000 endpoints with the GIE default mix, prompt block hashing of a 100k-token prompt, the
-// whole gateway CPU for one 100k-token request (inspect + hash + pick + learn), and the flow
-// controller's admission fast path. Run: make bench-micro (docs/benchmarks.md).
+// whole gateway CPU for one 100k-token request (inspect + hash + pick + learn), prefix-aware
+// routing of a 432 KiB prompt over 1, 8 and 64 endpoints and from 1 and 2 threads on one index,
+// and the flow controller's admission fast path. Run: make bench-micro (docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <random>
@@ -106,8 +108,8 @@ void BM_PickLoadOnly(benchmark::State& state) {
 }
 BENCHMARK(BM_PickLoadOnly)->Arg(8)->Arg(100)->Arg(1000);
 
-// Chained block hashing of a 100k-token (~400 KB) prompt with the default 64-byte blocks and the
-// default max_blocks (8192: the first 512 KiB), and with no cap.
+// Chained block hashing of a 100k-token (~400 KB) prompt with the default 64-byte first tier
+// (blocks then grow: 153 blocks) and the default max_blocks (8192), and with no cap.
 void BM_HashPrompt100kTokens(benchmark::State& state) {
   const std::string text = Words(400 * 1024, 2);
   const uint32_t max_blocks = static_cast<uint32_t>(state.range(0));
@@ -156,6 +158,99 @@ void BM_Gateway100kTokenRequest(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
 }
 BENCHMARK(BM_Gateway100kTokenRequest)->Unit(benchmark::kMicrosecond);
+
+// Prefix-aware routing of one 432 KiB chat prompt (≈100k tokens) with the prefix-cache scorer
+// alone, so the figure is the prefix work: hash the prompt, score every candidate, learn the
+// blocks for the chosen endpoint. Arg 0: endpoints in the pool. Arg 1: 0 = the same prompt every
+// time (a warm prefix: the walk matches every block), 1 = a new prompt every time (its first
+// bytes change: nothing matches and every block is learnt, evicting old ones). The index starts
+// full (FillPrefixIndex), as in a gateway that has run for a while.
+SchedulerConfig PrefixOnly() {
+  SchedulerConfig c;
+  c.enabled = true;
+  c.scorers = {{"prefix-cache", 1}};
+  return c;
+}
+
+void SetPromptVariant(std::string& prompt, uint64_t n) {
+  for (int i = 0; i < 16; ++i)
+    prompt[static_cast<size_t>(i)] = static_cast<char>('a' + (n >> (4 * i)) % 16);
+}
+
+// Fills the index as a long-running gateway's would be: as many random entries as it has
+// slots, spread over the endpoints, so every table page is mapped and inserts replace entries.
+void FillPrefixIndex(PrefixIndex& index) {
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> blocks(512);
+  const uint32_t endpoints = std::max<uint32_t>(index.endpoints(), 1);
+  for (uint64_t done = 0; done < index.slots(); done += blocks.size()) {
+    for (auto& b : blocks) b = rng();
+    index.Insert(static_cast<uint32_t>(done / blocks.size()) % endpoints, blocks);
+  }
+}
+
+void BM_PrefixPick432KiB(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  const bool novel = state.range(1) != 0;
+  FakePool pool(n);
+  SchedulerPicker picker(PrefixOnly(), static_cast<uint32_t>(n), 1'000'000'000);
+  FillPrefixIndex(*picker.prefix_index());
+  InspectedRequest req;
+  req.model = "meta-llama/Llama-3.1-8B-Instruct";
+  req.prompt_text = Words(432 * 1024, 5);
+  PickContext ctx;
+  ctx.request = &req;
+  uint64_t r = 1, variant = 0;
+  FallbackList out;
+  for (auto _ : state) {
+    if (novel) SetPromptVariant(req.prompt_text, ++variant);
+    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
+    out.clear();
+    picker.Pick(ctx, pool.candidates, out);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * req.prompt_text.size()));
+}
+BENCHMARK(BM_PrefixPick432KiB)
+    ->ArgsProduct({{1, 8, 64}, {0, 1}})
+    ->ArgNames({"endpoints", "novel"})
+    ->Unit(benchmark::kMicrosecond);
+
+// The same on one picker (one prefix index) shared by 1 and 2 threads, 8 endpoints: whether
+// workers slow each other down. Each thread routes its own prompts; arg 1 as above.
+void BM_PrefixPick432KiBShared(benchmark::State& state) {
+  static FakePool pool(8);
+  static SchedulerPicker picker = [] {
+    SchedulerPicker p(PrefixOnly(), 8, 1'000'000'000);
+    FillPrefixIndex(*p.prefix_index());
+    return p;
+  }();
+  const bool novel = state.range(1) != 0;
+  InspectedRequest req;
+  req.model = "meta-llama/Llama-3.1-8B-Instruct";
+  req.prompt_text = Words(432 * 1024, 6 + static_cast<uint64_t>(state.thread_index()));
+  PickContext ctx;
+  ctx.request = &req;
+  uint64_t r = 1 + static_cast<uint64_t>(state.thread_index()), variant = 0;
+  FallbackList out;
+  for (auto _ : state) {
+    if (novel)
+      SetPromptVariant(req.prompt_text,
+                       (++variant << 1) | static_cast<uint64_t>(state.thread_index()));
+    ctx.random = (r = r * 6364136223846793005ull + 1442695040888963407ull);
+    out.clear();
+    picker.Pick(ctx, pool.candidates, out);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * req.prompt_text.size()));
+}
+BENCHMARK(BM_PrefixPick432KiBShared)
+    ->ArgsProduct({{8}, {0, 1}})
+    ->ArgNames({"endpoints", "novel"})
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // Flow control on an unsaturated pool: the lock-free admission every request takes.
 void BM_FlowAdmitFastPath(benchmark::State& state) {

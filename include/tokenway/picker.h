@@ -38,8 +38,9 @@ struct PickScores {
 // What a picker tells the request path about its decision, for metrics and traces. Filled only
 // when the caller passes one; pickers that know nothing of a field leave it alone.
 struct PickReport {
-  uint32_t prefix_blocks = 0;    // prompt blocks looked up in the prefix index (0: none)
-  uint32_t prefix_matched = 0;   // of those, blocks the chosen endpoint is estimated to hold
+  uint32_t prefix_blocks =
+      0;  // prompt looked up in the prefix index, in units of block_bytes (0: none)
+  uint32_t prefix_matched = 0;   // of those, the units the chosen endpoint is estimated to hold
   PickScores* scores = nullptr;  // when set (sampled traces), the chosen endpoint's scores
 };
 

@@ -139,7 +139,8 @@ bool InspectMessages(od::value value, InspectedRequest& out, InspectError& e) {
   if (auto err = value.type().get(type)) return Malformed(e, err);
   if (type != od::json_type::array) return WrongType(e, "messages", "an array", type);
   if (auto err = value.get_array().get(messages)) return Malformed(e, err);
-  std::string content;
+  // One message's content text; kept per thread so its capacity is reused across requests.
+  thread_local std::string content;
   for (auto message_result : messages) {
     od::object message;
     if (auto err = message_result.get_object().get(message)) {
@@ -351,33 +352,30 @@ bool RequestInspector::Inspect(Operation op, const char* body, size_t size, size
   return true;
 }
 
-void RewriteForUsage(std::string_view body, const InspectedRequest& req, std::string& out) {
-  out.clear();
-  out.reserve(body.size() + 48);
+BodyInsertion UsageInsertion(std::string_view body, const InspectedRequest& req) {
   if (req.has_stream_options) {
+    // Before the closing brace of "stream_options": the client's keys stay, ours comes last.
     std::string_view so = body.substr(req.stream_options_offset, req.stream_options_length);
-    out.append(body.substr(0, req.stream_options_offset));
-    // `so` is "{...}": keep the client's keys and append ours last.
     size_t close = so.rfind('}');
     std::string_view inner = so.substr(1, close - 1);
     bool empty = inner.find_first_not_of(" \t\r\n") == std::string_view::npos;
-    out.push_back('{');
-    if (!empty) {
-      out.append(inner);
-      out.push_back(',');
-    }
-    out.append("\"include_usage\":true}");
-    out.append(body.substr(req.stream_options_offset + req.stream_options_length));
-    return;
+    return {req.stream_options_offset + close, empty ? std::string_view("\"include_usage\":true")
+                                                     : std::string_view(",\"include_usage\":true")};
   }
+  // Right after the body's opening brace; an object without members ("{}") takes the new member
+  // without a separating comma.
   size_t open = body.find('{');
-  out.append(body.substr(0, open + 1));
-  // An object without members ("{}") takes the new member without a separating comma.
   size_t next = body.find_first_not_of(" \t\r\n", open + 1);
   bool no_members = next == std::string_view::npos || body[next] == '}';
-  out.append(no_members ? "\"stream_options\":{\"include_usage\":true}"
-                        : "\"stream_options\":{\"include_usage\":true},");
-  out.append(body.substr(open + 1));
+  return {open + 1, no_members ? std::string_view("\"stream_options\":{\"include_usage\":true}")
+                               : std::string_view("\"stream_options\":{\"include_usage\":true},")};
+}
+
+void RewriteForUsage(std::string_view body, const InspectedRequest& req, std::string& out) {
+  BodyInsertion ins = UsageInsertion(body, req);
+  out.clear();
+  out.reserve(body.size() + ins.text.size());
+  out.append(body.substr(0, ins.at)).append(ins.text).append(body.substr(ins.at));
 }
 
 }  // namespace tokenway

@@ -2,8 +2,9 @@
 // path decides on (model, stream, usage options, token limits, user, prompt text).
 //
 // The body is parsed with simdjson on-demand directly from the connection's padded read buffer;
-// nothing is re-serialised. Only when a phase must change the body (usage injection) does
-// RewriteForUsage() build a new one. One inspector per worker thread; not thread-safe.
+// nothing is re-serialised. When a phase must change the body (usage injection) it describes the
+// change as one insertion (UsageInsertion) and the body goes out in pieces, still uncopied. One
+// inspector per worker thread; not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -60,9 +61,19 @@ class RequestInspector {
   std::unique_ptr<Impl> impl_;
 };
 
-// Builds in `out` a copy of `body` whose stream_options.include_usage is true. Keys the client
-// set inside stream_options are kept; when include_usage was present with another value, the
-// appended key wins because JSON parsers keep the last duplicate.
+// One insertion into a body: `text` goes before byte `at`.
+struct BodyInsertion {
+  size_t at = 0;
+  std::string_view text;  // a static string
+};
+
+// Where and what to insert into `body` (inspected as `req`, a JSON object) so that its
+// stream_options.include_usage is true. Keys the client set inside stream_options are kept; when
+// include_usage was present with another value, the inserted key wins because JSON parsers keep
+// the last duplicate.
+BodyInsertion UsageInsertion(std::string_view body, const InspectedRequest& req);
+// The body with UsageInsertion applied, as one string (tests and tools; the gateway sends the
+// pieces).
 void RewriteForUsage(std::string_view body, const InspectedRequest& req, std::string& out);
 
 }  // namespace tokenway

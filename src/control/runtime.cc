@@ -49,7 +49,7 @@ std::shared_ptr<PrefixIndex> PoolStateRegistry::Prefix(const std::string& pool,
                      e.config.capacity == config.capacity &&
                      e.config.max_blocks == config.max_blocks;
   if (same_config && e.urls == urls) return e.index;
-  if (same_config) {
+  if (same_config && PrefixIndex::CarryFits(*e.index, static_cast<uint32_t>(urls.size()))) {
     // The endpoint list changed (discovery, a reload): each endpoint that stays keeps what it
     // learned, found by URL.
     std::unordered_map<std::string_view, int32_t> was;
@@ -60,6 +60,8 @@ std::shared_ptr<PrefixIndex> PoolStateRegistry::Prefix(const std::string& pool,
     }
     e.index = std::make_shared<PrefixIndex>(*e.index, carried);
   } else {
+    // Other settings, or a pool whose size moved past a factor 2 from the one the table was
+    // sized for: a fresh table of the right size.
     e.index = std::make_shared<PrefixIndex>(config, static_cast<uint32_t>(urls.size()));
     e.config = config;
   }

@@ -21,6 +21,7 @@
 #include "routing/engine_adapter.h"
 #include "routing/flow_controller.h"
 #include "routing/prefix_index.h"
+#include "tokenway/payload.h"
 #include "tokenway/picker.h"
 
 namespace tokenway {
@@ -76,6 +77,8 @@ struct Runtime {
   std::string models_json;  // body of GET /v1/models
   std::unordered_map<std::string, std::string, StringHash, std::equal_to<>> model_json;
   std::string config_json;  // body of /admin/config
+  // Payload processors of phases 3 and 6 (empty: the body and the response pass unchanged).
+  PayloadChain payload;
   // Tenants, keys and limiter (null when governance is off). Shared with the snapshots built
   // since the last change of the governance section or the keys file.
   std::shared_ptr<const GovernanceSnapshot> governance;
@@ -108,8 +111,9 @@ class PoolStateRegistry {
  public:
   std::shared_ptr<FlowController> Flow(const std::string& pool);
   // The pool's index when the last one was built for the same endpoint URLs (in order) and
-  // settings; for other URLs with the same settings, a new index in which every URL that stays
-  // keeps its learned blocks; for other settings, a new, empty one.
+  // settings; for other URLs with the same settings (and a size within a factor 2 of the one
+  // the table was sized for), a copy in which every URL that stays keeps its learned blocks;
+  // otherwise a new, empty one.
   std::shared_ptr<PrefixIndex> Prefix(const std::string& pool, const PrefixIndexConfig& config,
                                       const std::vector<std::string>& urls);
   std::vector<std::shared_ptr<FlowController>> Flows() const;

@@ -422,6 +422,19 @@ std::string AdminServer::RenderMetrics() const {
     for (auto* w : workers) v += Load(w->usage_unknown[s]);
     if (v) t.Sample("tokenway_requests_without_usage_total", {{"model", models[s]}}, v);
   }
+  t.Family("tokenway_estimated_tokens_total", "counter",
+           "Tokens of successful requests without usage, as estimated by tokenway (input: the "
+           "token estimator on the prompt; output: content events relayed).");
+  for (size_t s = 0; s < models.size(); ++s) {
+    uint64_t in = 0, out = 0;
+    for (auto* w : workers) {
+      in += Load(w->estimated_tokens[s][0]);
+      out += Load(w->estimated_tokens[s][1]);
+    }
+    if (in + out == 0) continue;
+    t.Sample("tokenway_estimated_tokens_total", {{"model", models[s]}, {"type", "input"}}, in);
+    t.Sample("tokenway_estimated_tokens_total", {{"model", models[s]}, {"type", "output"}}, out);
+  }
 
   int64_t in_flight = 0, connections = 0;
   uint64_t retries = 0, injected = 0, connects = 0, reused = 0, no_endpoint = 0, accepted = 0;
@@ -638,6 +651,7 @@ std::string AdminServer::RenderMetrics() const {
   }
 
   RenderTraceMetrics(t, view_.shared ? view_.shared->traces.get() : nullptr);
+  RenderAccessLogMetrics(t, view_.shared ? view_.shared->access_log.get() : nullptr);
   // Autoscaling signals (control/scaling_signals.h), per pool.
   std::vector<PoolScalingSignals> scaling;
   if (view_.scaling) scaling = view_.scaling->Current();

@@ -8,12 +8,13 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cerrno>
-#include <chrono>
+#include <charconv>
 
 #include "common/duration.h"
-#include "common/json_writer.h"
 #include "common/openai_error.h"
 #include "common/scope_exit.h"
+#include "gateway/phases/phases.h"
+#include "gateway/request_path.h"
 #include "gateway/worker.h"
 #include "http/http_text.h"
 
@@ -38,7 +39,8 @@ ClientSession::ClientSession(Worker& worker, tcp::socket socket)
     : worker_(worker),
       socket_(std::move(socket)),
       buffer_(kReadChunk),
-      abort_(std::make_shared<ClientAbortWatch>()) {
+      abort_(std::make_shared<ClientAbortWatch>()),
+      ctx_(worker) {
   abort_->client = &socket_;
   deadline_.Attach(&worker_.sweep(), &socket_);
   worker_.AddSession(this);
@@ -66,7 +68,10 @@ void ClientSession::CloseIfIdle() {
 
 asio::awaitable<void> ClientSession::Run() {
   for (;;) {
-    runtime_ = worker_.runtime();
+    // The snapshot this request runs on, pinned in the worker without touching the shared
+    // pointer's reference count.
+    RuntimePin pin(worker_);
+    runtime_ = pin.get();
     const auto& limits = runtime_->config.limits;
     RequestParser parser(limits.max_header_bytes, limits.max_body_bytes);
     // Lend the parser this connection's header list so it keeps its capacity across requests.
@@ -75,6 +80,7 @@ asio::awaitable<void> ClientSession::Run() {
     ScopeExit give_back([&] { parser.forward_headers.swap(header_scratch_); });
     size_t head_size = 0;
     size_t body_size = 0;
+    head_request_ = false;
     ReadOutcome outcome = co_await ReadRequest(parser, head_size, body_size);
     if (outcome == ReadOutcome::kClosed) break;
     if (outcome == ReadOutcome::kResponded) {
@@ -96,7 +102,7 @@ asio::awaitable<void> ClientSession::Run() {
     }
     co_await Dispatch(parser, body, padding);
     buffer_.consume(head_size + (parser.chunked() ? 0 : body_size));
-    runtime_.reset();
+    runtime_ = nullptr;
     if (!keep_alive_ || worker_.shared().draining.load(std::memory_order_relaxed)) break;
     if (buffer_.empty() && buffer_.capacity() > kBufferKeep) buffer_.ShrinkTo(kReadChunk);
   }
@@ -129,7 +135,8 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
         if (buffer_.size() > limits.max_header_bytes) ec = http::error::header_limit;
       }
       if (ec && ec != http::error::need_more) {
-        co_return co_await RejectUnparsable(ec, "malformed HTTP request: ");
+        head_request_ = parser.method == http::verb::head;
+        co_return co_await RejectUnparsable(ec, parser.reject_reason);
       }
     }
     char* p = buffer_.write_ptr(kReadChunk);
@@ -146,6 +153,7 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
     buffer_.commit(n);
   }
   idle_ = false;
+  head_request_ = parser.method == http::verb::head;
   // 2. The body.
   if (parser.chunked()) {
     parser.eager(true);
@@ -156,8 +164,15 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
         size_t n =
             parser.put(asio::buffer(buffer_.data() + consumed, buffer_.size() - consumed), ec);
         consumed += n;
+        // Chunk data is taken as it arrives, so what stays unparsed is a chunk-size line; one
+        // longer than the extension bound is refused before it is complete.
+        if (ec == http::error::need_more &&
+            buffer_.size() - consumed > RequestParser::kMaxChunkExtension + 64) {
+          parser.reject_reason = "chunk extension longer than 4 KiB";
+          ec = http::error::bad_chunk_extension;
+        }
         if (ec && ec != http::error::need_more) {
-          co_return co_await RejectUnparsable(ec, "malformed chunked body: ");
+          co_return co_await RejectUnparsable(ec, parser.reject_reason);
         }
         if (parser.is_done()) break;
         if (!ec && n > 0) continue;
@@ -180,11 +195,11 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
   auto length = parser.content_length();
   body_size = length ? static_cast<size_t>(*length) : 0;
   if (body_size > limits.max_body_bytes) {  // the parser checks too; belt and braces
-    co_return co_await RejectUnparsable(http::error::body_limit, "");
+    co_return co_await RejectUnparsable(http::error::body_limit, nullptr);
   }
   if (buffer_.size() < head_size + body_size) {
     if (parser.expect_continue) {
-      if (!co_await WriteAll("HTTP/1.1 100 Continue\r\n\r\n")) co_return ReadOutcome::kClosed;
+      if (!co_await Write("HTTP/1.1 100 Continue\r\n\r\n")) co_return ReadOutcome::kClosed;
     }
     buffer_.EnsureCapacityFor(head_size + body_size + kReadChunk);
     deadline_.Arm(MonotonicNanos() + limits.header_timeout.count());
@@ -204,18 +219,27 @@ asio::awaitable<ClientSession::ReadOutcome> ClientSession::ReadRequest(RequestPa
 }
 
 asio::awaitable<ClientSession::ReadOutcome> ClientSession::RejectUnparsable(
-    boost::beast::error_code ec, std::string_view context) {
+    boost::beast::error_code ec, const char* reason) {
   WorkerMetrics& m = worker_.metrics();
   keep_alive_ = false;  // the rest of the stream cannot be trusted to start a new request
+  ctx_.Reset(runtime_, nullptr, nullptr, {}, 0, Operation::kChatCompletions);
+  AssignRequestId(ctx_);
   if (ec == http::error::header_limit) {
     m.Count(ClientError::kHeaderTooLarge);
-    co_await WriteError(431, "request headers are too large", "request_header_fields_too_large");
+    co_await WriteLocalError(431, "request headers are too large",
+                             "request_header_fields_too_large");
   } else if (ec == http::error::body_limit) {
     m.Count(ClientError::kBodyTooLarge);
-    co_await WriteError(413, "request body is too large", "request_too_large");
+    co_await WriteLocalError(413, "request body is too large", "request_too_large");
   } else {
     m.Count(ClientError::kMalformedRequest);
-    co_await WriteError(400, std::string(context) + ec.message(), "malformed_request");
+    std::string message = "malformed HTTP request: ";
+    if (reason) {
+      message.append(reason);
+    } else {
+      message.append(ec.message());
+    }
+    co_await WriteLocalError(400, message, "malformed_request");
   }
   co_return ReadOutcome::kResponded;
 }
@@ -224,60 +248,59 @@ asio::awaitable<void> ClientSession::Dispatch(RequestParser& parser, std::string
                                               size_t padding) {
   std::string_view target = parser.target.in(buffer_.data());
   std::string_view path = PathOf(target);
-  http::verb method = parser.method;
-  auto post_only = [&](Operation op) -> std::optional<Operation> {
-    return method == http::verb::post ? std::optional<Operation>(op) : std::nullopt;
-  };
+  const http::verb method = parser.method;
+  const bool head = method == http::verb::head;
+  WorkerMetrics& m = worker_.metrics();
   std::optional<Operation> op;
-  bool known = true;
   if (path == "/v1/chat/completions") {
-    op = post_only(Operation::kChatCompletions);
+    op = Operation::kChatCompletions;
   } else if (path == "/v1/completions") {
-    op = post_only(Operation::kCompletions);
+    op = Operation::kCompletions;
   } else if (path == "/v1/embeddings") {
-    op = post_only(Operation::kEmbeddings);
-  } else if (path == "/v1/models" || path.substr(0, 11) == "/v1/models/") {
-    if (method != http::verb::get) {
-      co_await WriteError(405, "method not allowed; use GET", "method_not_allowed");
+    op = Operation::kEmbeddings;
+  }
+  ctx_.Reset(runtime_, &parser, buffer_.data(), body, padding,
+             op.value_or(Operation::kChatCompletions));
+  AssignRequestId(ctx_);
+  if (op) {
+    if (method != http::verb::post) {
+      m.Count(ClientError::kMethodNotAllowed);
+      co_await WriteLocalError(405, "method not allowed; use POST", "method_not_allowed", {},
+                               "Allow: POST\r\n");
+      co_return;
+    }
+    co_await ServeInferenceRequest(ctx_, *this);
+    co_return;
+  }
+  if (path == "/v1/models" || path.substr(0, 11) == "/v1/models/") {
+    if (method != http::verb::get && !head) {
+      m.Count(ClientError::kMethodNotAllowed);
+      co_await WriteLocalError(405, "method not allowed; use GET", "method_not_allowed", {},
+                               "Allow: GET, HEAD\r\n");
       co_return;
     }
     if (path == "/v1/models") {
-      co_await WriteJson(200, runtime_->models_json);
+      co_await WriteLocal(200, runtime_->models_json);
       co_return;
     }
     std::string_view id = path.substr(11);
     auto it = runtime_->model_json.find(id);
     if (it == runtime_->model_json.end()) {
-      worker_.metrics().Count(ClientError::kUnknownModel);
-      co_await WriteError(404, "The model '" + std::string(id) + "' does not exist",
-                          "model_not_found", "model");
+      m.Count(ClientError::kUnknownModel);
+      co_await WriteLocalError(404, "The model '" + std::string(id) + "' does not exist",
+                               "model_not_found", "model");
       co_return;
     }
-    co_await WriteJson(200, it->second);
-    co_return;
-  } else {
-    known = false;
-  }
-  if (!known) {
-    worker_.metrics().Count(ClientError::kUnknownPath);
-    record_.Reset();
-    co_await WriteError(404, "unknown path " + std::string(path), "not_found");
+    co_await WriteLocal(200, it->second);
     co_return;
   }
-  if (!op) {
-    co_await WriteError(405, "method not allowed; use POST", "method_not_allowed");
-    co_return;
-  }
-  co_await Proxy(parser, *op, body, padding);
+  m.Count(ClientError::kUnknownPath);
+  co_await WriteLocalError(404, "unknown path " + std::string(path), "not_found");
 }
 
-asio::awaitable<bool> ClientSession::WriteAll(std::string_view a, std::string_view b,
-                                              std::string_view c, std::string_view d) {
-  std::array<asio::const_buffer, 4> bufs = {
-      asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size()),
-      asio::buffer(c.data(), c.size()), asio::buffer(d.data(), d.size())};
+asio::awaitable<bool> ClientSession::Write(std::span<const asio::const_buffer> buffers) {
   deadline_.Arm(MonotonicNanos() + runtime_->config.limits.write_timeout.count());
-  auto [ec, n] = co_await asio::async_write(socket_, bufs, kNoThrow);
+  auto [ec, n] = co_await asio::async_write(socket_, buffers, kNoThrow);
   deadline_.Disarm();
   if (ec) {
     keep_alive_ = false;
@@ -286,32 +309,35 @@ asio::awaitable<bool> ClientSession::WriteAll(std::string_view a, std::string_vi
   co_return true;
 }
 
-asio::awaitable<bool> ClientSession::WriteJson(int status, std::string_view body,
-                                               std::string_view extra_headers) {
+asio::awaitable<bool> ClientSession::WriteLocal(int status, std::string_view body,
+                                                std::string_view extra_headers) {
   out_.clear();
   AppendStatusLine(out_, status);
   out_.append("Content-Type: application/json\r\nContent-Length: ");
-  out_.append(std::to_string(body.size()));
-  out_.append("\r\n");
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, body.size());
+  out_.append(digits, end).append("\r\n");
   out_.append(extra_headers);
-  if (!record_.request_id.empty()) {
-    out_.append("X-Request-Id: ").append(record_.request_id).append("\r\n");
-  }
+  out_.append("X-Request-Id: ").append(ctx_.record.request_id).append("\r\n");
   if (!keep_alive_) out_.append("Connection: close\r\n");
   out_.append("\r\n");
-  co_return co_await WriteAll(out_, body);
+  // A HEAD answer is the head a GET would get, without the body (RFC 9110 section 9.3.2).
+  co_return co_await Write(out_, head_request_ ? std::string_view() : body);
 }
 
-asio::awaitable<bool> ClientSession::WriteError(int status, std::string_view message,
-                                                std::string_view code, std::string_view param) {
-  std::string body;
-  AppendOpenAiError(body, message, ErrorTypeForStatus(status), param, code);
-  std::string_view extra;
-  if (status == 405) extra = "Allow: GET, POST\r\n";
-  co_return co_await WriteJson(status, body, extra);
+asio::awaitable<bool> ClientSession::WriteLocalError(int status, std::string_view message,
+                                                     std::string_view code, std::string_view param,
+                                                     std::string_view extra_headers) {
+  error_body_.clear();
+  AppendOpenAiError(error_body_, message, ErrorTypeForStatus(status), param, code);
+  co_return co_await WriteLocal(status, error_body_, extra_headers);
 }
 
-void ClientSession::StartAbortWatch(tcp::socket* upstream, asio::steady_timer* queue_timer) {
+asio::awaitable<bool> ClientSession::Respond(const LocalReply& reply, std::string_view request_id) {
+  co_return co_await WriteLocal(reply.status, reply.body, reply.headers);
+}
+
+void ClientSession::WatchClient(tcp::socket* upstream, asio::steady_timer* queue_timer) {
   ClientAbortWatch& w = *abort_;
   w.fired = false;
   w.upstream = upstream;
@@ -336,59 +362,9 @@ void ClientSession::StartAbortWatch(tcp::socket* upstream, asio::steady_timer* q
   });
 }
 
-void ClientSession::StopAbortWatch() {
+void ClientSession::StopWatching() {
   abort_->upstream = nullptr;
   abort_->queue_timer = nullptr;
-}
-
-void ClientSession::FinishFlowRelease() {
-  if (!flow_release_) return;
-  const Pool* pool = std::exchange(flow_release_, nullptr);
-  pool->flow->DispatchDone(pool->flow_view(), MonotonicNanos());
-}
-
-void ClientSession::ChooseRequestId(const RequestParser& parser) {
-  std::string_view given = parser.request_id.in(buffer_.data());
-  bool usable = !given.empty() && given.size() <= 128;
-  for (char c : given) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
-          c == ':')) {
-      usable = false;
-      break;
-    }
-  }
-  if (usable) {
-    record_.request_id.assign(given);
-    return;
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t r = worker_.NextRandom();
-  record_.request_id.resize(16);
-  for (int i = 0; i < 16; ++i) {
-    record_.request_id[i] = kHex[r & 0xF];
-    r >>= 4;
-  }
-}
-
-void ClientSession::Observe(RequestRecord& rec) {
-  int64_t end = MonotonicNanos();
-  double seconds = static_cast<double>(end - rec.start_ns) / 1e9;
-  RequestSample sample;
-  sample.model_slot = rec.model_slot;
-  sample.pool_slot = rec.pool_slot;
-  sample.endpoint_slot = rec.endpoint_slot;
-  sample.operation = static_cast<uint8_t>(inspected_.operation);
-  sample.status = rec.status;
-  sample.stream = rec.stream;
-  sample.seconds = seconds;
-  if (rec.first_byte_ns)
-    sample.first_byte = static_cast<double>(rec.first_byte_ns - rec.start_ns) / 1e9;
-  sample.prompt_tokens = rec.usage.prompt_tokens;
-  sample.completion_tokens = rec.usage.completion_tokens;
-  sample.cached_tokens = rec.usage.cached_tokens;
-  worker_.metrics().CountRequest(sample);
-  if (rec.trace.sampled()) ExportSpan(rec, end);
-  WriteAccessLog(rec, seconds);
 }
 
 }  // namespace tokenway

@@ -54,8 +54,31 @@ void Worker::Start(std::shared_ptr<const Runtime> runtime) {
 }
 
 void Worker::Publish(std::shared_ptr<const Runtime> runtime) {
-  asio::post(*ioc_,
-             [this, runtime = std::move(runtime)]() mutable { runtime_ = std::move(runtime); });
+  asio::post(*ioc_, [this, runtime = std::move(runtime)]() mutable {
+    if (current_pins_ > 0) retired_.push_back({std::move(runtime_), current_pins_});
+    current_pins_ = 0;
+    runtime_ = std::move(runtime);
+  });
+}
+
+const Runtime* Worker::PinRuntime() {
+  ++current_pins_;
+  return runtime_.get();
+}
+
+void Worker::UnpinRuntime(const Runtime* runtime) {
+  if (runtime == runtime_.get()) {
+    --current_pins_;
+    return;
+  }
+  for (size_t i = 0; i < retired_.size(); ++i) {
+    if (retired_[i].runtime.get() != runtime) continue;
+    if (--retired_[i].requests == 0) {
+      retired_[i] = std::move(retired_.back());
+      retired_.pop_back();
+    }
+    return;
+  }
 }
 
 void Worker::BeginDrain() {

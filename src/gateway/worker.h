@@ -56,6 +56,10 @@ class Worker {
   uint32_t id() const { return id_; }
   boost::asio::io_context& io() { return *ioc_; }
   const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
+  // Pins the current snapshot for a request (see RuntimePin): a plain per-worker count, no
+  // atomic on a control block that every worker shares.
+  const Runtime* PinRuntime();
+  void UnpinRuntime(const Runtime* runtime);
   GatewayShared& shared() { return shared_; }
   WorkerMetrics& metrics() { return metrics_; }
   DeadlineSweep& sweep() { return sweep_; }
@@ -80,6 +84,14 @@ class Worker {
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   std::optional<boost::asio::steady_timer> tick_timer_;
   std::shared_ptr<const Runtime> runtime_;
+  // Requests running on each snapshot this worker has served: the current one, and retired ones
+  // that still have requests (dropped when their last request ends). Worker thread only.
+  struct Pinned {
+    std::shared_ptr<const Runtime> runtime;
+    uint32_t requests = 0;
+  };
+  uint32_t current_pins_ = 0;
+  std::vector<Pinned> retired_;
   DeadlineSweep sweep_;
   UpstreamPool upstreams_;
   RequestInspector inspector_;
@@ -89,6 +101,20 @@ class Worker {
   std::vector<ClientSession*> sessions_;
   std::thread thread_;
   bool draining_ = false;
+};
+
+// A request's hold on the snapshot it started with, for as long as it runs. Worker thread.
+class RuntimePin {
+ public:
+  explicit RuntimePin(Worker& worker) : worker_(worker), runtime_(worker.PinRuntime()) {}
+  ~RuntimePin() { worker_.UnpinRuntime(runtime_); }
+  RuntimePin(const RuntimePin&) = delete;
+  RuntimePin& operator=(const RuntimePin&) = delete;
+  const Runtime* get() const { return runtime_; }
+
+ private:
+  Worker& worker_;
+  const Runtime* runtime_;
 };
 
 }  // namespace tokenway

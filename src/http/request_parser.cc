@@ -47,9 +47,14 @@ void RequestParser::on_field_impl(http::field name, boost::beast::string_view na
     case http::field::proxy_connection:
     case http::field::te:
     case http::field::trailer:
-    case http::field::transfer_encoding:
     case http::field::upgrade:
+      return;
     case http::field::host:
+      if (host_count < 255) ++host_count;
+      return;
+    case http::field::transfer_encoding:
+      has_transfer_encoding = true;
+      return;
     case http::field::content_length:
       return;
     default:
@@ -67,6 +72,28 @@ void RequestParser::on_field_impl(http::field name, boost::beast::string_view na
   }
   if (EqualsIgnoreCase(n, "tracestate") && tracestate_count < 255) ++tracestate_count;
   forward_headers.push_back({SliceOf(name_string), SliceOf(value)});
+}
+
+void RequestParser::on_header_impl(boost::beast::error_code& ec) {
+  // RFC 9112 section 3.2: a server must answer 400 to an HTTP/1.1 request without Host or with
+  // more than one. Section 6.1: Transfer-Encoding is HTTP/1.1; a 1.0 message that carries it is
+  // faulty framing and must close the connection.
+  if (version >= 11 && host_count == 0) {
+    reject_reason = "HTTP/1.1 request without a Host header";
+  } else if (host_count > 1) {
+    reject_reason = "request with more than one Host header";
+  } else if (version < 11 && has_transfer_encoding) {
+    reject_reason = "Transfer-Encoding in an HTTP/1.0 request";
+  }
+  if (reject_reason) ec = http::error::bad_field;
+}
+
+void RequestParser::on_chunk_header_impl(std::uint64_t, boost::beast::string_view extensions,
+                                         boost::beast::error_code& ec) {
+  if (extensions.size() > kMaxChunkExtension) {
+    reject_reason = "chunk extension longer than 4 KiB";
+    ec = http::error::bad_chunk_extension;
+  }
 }
 
 std::size_t RequestParser::on_body_impl(boost::beast::string_view body, boost::beast::error_code&) {

@@ -29,6 +29,10 @@ struct HeaderSlice {
 
 class RequestParser final : public boost::beast::http::basic_parser<true> {
  public:
+  // Longest chunk extension accepted in a chunked request body (RFC 9112 sets no bound; a
+  // server must set one).
+  static constexpr size_t kMaxChunkExtension = 4096;
+
   RequestParser(uint32_t header_limit, uint64_t body_limit);
 
   // Sets where the message starts in the caller's buffer and how many bytes the buffer holds;
@@ -50,6 +54,12 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   uint8_t traceparent_count = 0;  // more than one: invalid, ignored
   uint8_t tracestate_count = 0;
   bool expect_continue = false;
+  uint8_t host_count = 0;
+  bool has_transfer_encoding = false;
+  // Why the parser refused the request when the reason is tokenway's own rule rather than HTTP
+  // syntax (missing or duplicate Host, Transfer-Encoding on HTTP/1.0, a long chunk extension);
+  // null otherwise. A static string.
+  const char* reject_reason = nullptr;
   // Headers that are passed to the upstream unchanged (end-to-end headers).
   std::vector<HeaderSlice> forward_headers;
   // De-chunked body, for requests sent with Transfer-Encoding: chunked.
@@ -74,12 +84,12 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   void on_response_impl(int, boost::beast::string_view, int, boost::beast::error_code&) override {}
   void on_field_impl(boost::beast::http::field name, boost::beast::string_view name_string,
                      boost::beast::string_view value, boost::beast::error_code& ec) override;
-  void on_header_impl(boost::beast::error_code&) override {}
+  void on_header_impl(boost::beast::error_code& ec) override;
   void on_body_init_impl(const boost::optional<std::uint64_t>&,
                          boost::beast::error_code&) override {}
   std::size_t on_body_impl(boost::beast::string_view body, boost::beast::error_code&) override;
-  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view,
-                            boost::beast::error_code&) override {}
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view extensions,
+                            boost::beast::error_code& ec) override;
   std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
                                  boost::beast::error_code&) override;
   void on_finish_impl(boost::beast::error_code&) override {}

@@ -6,8 +6,10 @@ namespace tokenway {
 
 namespace http = boost::beast::http;
 
-ResponseParser::ResponseParser(uint32_t header_limit, uint64_t body_limit, std::string* sink)
-    : sink_(sink) {
+ResponseParser::ResponseParser(uint32_t header_limit, uint64_t body_limit, std::string* sink,
+                               std::string content_type_storage)
+    : content_type(std::move(content_type_storage)), sink_(sink) {
+  content_type.clear();
   this->header_limit(header_limit);
   this->body_limit(body_limit);
   this->eager(false);  // stop after the head; the caller switches to eager for the body

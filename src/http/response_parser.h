@@ -13,7 +13,10 @@ namespace tokenway {
 
 class ResponseParser final : public boost::beast::http::basic_parser<false> {
  public:
-  ResponseParser(uint32_t header_limit, uint64_t body_limit, std::string* sink);
+  // `content_type_storage`: a string whose capacity the Content-Type value may reuse (a caller
+  // that parses many responses hands back the previous parser's `content_type`).
+  ResponseParser(uint32_t header_limit, uint64_t body_limit, std::string* sink,
+                 std::string content_type_storage = {});
 
   // Where de-framed body bytes go from now on (e.g. switched to the event splitter once the
   // head says the body is an event stream).

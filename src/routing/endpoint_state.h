@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -62,12 +63,28 @@ struct EngineSignals {
 // The hash under which EngineSignals keeps a LoRA adapter name.
 uint64_t LoraNameHash(std::string_view name);
 
+// Laid out by who writes what: the counters every worker writes per request sit on their own
+// cache lines, apart from the health verdict and capacity every pick reads, so a dispatch on one
+// core does not invalidate the line another core's pick is reading.
+inline constexpr size_t kCacheLine = 64;
+
 struct EndpointState {
   explicit EndpointState(std::string url_in) : url(std::move(url_in)) {}
 
   const std::string url;
 
-  std::atomic<int32_t> in_flight{0};
+  // --- read by every pick; written rarely (health checks, ejections, a new Runtime) ---
+  std::atomic<bool> healthy{true};           // active health check verdict
+  std::atomic<int64_t> ejected_until_ns{0};  // passive outlier ejection (monotonic clock)
+  // Relative capacity (pools[].endpoints[].capacity, or its accelerator's): how much work this
+  // endpoint takes compared with its peers, read by the `capacity` scorer. Written by the control
+  // thread when it builds a Runtime. It lives here rather than in the Runtime because scorers see
+  // only EndpointState; the config loader rejects a URL listed with two capacities, so one value
+  // holds for every pool that names it.
+  std::atomic<double> capacity{1.0};
+
+  // --- written by every worker at dispatch and completion ---
+  alignas(kCacheLine) std::atomic<int32_t> in_flight{0};
   // Requests sent here since the engine's last scrape: the engine has not counted them yet, so
   // flow control adds them to its waiting count (reset by each published scrape).
   std::atomic<int32_t> sent_since_scrape{0};
@@ -76,22 +93,18 @@ struct EndpointState {
   // workers at dispatch and completion; read by the outstanding-tokens scorer.
   std::atomic<int64_t> prefill_tokens{0};
   std::atomic<int64_t> decode_tokens{0};
-  std::atomic<bool> healthy{true};           // active health check verdict
-  std::atomic<int64_t> ejected_until_ns{0};  // passive outlier ejection (monotonic clock)
-  std::atomic<uint32_t> consecutive_failures{0};
+  std::atomic<uint64_t> requests_total{0};
+
+  // --- outcome feedback: written on failures and after a failure run ---
+  alignas(kCacheLine) std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<uint32_t> consecutive_ejections{0};  // drives the exponential back-off
   std::atomic<uint64_t> ejections_total{0};
-  std::atomic<uint64_t> requests_total{0};
   std::atomic<uint64_t> failures_total{0};
   std::atomic<uint32_t> health_failures{0};   // control thread only
   std::atomic<uint32_t> health_successes{0};  // control thread only
-  // Relative capacity (pools[].endpoints[].capacity, or its accelerator's): how much work this
-  // endpoint takes compared with its peers, read by the `capacity` scorer. Written by the control
-  // thread when it builds a Runtime. It lives here rather than in the Runtime because scorers see
-  // only EndpointState; the config loader rejects a URL listed with two capacities, so one value
-  // holds for every pool that names it.
-  std::atomic<double> capacity{1.0};
-  EngineSignals engine;
+
+  // --- the engine's view: written by the scraper on the control thread, read by scorers ---
+  alignas(kCacheLine) EngineSignals engine;
 
   // May a new request be sent here? Called by pickers' callers on worker threads.
   bool Eligible(int64_t now_ns) const {

@@ -35,10 +35,9 @@ bool FlowController::HasRoom(const FlowView& view, int64_t now_ns) {
   return false;
 }
 
-FlowController::Admission FlowController::Admit(const FlowView& view, int32_t priority,
-                                                uint64_t flow,
-                                                const std::shared_ptr<FlowWaiter>& waiter,
-                                                int64_t now_ns) {
+FlowController::Admission FlowController::Admit(
+    const FlowView& view, int32_t priority, uint64_t flow,
+    const std::function<std::shared_ptr<FlowWaiter>()>& make_waiter, int64_t now_ns) {
   if (queued_.load(std::memory_order_acquire) == 0 && !releasing_.load(std::memory_order_acquire) &&
       HasRoom(view, now_ns)) {
     counters_.dispatched_direct.fetch_add(1, std::memory_order_relaxed);
@@ -65,6 +64,7 @@ FlowController::Admission FlowController::Admit(const FlowView& view, int32_t pr
     counters_.queue_full.fetch_add(1, std::memory_order_relaxed);
     return Admission::kQueueFull;
   }
+  std::shared_ptr<FlowWaiter> waiter = make_waiter();
   Flow& f = band.flows[flow];
   if (f.waiters.empty()) band.turn.push_back(flow);
   f.waiters.push_back(waiter);

@@ -28,6 +28,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -83,8 +84,15 @@ class FlowController {
   // is eligible at all, so the caller fails fast instead of queueing). kQueued: the controller
   // holds `waiter` until it calls Wake(); the caller then, or on TTL/abort, calls Settle().
   // kShed: sheddable and it cannot go at once (429). kQueueFull: its band is full (503).
+  // `make_waiter` is called only when the request must queue, so a request that goes at once
+  // allocates nothing.
   Admission Admit(const FlowView& view, int32_t priority, uint64_t flow,
-                  const std::shared_ptr<FlowWaiter>& waiter, int64_t now_ns);
+                  const std::function<std::shared_ptr<FlowWaiter>()>& make_waiter, int64_t now_ns);
+  Admission Admit(const FlowView& view, int32_t priority, uint64_t flow,
+                  const std::shared_ptr<FlowWaiter>& waiter, int64_t now_ns) {
+    return Admit(
+        view, priority, flow, [&waiter] { return waiter; }, now_ns);
+  }
 
   // Ends a wait (worker thread). kReleased: the waiter was released (maybe just now, racing
   // with its TTL): dispatch it and call DispatchDone(). kRemoved: it was still queued and has

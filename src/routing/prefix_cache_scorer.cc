@@ -6,14 +6,19 @@ namespace tokenway {
 
 void PrefixCacheScorer::Score(const ScoringContext& ctx, std::span<const PickCandidate> candidates,
                               std::span<double> scores) const {
-  size_t total = ctx.prefix_blocks.size();
+  const auto total = static_cast<uint32_t>(ctx.prefix_blocks.size());
+  if (total == 0 || !ctx.prefix_index) {
+    for (double& s : scores) s = 0;
+    return;
+  }
+  // One walk over the blocks for the whole pool; endpoints not in the match hold nothing.
+  const PrefixMatch match = ctx.prefix_index->MatchAll(ctx.prefix_blocks);
+  const uint32_t block_bytes = ctx.prefix_index->config().block_bytes;
+  const auto all = static_cast<double>(PrefixIndex::CoveredBytes(block_bytes, total));
   for (size_t i = 0; i < candidates.size(); ++i) {
-    if (total == 0 || !ctx.prefix_index) {
-      scores[i] = 0;
-      continue;
-    }
-    uint32_t matched = ctx.prefix_index->Match(candidates[i].index, ctx.prefix_blocks);
-    scores[i] = static_cast<double>(matched) / static_cast<double>(total);
+    uint32_t matched = match.count ? match.BlocksOf(candidates[i].index) : 0;
+    scores[i] =
+        matched ? static_cast<double>(PrefixIndex::CoveredBytes(block_bytes, matched)) / all : 0;
   }
 }
 

@@ -1,6 +1,8 @@
-// PrefixCacheScorer: the fraction of the prompt's leading blocks the endpoint
+// PrefixCacheScorer: the share of the prompt's bytes, in whole leading blocks, that the endpoint
 // probably holds in its KV cache (routing/prefix_index.h). The SchedulerPicker hashes the prompt
-// once per pick and teaches the chosen endpoint the request's blocks.
+// once per pick and teaches the chosen endpoint the request's blocks; this scorer looks the
+// blocks up once for the whole pool (PrefixIndex::MatchAll), not once per candidate. Worker
+// threads; no lock, no allocation.
 #pragma once
 
 #include "routing/scorer.h"

@@ -158,11 +158,19 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
     if (!taken) out.push_back(all[i].index);
   }
   if (prefix_index_ && !s.blocks.empty()) {
+    // Learning also tells how many leading blocks the endpoint already held: no second walk.
+    uint32_t held = prefix_index_->Insert(candidates[first].index, s.blocks, sc.now_ns);
     if (ctx.report) {
-      ctx.report->prefix_blocks = static_cast<uint32_t>(s.blocks.size());
-      ctx.report->prefix_matched = prefix_index_->Match(candidates[first].index, s.blocks);
+      // In units of block_bytes, so the hit/miss counts weigh the prompt's bytes, not its
+      // blocks (later blocks are longer).
+      const uint32_t bb = prefix_index_->config().block_bytes;
+      auto units = [bb](uint32_t blocks) {
+        return static_cast<uint32_t>(
+            std::min<uint64_t>(PrefixIndex::CoveredBytes(bb, blocks) / bb, UINT32_MAX));
+      };
+      ctx.report->prefix_blocks = units(static_cast<uint32_t>(s.blocks.size()));
+      ctx.report->prefix_matched = units(held);
     }
-    prefix_index_->Insert(candidates[first].index, s.blocks);
   }
 }
 

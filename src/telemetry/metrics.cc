@@ -83,7 +83,27 @@ void WorkerMetrics::CountRequest(uint16_t model_slot, int status, double seconds
   duration[model_slot].Observe(seconds);
 }
 
-void WorkerMetrics::CountRequest(const RequestSample& r) {
+void WorkerMetrics::CountRequest(const RequestSample& sample) {
+  RequestSample r = sample;
+  if (r.usage_estimated) {
+    // Not the model server's report: the estimate is counted apart (and feeds the pool's
+    // throughput signals); every usage family sees a request without usage.
+    if (r.status >= 200 && r.status < 300) {
+      auto& e = estimated_tokens[r.model_slot];
+      if (r.prompt_tokens > 0) e[0].fetch_add(r.prompt_tokens, std::memory_order_relaxed);
+      if (r.completion_tokens > 0) e[1].fetch_add(r.completion_tokens, std::memory_order_relaxed);
+      if (r.pool_slot != kNoSlot) {
+        PoolFamilies& p = pools[r.pool_slot];
+        if (r.prompt_tokens > 0) {
+          p.input_tokens.fetch_add(r.prompt_tokens, std::memory_order_relaxed);
+        }
+        if (r.completion_tokens > 0) {
+          p.output_tokens.fetch_add(r.completion_tokens, std::memory_order_relaxed);
+        }
+      }
+    }
+    r.prompt_tokens = r.completion_tokens = r.cached_tokens = -1;
+  }
   CountRequest(r.model_slot, r.status, r.seconds);
   if (r.first_byte >= 0) time_to_first_byte[r.model_slot].Observe(r.first_byte);
   const bool ok = r.status >= 200 && r.status < 300;
@@ -189,6 +209,10 @@ std::string_view ClientErrorName(ClientError e) {
       return "connection_limit";
     case ClientError::kInvalidHeader:
       return "invalid_header";
+    case ClientError::kMethodNotAllowed:
+      return "method_not_allowed";
+    case ClientError::kPayloadRejected:
+      return "payload_rejected";
     case ClientError::kCount:
       break;
   }

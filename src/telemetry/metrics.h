@@ -120,6 +120,8 @@ enum class ClientError : uint8_t {
   kDisconnected,  // client went away before the response finished
   kConnectionLimit,
   kInvalidHeader,  // a header tokenway interprets has an unusable value
+  kMethodNotAllowed,
+  kPayloadRejected,  // a request processor refused the request
   kCount
 };
 std::string_view ClientErrorName(ClientError e);
@@ -137,6 +139,9 @@ struct RequestSample {
   int64_t prompt_tokens = -1;
   int64_t completion_tokens = -1;
   int64_t cached_tokens = -1;
+  // The tokens above are tokenway's estimate (the response carried no usage), not the model
+  // server's report: counted as a request without usage and in the estimated-token family only.
+  bool usage_estimated = false;
 };
 
 struct WorkerMetrics {
@@ -152,6 +157,8 @@ struct WorkerMetrics {
   std::array<std::atomic<uint64_t>, kMaxModelSlots> completion_tokens{};
   std::array<std::atomic<uint64_t>, kMaxModelSlots> cached_tokens{};
   std::array<std::atomic<uint64_t>, kMaxModelSlots> usage_unknown{};
+  // Estimated input and output tokens of successful requests without usage.
+  std::array<std::array<std::atomic<uint64_t>, 2>, kMaxModelSlots> estimated_tokens{};
 
   // GenAI semantic-convention families, by model and operation.
   struct GenAi {

@@ -362,8 +362,8 @@ TEST_F(RewriteTest, OverridesIncludeUsageFalse) {
 
 TEST_F(RewriteTest, EmptyStreamOptions) {
   std::string out = Rewrite(R"({"model":"m","stream":true,"stream_options":{ },"messages":[]})");
-  EXPECT_EQ(out,
-            R"({"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
+  EXPECT_EQ(
+      out, R"({"model":"m","stream":true,"stream_options":{ "include_usage":true},"messages":[]})");
 }
 
 TEST_F(RewriteTest, NestedBracesInsideStreamOptions) {

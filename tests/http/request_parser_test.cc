@@ -172,7 +172,8 @@ TEST(RequestParserTest, KeepAliveRules) {
 
 TEST(RequestParserTest, ExpectContinue) {
   std::string req =
-      "POST /v1/completions HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: "
+      "5\r\n\r\n";
   RequestParser p(8192, 1 << 20);
   ASSERT_TRUE(ParseHead(p, req).header_done);
   EXPECT_TRUE(p.expect_continue);
@@ -206,7 +207,7 @@ TEST(RequestParserTest, ChunkedBodyIsDechunkedAtEverySplit) {
 // trailer replaced the head's, and trailer slices pointed past the head in the buffer).
 TEST(RequestParserTest, TrailerFieldsAreNotHeadFields) {
   std::string head =
-      "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
       "Authorization: Bearer head\r\n\r\n";
   std::string req = head +
                     "2\r\n{}\r\n0\r\nAuthorization: Bearer trailer\r\n"
@@ -226,8 +227,9 @@ TEST(RequestParserTest, TrailerFieldsAreNotHeadFields) {
 // buffer of its own, so its slice pointed outside the request buffer and the gateway would have
 // forwarded arbitrary memory. Folded values are now rejected as RFC 9112 allows.
 TEST(RequestParserTest, ObsFoldIsRejected) {
-  for (const char* folded : {"GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n",
-                             "GET / HTTP/1.1\r\nAuthorization: Bearer\r\n\tsk\r\n\r\n"}) {
+  for (const char* folded :
+       {"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\r\n\tsk\r\n\r\n"}) {
     std::string req = folded;
     RequestParser p(8192, 1 << 20);
     Parsed r = ParseHead(p, req);
@@ -238,7 +240,7 @@ TEST(RequestParserTest, ObsFoldIsRejected) {
 
 // A fold before any value text is only leading whitespace: Beast keeps that value in place.
 TEST(RequestParserTest, FoldBeforeTheValueIsWhitespace) {
-  std::string req = "GET / HTTP/1.1\r\nX-A:\r\n b\r\nX-B: c\r\n\r\n";
+  std::string req = "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n b\r\nX-B: c\r\n\r\n";
   RequestParser p(8192, 1 << 20);
   Parsed r = ParseHead(p, req);
   ASSERT_TRUE(r.header_done) << r.ec.message();
@@ -248,7 +250,7 @@ TEST(RequestParserTest, FoldBeforeTheValueIsWhitespace) {
 }
 
 TEST(RequestParserTest, EmptyHeaderValueIsForwarded) {
-  std::string req = "GET / HTTP/1.1\r\nX-Empty:\r\nX-Ws:   \r\n\r\n";
+  std::string req = "GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Ws:   \r\n\r\n";
   RequestParser p(8192, 1 << 20);
   Parsed r = ParseHead(p, req);
   ASSERT_TRUE(r.header_done) << r.ec.message();
@@ -259,7 +261,8 @@ TEST(RequestParserTest, EmptyHeaderValueIsForwarded) {
 }
 
 TEST(RequestParserTest, MalformedChunkedBody) {
-  std::string req = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n";
+  std::string req =
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n";
   RequestParser p(8192, 1 << 20);
   Parsed r = ParseHead(p, req);
   ASSERT_TRUE(r.header_done);
@@ -269,7 +272,7 @@ TEST(RequestParserTest, MalformedChunkedBody) {
 }
 
 TEST(RequestParserTest, HeaderLimit) {
-  std::string req = "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n";
+  std::string req = "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n";
   RequestParser p(1024, 1 << 20);
   Parsed r = ParseHead(p, req);
   EXPECT_FALSE(r.header_done);
@@ -277,14 +280,14 @@ TEST(RequestParserTest, HeaderLimit) {
 }
 
 TEST(RequestParserTest, BodyLimitFromContentLength) {
-  std::string req = "POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
+  std::string req = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n";
   RequestParser p(8192, 4096);
   Parsed r = ParseHead(p, req);
   EXPECT_EQ(r.ec, http::error::body_limit) << r.ec.message();
 }
 
 TEST(RequestParserTest, BodyLimitOnChunkedBody) {
-  std::string req = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n" +
+  std::string req = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n" +
                     std::string(4096, 'x') + "\r\n0\r\n\r\n";
   RequestParser p(8192, 1024);
   Parsed r = ParseHead(p, req);
@@ -296,9 +299,9 @@ TEST(RequestParserTest, BodyLimitOnChunkedBody) {
 TEST(RequestParserTest, MalformedRequestLines) {
   for (const char* bad :
        {"GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/2.5\r\n\r\n", "GET / FTP/1.1\r\n\r\n",
-        "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-        "GET / HTTP/1.1\r\nX: a\r\nContent-Length: x\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\nContent-Length: x\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "\x01\x02\x03\r\n\r\n"}) {
     std::string req = bad;
     RequestParser p(8192, 1 << 20);

@@ -1,5 +1,6 @@
 tw_integration_test(gateway_proxy SCRIPT tests/integration/test_gateway_proxy.py)
 tw_integration_test(gateway_errors SCRIPT tests/integration/test_gateway_errors.py)
+tw_integration_test(gateway_http SCRIPT tests/integration/test_gateway_http.py)
 tw_integration_test(gateway_resilience SCRIPT tests/integration/test_gateway_resilience.py)
 tw_integration_test(gateway_lifecycle SCRIPT tests/integration/test_gateway_lifecycle.py)
 tw_integration_test(gateway_openai_sdk SCRIPT tests/integration/test_gateway_openai_sdk.py)

@@ -219,7 +219,7 @@ class OutstandingTokensTest(unittest.TestCase):
             routing = "    scheduler:\n      scorers: [{name: outstanding-tokens, weight: 1}]"
             with Gateway(pool_yaml(sim.urls, routing)) as gw:
                 import threading
-                long_prompt = "x" * 40000  # about 10k tokens by the gateway's estimate
+                long_prompt = "word " * 10000  # 10k tokens by the shared token estimator
                 big = threading.Thread(target=post_json, args=(
                     gw.base + "/v1/chat/completions", chat_body(MODEL, long_prompt,
                                                                 max_tokens=300)), daemon=True)

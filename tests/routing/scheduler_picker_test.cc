@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <map>
+#include <new>
 #include <random>
 #include <set>
 #include <vector>
@@ -12,6 +15,23 @@
 #include "common/duration.h"
 #include "common/request_inspector.h"
 #include "routing/endpoint_state.h"
+
+// Counts heap allocations so a test can check that steady-state picks make none.
+namespace {
+std::atomic<uint64_t> g_allocations{0};
+}  // namespace
+
+void* operator new(size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
 
 namespace tokenway {
 namespace {
@@ -222,6 +242,71 @@ TEST(SchedulerPickerTest, PrefixAffinityKeepsGroupsOnOneEndpoint) {
   for (auto& [group, eps] : endpoints_of_group) EXPECT_EQ(eps.size(), 1u) << group;
   EXPECT_GE(load.size(), 3u);
   EXPECT_GT(picker.prefix_index()->Size(0) + picker.prefix_index()->Size(1), 0u);
+}
+
+TEST(SchedulerPickerTest, PrefixReportCountsBlockBytesUnitsHeldByTheChosenEndpoint) {
+  FakePool pool(3);
+  SchedulerPicker picker(Config({{"prefix-cache", 1}}), 3, kStale);
+  InspectedRequest req;
+  req.model = "m";
+  req.prompt_text = std::string(3072 + 100, 'z');  // 40 full blocks (3 KiB) and a partial one
+  PickContext ctx;
+  PickReport report;
+  ctx.request = &req;
+  ctx.report = &report;
+  FallbackList out;
+  picker.Pick(ctx, pool.candidates(), out);
+  EXPECT_EQ(report.prefix_blocks, 48u);  // 3,072 bytes in 64-byte units
+  EXPECT_EQ(report.prefix_matched, 0u);  // nobody held it yet
+  const uint32_t first = out[0];
+  for (int i = 0; i < 5; ++i) {
+    ctx.random = static_cast<uint64_t>(i) * 7919;
+    out.clear();
+    picker.Pick(ctx, pool.candidates(), out);
+    EXPECT_EQ(out[0], first);  // the endpoint that learnt the prompt wins it again
+    EXPECT_EQ(report.prefix_matched, 48u);
+  }
+  req.prompt_text[2200] = 'y';  // in block 33 ([2176, 2304)): blocks 0-32 still match
+  out.clear();
+  picker.Pick(ctx, pool.candidates(), out);
+  EXPECT_EQ(out[0], first);
+  EXPECT_EQ(report.prefix_matched, 32u + 2u);  // 2 KiB + one 128-byte block
+}
+
+}  // namespace
+}  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(SchedulerPickerTest, LongPromptPicksDoNotAllocateInSteadyState) {
+  // GIE's default mix on a 432 KiB prompt: hashing into the thread's scratch vector, one walk
+  // of the pool's prefix index, learning the blocks. After the first pick sized the scratch,
+  // picks of new and repeated prompts allocate nothing.
+  FakePool pool(8);
+  SchedulerConfig c;
+  ASSERT_TRUE(ExpandSchedulerPreset("gie-default", c));
+  c.enabled = true;
+  SchedulerPicker picker(c, 8, kStale);
+  InspectedRequest req;
+  req.model = "m";
+  req.prompt_text.assign(432 * 1024, 'p');
+  PickContext ctx;
+  PickReport report;
+  ctx.request = &req;
+  ctx.report = &report;
+  FallbackList out;
+  picker.Pick(ctx, pool.candidates(), out);
+  const uint64_t before = g_allocations.load();
+  for (int i = 0; i < 20; ++i) {
+    req.prompt_text[static_cast<size_t>(i % 4) * 8192] = static_cast<char>('a' + i);
+    ctx.random = static_cast<uint64_t>(i);
+    out.clear();
+    picker.Pick(ctx, pool.candidates(), out);
+    ASSERT_GT(out.size(), 0u);
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(report.prefix_blocks, 432u * 1024 / 64);
 }
 
 }  // namespace

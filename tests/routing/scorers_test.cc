@@ -160,6 +160,24 @@ TEST(PrefixCacheScorerTest, MatchedFraction) {
   EXPECT_EQ(pool.Score(PrefixCacheScorer(), ctx), (std::vector<double>{0, 0, 0}));
 }
 
+TEST(PrefixCacheScorerTest, LaterLongerBlocksWeighByTheirBytes) {
+  // 40 blocks: 32 of 64 bytes, then 8 of 128. Holding the first 32 is 2 KiB of 3 KiB.
+  FakePool pool({{}, {}, {}});
+  PrefixIndex index({64, 1000, 8192}, 3);
+  std::vector<uint64_t> blocks;
+  PrefixIndex::HashBlocks("m", std::string(3072, 'q'), 64, 8192, blocks);
+  ASSERT_EQ(blocks.size(), 40u);
+  index.Insert(0, std::span<const uint64_t>(blocks).first(32));
+  index.Insert(2, blocks);
+  ScoringContext ctx;
+  ctx.prefix_blocks = blocks;
+  ctx.prefix_index = &index;
+  auto s = pool.Score(PrefixCacheScorer(), ctx);
+  EXPECT_NEAR(s[0], 2048.0 / 3072.0, 1e-12);
+  EXPECT_EQ(s[1], 0.0);
+  EXPECT_EQ(s[2], 1.0);
+}
+
 TEST(SessionAffinityScorerTest, OneEndpointPerUserStableAndSpread) {
   FakePool pool({{}, {}, {}, {}});
   std::map<size_t, int> owners;

@@ -5,7 +5,7 @@
 
 #include "common/json_writer.h"
 #include "control/runtime.h"
-#include "gateway/client_session.h"
+#include "gateway/phases/phases.h"
 #include "gateway/worker.h"
 
 namespace tokenway {
@@ -22,15 +22,17 @@ void AppendOptionalString(std::string& o, std::string_view s) {
 
 }  // namespace
 
-void ClientSession::WriteAccessLog(const RequestRecord& rec, double seconds) {
-  const AccessLogConfig& config = runtime_->config.access_log;
+void WriteAccessLog(RequestContext& ctx, double seconds) {
+  const RequestRecord& rec = ctx.record;
+  Worker& worker = ctx.worker;
+  const AccessLogConfig& config = ctx.runtime->config.access_log;
   if (!config.enabled) return;
   if (config.sample_ratio < 1.0 && !(config.always_log_errors && rec.status >= 400)) {
     // 53 random bits against the ratio: exact for every ratio a YAML number can express.
-    double draw = static_cast<double>(worker_.NextRandom() >> 11) * 0x1.0p-53;
+    double draw = static_cast<double>(worker.NextRandom() >> 11) * 0x1.0p-53;
     if (draw >= config.sample_ratio) return;
   }
-  std::string& o = worker_.access_log().line();
+  std::string& o = worker.access_log().line();
   const AccessLogFields fields = config.fields;
   char sep = '{';
   auto key = [&](AccessLogField f) {
@@ -49,8 +51,8 @@ void ClientSession::WriteAccessLog(const RequestRecord& rec, double seconds) {
   }
   if (key(F::kRequestId)) AppendJsonString(o, rec.request_id);
   if (key(F::kTenant)) AppendOptionalString(o, rec.tenant);
-  if (key(F::kOperation)) AppendJsonString(o, OperationName(inspected_.operation));
-  if (key(F::kModel)) AppendJsonString(o, inspected_.model);
+  if (key(F::kOperation)) AppendJsonString(o, OperationName(ctx.inspected.operation));
+  if (key(F::kModel)) AppendJsonString(o, ctx.inspected.model);
   if (key(F::kPool)) AppendJsonString(o, rec.pool);
   if (key(F::kEndpoint)) AppendJsonString(o, rec.endpoint);
   if (key(F::kStatus)) AppendJsonInt(o, rec.status);
@@ -66,6 +68,9 @@ void ClientSession::WriteAccessLog(const RequestRecord& rec, double seconds) {
   if (key(F::kPromptTokens)) AppendJsonInt(o, rec.usage.prompt_tokens);
   if (key(F::kCompletionTokens)) AppendJsonInt(o, rec.usage.completion_tokens);
   if (key(F::kCachedTokens)) AppendJsonInt(o, rec.usage.cached_tokens);
+  if (key(F::kUsage)) {
+    o.append(rec.usage_estimated ? "\"estimated\"" : rec.usage.known() ? "\"reported\"" : "null");
+  }
   if (key(F::kUsageInjected)) o.append(rec.usage_injected ? "true" : "false");
   if (key(F::kStreamEvents)) AppendJsonInt(o, rec.stream_events);
   if (key(F::kRetries)) AppendJsonInt(o, rec.retries);
@@ -101,7 +106,7 @@ void ClientSession::WriteAccessLog(const RequestRecord& rec, double seconds) {
   if (key(F::kError)) AppendOptionalString(o, rec.error_code);
   if (sep == '{') o.push_back('{');
   o.append("}\n");
-  worker_.access_log().MaybeFlush(worker_.shared().access_log.get());
+  worker.access_log().MaybeFlush(worker.shared().access_log.get());
 }
 
 }  // namespace tokenway

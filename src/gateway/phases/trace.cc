@@ -1,8 +1,9 @@
-// The request path's tracing hooks (ClientSession members): the trace context taken from the
+// The request path's tracing hooks: the trace context taken from the
 // client's traceparent, the traceparent forwarded upstream, and the span of a sampled request.
 // The span's encoding and its export live in src/telemetry (span.h, otlp_exporter.h).
 #include "common/request_inspector.h"
-#include "gateway/client_session.h"
+#include "control/runtime.h"
+#include "gateway/phases/phases.h"
 #include "gateway/worker.h"
 #include "telemetry/otlp_exporter.h"
 #include "telemetry/span.h"
@@ -14,13 +15,15 @@ namespace {
 constexpr size_t kMaxTraceStateMembers = 32;
 }  // namespace
 
-void ClientSession::BeginTrace(const RequestParser& parser) {
-  RequestRecord& rec = record_;
-  const char* base = buffer_.data();
+void BeginTrace(RequestContext& ctx) {
+  const RequestParser& parser = *ctx.parser;
+  RequestRecord& rec = ctx.record;
+  const char* base = ctx.base;
+  Worker& worker = ctx.worker;
   std::string_view header =
       parser.traceparent_count == 1 ? parser.traceparent.in(base) : std::string_view();
   StartTrace(
-      header, runtime_->config.tracing.sample_ratio, [this] { return worker_.NextRandom(); },
+      header, ctx.runtime->config.tracing.sample_ratio, [&worker] { return worker.NextRandom(); },
       rec.trace);
   // tracestate belongs to the client's trace: propagated only under a valid traceparent.
   rec.drop_tracestate = !rec.trace.has_parent;
@@ -36,8 +39,9 @@ void ClientSession::BeginTrace(const RequestParser& parser) {
   }
 }
 
-void ClientSession::AppendTraceParent(std::string& head, const RequestParser& parser) const {
-  const TraceContext& t = record_.trace;
+void AppendTraceParent(const RequestContext& ctx, std::string& head) {
+  const RequestParser& parser = *ctx.parser;
+  const TraceContext& t = ctx.record.trace;
   if (t.active) {
     // Our span is the upstream's parent; the flags carry our sampling decision (W3C requires
     // propagation even when not sampled).
@@ -46,19 +50,20 @@ void ClientSession::AppendTraceParent(std::string& head, const RequestParser& pa
     head.append("traceparent: ").append(value, kTraceParentSize).append("\r\n");
   } else if (!parser.traceparent.empty()) {
     // Tracing off: the client's header passes through unchanged.
-    head.append("traceparent: ").append(parser.traceparent.in(buffer_.data())).append("\r\n");
+    head.append("traceparent: ").append(parser.traceparent.in(ctx.base)).append("\r\n");
   }
 }
 
-void ClientSession::ExportSpan(const RequestRecord& rec, int64_t end_ns) {
-  OtlpExporter* exporter = worker_.shared().traces.get();
+void ExportSpan(const RequestContext& ctx, int64_t end_ns) {
+  const RequestRecord& rec = ctx.record;
+  OtlpExporter* exporter = ctx.worker.shared().traces.get();
   if (!exporter) return;
-  const TracingConfig& config = runtime_->config.tracing;
+  const TracingConfig& config = ctx.runtime->config.tracing;
   SpanRecord s;
   s.trace = &rec.trace;
   s.trace_state = rec.trace_state;
-  s.operation = OperationName(inspected_.operation);
-  s.request_model = inspected_.model;
+  s.operation = OperationName(ctx.inspected.operation);
+  s.request_model = ctx.inspected.model;
   s.response_model = rec.response_model;
   s.provider = !config.provider_name.empty() ? std::string_view(config.provider_name)
                : !rec.engine.empty()         ? rec.engine
@@ -73,7 +78,7 @@ void ClientSession::ExportSpan(const RequestRecord& rec, int64_t end_ns) {
   s.input_tokens = rec.usage.prompt_tokens;
   s.output_tokens = rec.usage.completion_tokens;
   s.cached_tokens = rec.usage.cached_tokens;
-  s.max_tokens = inspected_.max_tokens;
+  s.max_tokens = ctx.inspected.max_tokens;
   s.stream = rec.stream;
   if (rec.stream && rec.first_byte_ns) {
     s.time_to_first_chunk_s = static_cast<double>(rec.first_byte_ns - rec.start_ns) / 1e9;
@@ -82,7 +87,7 @@ void ClientSession::ExportSpan(const RequestRecord& rec, int64_t end_ns) {
   s.priority = rec.priority;
   s.queue_time_ms = static_cast<double>(rec.queue_ns) / 1e6;
   s.scores = &rec.scores;
-  exporter->Submit(worker_.id(), [&s](std::string& out) { AppendOtlpSpan(out, s); });
+  exporter->Submit(ctx.worker.id(), [&s](std::string& out) { AppendOtlpSpan(out, s); });
 }
 
 }  // namespace tokenway

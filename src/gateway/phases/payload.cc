@@ -1,0 +1,54 @@
+// Phase 3 of the request path: process payload. The snapshot's request processors
+// (tokenway/payload.h) run in order and may pass, reject (an OpenAI-shaped error, counted) or
+// replace the body, which is then inspected again so that routing sees what goes upstream. Then,
+// when a stream did not ask for usage and streaming.inject_usage is on, the body is edited to ask
+// for it: one insertion, sent as pieces around the client's bytes (OutgoingBody), never copied.
+#include "common/io_buffer.h"
+#include "control/runtime.h"
+#include "gateway/phases/phases.h"
+#include "gateway/worker.h"
+
+namespace tokenway {
+
+PhaseResult ProcessPayload(RequestContext& ctx) {
+  WorkerMetrics& m = ctx.worker.metrics();
+  const Runtime& rt = *ctx.runtime;
+  for (const auto& processor : rt.payload.request) {
+    RequestVerdict& v = ctx.verdict;
+    v.kind = RequestVerdict::Kind::kPass;
+    processor->Process({ctx.body, &ctx.inspected, ctx.record.tenant}, v);
+    if (v.kind == RequestVerdict::Kind::kReject) {
+      m.Count(ClientError::kPayloadRejected);
+      return ctx.Fail(v.status, v.message, v.code);
+    }
+    if (v.kind == RequestVerdict::Kind::kReplace) {
+      // The new body lives in the context, padded for simdjson like the read buffer.
+      ctx.replaced_body.swap(v.body);
+      const size_t size = ctx.replaced_body.size();
+      ctx.replaced_body.append(IoBuffer::kPadding, '\0');
+      ctx.body = std::string_view(ctx.replaced_body.data(), size);
+      ctx.padding = IoBuffer::kPadding;
+      ctx.record.request_bytes = size;
+      if (!ctx.worker.inspector().Inspect(ctx.operation, ctx.body.data(), size, ctx.padding,
+                                          ctx.inspected, ctx.inspect_error)) {
+        m.Count(ClientError::kPayloadRejected);
+        return ctx.Fail(500,
+                        "request processor '" + std::string(processor->name()) +
+                            "' produced an invalid body: " + ctx.inspect_error.message,
+                        "payload_processor_failed");
+      }
+    }
+  }
+  ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
+  const InspectedRequest& req = ctx.inspected;
+  if (req.stream && !req.include_usage && rt.config.streaming.inject_usage &&
+      req.operation != Operation::kEmbeddings) {
+    BodyInsertion ins = UsageInsertion(ctx.body, req);
+    ctx.outgoing = OutgoingBody{ctx.body.substr(0, ins.at), ins.text, ctx.body.substr(ins.at)};
+    ctx.record.usage_injected = true;
+    m.usage_injected.fetch_add(1, std::memory_order_relaxed);
+  }
+  return PhaseResult::kContinue;
+}
+
+}  // namespace tokenway

@@ -1,0 +1,66 @@
+// The phases of the request path, in request order (docs/architecture.md uses the same names).
+//
+//   1 inspect   request id, trace context, the JSON body inspected once in place
+//   2 govern    API key → tenant; model permission; token reservation
+//   3 payload   request processors (may rewrite or reject); usage injection as a body edit
+//   4 route     model → pool; admission under flow control; filters → scorers → picker
+//   5 forward   pooled upstream connection, one gathered write, the response head; retries on
+//               the next endpoint while no byte has reached the client
+//   6 relay     SSE event by event through the response processors, or the whole body
+//   7 settle    usage (reported, or estimated and marked so); reservations settled; the outcome
+//               fed back to endpoint health and flow control
+//   8 observe   metrics, span, access-log line
+//
+// Each phase takes the request's RequestContext, runs on its worker thread, and returns
+// kContinue, kRespond (the context's `reply` holds the answer) or kDone (answered already).
+// Settle and observe run on every exit path, exactly once, from the front door's request scope.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include "gateway/request_context.h"
+
+namespace tokenway {
+
+// 1. The request id every response carries: the client's X-Request-Id when it is short and
+// plain, otherwise a fresh random one. The front door calls it for every request it answers,
+// also those it answers itself.
+void AssignRequestId(RequestContext& ctx);
+// 1. Starts the request's record (clock, trace context) and inspects the body.
+void BeginRequest(RequestContext& ctx);
+PhaseResult Inspect(RequestContext& ctx);
+
+// 2. Identity and governance (no-op when the snapshot has no governance section).
+boost::asio::awaitable<PhaseResult> Govern(RequestContext& ctx);
+
+// 3. Payload processing: the route's request processors, then the body edit that asks a stream
+// for its usage.
+PhaseResult ProcessPayload(RequestContext& ctx);
+
+// 4. Route: finds the model's pool (404 when none), waits for admission on a saturated
+// flow-controlled pool (the client watch cancels the wait if the client leaves), and picks the
+// ordered endpoints into ctx.fallbacks.
+boost::asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client);
+
+// 5. Forwards to the fallbacks in order until one answers with a response to relay: kContinue
+// with ctx.response (the head; a whole body also collected in ctx.response_body) and ctx.conn.
+boost::asio::awaitable<PhaseResult> Forward(RequestContext& ctx, ClientLink& client);
+// 6. Relays the response the current attempt holds (ctx.response, ctx.conn): a stream event by
+// event, or the collected body in one write.
+boost::asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client);
+
+// 7. Settles the request (every exit path, once).
+void Settle(RequestContext& ctx);
+// 8. Counts and logs the request (every exit path, once, after Settle).
+void Observe(RequestContext& ctx);
+
+// Tracing hooks (trace.cc): the request's trace context from its traceparent, the traceparent
+// forwarded upstream, and the span of a sampled
+// request handed to the exporter.
+void BeginTrace(RequestContext& ctx);
+void AppendTraceParent(const RequestContext& ctx, std::string& head);
+void ExportSpan(const RequestContext& ctx, int64_t end_ns);
+// The access-log line (access_log_line.cc), if the configuration wants one for this request.
+void WriteAccessLog(RequestContext& ctx, double seconds);
+
+}  // namespace tokenway

@@ -1,0 +1,322 @@
+// Phase 6 of the request path: relay. A stream goes to the client event by event: the upstream
+// body (chunked or not) is de-framed into an SseEventSplitter, and every upstream read's
+// complete events are written at once as one HTTP chunk in one gathered write, pointing into the
+// splitter's buffer (no second copy); nothing is held back to fill a buffer. Events pass
+// unchanged through an empty response-processor chain; an event that may carry usage is parsed
+// to record it, and the usage-only chunk is dropped when tokenway asked for it. A whole response
+// is checked (a 200 must be JSON), its usage read, and written as head + body in one write.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/error.hpp>
+#include <charconv>
+
+#include "common/duration.h"
+#include "common/openai_error.h"
+#include "common/scope_exit.h"
+#include "control/runtime.h"
+#include "gateway/phases/phases.h"
+#include "gateway/worker.h"
+#include "http/http_text.h"
+
+namespace tokenway {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kMaxPendingEventBytes = 4 * 1024 * 1024;
+constexpr size_t kUpstreamReadChunk = 16 * 1024;
+
+void AppendDecimal(std::string& out, size_t v) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, v);
+  out.append(digits, end);
+}
+
+// The response processors' verdict on one payload; `replacement` receives a replaced payload.
+ResponseVerdict RunResponseProcessors(const PayloadChain& chain, std::string_view data,
+                                      std::string& replacement) {
+  ResponseVerdict verdict = ResponseVerdict::kPass;
+  std::string next;
+  for (const auto& p : chain.response) {
+    std::string_view current = verdict == ResponseVerdict::kReplace ? replacement : data;
+    ResponseVerdict v = p->Process(current, next);
+    if (v == ResponseVerdict::kDrop) return v;
+    if (v == ResponseVerdict::kReplace) {
+      replacement.swap(next);
+      verdict = v;
+    }
+  }
+  return verdict;
+}
+
+// The batch of events relayed for one upstream read, as byte ranges: runs of the splitter's
+// buffer (adjacent kept events merge into one run) or of the replaced-event text.
+class RelayBatch {
+ public:
+  void Clear(const char* events_base) {
+    runs_.clear();
+    replaced_.clear();
+    base_ = events_base;
+    bytes_ = 0;
+  }
+  void Keep(std::string_view event) {
+    bytes_ += event.size();
+    if (!runs_.empty() && !runs_.back().replaced &&
+        base_ + runs_.back().offset + runs_.back().size == event.data()) {
+      runs_.back().size += event.size();
+      return;
+    }
+    runs_.push_back({static_cast<size_t>(event.data() - base_), event.size(), false});
+  }
+  void KeepReplaced(std::string_view data) {
+    size_t start = replaced_.size();
+    replaced_.append("data: ").append(data).append("\n\n");
+    bytes_ += replaced_.size() - start;
+    runs_.push_back({start, replaced_.size() - start, true});
+  }
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return bytes_ == 0; }
+  // Appends the runs as buffers (valid until the next Clear or change of the splitter).
+  void AppendTo(std::vector<asio::const_buffer>& out) const {
+    for (const Run& r : runs_) {
+      const char* p = r.replaced ? replaced_.data() + r.offset : base_ + r.offset;
+      out.emplace_back(p, r.size);
+    }
+  }
+
+ private:
+  struct Run {
+    size_t offset;
+    size_t size;
+    bool replaced;
+  };
+  std::vector<Run> runs_;
+  std::string replaced_;
+  const char* base_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client) {
+  const Runtime& rt = *ctx.runtime;
+  const UpstreamConfig& up = rt.config.upstream;
+  WorkerMetrics& m = ctx.worker.metrics();
+  RequestRecord& rec = ctx.record;
+  const PoolEndpoint& endpoint = *ctx.endpoint;
+  EndpointState& state = *endpoint.state;
+  UpstreamConnection& conn = *ctx.conn;
+  ResponseParser& rp = *ctx.response;
+  const int64_t total_deadline = rec.start_ns + up.total_timeout.count();
+  const bool chunked = !client.http10();
+  if (!chunked) client.CloseAfterResponse();
+  SseEventSplitter& events = ctx.events;
+  events.Clear();
+  rp.set_sink(events.mutable_buffer());
+  bool head_sent = false;
+  thread_local RelayBatch batch;
+  client.WatchClient(&conn.socket, nullptr);
+  ScopeExit stop_watch([&client] { client.StopWatching(); });
+
+  std::string& head = ctx.out;
+  head.clear();
+  head.append("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
+  head.append("X-Request-Id: ").append(rec.request_id).append("\r\n");
+  head.append(ctx.governance.headers());
+  head.append(chunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
+  if (chunked && !client.keep_alive()) head.append("Connection: close\r\n");
+  head.append("\r\n");
+
+  auto gone = [&] {
+    m.Count(ClientError::kDisconnected);
+    rec.status = 499;
+    rec.error_code = "client_disconnected";
+    client.CloseAfterResponse();
+    return PhaseResult::kDone;
+  };
+  // Ends a stream that broke: a clean 502/504 before the first event, else an error event and a
+  // proper end of the chunked body, then the connection closes.
+  auto end_with_error = [&](UpstreamError kind, std::string_view message,
+                            std::string_view code) -> asio::awaitable<PhaseResult> {
+    m.Count(kind);
+    state.RecordFailure(rt.config.passive_health, MonotonicNanos());
+    ctx.conn.reset();
+    if (!head_sent) co_return ctx.Fail(kind == UpstreamError::kTimeout ? 504 : 502, message, code);
+    rec.error_code.assign(code);
+    client.CloseAfterResponse();
+    std::string& event = ctx.scratch;
+    event.assign("data: ");
+    AppendOpenAiError(event, message, "upstream_error", {}, code);
+    event.append("\n\n");
+    ctx.chunk_head.clear();
+    if (chunked) AppendChunkSize(ctx.chunk_head, event.size());
+    co_await client.Write(ctx.chunk_head, event, chunked ? "\r\n0\r\n\r\n" : "");
+    co_return PhaseResult::kDone;
+  };
+
+  const bool processors = !rt.payload.response.empty();
+  for (;;) {
+    if (!conn.buffer.empty()) {
+      boost::beast::error_code ec;
+      size_t n = rp.put(asio::buffer(conn.buffer.data(), conn.buffer.size()), ec);
+      conn.buffer.consume(n);
+      if (ec && ec != http::error::need_more) {
+        co_return co_await end_with_error(UpstreamError::kProtocol,
+                                          "upstream sent an invalid event stream: " + ec.message(),
+                                          "bad_upstream_response");
+      }
+    }
+    // Complete events, in place; dropped ones split the batch into runs.
+    batch.Clear(events.mutable_buffer()->data());
+    std::string_view event;
+    while (events.Next(event)) {
+      std::string_view data = SseEventData(event, ctx.scratch);
+      if (data == "[DONE]") {
+        batch.Keep(event);
+        continue;
+      }
+      if (UsageReader::MayCarryUsage(data)) {
+        UsageReading reading;
+        if (ctx.worker.usage_reader().Read(data, reading) && reading.has_usage) {
+          rec.usage = reading.usage;
+          if (rec.trace.sampled()) rec.response_model.assign(reading.model);
+          if (rec.usage_injected && reading.choices_empty) continue;
+        }
+      }
+      if (!data.empty() && ++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
+      if (processors && !data.empty()) {
+        std::string& replacement = ctx.processed;
+        ResponseVerdict v = RunResponseProcessors(rt.payload, data, replacement);
+        if (v == ResponseVerdict::kDrop) continue;
+        if (v == ResponseVerdict::kReplace) {
+          batch.KeepReplaced(replacement);
+          continue;
+        }
+      }
+      batch.Keep(event);
+    }
+    if (events.buffered() > kMaxPendingEventBytes) {
+      co_return co_await end_with_error(UpstreamError::kProtocol, "upstream event exceeds 4 MiB",
+                                        "bad_upstream_response");
+    }
+    const bool done = rp.is_done();
+    if (!batch.empty() || done) {
+      std::vector<asio::const_buffer>& out = ctx.gather;
+      out.clear();
+      ctx.chunk_head.clear();
+      if (!head_sent) ctx.chunk_head.append(head);
+      if (chunked && !batch.empty()) AppendChunkSize(ctx.chunk_head, batch.bytes());
+      out.emplace_back(ctx.chunk_head.data(), ctx.chunk_head.size());
+      batch.AppendTo(out);
+      std::string_view tail;
+      if (chunked) {
+        tail = batch.empty() ? (done ? "0\r\n\r\n" : "") : (done ? "\r\n0\r\n\r\n" : "\r\n");
+      }
+      if (!tail.empty()) out.emplace_back(tail.data(), tail.size());
+      if (!head_sent) rec.first_byte_ns = MonotonicNanos();
+      rec.status = 200;
+      head_sent = true;
+      rec.response_bytes += batch.bytes();
+      if (!co_await client.Write(std::span<const asio::const_buffer>(out))) co_return gone();
+    }
+    events.Compact();
+    if (done) break;
+    conn.deadline.Arm(std::min(MonotonicNanos() + up.stream_idle_timeout.count(), total_deadline));
+    char* p = conn.buffer.write_ptr(kUpstreamReadChunk);
+    auto [ec, n] =
+        co_await conn.socket.async_read_some(asio::buffer(p, conn.buffer.write_space()), kNoThrow);
+    if (client.client_gone()) co_return gone();
+    if (ec || n == 0) {
+      if (conn.deadline.expired()) {
+        co_return co_await end_with_error(UpstreamError::kTimeout,
+                                          "upstream " + endpoint.url + " stalled mid-stream",
+                                          "upstream_timeout");
+      }
+      if (rp.need_eof()) {
+        boost::beast::error_code eof_ec;
+        rp.put_eof(eof_ec);
+        if (!eof_ec) continue;  // relays what is left, then ends
+      }
+      co_return co_await end_with_error(
+          UpstreamError::kBrokenStream,
+          "upstream " + endpoint.url + " closed the connection mid-stream",
+          "upstream_stream_broken");
+    }
+    conn.buffer.commit(n);
+  }
+  conn.deadline.Disarm();
+  state.RecordSuccess();
+  if (rp.keep_alive() && conn.buffer.empty()) {
+    ctx.worker.upstreams().Return(std::move(ctx.conn), up.max_idle_per_endpoint, MonotonicNanos());
+  }
+  ctx.conn.reset();
+  co_return PhaseResult::kDone;
+}
+
+asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client) {
+  const Runtime& rt = *ctx.runtime;
+  RequestRecord& rec = ctx.record;
+  const PoolEndpoint& endpoint = *ctx.endpoint;
+  ResponseParser& rp = *ctx.response;
+  const int status = rp.status;
+  const bool failed = status >= 500 || status == 429;
+  std::string_view body = ctx.response_body;
+  // A 200 whose JSON does not parse is not relayed: the client gets a clean 502 instead of a
+  // body its SDK would choke on.
+  if (status == 200) {
+    UsageReading reading;
+    if (!ctx.worker.usage_reader().ReadInPlace(ctx.response_body, reading)) {
+      ctx.worker.metrics().Count(UpstreamError::kProtocol);
+      endpoint.state->RecordFailure(rt.config.passive_health, MonotonicNanos());
+      co_return ctx.Fail(502, "upstream " + endpoint.url + " sent a response that is not JSON",
+                         "bad_upstream_response");
+    }
+    if (reading.has_usage) rec.usage = reading.usage;
+    if (rec.trace.sampled()) rec.response_model.assign(reading.model);
+    body = ctx.response_body;
+    if (!rt.payload.response.empty()) {
+      ResponseVerdict v = RunResponseProcessors(rt.payload, body, ctx.processed);
+      if (v == ResponseVerdict::kReplace) body = ctx.processed;
+      if (v == ResponseVerdict::kDrop) {
+        co_return ctx.Fail(502, "the response was withheld by a response processor",
+                           "response_withheld");
+      }
+    }
+  }
+  if (!failed) endpoint.state->RecordSuccess();
+  rec.status = status;
+  rec.response_bytes = body.size();
+  std::string& out = ctx.out;
+  out.clear();
+  AppendStatusLine(out, status);
+  out.append("Content-Type: ");
+  out.append(rp.content_type.empty() ? std::string_view("application/json")
+                                     : std::string_view(rp.content_type));
+  out.append("\r\nContent-Length: ");
+  AppendDecimal(out, body.size());
+  out.append("\r\nX-Request-Id: ").append(rec.request_id).append("\r\n");
+  out.append(ctx.governance.headers());
+  if (!client.keep_alive()) out.append("Connection: close\r\n");
+  out.append("\r\n");
+  rec.first_byte_ns = MonotonicNanos();
+  if (!co_await client.Write(out, body)) {
+    ctx.worker.metrics().Count(ClientError::kDisconnected);
+    rec.status = 499;
+    rec.error_code = "client_disconnected";
+    client.CloseAfterResponse();
+  }
+  co_return PhaseResult::kDone;
+}
+
+}  // namespace
+
+asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client) {
+  if (ctx.streaming_response) {
+    co_return co_await RelayStream(ctx, client);
+  }
+  co_return co_await RelayWhole(ctx, client);
+}
+
+}  // namespace tokenway

@@ -1,0 +1,91 @@
+#include "gateway/request_context.h"
+
+#include "common/openai_error.h"
+#include "control/runtime.h"
+
+namespace tokenway {
+
+void RequestRecord::Reset() {
+  std::string id = std::move(request_id);
+  std::string code = std::move(error_code);
+  std::string model = std::move(response_model);
+  *this = RequestRecord{};
+  request_id = std::move(id);
+  request_id.clear();
+  error_code = std::move(code);
+  error_code.clear();
+  response_model = std::move(model);
+  response_model.clear();
+}
+
+EndpointLoad::EndpointLoad(EndpointState& state, int64_t prefill, int64_t decode)
+    : state_(state), prefill_(prefill), decode_(decode) {
+  state_.in_flight.fetch_add(1, std::memory_order_relaxed);
+  state_.sent_since_scrape.fetch_add(1, std::memory_order_relaxed);
+  state_.prefill_tokens.fetch_add(prefill_, std::memory_order_relaxed);
+  state_.decode_tokens.fetch_add(decode_, std::memory_order_relaxed);
+}
+
+EndpointLoad::~EndpointLoad() {
+  PrefillDone();
+  state_.decode_tokens.fetch_sub(decode_, std::memory_order_relaxed);
+  state_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void EndpointLoad::PrefillDone() {
+  state_.prefill_tokens.fetch_sub(std::exchange(prefill_, 0), std::memory_order_relaxed);
+}
+
+boost::asio::awaitable<bool> ClientLink::Write(std::string_view a, std::string_view b,
+                                               std::string_view c, std::string_view d) {
+  std::array<boost::asio::const_buffer, 4> bufs = {
+      boost::asio::buffer(a.data(), a.size()), boost::asio::buffer(b.data(), b.size()),
+      boost::asio::buffer(c.data(), c.size()), boost::asio::buffer(d.data(), d.size())};
+  co_return co_await Write(std::span<const boost::asio::const_buffer>(bufs));
+}
+
+void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request_parser,
+                           const char* buffer_base, std::string_view request_body,
+                           size_t body_padding, Operation op) {
+  runtime = snapshot;
+  parser = request_parser;
+  base = buffer_base;
+  body = request_body;
+  padding = body_padding;
+  operation = op;
+  inspected.Reset();
+  inspected.operation = op;
+  prompt_tokens = 0;
+  governance.Begin(snapshot ? snapshot->governance.get() : nullptr);
+  outgoing = OutgoingBody{request_body, {}, {}};
+  route = nullptr;
+  pool = nullptr;
+  fallbacks.clear();
+  flow_release = nullptr;
+  endpoint = nullptr;
+  load.reset();
+  conn.reset();
+  ResetResponse();
+  streaming_response = false;
+  record.Reset();
+  reply.Clear();
+}
+
+PhaseResult RequestContext::Fail(int status, std::string_view message, std::string_view code,
+                                 std::string_view param, std::string_view extra_headers) {
+  record.status = status;
+  record.error_code.assign(code);
+  reply.status = status;
+  reply.body.clear();
+  AppendOpenAiError(reply.body, message, ErrorTypeForStatus(status), param, code);
+  reply.headers.assign(extra_headers);
+  return PhaseResult::kRespond;
+}
+
+void RequestContext::FinishFlowRelease() {
+  if (!flow_release) return;
+  const Pool* p = std::exchange(flow_release, nullptr);
+  p->flow->DispatchDone(p->flow_view(), MonotonicNanos());
+}
+
+}  // namespace tokenway

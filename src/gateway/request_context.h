@@ -1,0 +1,234 @@
+// RequestContext: everything one inference request carries through the phases of the request
+// path, and the small interface the phases use to reach the client that sent it.
+//
+// The phases (src/gateway/phases/, declared in phases.h) run in request order — inspect, govern,
+// process payload, route, forward, relay, settle, observe — each taking the context and
+// returning a PhaseResult. A front door (the HTTP ClientSession today; the endpoint-picker
+// protocol next) owns one context per connection or stream, reuses it across requests so its
+// strings and vectors keep their capacity, and runs the phases it needs: the HTTP front door all
+// of them, an endpoint-picker front door inspect → govern → payload → route.
+//
+// Threading: a context lives on one worker thread and is only touched there.
+#pragma once
+
+#include <array>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/request_inspector.h"
+#include "common/sse.h"
+#include "common/usage.h"
+#include "governance/governance.h"
+#include "http/request_parser.h"
+#include "http/response_parser.h"
+#include "http/upstream_pool.h"
+#include "routing/endpoint_state.h"
+#include "telemetry/trace_context.h"
+#include "tokenway/payload.h"
+#include "tokenway/picker.h"
+
+namespace tokenway {
+
+class Worker;
+struct Runtime;
+struct Pool;
+struct PoolEndpoint;
+struct ModelRoute;
+
+// What a phase tells the front door.
+enum class PhaseResult : uint8_t {
+  kContinue,  // go on with the next phase
+  kRespond,   // stop; the context's `reply` holds a local answer for the front door to send
+  kDone,      // stop; the phase has answered the client itself (or the client is gone)
+};
+
+// A local answer (an error, mostly) that a phase leaves for the front door to send.
+struct LocalReply {
+  int status = 0;
+  std::string body;     // JSON
+  std::string headers;  // extra header lines, each ending in "\r\n"
+  void Clear() {
+    status = 0;
+    body.clear();
+    headers.clear();
+  }
+};
+
+// Everything recorded about one request for settlement, metrics, the span and the access log.
+struct RequestRecord {
+  int64_t start_ns = 0;
+  int64_t first_byte_ns = 0;  // first response byte written to the client
+  int status = 0;
+  uint16_t model_slot = 0;
+  uint16_t pool_slot = 0;      // 0 until routed
+  uint16_t endpoint_slot = 0;  // 0 until forwarded
+  std::string request_id;
+  std::string_view tenant;  // empty: no tenant
+  std::string_view pool;
+  std::string_view endpoint;
+  std::string_view picker;      // the pool's picker, for the access log's route
+  uint32_t prefix_blocks = 0;   // prompt blocks looked up in the prefix index
+  uint32_t prefix_matched = 0;  // of those, held by the chosen endpoint (estimate)
+  std::string error_code;       // tokenway's own code when it produced or cut the response
+  TokenUsage usage;
+  // The usage above was not reported by the model server but estimated by tokenway (a stream
+  // that ended without a usage block): prompt tokens from the token estimator, completion
+  // tokens from the content events relayed.
+  bool usage_estimated = false;
+  uint32_t retries = 0;
+  int32_t priority = 0;  // flow-control priority (0 when the pool has none)
+  int64_t queue_ns = 0;  // time spent waiting for admission
+  uint32_t stream_events = 0;
+  bool stream = false;
+  bool usage_injected = false;
+  uint64_t prompt_hash = 0;
+  size_t request_bytes = 0;
+  size_t response_bytes = 0;
+  // Tracing (phases/trace.cc): the trace context, and for a sampled request what its span
+  // reports beyond the above.
+  TraceContext trace;
+  bool drop_tracestate = false;  // the client's tracestate is not forwarded
+  std::string_view trace_state;  // the client's tracestate, when it is propagated
+  std::string_view engine;       // the chosen endpoint's engine (gen_ai.provider.name)
+  std::string response_model;    // sampled requests only
+  PickScores scores;             // the chosen endpoint's scores, sampled requests only
+
+  // Back to a fresh record, keeping the strings' capacity for the next request.
+  void Reset();
+};
+
+// The load one forwarding attempt puts on its endpoint, kept right on every exit path: the
+// in-flight count, the sent-since-scrape count flow control adds to the engine's queue, and
+// estimated prefill tokens (until the first response event) and decode tokens (until the end).
+class EndpointLoad {
+ public:
+  EndpointLoad(EndpointState& state, int64_t prefill, int64_t decode);
+  ~EndpointLoad();
+  void PrefillDone();
+  EndpointLoad(const EndpointLoad&) = delete;
+  EndpointLoad& operator=(const EndpointLoad&) = delete;
+
+ private:
+  EndpointState& state_;
+  int64_t prefill_;
+  int64_t decode_;
+};
+
+// The request body as it goes upstream: the client's bytes, unchanged, or those bytes with one
+// insertion (a phase that edits the body describes the edit; nothing is copied).
+struct OutgoingBody {
+  std::string_view before;  // the whole body when there is no insertion
+  std::string_view insert;
+  std::string_view after;
+  size_t size() const { return before.size() + insert.size() + after.size(); }
+};
+
+// What the phases need from the front door that received the request. The HTTP ClientSession
+// implements it; every call happens on the request's worker thread.
+class ClientLink {
+ public:
+  virtual ~ClientLink() = default;
+  // Watches the client while the request waits on `queue_timer` or is forwarded over
+  // `upstream`; when the client leaves, both are cancelled and client_gone() turns true.
+  virtual void WatchClient(boost::asio::ip::tcp::socket* upstream,
+                           boost::asio::steady_timer* queue_timer) = 0;
+  virtual void StopWatching() = 0;
+  virtual bool client_gone() const = 0;
+  // Writes the buffers to the client in one gathered write (bounded by limits.write_timeout).
+  // False when the client is gone; the connection then closes after the request.
+  virtual boost::asio::awaitable<bool> Write(
+      std::span<const boost::asio::const_buffer> buffers) = 0;
+  boost::asio::awaitable<bool> Write(std::string_view a, std::string_view b = {},
+                                     std::string_view c = {}, std::string_view d = {});
+  // Sends a local answer (an error) with the request's id.
+  virtual boost::asio::awaitable<bool> Respond(const LocalReply& reply,
+                                               std::string_view request_id) = 0;
+  // The response may not use chunked framing (an HTTP/1.0 client).
+  virtual bool http10() const = 0;
+  // Whether the connection stays open after this response; CloseAfterResponse() ends that.
+  virtual bool keep_alive() const = 0;
+  virtual void CloseAfterResponse() = 0;
+};
+
+struct RequestContext {
+  explicit RequestContext(Worker& w) : worker(w) {}
+  RequestContext(const RequestContext&) = delete;
+  RequestContext& operator=(const RequestContext&) = delete;
+
+  // Fresh state for a request (keeps every buffer's capacity).
+  void Reset(const Runtime* snapshot, const RequestParser* request_parser, const char* base,
+             std::string_view request_body, size_t body_padding, Operation op);
+
+  // Records a local error answer (status, tokenway's code) in `reply`: the OpenAI error shape.
+  PhaseResult Fail(int status, std::string_view message, std::string_view code,
+                   std::string_view param = {}, std::string_view extra_headers = {});
+
+  Worker& worker;
+  // --- the request as received (set by the front door) ---
+  const Runtime* runtime = nullptr;  // the snapshot this request runs on, pinned by the door
+  const RequestParser* parser = nullptr;
+  const char* base = nullptr;  // the buffer the parser's slices point into
+  std::string_view body;
+  size_t padding = 0;  // readable bytes after `body` (simdjson's padding)
+  Operation operation = Operation::kChatCompletions;
+
+  // --- 1 inspect ---
+  InspectedRequest inspected;
+  InspectError inspect_error;
+  int64_t prompt_tokens = 0;  // the token estimator's count of the prompt
+
+  // --- 2 govern ---
+  RequestGovernance governance;
+
+  // --- 3 process payload ---
+  OutgoingBody outgoing;
+  RequestVerdict verdict;     // a request processor's answer
+  std::string replaced_body;  // a body a request processor replaced, padded
+
+  // --- 4 route ---
+  const ModelRoute* route = nullptr;
+  const Pool* pool = nullptr;
+  FallbackList fallbacks;
+  // A request released from a flow-control queue owes its controller DispatchDone() once it has
+  // taken its endpoint's counters (forward) or given up (settle).
+  const Pool* flow_release = nullptr;
+  void FinishFlowRelease();
+
+  // --- 5 forward / 6 relay ---
+  const PoolEndpoint* endpoint = nullptr;  // of the current attempt
+  std::optional<EndpointLoad> load;
+  std::unique_ptr<UpstreamConnection> conn;
+  std::optional<ResponseParser> response;
+  std::string content_type_storage;  // a finished response's Content-Type capacity, reused
+  // Ends the current response parser, keeping its strings' capacity for the next one.
+  void ResetResponse() {
+    if (response) content_type_storage = std::move(response->content_type);
+    response.reset();
+  }
+  bool streaming_response = false;  // the response is an event stream relayed event by event
+
+  // --- results ---
+  RequestRecord record;
+  LocalReply reply;
+
+  // --- scratch, reused ---
+  std::string upstream_head;
+  std::string response_body;  // non-streaming upstream body
+  std::string out;            // response heads
+  std::string chunk_head;
+  std::string scratch;
+  std::string processed;  // a payload a response processor replaced
+  SseEventSplitter events;
+  std::vector<boost::asio::const_buffer> gather;  // a relayed batch of events, as runs
+  std::vector<PickCandidate> candidates;
+};
+
+}  // namespace tokenway

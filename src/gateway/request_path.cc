@@ -1,0 +1,27 @@
+#include "gateway/request_path.h"
+
+#include "common/scope_exit.h"
+#include "gateway/phases/phases.h"
+#include "gateway/worker.h"
+
+namespace tokenway {
+
+boost::asio::awaitable<void> ServeInferenceRequest(RequestContext& ctx, ClientLink& client) {
+  WorkerMetrics& m = ctx.worker.metrics();
+  BeginRequest(ctx);
+  m.in_flight.fetch_add(1, std::memory_order_relaxed);
+  ScopeExit end([&] {
+    Settle(ctx);
+    m.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    Observe(ctx);
+  });
+  PhaseResult r = Inspect(ctx);
+  if (r == PhaseResult::kContinue) r = co_await Govern(ctx);
+  if (r == PhaseResult::kContinue) r = ProcessPayload(ctx);
+  if (r == PhaseResult::kContinue) r = co_await Route(ctx, client);
+  if (r == PhaseResult::kContinue) r = co_await Forward(ctx, client);
+  if (r == PhaseResult::kContinue) r = co_await Relay(ctx, client);
+  if (r == PhaseResult::kRespond) co_await client.Respond(ctx.reply, ctx.record.request_id);
+}
+
+}  // namespace tokenway
