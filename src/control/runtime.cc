@@ -49,7 +49,9 @@ std::shared_ptr<PrefixIndex> PoolStateRegistry::Prefix(const std::string& pool,
                      e.config.capacity == config.capacity &&
                      e.config.max_blocks == config.max_blocks;
   if (same_config && e.urls == urls) return e.index;
-  if (same_config && PrefixIndex::CarryFits(*e.index, static_cast<uint32_t>(urls.size()))) {
+  // An index of no endpoints (a discovering pool before its first list) holds nothing to keep.
+  if (same_config && e.index->endpoints() > 0 &&
+      PrefixIndex::CarryFits(*e.index, static_cast<uint32_t>(urls.size()))) {
     // The endpoint list changed (discovery, a reload): each endpoint that stays keeps what it
     // learned, found by URL.
     std::unordered_map<std::string_view, int32_t> was;

@@ -431,6 +431,26 @@ health:
         api.delete("inferenceobjectives", NS, "chat")
         self.assertTrue(wait_until(lambda: priority() == 0, 5), priority())
 
+    def test_prefix_affinity_survives_a_new_pod(self):
+        api = self.start_api()
+        self.seed(api, ready=(0, 1), not_ready=())
+        gw = self.gateway(api, self.service_account(),
+                          pool_extra="    scheduler: {scorers: [{name: prefix-cache, weight: 1}],"
+                                     " picker: max-score}")
+        prompt = "You are a careful assistant. " * 40
+        post_json(gw.base + "/v1/chat/completions", chat_body(MODEL, prompt + "first"))
+        self.assertTrue(wait_until(lambda: len(served_by(gw)) == 1, 5))
+        home = served_by(gw)[0]
+        # A third pod turns Ready: a new snapshot, and the learned prefix still points home.
+        api.put("pods", pod("pod-2", self.ips[2], True, LABELS))
+        self.assertTrue(wait_until(lambda: gw.metric("tokenway_discovery_endpoints", pool="p") == 3,
+                                   5))
+        time.sleep(0.3)  # the snapshot reaches the workers
+        for i in range(5):
+            post_json(gw.base + "/v1/chat/completions", chat_body(MODEL, prompt + f"again {i}"))
+        self.assertTrue(wait_until(lambda: len(served_by(gw)) == 6, 5))
+        self.assertEqual(set(served_by(gw)), {home})
+
     def test_selector_with_ports_and_kubeconfig_client_certificate(self):
         api = self.start_api(tokens=(), client_certs=True)
         sims = PodSims(["127.0.0.31"], ports_per_pod=2)
