@@ -383,6 +383,134 @@ class Loader : public YamlFields {
     if (auto n = t["timeout"]) x.timeout = Dur(n, "tracing.timeout");
   }
 
+  // --- Kubernetes discovery: pools[].discovery and the kubernetes: section ---------------------
+
+  static bool IsLabelPart(std::string_view s, size_t max) {
+    if (s.empty() || s.size() > max) return false;
+    auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+    if (!alnum(s.front()) || !alnum(s.back())) return false;
+    return std::all_of(s.begin(), s.end(),
+                       [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
+  }
+  // A label key ([prefix/]name) or value as Kubernetes accepts them.
+  static bool IsLabelKey(std::string_view k) {
+    size_t slash = k.find('/');
+    if (slash == std::string_view::npos) return IsLabelPart(k, 63);
+    return IsLabelPart(k.substr(0, slash), 253) && IsLabelPart(k.substr(slash + 1), 63);
+  }
+  static bool IsLabelValue(std::string_view v) { return v.empty() || IsLabelPart(v, 63); }
+
+  uint16_t Port(const YAML::Node& node, const std::string& field) const {
+    return static_cast<uint16_t>(Unsigned(node, field, 1, 65535));
+  }
+
+  void LoadDiscovery(const YAML::Node& node, const std::string& f, PoolDiscoveryConfig& x) const {
+    ExpectMap(node, f,
+              {"inference_pool", "namespace", "selector", "port", "ports", "dra", "objectives"});
+    x.enabled = true;
+    if (auto n = node["dra"]) x.dra = Bool(n, f + ".dra");
+    if (auto n = node["objectives"]) {
+      x.objectives = Bool(n, f + ".objectives");
+      if (x.objectives && !node["inference_pool"]) {
+        Fail(n, f + ".objectives", "needs inference_pool (objectives name their InferencePool)");
+      }
+    }
+    if (auto n = node["namespace"]) x.namespace_name = String(n, f + ".namespace");
+    if (auto ip = node["inference_pool"]) {
+      ExpectMap(ip, f + ".inference_pool", {"namespace", "name"});
+      if (!ip["name"]) Fail(ip, f + ".inference_pool.name", "is required");
+      x.inference_pool = String(ip["name"], f + ".inference_pool.name");
+      if (!IsLabelPart(x.inference_pool, 253)) {
+        Fail(ip["name"], f + ".inference_pool.name", "is not a Kubernetes object name");
+      }
+      if (auto n = ip["namespace"]) x.namespace_name = String(n, f + ".inference_pool.namespace");
+      for (const char* other : {"selector", "port", "ports"}) {
+        if (node[other]) {
+          Fail(node[other], f + "." + other,
+               "cannot be combined with inference_pool (the InferencePool names its selector "
+               "and target ports)");
+        }
+      }
+    } else {
+      auto sel = node["selector"];
+      if (!sel || !sel.IsMap() || sel.size() == 0) {
+        Fail(sel ? sel : node, f + ".selector",
+             "is required without inference_pool: a mapping of pod labels {key: value}");
+      }
+      for (const auto& kv : sel) {
+        std::string key = String(kv.first, f + ".selector");
+        std::string value = String(kv.second, f + ".selector." + key);
+        if (!IsLabelKey(key)) Fail(kv.first, f + ".selector", "'" + key + "' is not a label key");
+        if (!IsLabelValue(value)) {
+          Fail(kv.second, f + ".selector." + key, "'" + value + "' is not a label value");
+        }
+        x.selector[key] = value;
+      }
+      if (node["port"] && node["ports"]) Fail(node["ports"], f + ".ports", "use port or ports");
+      if (auto n = node["port"]) x.ports.push_back(Port(n, f + ".port"));
+      if (auto n = node["ports"]) {
+        if (!n.IsSequence() || n.size() == 0 || n.size() > 8) {
+          Fail(n, f + ".ports", "must be a list of 1 to 8 port numbers");
+        }
+        for (size_t i = 0; i < n.size(); ++i) {
+          uint16_t port = Port(n[i], f + ".ports[" + std::to_string(i) + "]");
+          if (std::find(x.ports.begin(), x.ports.end(), port) != x.ports.end()) {
+            Fail(n[i], f + ".ports[" + std::to_string(i) + "]", "is listed twice");
+          }
+          x.ports.push_back(port);
+        }
+      }
+      if (x.ports.empty()) Fail(node, f + ".port", "is required without inference_pool");
+    }
+    if (!x.namespace_name.empty() && !IsLabelPart(x.namespace_name, 63)) {
+      Fail(node, f + ".namespace", "'" + x.namespace_name + "' is not a namespace name");
+    }
+  }
+
+  void LoadKubernetes(const YAML::Node& node, KubernetesConfig& x) const {
+    const std::string f = "kubernetes";
+    ExpectMap(node, f,
+              {"kubeconfig", "context", "service_account_dir", "watch_idle_timeout",
+               "request_timeout", "backoff_initial", "backoff_max", "coalesce", "max_event_bytes",
+               "page_size", "objective_api"});
+    if (auto n = node["kubeconfig"]) x.kubeconfig = String(n, f + ".kubeconfig");
+    if (auto n = node["context"]) x.context = String(n, f + ".context");
+    if (auto n = node["service_account_dir"]) {
+      x.service_account_dir = String(n, f + ".service_account_dir");
+      if (x.service_account_dir.empty()) Fail(n, f + ".service_account_dir", "must not be empty");
+    }
+    if (auto n = node["watch_idle_timeout"]) {
+      x.watch_idle_timeout = Dur(n, f + ".watch_idle_timeout");
+    }
+    if (auto n = node["request_timeout"]) x.request_timeout = Dur(n, f + ".request_timeout");
+    if (auto n = node["backoff_initial"]) x.backoff_initial = Dur(n, f + ".backoff_initial");
+    if (auto n = node["backoff_max"]) x.backoff_max = Dur(n, f + ".backoff_max");
+    if (x.backoff_max < x.backoff_initial) {
+      Fail(node["backoff_max"] ? node["backoff_max"] : node, f + ".backoff_max",
+           "must be at least backoff_initial");
+    }
+    if (auto n = node["coalesce"]) x.coalesce = Dur(n, f + ".coalesce");
+    if (x.coalesce > std::chrono::seconds(1)) {
+      Fail(node["coalesce"], f + ".coalesce", "must be at most 1s");
+    }
+    if (auto n = node["max_event_bytes"]) {
+      x.max_event_bytes = Size(n, f + ".max_event_bytes", 1024, 256ull << 20);
+    }
+    if (auto n = node["objective_api"]) {
+      x.objective_api = String(n, f + ".objective_api");
+      size_t slash = x.objective_api.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == x.objective_api.size() ||
+          x.objective_api.find('/', slash + 1) != std::string::npos) {
+        Fail(n, f + ".objective_api", "must be group/version, e.g. llm-d.ai/v1alpha2");
+      }
+    }
+    if (auto n = node["page_size"]) {
+      x.page_size = static_cast<uint32_t>(Unsigned(n, f + ".page_size", 1, 100000));
+    }
+  }
+
+  // --- end of Kubernetes discovery ---------------------------------------------------------
+
   GatewayConfig Load(const YAML::Node& root) {
     GatewayConfig c;
     c.source = source_;
@@ -393,7 +521,7 @@ class Loader : public YamlFields {
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
                "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models", "governance"});
+               "pools", "models", "governance", "kubernetes"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -559,7 +687,7 @@ class Loader : public YamlFields {
       std::string f = "pools[" + std::to_string(i) + "]";
       ExpectMap(p, f,
                 {"name", "policy", "engine", "scheduler", "flow_control", "autoscaling",
-                 "accelerators", "endpoints"});
+                 "accelerators", "endpoints", "discovery"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");
@@ -582,11 +710,18 @@ class Loader : public YamlFields {
       if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
       if (auto n = p["autoscaling"]) LoadAutoscaling(n, f + ".autoscaling", pool.autoscaling);
       if (auto n = p["accelerators"]) LoadAccelerators(n, f + ".accelerators", pool);
-      auto eps = p["endpoints"];
-      if (!eps || !eps.IsSequence() || eps.size() == 0) {
-        Fail(eps ? eps : p, f + ".endpoints", "must be a non-empty list of http://host:port URLs");
+      if (auto n = p["discovery"]) {
+        LoadDiscovery(n, f + ".discovery", pool.discovery);
+        if (p["endpoints"]) {
+          Fail(p["endpoints"], f + ".endpoints", "cannot be combined with discovery");
+        }
       }
-      for (size_t j = 0; j < eps.size(); ++j) {
+      auto eps = p["endpoints"];
+      if (!pool.discovery.enabled && (!eps || !eps.IsSequence() || eps.size() == 0)) {
+        Fail(eps ? eps : p, f + ".endpoints",
+             "must be a non-empty list of http://host:port URLs (or use discovery)");
+      }
+      for (size_t j = 0; eps && j < eps.size(); ++j) {
         std::string ef = f + ".endpoints[" + std::to_string(j) + "]";
         EndpointConfig ep = LoadEndpoint(eps[j], ef, pool, f);
         // Live state (and so the scraped dialect and the capacity scorers read) is kept per URL:
@@ -644,6 +779,7 @@ class Loader : public YamlFields {
              "model '" + c.models[i].name + "' names unknown parent '" + parent + "'");
       }
     }
+    if (auto k = root["kubernetes"]) LoadKubernetes(k, c.kubernetes);
     if (auto g = root["governance"]) {
       auto governance = LoadGovernanceConfig(g, source_);
       if (!governance.ok()) throw YamlFieldError{governance.status().message()};
@@ -706,7 +842,9 @@ Status ValidateConfig(const GatewayConfig& c) {
     if (!pool_names.insert(p.name).second) {
       return Status::Error("pool '" + p.name + "' is defined twice");
     }
-    if (p.endpoints.empty()) return Status::Error("pool '" + p.name + "' has no endpoints");
+    if (p.endpoints.empty() && !p.discovery.enabled) {
+      return Status::Error("pool '" + p.name + "' has no endpoints");
+    }
     if (!IsKnownName(kEngineNames, p.engine)) {
       return Status::Error("pool '" + p.name + "': unknown engine '" + p.engine + "'");
     }

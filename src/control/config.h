@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "control/discovery_config.h"
 #include "control/scaling_signals.h"
 #include "governance/governance_config.h"
 #include "routing/endpoint_state.h"
@@ -48,7 +49,8 @@ struct PoolConfig {
   AutoscalingConfig autoscaling;         // control/scaling_signals.h
   // Relative capacity by accelerator name, e.g. {H100-80GB: 1.0, A100-40GB: 0.45}.
   std::map<std::string, double> accelerators;
-  std::vector<EndpointConfig> endpoints;
+  std::vector<EndpointConfig> endpoints;  // static; discovered pools fill them per snapshot
+  PoolDiscoveryConfig discovery;          // Kubernetes discovery instead of `endpoints`
 };
 
 // The engine whose metric names an endpoint is scraped with: its own, else its pool's.
@@ -127,6 +129,7 @@ struct GatewayConfig {
   std::vector<PoolConfig> pools;
   std::vector<ModelConfig> models;
   GovernanceConfig governance;  // tenants, keys and limits (governance/); off by default
+  KubernetesConfig kubernetes;  // API server access for pools[].discovery
 };
 
 // Parses YAML text; `source` names the file in error messages.

@@ -59,6 +59,42 @@ void WriteAutoscaling(JsonWriter& w, const AutoscalingConfig& as) {
   w.EndObject();
 }
 
+void WriteDiscovery(JsonWriter& w, const PoolDiscoveryConfig& d) {
+  w.BeginObject();
+  w.Key("namespace").String(d.namespace_name);
+  w.Key("dra").Bool(d.dra);
+  w.Key("objectives").Bool(d.objectives);
+  if (!d.inference_pool.empty()) {
+    w.Key("inference_pool").String(d.inference_pool);
+  } else {
+    w.Key("selector").BeginObject();
+    for (const auto& [k, v] : d.selector) w.Key(k).String(v);
+    w.EndObject();
+    w.Key("ports").BeginArray();
+    for (uint16_t port : d.ports) w.Uint(port);
+    w.EndArray();
+  }
+  w.EndObject();
+}
+
+void WriteKubernetes(JsonWriter& w, const KubernetesConfig& k) {
+  w.BeginObject();
+  w.Key("kubeconfig").String(k.kubeconfig);
+  w.Key("context").String(k.context);
+  w.Key("service_account_dir").String(k.service_account_dir);
+  for (auto [key, d] :
+       {std::pair{"watch_idle_timeout", k.watch_idle_timeout},
+        std::pair{"request_timeout", k.request_timeout},
+        std::pair{"backoff_initial", k.backoff_initial}, std::pair{"backoff_max", k.backoff_max},
+        std::pair{"coalesce", k.coalesce}}) {
+    w.Key(key).String(FormatDuration(d));
+  }
+  w.Key("max_event_bytes").Uint(k.max_event_bytes);
+  w.Key("page_size").Uint(k.page_size);
+  w.Key("objective_api").String(k.objective_api);
+  w.EndObject();
+}
+
 void WritePool(JsonWriter& w, const PoolConfig& pool) {
   w.BeginObject();
   w.Key("name").String(pool.name);
@@ -85,6 +121,7 @@ void WritePool(JsonWriter& w, const PoolConfig& pool) {
     w.EndObject();
   }
   w.EndArray();
+  if (pool.discovery.enabled) WriteDiscovery(w.Key("discovery"), pool.discovery);
   w.EndObject();
 }
 
@@ -190,6 +227,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   }
   w.EndArray();
 
+  WriteKubernetes(w.Key("kubernetes"), c.kubernetes);
   WriteGovernanceJson(w.Key("governance"), c.governance);
   w.EndObject();
   return out;

@@ -29,6 +29,11 @@ std::vector<std::shared_ptr<EndpointState>> EndpointRegistry::All() const {
   return out;
 }
 
+size_t EndpointRegistry::Prune() {
+  std::lock_guard lock(mu_);
+  return std::erase_if(states_, [](const auto& entry) { return entry.second.use_count() == 1; });
+}
+
 std::shared_ptr<FlowController> PoolStateRegistry::Flow(const std::string& pool) {
   std::lock_guard lock(mu_);
   auto& slot = flows_[pool];
@@ -41,13 +46,29 @@ std::shared_ptr<PrefixIndex> PoolStateRegistry::Prefix(const std::string& pool,
                                                        const std::vector<std::string>& urls) {
   std::lock_guard lock(mu_);
   PrefixEntry& e = prefixes_[pool];
-  bool same = e.index && e.urls == urls && e.config.block_bytes == config.block_bytes &&
-              e.config.capacity == config.capacity && e.config.max_blocks == config.max_blocks;
-  if (!same) {
+  bool same_config = e.index && e.config.block_bytes == config.block_bytes &&
+                     e.config.capacity == config.capacity &&
+                     e.config.max_blocks == config.max_blocks;
+  if (same_config && e.urls == urls) return e.index;
+  // An index of no endpoints (a discovering pool before its first list) holds nothing to keep.
+  if (same_config && e.index->endpoints() > 0 &&
+      PrefixIndex::CarryFits(*e.index, static_cast<uint32_t>(urls.size()))) {
+    // The endpoint list changed (discovery, a reload): each endpoint that stays keeps what it
+    // learned, found by URL.
+    std::unordered_map<std::string_view, int32_t> was;
+    for (size_t i = 0; i < e.urls.size(); ++i) was.emplace(e.urls[i], static_cast<int32_t>(i));
+    std::vector<int32_t> carried(urls.size(), -1);
+    for (size_t i = 0; i < urls.size(); ++i) {
+      if (auto it = was.find(urls[i]); it != was.end()) carried[i] = it->second;
+    }
+    e.index = std::make_shared<PrefixIndex>(*e.index, carried);
+  } else {
+    // Other settings, or a pool whose size moved past a factor 2 from the one the table was
+    // sized for: a fresh table of the right size.
     e.index = std::make_shared<PrefixIndex>(config, static_cast<uint32_t>(urls.size()));
     e.config = config;
-    e.urls = urls;
   }
+  e.urls = urls;
   return e.index;
 }
 

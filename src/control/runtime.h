@@ -94,6 +94,9 @@ class EndpointRegistry {
  public:
   std::shared_ptr<EndpointState> Get(const std::string& url);
   std::vector<std::shared_ptr<EndpointState>> All() const;
+  // Forgets endpoints nothing else refers to any more (no snapshot, no probe in flight), so that
+  // pod churn under discovery does not grow the registry without bound; returns how many.
+  size_t Prune();
 
  private:
   mutable std::mutex mu_;
@@ -107,7 +110,9 @@ class PoolStateRegistry {
  public:
   std::shared_ptr<FlowController> Flow(const std::string& pool);
   // The pool's index when the last one was built for the same endpoint URLs (in order) and
-  // settings; otherwise a new, empty one that replaces it.
+  // settings; for other URLs with the same settings (and a size within a factor 2 of the one
+  // the table was sized for), a copy in which every URL that stays keeps its learned blocks;
+  // otherwise a new, empty one.
   std::shared_ptr<PrefixIndex> Prefix(const std::string& pool, const PrefixIndexConfig& config,
                                       const std::vector<std::string>& urls);
   std::vector<std::shared_ptr<FlowController>> Flows() const;

@@ -13,6 +13,8 @@
 #include "common/duration.h"
 #include "common/json_writer.h"
 #include "common/openai_error.h"
+#include "common/request_inspector.h"
+#include "control/discovery.h"
 #include "control/scaling_signals.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
@@ -61,6 +63,7 @@ bool AdminServer::Ready(std::string& reason) const {
     reason = "draining";
     return false;
   }
+  if (view_.discovery && !view_.discovery->Ready(reason)) return false;
   auto rt = view_.runtime();
   int64_t now = MonotonicNanos();
   for (const auto& pool : rt->pools) {
@@ -105,18 +108,14 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
       res.body() = R"({"status":"ok"})";
     } else if (path == "/readyz") {
       std::string reason;
-      if (Ready(reason)) {
-        res.body() = R"({"status":"ready"})";
-      } else {
-        res.result(http::status::service_unavailable);
-        JsonWriter(res.body())
-            .BeginObject()
-            .Key("status")
-            .String("not ready")
-            .Key("reason")
-            .String(reason)
-            .EndObject();
-      }
+      const bool ready = Ready(reason);
+      if (!ready) res.result(http::status::service_unavailable);
+      JsonWriter w(res.body());
+      w.BeginObject().Key("status").String(ready ? "ready" : "not ready");
+      if (!ready) w.Key("reason").String(reason);
+      // How current each discovering pool's view of Kubernetes is.
+      if (view_.discovery && view_.discovery->active()) view_.discovery->WriteStatusJson(w);
+      w.EndObject();
     } else if (path == "/metrics") {
       res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       res.body() = RenderMetrics();
@@ -311,6 +310,9 @@ std::string AdminServer::RenderMetrics() const {
     in.governance_section = [&](PrometheusText& t) {
       rt->governance->state->RenderMetrics(t, rt->governance.get());
     };
+  }
+  if (view_.discovery) {
+    in.discovery_section = [&](PrometheusText& t) { view_.discovery->RenderMetrics(t); };
   }
   in.reloads_ok = view_.reloads_ok->load(std::memory_order_relaxed);
   in.reloads_failed = view_.reloads_failed->load(std::memory_order_relaxed);

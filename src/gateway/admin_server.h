@@ -18,6 +18,7 @@ namespace tokenway {
 
 struct GatewayShared;
 class ScalingSignals;
+class Discovery;
 
 // What the admin endpoints read. Everything here is safe to read from the control thread.
 struct AdminView {
@@ -28,6 +29,7 @@ struct AdminView {
   const std::atomic<uint64_t>* reloads_ok = nullptr;
   const std::atomic<uint64_t>* reloads_failed = nullptr;
   const ScalingSignals* scaling = nullptr;  // null: no scaling signals
+  const Discovery* discovery = nullptr;     // null: no Kubernetes discovery
 };
 
 class AdminServer {

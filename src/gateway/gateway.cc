@@ -12,6 +12,7 @@
 #include "common/duration.h"
 #include "common/file_stamp.h"
 #include "common/log.h"
+#include "control/discovery.h"
 #include "control/engine_scraper.h"
 #include "control/health_checker.h"
 #include "control/runtime.h"
@@ -72,8 +73,14 @@ class Process {
       LogError(governance.status().message());
       return 1;
     }
-    auto rt = BuildRuntime(config, endpoints_, metric_slots_, ++generation_, std::time(nullptr),
-                           &pool_states_, *governance);
+    discovery_ = std::make_unique<Discovery>(ioc_, [this] { PublishDiscovered(); });
+    if (auto st = discovery_->Configure(config); !st.ok()) {
+      LogError(st.message());
+      return 1;
+    }
+    base_config_ = config;
+    auto rt = BuildRuntime(discovery_->WithEndpoints(config), endpoints_, metric_slots_,
+                           ++generation_, std::time(nullptr), &pool_states_, *governance);
     if (!rt.ok()) {
       LogError(rt.status().message());
       return 1;
@@ -126,6 +133,7 @@ class Process {
     view.reloads_ok = &reloads_ok_;
     view.reloads_failed = &reloads_failed_;
     view.scaling = &scaling_;
+    view.discovery = discovery_.get();
     admin_ = std::make_unique<AdminServer>(ioc_, view);
     tcp::endpoint admin_bound;
     try {
@@ -154,6 +162,7 @@ class Process {
             " with " + std::to_string(n) + " workers; admin on " +
             admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
     ioc_.run();
+    discovery_->Stop();
     governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
     for (auto& w : workers_) w->Stop();
     pool_states_.DropAll();
@@ -258,13 +267,21 @@ class Process {
                governance.status().message());
       return;
     }
-    auto rt = BuildRuntime(config, endpoints_, metric_slots_, generation_ + 1, std::time(nullptr),
-                           &pool_states_, *governance);
+    if (auto st = discovery_->Configure(config); !st.ok()) {
+      reloads_failed_.fetch_add(1);
+      LogError("reload rejected, keeping the running configuration: " + st.message());
+      return;
+    }
+    auto rt = BuildRuntime(discovery_->WithEndpoints(config), endpoints_, metric_slots_,
+                           generation_ + 1, std::time(nullptr), &pool_states_, *governance);
     if (!rt.ok()) {
       reloads_failed_.fetch_add(1);
       LogError("reload rejected, keeping the running configuration: " + rt.status().message());
+      // Discovery already follows the new file; put it back on the running one.
+      (void)discovery_->Configure(base_config_);
       return;
     }
+    base_config_ = config;
     ++generation_;
     current_ = *rt;
     for (auto& w : workers_) w->Publish(current_);
@@ -334,8 +351,8 @@ class Process {
       return;
     }
     if (rejected) return;  // the running keys stay
-    auto rt = BuildRuntime(current_->config, endpoints_, metric_slots_, generation_ + 1,
-                           std::time(nullptr), &pool_states_, *governance);
+    auto rt = BuildRuntime(discovery_->WithEndpoints(base_config_), endpoints_, metric_slots_,
+                           generation_ + 1, std::time(nullptr), &pool_states_, *governance);
     if (!rt.ok()) {
       LogError("keys reload failed: " + rt.status().message());
       return;
@@ -344,6 +361,24 @@ class Process {
     current_ = *rt;
     for (auto& w : workers_) w->Publish(current_);
     LogInfo("keys file reloaded: " + std::to_string((*governance)->table->key_count()) + " keys");
+  }
+
+  // Discovery changed a pool's endpoints: the running configuration with the new lists, as a new
+  // snapshot (endpoint state, flow controllers and prefix affinity carry over by URL).
+  void PublishDiscovered() {
+    if (shared_.draining.load()) return;
+    auto rt =
+        BuildRuntime(discovery_->WithEndpoints(base_config_), endpoints_, metric_slots_,
+                     generation_ + 1, std::time(nullptr), &pool_states_, current_->governance);
+    if (!rt.ok()) {
+      LogError("discovered endpoints not applied: " + rt.status().message());
+      return;
+    }
+    ++generation_;
+    current_ = *rt;
+    for (auto& w : workers_) w->Publish(current_);
+    // Endpoints of pods gone earlier, now that no snapshot holds them.
+    endpoints_.Prune();
   }
 
   GatewayOptions options_;
@@ -365,6 +400,8 @@ class Process {
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<EngineScraper> scraper_;
   std::shared_ptr<const Runtime> current_;
+  GatewayConfig base_config_;  // the running configuration as loaded (no discovered endpoints)
+  std::unique_ptr<Discovery> discovery_;
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
   uint64_t generation_ = 0;

@@ -69,12 +69,41 @@ bool Replace(uint64_t& w, uint64_t expected, uint64_t desired) {
 }  // namespace
 
 PrefixIndex::PrefixIndex(PrefixIndexConfig config, uint32_t endpoints)
-    : config_(config), endpoints_(endpoints) {
+    : config_(config), sized_for_(endpoints), endpoints_(endpoints) {
   if (config_.capacity == 0) config_.capacity = 1;
   if (config_.block_bytes == 0) config_.block_bytes = 64;
   uint64_t entries = uint64_t{config_.capacity} * std::max<uint32_t>(endpoints, 1);
   entries = std::min(entries, kMaxEntries);
-  buckets_ = std::max<uint64_t>(1, (entries + kWays - 1) / kWays);
+  Allocate(std::max<uint64_t>(1, (entries + kWays - 1) / kWays));
+}
+
+PrefixIndex::PrefixIndex(const PrefixIndex& previous, std::span<const int32_t> carried)
+    : config_(previous.config_),
+      sized_for_(previous.sized_for_),
+      endpoints_(static_cast<uint32_t>(carried.size())) {
+  Allocate(previous.buckets_);
+  std::vector<uint32_t> to(std::min<uint32_t>(previous.endpoints_, kMaxEndpoints), kMaxEndpoints);
+  for (size_t i = 0; i < carried.size() && i < kMaxEndpoints; ++i) {
+    if (carried[i] >= 0 && static_cast<size_t>(carried[i]) < to.size()) {
+      to[carried[i]] = static_cast<uint32_t>(i);
+    }
+  }
+  for (uint64_t i = 0; i < buckets_ * kWays; ++i) {
+    uint64_t v = Load(previous.table_[i]);
+    uint64_t owner = v & kOwnerMask;
+    if (v == 0 || owner >= to.size() || to[owner] == kMaxEndpoints) continue;
+    table_[i] = (v & ~kOwnerMask) | to[owner];
+  }
+}
+
+bool PrefixIndex::CarryFits(const PrefixIndex& previous, uint32_t endpoints) {
+  uint64_t was = std::max<uint32_t>(previous.sized_for_, 1);
+  uint64_t now = std::max<uint32_t>(endpoints, 1);
+  return now <= 2 * was && was <= 2 * now;
+}
+
+void PrefixIndex::Allocate(uint64_t buckets) {
+  buckets_ = buckets;
   constexpr size_t kLine = kWays * sizeof(uint64_t);
   memory_ = std::calloc(buckets_ * kLine + kLine, 1);
   if (!memory_) throw std::bad_alloc();

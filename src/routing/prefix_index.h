@@ -68,6 +68,14 @@ class PrefixIndex {
   // `endpoints`: the pool's size; endpoint ids are below it. Reserves the whole table (pages
   // are only touched as entries are written). Control thread.
   PrefixIndex(PrefixIndexConfig config, uint32_t endpoints);
+  // An index for a changed endpoint list that keeps what `previous` learned: entries of
+  // previous's endpoint carried[i] become endpoint i's, entries of endpoints not carried are
+  // dropped. The table keeps previous's geometry (each entry stays in its bucket), so the caller
+  // builds a fresh index instead once the pool's size has drifted far from the one the table was
+  // sized for (CarryFits). Control thread; `previous` may be in use by workers meanwhile.
+  PrefixIndex(const PrefixIndex& previous, std::span<const int32_t> carried);
+  // Whether a table sized for `previous` still suits `endpoints` endpoints (within a factor 2).
+  static bool CarryFits(const PrefixIndex& previous, uint32_t endpoints);
   ~PrefixIndex();
   PrefixIndex(const PrefixIndex&) = delete;
   PrefixIndex& operator=(const PrefixIndex&) = delete;
@@ -102,7 +110,10 @@ class PrefixIndex {
   static constexpr uint32_t kWays = PrefixMatch::kMax;
   uint64_t* Bucket(uint64_t hash) const;
 
+  void Allocate(uint64_t buckets);
+
   PrefixIndexConfig config_;
+  uint32_t sized_for_;  // the endpoint count the table was sized for
   uint32_t endpoints_;
   uint64_t buckets_;
   void* memory_ = nullptr;     // calloc'd: zero pages are mapped lazily

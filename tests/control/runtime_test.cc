@@ -78,3 +78,19 @@ TEST(RuntimeTest, ReloadUpdatesCapacityOnlyWhenTheBuildSucceeds) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(EndpointRegistryPrune, ForgetsOnlyUnreferencedEndpoints) {
+  EndpointRegistry registry;
+  auto kept = registry.Get("http://10.0.0.1:8000");
+  registry.Get("http://10.0.0.2:8000")->requests_total = 5;
+  EXPECT_EQ(registry.Prune(), 1u);
+  ASSERT_EQ(registry.All().size(), 1u);
+  EXPECT_EQ(registry.All()[0].get(), kept.get());
+  EXPECT_EQ(registry.Get("http://10.0.0.2:8000")->requests_total.load(), 0u);  // a new state
+}
+
+}  // namespace
+}  // namespace tokenway

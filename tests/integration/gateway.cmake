@@ -12,3 +12,4 @@ tw_integration_test(gateway_observability SCRIPT tests/integration/test_gateway_
 tw_integration_test(gateway_status_page SCRIPT tests/integration/test_status_page.py TIMEOUT 300)
 tw_integration_test(gateway_grafana_dashboard SCRIPT tests/integration/test_grafana_dashboard.py TIMEOUT 180)
 tw_integration_test(gateway_tracing SCRIPT tests/integration/test_gateway_tracing.py TIMEOUT 180)
+tw_integration_test(gateway_discovery SCRIPT tests/integration/test_gateway_discovery.py TIMEOUT 300)

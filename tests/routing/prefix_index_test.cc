@@ -194,3 +194,30 @@ TEST(PrefixIndexTest, ConcurrentInsertMatchAndEvictKeepInvariants) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(PrefixIndexCarry, EndpointsThatStayKeepTheirBlocks) {
+  PrefixIndexConfig config;
+  PrefixIndex old(config, 3);
+  std::vector<uint64_t> a = {1, 2, 3}, b = {7, 8};
+  old.Insert(0, a);
+  old.Insert(2, b);
+  // New list: the old endpoint 2 first, a new endpoint, then the old endpoint 0.
+  std::vector<int32_t> carried = {2, -1, 0};
+  PrefixIndex next(old, carried);
+  EXPECT_EQ(next.endpoints(), 3u);
+  EXPECT_EQ(next.Match(0, b), 2u);
+  EXPECT_EQ(next.Match(1, a), 0u);
+  EXPECT_EQ(next.Match(2, a), 3u);
+  EXPECT_EQ(next.Size(1), 0u);
+  // The old index is untouched (requests on the previous snapshot still use its ids).
+  EXPECT_EQ(old.Match(0, a), 3u);
+  EXPECT_TRUE(PrefixIndex::CarryFits(old, 6));
+  EXPECT_FALSE(PrefixIndex::CarryFits(old, 7));
+  EXPECT_FALSE(PrefixIndex::CarryFits(PrefixIndex(config, 8), 3));
+}
+
+}  // namespace
+}  // namespace tokenway
