@@ -25,8 +25,8 @@
 # of the machine hits every proxy alike; requests/s and CPU shares are averaged over the rounds.
 # Environment knobs (defaults in brackets): DURATION [6] s per wrk run, WARMUP [2] s, ROUNDS [2],
 # CONNS [32], SSE_CONNS [64], EVENTS [100], LAT_REQUESTS [20000], PACED_STREAMS [200],
-# PACED_MS [20], LONG_KIB [432], POOL_SIZES [8 64], PROXY_CPU [0], LOAD_CPU [1], WAIT_QUIET [30] s
-# to wait for an idle machine, BENCH_NICE [-20 as root, else 0]: every process of the benchmark
+# PACED_MS [20], LONG_KIB [432], LONG_DURATION [4] s per long-prompt run, POOL_SIZES [8 64],
+# PROXY_CPU [0], LOAD_CPU [1], WAIT_QUIET [30] s to wait for an idle machine, BENCH_NICE [-20 as root, else 0]: every process of the benchmark
 # (proxies, backend, wrk, client) runs at this nice level, so compiles elsewhere on the machine
 # take less of its cores.
 set -euo pipefail
@@ -44,6 +44,7 @@ LAT_REQUESTS=${LAT_REQUESTS:-20000}
 PACED_STREAMS=${PACED_STREAMS:-200}
 PACED_MS=${PACED_MS:-20}
 LONG_KIB=${LONG_KIB:-432}
+LONG_DURATION=${LONG_DURATION:-4}
 POOL_SIZES=${POOL_SIZES:-8 64}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -71,8 +72,10 @@ done
 [[ -x "$NGINX" ]] || { echo "overhead.sh: nginx missing (apt-get install nginx-light)" >&2; exit 1; }
 MAX_POOL=1
 for n in $POOL_SIZES; do
-  [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 2 && n <= 254)) ||
-    { echo "overhead.sh: POOL_SIZES entries must be 2..254 (got '$n')" >&2; exit 1; }
+  if [[ ! "$n" =~ ^[0-9]+$ ]] || ((n < 2 || n > 254)); then
+    echo "overhead.sh: POOL_SIZES entries must be 2..254 (got '$n')" >&2
+    exit 1
+  fi
   if ((n > MAX_POOL)); then MAX_POOL=$n; fi
 done
 
@@ -230,7 +233,7 @@ for u, f in (('us', 1), ('ms', 1e3), ('s', 1e6)):
 print(0)"
 }
 
-# run_wrk TEST TARGET LUA CONNS: warm-up, then a measured run; records req/s, CPU share, errors,
+# run_wrk TEST TARGET LUA CONNS: warm-up, then a measured run (RUN_DURATION, else DURATION s); records req/s, CPU share, errors,
 # wrk's p99 and the number of access-log lines the measured run wrote (the log is emptied around
 # it, which also keeps the work directory small).
 run_wrk() {
@@ -243,7 +246,7 @@ run_wrk() {
   k0=$(core_busy "$PROXY_CPU"); l0=$(core_busy "$LOAD_CPU")
   c0=$(cpu_ticks "$pid")
   t0=$(date +%s.%N)
-  out=$(taskset -c "$LOAD_CPU" "${PRIO[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$lua" "$url")
+  out=$(taskset -c "$LOAD_CPU" "${PRIO[@]}" wrk -t1 -c"$conns" -d"${RUN_DURATION:-$DURATION}s" --latency -s "$lua" "$url")
   t1=$(date +%s.%N)
   c1=$(cpu_ticks "$pid")
   k1=$(core_busy "$PROXY_CPU"); l1=$(core_busy "$LOAD_CPU")
@@ -316,7 +319,7 @@ for n in 1 $POOL_SIZES; do  # how many endpoints the scheduler sees with valid e
   log "tokenway-sched-$n: $valid of $n endpoints with valid engine signals"
   echo "valid $n $valid" >>"$RAW"
 done
-rounds long "$WORK/long.lua" "$CONNS" "${LONG_TARGETS[@]}"
+RUN_DURATION=$LONG_DURATION rounds long "$WORK/long.lua" "$CONNS" "${LONG_TARGETS[@]}"
 rss_line long tokenway "$TW_PID" "$RSS0_TW"
 rss_line long tokenway-sched "$TS_PID" "$RSS0_TS"
 rss_line long nginx "$NG_PID" "$RSS0_NG"
@@ -365,14 +368,14 @@ META=$(python3 -c 'import json, sys; print(json.dumps(dict(zip(sys.argv[1::2], s
   nginx "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')" \
   tokenway_commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo uncommitted)" \
   load_before "$LOAD_BEFORE" load_after "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  duration_s "$DURATION" warmup_s "$WARMUP" rounds "$ROUNDS" conns "$CONNS" sse_conns "$SSE_CONNS" \
+  duration_s "$DURATION" long_duration_s "$LONG_DURATION" warmup_s "$WARMUP" rounds "$ROUNDS" conns "$CONNS" sse_conns "$SSE_CONNS" \
   events "$EVENTS" lat_requests "$LAT_REQUESTS" paced_streams "$PACED_STREAMS" paced_ms "$PACED_MS" \
   small_body_bytes "$SMALL_BYTES" large_body_bytes "$LARGE_BYTES" long_body_bytes "$LONG_BYTES" \
   pool_sizes "$POOL_SIZES" proxy_cpu "$PROXY_CPU" load_cpu "$LOAD_CPU" nice "$BENCH_NICE")
 python3 - "$RAW" "$ROOT/bench/results/overhead-$STAMP" "$META" <<'EOF'
 import json, sys
 raw, out, meta = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-for key in ("nproc", "duration_s", "warmup_s", "rounds", "conns", "sse_conns", "events", "lat_requests",
+for key in ("nproc", "duration_s", "long_duration_s", "warmup_s", "rounds", "conns", "sse_conns", "events", "lat_requests",
             "paced_streams", "paced_ms", "small_body_bytes", "large_body_bytes", "long_body_bytes",
             "proxy_cpu", "load_cpu", "nice"):
     meta[key] = int(meta[key])
