@@ -420,6 +420,10 @@ def spread(test, target):  # per-round per-core ratios to nginx, when there is m
     if len(t) < 2: return ""
     rs = [ratio(a["rps"] / a["cpu_share"], b["rps"] / b["cpu_share"]) for a, b in zip(t, n)]
     return " (" + ", ".join(f"{x:.2f}" for x in rs) + ")"
+def p99_spread(test, target):  # per-round p99 ratios to nginx (one slow round shows here)
+    t, n = W[test][target]["rounds"], W[test]["nginx"]["rounds"]
+    if len(t) < 2: return ""
+    return " (" + ", ".join(f"{ratio(a['p99_us'], b['p99_us']):.2f}" for a, b in zip(t, n)) + ")"
 ok = lambda b: "met" if b else "**missed**"
 both = lambda f: " / ".join(ok(f(g)) for g in GW)
 rows = []
@@ -444,7 +448,8 @@ for test, key in (("small", "small_body_bytes"), ("large", "large_body_bytes")):
     d, t, s, n = throughput(test, meta[key], 1.1)
     row(f"**p99 at {meta['conns']} connections, {meta[key]} B (ms)**", f"{d['p99_us']/1000:.2f}",
         f"**{t['p99_us']/1000:.2f}**", f"**{s['p99_us']/1000:.2f}**", f"{n['p99_us']/1000:.2f}",
-        f"{ratio(t['p99_us'], n['p99_us']):.2f}", f"{ratio(s['p99_us'], n['p99_us']):.2f}")
+        f"{ratio(t['p99_us'], n['p99_us']):.2f}{p99_spread(test, 'tokenway')}",
+        f"{ratio(s['p99_us'], n['p99_us']):.2f}{p99_spread(test, 'tokenway-sched')}")
 S = W["sse"]
 row("SSE events/s (raw)", *(k(S[x]["events_per_s"]) for x in ("direct",) + GW + ("nginx",)),
     *(f"{ratio(S[g]['events_per_s'], S['nginx']['events_per_s']):.2f}" for g in GW))
@@ -483,7 +488,8 @@ row(f"**proxy CPU µs per request, {meta['long_body_bytes']} B**", "—",
     *(f"{ratio(W['long'][g]['cpu_us_per_request'], n['cpu_us_per_request']):.2f}" for g in GW))
 row(f"p99 at {meta['conns']} connections, {meta['long_body_bytes']} B (ms)", f"{d['p99_us']/1000:.2f}",
     f"{t['p99_us']/1000:.2f}", f"{s['p99_us']/1000:.2f}", f"{n['p99_us']/1000:.2f}",
-    f"{ratio(t['p99_us'], n['p99_us']):.2f}", f"{ratio(s['p99_us'], n['p99_us']):.2f}")
+    f"{ratio(t['p99_us'], n['p99_us']):.2f}{p99_spread('long', 'tokenway')}",
+    f"{ratio(s['p99_us'], n['p99_us']):.2f}{p99_spread('long', 'tokenway-sched')}")
 
 # The long prompt through tokenway-sched pools of growing size.
 P = [("1", W["long"]["tokenway-sched"])] + [(str(p), W["long"][f"tokenway-sched-{p}"]) for p in meta["pool_sizes"]]
