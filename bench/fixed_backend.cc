@@ -10,10 +10,14 @@
 //                    fast as the socket takes them, streams served round-robin). With
 //                    "include_usage":true a final usage chunk (choices: []) precedes
 //                    `data: [DONE]`.
-//   GET /health      200 ok.     Anything else: 404.
+//   GET /health      200 ok.
+//   GET /metrics     a minimal vLLM Prometheus exposition of an idle engine (nothing waiting or
+//                    running, KV cache 10 % used), so a gateway scraping engine metrics sees a
+//                    valid, fresh, unsaturated endpoint.     Anything else: 404.
 //
-// Flags: --listen HOST:PORT (default 127.0.0.1:9000), --events N (100), --interval-ms MS (0),
-//        --model NAME (bench).
+// Flags: --listen HOST:PORT (default 127.0.0.1:9000; repeatable: one process, one epoll loop,
+//        serving every listed address, e.g. 127.0.0.1..127.0.0.64 on one port as 64 endpoints),
+//        --events N (100), --interval-ms MS (0), --model NAME (bench).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -43,9 +47,13 @@ int64_t NowNs() {
   return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+struct ListenAddr {
+  std::string host;
+  int port = 0;
+};
+
 struct Options {
-  std::string host = "127.0.0.1";
-  int port = 9000;
+  std::vector<ListenAddr> listen;  // empty: 127.0.0.1:9000
   int events = 100;
   int interval_ms = 0;
   std::string model = "bench";
@@ -64,6 +72,7 @@ struct Canned {
   std::string usage_event;  // choices: [], usage
   std::string done_event;   // data: [DONE] + terminating chunk
   std::string health;
+  std::string metrics;
   std::string not_found;
 };
 
@@ -113,6 +122,29 @@ Canned BuildCanned(const Options& o) {
       std::to_string(o.events) + ",\"total_tokens\":" + std::to_string(52 + o.events) + "}}\n\n");
   c.done_event = Chunk("data: [DONE]\n\n") + "0\r\n\r\n";
   c.health = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
+  const std::string exposition =
+      "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+      "# TYPE vllm:num_requests_running gauge\n"
+      "vllm:num_requests_running{model_name=\"" +
+      m +
+      "\"} 0.0\n"
+      "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+      "# TYPE vllm:num_requests_waiting gauge\n"
+      "vllm:num_requests_waiting{model_name=\"" +
+      m +
+      "\"} 0.0\n"
+      "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+      "# TYPE vllm:kv_cache_usage_perc gauge\n"
+      "vllm:kv_cache_usage_perc{model_name=\"" +
+      m +
+      "\"} 0.1\n"
+      "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
+      "# TYPE vllm:cache_config_info gauge\n"
+      "vllm:cache_config_info{block_size=\"16\",cache_dtype=\"auto\"} 1.0\n";
+  c.metrics =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+      "Content-Length: " +
+      std::to_string(exposition.size()) + "\r\n\r\n" + exposition;
   c.not_found =
       "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n";
   return c;
@@ -120,6 +152,7 @@ Canned BuildCanned(const Options& o) {
 
 struct Conn {
   int fd = -1;
+  bool listener = false;  // a listening socket: readable means connections to accept
   std::string in;
   size_t in_pos = 0;  // start of the unparsed bytes in `in`
   std::string out;
@@ -303,6 +336,8 @@ bool Process(Conn* c) {
       }
     } else if (method == "GET" && (target == "/health" || target == "/healthz")) {
       c->out.append(g_can.health);
+    } else if (method == "GET" && target == "/metrics") {
+      c->out.append(g_can.metrics);
     } else {
       c->out.append(g_can.not_found);
     }
@@ -439,8 +474,9 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       std::string v = val();
       size_t colon = v.rfind(':');
       if (colon == std::string::npos) return false;
-      o.host = v.substr(0, colon);
-      o.port = atoi(v.c_str() + colon + 1);
+      ListenAddr l{v.substr(0, colon), atoi(v.c_str() + colon + 1)};
+      if (l.port <= 0 || l.port > 65535) return false;
+      o.listen.push_back(l);
     } else if (a == "--events") {
       o.events = atoi(val().c_str());
     } else if (a == "--interval-ms") {
@@ -451,7 +487,8 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       return false;
     }
   }
-  return o.events >= 1 && o.interval_ms >= 0 && o.port > 0;
+  if (o.listen.empty()) o.listen.push_back({"127.0.0.1", 9000});
+  return o.events >= 1 && o.interval_ms >= 0;
 }
 
 }  // namespace
@@ -459,7 +496,7 @@ bool ParseArgs(int argc, char** argv, Options& o) {
 int main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, g_opt)) {
     fprintf(stderr,
-            "usage: %s [--listen HOST:PORT] [--events N] [--interval-ms MS] [--model NAME]\n",
+            "usage: %s [--listen HOST:PORT]... [--events N] [--interval-ms MS] [--model NAME]\n",
             argv[0]);
     return 2;
   }
@@ -467,33 +504,41 @@ int main(int argc, char** argv) {
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // precise pacing
   g_can = BuildCanned(g_opt);
 
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
-  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(g_opt.port));
-  if (inet_pton(AF_INET, g_opt.host.c_str(), &addr.sin_addr) != 1) {
-    fprintf(stderr, "bad host %s\n", g_opt.host.c_str());
-    return 2;
-  }
-  if (bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(lfd, 1024) != 0) {
-    fprintf(stderr, "cannot listen on %s:%d: %s\n", g_opt.host.c_str(), g_opt.port,
-            strerror(errno));
-    return 1;
-  }
   g_ep = epoll_create1(EPOLL_CLOEXEC);
+  for (const ListenAddr& l : g_opt.listen) {
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(l.port));
+    if (inet_pton(AF_INET, l.host.c_str(), &addr.sin_addr) != 1) {
+      fprintf(stderr, "bad host %s\n", l.host.c_str());
+      return 2;
+    }
+    if (bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(lfd, 1024) != 0) {
+      fprintf(stderr, "cannot listen on %s:%d: %s\n", l.host.c_str(), l.port, strerror(errno));
+      return 1;
+    }
+    Conn* lc = new Conn;
+    lc->fd = lfd;
+    lc->listener = true;
+    epoll_event lev{};
+    lev.events = EPOLLIN;
+    lev.data.ptr = lc;
+    epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &lev);
+  }
   g_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  epoll_event lev{};
-  lev.events = EPOLLIN;
-  lev.data.ptr = nullptr;
-  epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &lev);
   epoll_event tev{};
   tev.events = EPOLLIN;
   tev.data.ptr = &g_timer;
   epoll_ctl(g_ep, EPOLL_CTL_ADD, g_timer, &tev);
-  fprintf(stderr, "tokenway-fixed-backend listening on %s:%d (events %d, interval %d ms)\n",
-          g_opt.host.c_str(), g_opt.port, g_opt.events, g_opt.interval_ms);
+  fprintf(stderr, "tokenway-fixed-backend listening on %s:%d%s (events %d, interval %d ms)\n",
+          g_opt.listen[0].host.c_str(), g_opt.listen[0].port,
+          g_opt.listen.size() > 1
+              ? (" and " + std::to_string(g_opt.listen.size() - 1) + " more addresses").c_str()
+              : "",
+          g_opt.events, g_opt.interval_ms);
 
   std::vector<epoll_event> evs(256);
   bool busy = false;
@@ -506,22 +551,6 @@ int main(int argc, char** argv) {
     }
     for (int i = 0; i < n; ++i) {
       void* ptr = evs[i].data.ptr;
-      if (ptr == nullptr) {  // accept all pending
-        for (;;) {
-          int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (fd < 0) break;
-          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          if (size_t(fd) >= g_conns.size()) g_conns.resize(size_t(fd) * 2 + 1, nullptr);
-          Conn* c = new Conn;
-          c->fd = fd;
-          g_conns[size_t(fd)] = c;
-          epoll_event ev{};
-          ev.events = EPOLLIN;
-          ev.data.ptr = c;
-          epoll_ctl(g_ep, EPOLL_CTL_ADD, fd, &ev);
-        }
-        continue;
-      }
       if (ptr == &g_timer) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t r = read(g_timer, &expirations, sizeof expirations);
@@ -529,6 +558,22 @@ int main(int argc, char** argv) {
         continue;
       }
       Conn* c = static_cast<Conn*>(ptr);
+      if (c->listener) {  // accept all pending
+        for (;;) {
+          int fd = accept4(c->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (fd < 0) break;
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          if (size_t(fd) >= g_conns.size()) g_conns.resize(size_t(fd) * 2 + 1, nullptr);
+          Conn* nc = new Conn;
+          nc->fd = fd;
+          g_conns[size_t(fd)] = nc;
+          epoll_event ev{};
+          ev.events = EPOLLIN;
+          ev.data.ptr = nc;
+          epoll_ctl(g_ep, EPOLL_CTL_ADD, fd, &ev);
+        }
+        continue;
+      }
       if (c->fd < 0) continue;
       if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
         if (evs[i].events & EPOLLOUT) {

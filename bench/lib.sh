@@ -70,10 +70,16 @@ EOF
 done
 
 # --- processes --------------------------------------------------------------------------------
-start() {  # start NAME CPU CMD...
+# start NAME CPU CMD...: runs CMD pinned to CPU, stdout and stderr to $WORK/NAME.log; with
+# START_STDOUT=FILE set, stdout is appended to FILE instead (e.g. an access log on stdout).
+start() {
   local name=$1 cpu=$2
   shift 2
-  taskset -c "$cpu" "${PRIO[@]}" "$@" >"$WORK/$name.log" 2>&1 &
+  if [[ -n "${START_STDOUT:-}" ]]; then
+    taskset -c "$cpu" "${PRIO[@]}" "$@" >>"$START_STDOUT" 2>"$WORK/$name.log" &
+  else
+    taskset -c "$cpu" "${PRIO[@]}" "$@" >"$WORK/$name.log" 2>&1 &
+  fi
   LAST_PID=$!
   PIDS+=("$LAST_PID")
 }
