@@ -1,6 +1,6 @@
 // Micro-benchmarks of the prompt-token count (common/tokenizer.h), which the gateway runs on every
-// request's prompt: CountTokens (the kernel the CPU selects), the portable kernel, and the
-// reference piece walk (CountTokensByPieces, what Encode does) on 432 KiB of English-like text
+// request's prompt: CountTokens (the kernel the CPU selects), the SSE2 and portable kernels, and
+// the reference piece walk (CountTokensByPieces, what Encode does) on 432 KiB of English-like text
 // and on adversarial text: one long word ("xxx..."), spaces, bytes >= 0x80, and a space before
 // every letter (" x x x...", the most pieces per byte). Target: 432 KiB within 60 us.
 // Run: make bench-micro (docs/benchmarks.md), or e.g.
@@ -84,11 +84,15 @@ void BM_CountTokens(benchmark::State& state) {
 void BM_CountTokensPortable(benchmark::State& state) {
   RunCount(state, [](std::string_view t) { return CountTokensWith(CountKernel::kPortable, t); });
 }
+void BM_CountTokensSse2(benchmark::State& state) {
+  RunCount(state, [](std::string_view t) { return CountTokensWith(CountKernel::kSse2, t); });
+}
 void BM_CountTokensByPieces(benchmark::State& state) {
   RunCount(state, CountTokensByPieces);
 }
 
 BENCHMARK(BM_CountTokens)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CountTokensSse2)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_CountTokensPortable)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_CountTokensByPieces)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
 

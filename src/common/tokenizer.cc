@@ -8,7 +8,7 @@
 #include <cstring>
 #include <unordered_set>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
 #define TOKENWAY_TOKENIZER_X86 1
 #include <immintrin.h>
 #else
@@ -202,6 +202,39 @@ std::size_t CountPortable(std::string_view text) {
 }
 
 #if TOKENWAY_TOKENIZER_X86
+// SSE2 kernel (every x86-64 CPU): 16 bytes per register. Each class is a range test made signed:
+// adding a bias maps the range onto [-128, -128 + width) and one signed compare picks it out.
+// Bytes >= 0x80 have their top bit set already, so OR-ing a class with the bytes adds them to it
+// for movemask.
+inline __m128i InRangeSse2(__m128i x, int first, int width) {
+  const __m128i shifted = _mm_add_epi8(x, _mm_set1_epi8(static_cast<char>(0x80 - first)));
+  return _mm_cmplt_epi8(shifted, _mm_set1_epi8(static_cast<char>(-128 + width)));
+}
+
+inline BlockMasks ClassifySse2(const unsigned char* p) {
+  BlockMasks m;
+  for (int quarter = 0; quarter < 4; ++quarter) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * quarter));
+    const __m128i digit = InRangeSse2(v, '0', 10);
+    const __m128i letter = InRangeSse2(_mm_or_si128(v, _mm_set1_epi8(0x20)), 'a', 26);
+    const __m128i alnum = _mm_or_si128(digit, letter);
+    const __m128i space = _mm_cmpeq_epi8(v, _mm_set1_epi8(' '));
+    const __m128i whitespace = _mm_or_si128(space, InRangeSse2(v, '\t', 5));
+    auto bits = [quarter](__m128i x) {
+      return uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(x))} << (16 * quarter);
+    };
+    m.alnum |= bits(alnum);
+    m.space |= bits(space);
+    m.alnum_or_high |= bits(_mm_or_si128(alnum, v));
+    m.whitespace_or_high |= bits(_mm_or_si128(whitespace, v));
+  }
+  return m;
+}
+
+std::size_t CountSse2(std::string_view text) {
+  return CountBlocks(text, ClassifySse2);
+}
+
 // Whether the CPU runs the AVX2 kernel (AVX2, BMI1 and POPCNT: every x86-64 since 2013-15).
 bool HasAvx2() {
   static const bool has = [] {
@@ -212,9 +245,7 @@ bool HasAvx2() {
   return has;
 }
 
-// AVX2 kernel: 32 bytes per register. Each class is a range test made signed: adding a bias maps
-// the range onto [-128, -128 + width) and one signed compare picks it out. Bytes >= 0x80 have
-// their top bit set already, so OR-ing a class with the bytes adds them to it for movemask.
+// AVX2 kernel: 32 bytes per register, the same tests as the SSE2 kernel.
 struct Avx2Half {
   uint32_t alnum, space, alnum_or_high, whitespace_or_high;
 };
@@ -278,6 +309,8 @@ bool CountKernelAvailable(CountKernel kernel) {
   switch (kernel) {
     case CountKernel::kPortable:
       return true;
+    case CountKernel::kSse2:
+      return TOKENWAY_TOKENIZER_X86 != 0;
     case CountKernel::kAvx2:
       return HasAvx2();
   }
@@ -287,12 +320,13 @@ bool CountKernelAvailable(CountKernel kernel) {
 std::size_t CountTokensWith(CountKernel kernel, std::string_view text) {
 #if TOKENWAY_TOKENIZER_X86
   if (kernel == CountKernel::kAvx2 && HasAvx2()) return CountAvx2(text);
+  if (kernel != CountKernel::kPortable) return CountSse2(text);
 #endif
   return CountPortable(text);
 }
 
 std::size_t CountTokens(std::string_view text) {
-  return CountTokensWith(CountKernel::kAvx2, text);  // the portable kernel without AVX2
+  return CountTokensWith(CountKernel::kAvx2, text);  // else SSE2, else portable
 }
 
 void EncodeAppend(std::string_view text, std::vector<uint32_t>& out) {

@@ -77,7 +77,7 @@ std::string Shown(std::string_view text) {
 void ExpectAllCountsEqualReference(std::string_view text) {
   const std::size_t expected = CountTokensByPieces(text);
   ASSERT_EQ(CountTokens(text), expected) << Shown(text);
-  for (CountKernel kernel : {CountKernel::kPortable, CountKernel::kAvx2}) {
+  for (CountKernel kernel : {CountKernel::kPortable, CountKernel::kSse2, CountKernel::kAvx2}) {
     if (!CountKernelAvailable(kernel)) continue;
     ASSERT_EQ(CountTokensWith(kernel, text), expected)
         << "kernel " << static_cast<int>(kernel) << ": " << Shown(text);
@@ -170,6 +170,7 @@ TEST(TokenizerCountTest, KernelsMatchTheReferenceOnTheDocumentedExamples) {
     ExpectAllCountsEqualReference(text);
   }
   EXPECT_EQ(CountTokensWith(CountKernel::kPortable, "Hello, world!"), 4u);
+  EXPECT_EQ(CountTokensWith(CountKernel::kSse2, "Hello, world!"), 4u);
   EXPECT_EQ(CountTokensWith(CountKernel::kAvx2, "Hello, world!"), 4u);  // falls back if absent
 }
 

@@ -14,7 +14,7 @@ void CheckCount(std::string_view text) {
   using namespace tokenway::tokenizer;
   const std::size_t expected = CountTokensByPieces(text);
   if (CountTokens(text) != expected) std::abort();
-  for (CountKernel kernel : {CountKernel::kPortable, CountKernel::kAvx2}) {
+  for (CountKernel kernel : {CountKernel::kPortable, CountKernel::kSse2, CountKernel::kAvx2}) {
     if (CountKernelAvailable(kernel) && CountTokensWith(kernel, text) != expected) std::abort();
   }
 }
