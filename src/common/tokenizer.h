@@ -36,8 +36,22 @@ namespace tokenway::tokenizer {
 
 inline constexpr std::size_t kMaxPieceBytes = 8;
 
-// Number of tokens of `text` under the rule above. Pure and thread-safe.
+// Number of tokens of `text` under the rule above; always equal to CountTokensByPieces. Pure and
+// thread-safe. Classifies 64 bytes at a time into bit masks of piece starts (AVX2 when the CPU
+// has it, else SSE2 on x86-64, else a portable 8-bytes-per-word kernel): about 0.13 ns per byte
+// with AVX2 (57 us for a 432 KiB prompt), against about 2 ns per byte for the piece walk.
 std::size_t CountTokens(std::string_view text);
+
+// The same count by walking the pieces one by one, as Encode does: the reference the fast
+// kernels are tested against (unit test, fuzz target) and measured against (micro-benchmark).
+std::size_t CountTokensByPieces(std::string_view text);
+
+// The kernels behind CountTokens, selectable so that tests cover each one on any machine.
+enum class CountKernel { kPortable, kSse2, kAvx2 };
+// Whether this build and CPU can run `kernel` (kPortable always can; kSse2 on every x86-64).
+bool CountKernelAvailable(CountKernel kernel);
+// CountTokens with a given kernel; an unavailable kernel falls back to the next simpler one.
+std::size_t CountTokensWith(CountKernel kernel, std::string_view text);
 
 // Token ids of `text` under the rule above, appended to `out`.
 void EncodeAppend(std::string_view text, std::vector<uint32_t>& out);
