@@ -131,6 +131,53 @@ struct OutgoingBody {
   size_t size() const { return before.size() + insert.size() + after.size(); }
 };
 
+// The batch of events relayed for one upstream read, as byte ranges: runs of the splitter's
+// buffer (adjacent kept events merge into one run) or of the replaced-event text.
+class RelayBatch {
+ public:
+  void Clear(const char* events_base) {
+    runs_.clear();
+    replaced_.clear();
+    base_ = events_base;
+    bytes_ = 0;
+  }
+  void Keep(std::string_view event) {
+    bytes_ += event.size();
+    if (!runs_.empty() && !runs_.back().replaced &&
+        base_ + runs_.back().offset + runs_.back().size == event.data()) {
+      runs_.back().size += event.size();
+      return;
+    }
+    runs_.push_back({static_cast<size_t>(event.data() - base_), event.size(), false});
+  }
+  void KeepReplaced(std::string_view data) {
+    size_t start = replaced_.size();
+    replaced_.append("data: ").append(data).append("\n\n");
+    bytes_ += replaced_.size() - start;
+    runs_.push_back({start, replaced_.size() - start, true});
+  }
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return bytes_ == 0; }
+  // Appends the runs as buffers (valid until the next Clear or change of the splitter).
+  void AppendTo(std::vector<boost::asio::const_buffer>& out) const {
+    for (const Run& r : runs_) {
+      const char* p = r.replaced ? replaced_.data() + r.offset : base_ + r.offset;
+      out.emplace_back(p, r.size);
+    }
+  }
+
+ private:
+  struct Run {
+    size_t offset;
+    size_t size;
+    bool replaced;
+  };
+  std::vector<Run> runs_;
+  std::string replaced_;
+  const char* base_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 // What the phases need from the front door that received the request. The HTTP ClientSession
 // implements it; every call happens on the request's worker thread.
 class ClientLink {
@@ -227,6 +274,7 @@ struct RequestContext {
   std::string scratch;
   std::string processed;  // a payload a response processor replaced
   SseEventSplitter events;
+  RelayBatch relay_batch;  // the events of one upstream read (per request: writes interleave)
   std::vector<boost::asio::const_buffer> gather;  // a relayed batch of events, as runs
   std::vector<PickCandidate> candidates;
 };

@@ -53,53 +53,6 @@ ResponseVerdict RunResponseProcessors(const PayloadChain& chain, std::string_vie
   return verdict;
 }
 
-// The batch of events relayed for one upstream read, as byte ranges: runs of the splitter's
-// buffer (adjacent kept events merge into one run) or of the replaced-event text.
-class RelayBatch {
- public:
-  void Clear(const char* events_base) {
-    runs_.clear();
-    replaced_.clear();
-    base_ = events_base;
-    bytes_ = 0;
-  }
-  void Keep(std::string_view event) {
-    bytes_ += event.size();
-    if (!runs_.empty() && !runs_.back().replaced &&
-        base_ + runs_.back().offset + runs_.back().size == event.data()) {
-      runs_.back().size += event.size();
-      return;
-    }
-    runs_.push_back({static_cast<size_t>(event.data() - base_), event.size(), false});
-  }
-  void KeepReplaced(std::string_view data) {
-    size_t start = replaced_.size();
-    replaced_.append("data: ").append(data).append("\n\n");
-    bytes_ += replaced_.size() - start;
-    runs_.push_back({start, replaced_.size() - start, true});
-  }
-  size_t bytes() const { return bytes_; }
-  bool empty() const { return bytes_ == 0; }
-  // Appends the runs as buffers (valid until the next Clear or change of the splitter).
-  void AppendTo(std::vector<asio::const_buffer>& out) const {
-    for (const Run& r : runs_) {
-      const char* p = r.replaced ? replaced_.data() + r.offset : base_ + r.offset;
-      out.emplace_back(p, r.size);
-    }
-  }
-
- private:
-  struct Run {
-    size_t offset;
-    size_t size;
-    bool replaced;
-  };
-  std::vector<Run> runs_;
-  std::string replaced_;
-  const char* base_ = nullptr;
-  size_t bytes_ = 0;
-};
-
 asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client) {
   const Runtime& rt = *ctx.runtime;
   const UpstreamConfig& up = rt.config.upstream;
@@ -116,7 +69,7 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
   events.Clear();
   rp.set_sink(events.mutable_buffer());
   bool head_sent = false;
-  thread_local RelayBatch batch;
+  RelayBatch& batch = ctx.relay_batch;
   client.WatchClient(&conn.socket, nullptr);
   ScopeExit stop_watch([&client] { client.StopWatching(); });
 
