@@ -6,7 +6,7 @@ set -euo pipefail
 want=(build-essential cmake ninja-build ccache pkg-config python3 curl
       libboost1.81-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libxxhash-dev
       libgtest-dev libgmock-dev libbenchmark-dev prometheus chromium libssl-dev libhiredis-dev
-      redis-server)
+      redis-server python3-yaml)
 if [[ "${1:-}" == "--bench" ]]; then
   want+=(nginx-light wrk gnuplot-nox)
 fi
@@ -18,6 +18,11 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl (with kustomize) renders deploy/kubernetes in the deploy_kustomize test; Debian's
+# kubernetes-client only when no kubectl is on the PATH already.
+if ! command -v kubectl >/dev/null 2>&1; then
+  missing+=(kubernetes-client)
+fi
 # Node.js and npm are only needed by the OpenAI SDK compatibility test.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)

@@ -13,3 +13,4 @@ tw_integration_test(gateway_status_page SCRIPT tests/integration/test_status_pag
 tw_integration_test(gateway_grafana_dashboard SCRIPT tests/integration/test_grafana_dashboard.py TIMEOUT 180)
 tw_integration_test(gateway_tracing SCRIPT tests/integration/test_gateway_tracing.py TIMEOUT 180)
 tw_integration_test(gateway_discovery SCRIPT tests/integration/test_gateway_discovery.py TIMEOUT 300)
+tw_integration_test(deploy_kustomize SCRIPT tests/integration/test_deploy_kustomize.py TIMEOUT 120)
