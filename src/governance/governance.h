@@ -92,7 +92,7 @@ class RequestGovernance {
   // charge; nothing produced: released. Safe to call when nothing was reserved.
   void Finish(const TokenUsage& usage, uint32_t stream_events, int status);
 
-  // The phase itself lives in the gateway (governance_phase.cc); these are its results.
+  // The phase itself lives in the gateway (gateway/phases/govern.cc); these are its results.
   const GovernanceSnapshot* snapshot_ = nullptr;
   const Tenant* tenant_ = nullptr;
   const ApiKey* key_ = nullptr;
