@@ -26,6 +26,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/test_env.h"
+
 namespace tokenway {
 namespace {
 
@@ -33,15 +35,7 @@ namespace asio = boost::asio;
 constexpr int64_t kWindow = 60'000;
 
 int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  return testing::UnusedLoopbackPort();
 }
 
 bool HaveRedis() {

@@ -4,7 +4,9 @@
 #include "telemetry/metrics_exposition.h"
 
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "support/test_env.h"
 
 #include <array>
 #include <cstdio>
@@ -153,22 +155,11 @@ TEST_F(MetricsExpositionTest, OtherUnitsSectionsComeAtTheirPlace) {
 }
 
 TEST_F(MetricsExpositionTest, PassesPromtool) {
-  const char* promtool = "/usr/bin/promtool";
-  if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "promtool is not installed";
+  if (!testing::HavePromtool()) GTEST_SKIP() << "promtool is not installed";
   std::string doc = RenderMetricsExposition(in_);
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("tokenway_exposition_" + std::to_string(::getpid()) + ".prom"))
-                         .string();
-  std::ofstream(path, std::ios::binary) << doc;
-  std::string cmd = std::string(promtool) + " check metrics < " + path + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
   std::string output;
-  char buf[512];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) output.append(buf, n);
-  int status = ::pclose(p);
-  std::filesystem::remove(path);
-  EXPECT_EQ(status, 0) << output << "\n--- exposition ---\n" << doc;
+  EXPECT_EQ(testing::PromtoolCheckMetrics(doc, output), 0) << output << "\n--- exposition ---\n"
+                                                           << doc;
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include "telemetry/otlp_exporter.h"
 
 #include <gtest/gtest.h>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "support/test_env.h"
 
 #include <atomic>
 #include <chrono>
@@ -41,15 +43,7 @@ TEST(OtlpEndpointTest, RejectsWhatItCannotReach) {
 
 // A loopback port with nothing listening.
 int DeadPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  return testing::UnusedLoopbackPort();
 }
 
 TEST(OtlpExporterTest, AFullQueueDropsAndCounts) {

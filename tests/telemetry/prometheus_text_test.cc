@@ -2,7 +2,9 @@
 #include "telemetry/prometheus_text.h"
 
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "support/test_env.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -34,24 +36,11 @@ std::string SmallExposition() {
 }
 
 TEST(PrometheusTextTest, PassesPromtool) {
-  const char* promtool = "/usr/bin/promtool";
-  if (!std::filesystem::exists(promtool)) GTEST_SKIP() << "promtool is not installed";
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("tokenway_metrics_" + std::to_string(::getpid()) + ".prom"))
-                         .string();
-  {
-    std::ofstream f(path, std::ios::binary);
-    f << SmallExposition();
-  }
-  std::string cmd = std::string(promtool) + " check metrics < " + path + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
+  if (!testing::HavePromtool()) GTEST_SKIP() << "promtool is not installed";
   std::string output;
-  char buf[512];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) output.append(buf, n);
-  int status = ::pclose(p);
-  std::filesystem::remove(path);
-  EXPECT_EQ(status, 0) << output << "\n--- exposition ---\n" << SmallExposition();
+  EXPECT_EQ(testing::PromtoolCheckMetrics(SmallExposition(), output), 0)
+      << output << "\n--- exposition ---\n"
+      << SmallExposition();
 }
 
 TEST(PrometheusTextTest, LabelValuesAreEscaped) {
