@@ -343,7 +343,13 @@ void ClientSession::WatchClient(tcp::socket* upstream, asio::steady_timer* queue
   w.fired = false;
   w.upstream = upstream;
   w.queue_timer = queue_timer;
-  if (w.armed) return;
+  // The wait on the client socket is armed by the worker's periodic tick (ArmClientWatch), not
+  // here: arming costs an epoll_ctl, which a request answered within one tick never needs.
+}
+
+void ClientSession::ArmClientWatch() {
+  ClientAbortWatch& w = *abort_;
+  if (w.armed || (!w.upstream && !w.queue_timer)) return;
   w.armed = true;
   socket_.async_wait(tcp::socket::wait_read, [watch = abort_](boost::system::error_code ec) {
     watch->armed = false;

@@ -43,6 +43,9 @@ class ClientSession final : public ClientLink {
   boost::asio::awaitable<void> Run();
   // Closes the connection if it is between requests (drain).
   void CloseIfIdle();
+  // Worker tick: arms the wait on the client socket when a request is forwarded or queued and
+  // no wait is pending, so a client that leaves a long request is noticed within one tick.
+  void ArmClientWatch();
 
   // ClientLink.
   void WatchClient(boost::asio::ip::tcp::socket* upstream,

@@ -145,6 +145,7 @@ void Worker::AcceptLoop() {
 void Worker::Tick() {
   int64_t now = MonotonicNanos();
   sweep_.Sweep(now);
+  for (ClientSession* s : sessions_) s->ArmClientWatch();
   if (runtime_) {
     upstreams_.CloseIdleBefore(now - runtime_->config.upstream.idle_connection_timeout.count());
   }
