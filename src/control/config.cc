@@ -119,6 +119,19 @@ class Loader : public YamlFields {
     }
   }
 
+  void LoadScaleFromZero(const YAML::Node& node, const std::string& f,
+                         ScaleFromZeroConfig& x) const {
+    ExpectMap(node, f, {"queue_ttl", "max_waiting"});
+    x.enabled = true;
+    if (auto n = node["queue_ttl"]) {
+      x.queue_ttl = Dur(n, f + ".queue_ttl");
+      if (x.queue_ttl.count() <= 0) Fail(n, f + ".queue_ttl", "must be positive");
+    }
+    if (auto n = node["max_waiting"]) {
+      x.max_waiting = static_cast<uint32_t>(Unsigned(n, f + ".max_waiting", 1, 1000000));
+    }
+  }
+
   void LoadAutoscaling(const YAML::Node& node, const std::string& f, AutoscalingConfig& x) const {
     ExpectMap(node, f,
               {"target_utilisation", "endpoint_output_tokens_per_second", "min_replicas",
@@ -687,7 +700,7 @@ class Loader : public YamlFields {
       std::string f = "pools[" + std::to_string(i) + "]";
       ExpectMap(p, f,
                 {"name", "policy", "engine", "scheduler", "flow_control", "autoscaling",
-                 "accelerators", "endpoints", "discovery"});
+                 "accelerators", "endpoints", "discovery", "scale_from_zero"});
       PoolConfig pool;
       if (!p["name"]) Fail(p, f + ".name", "is required");
       pool.name = String(p["name"], f + ".name");
@@ -710,6 +723,9 @@ class Loader : public YamlFields {
       if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
       if (auto n = p["autoscaling"]) LoadAutoscaling(n, f + ".autoscaling", pool.autoscaling);
       if (auto n = p["accelerators"]) LoadAccelerators(n, f + ".accelerators", pool);
+      if (auto n = p["scale_from_zero"]) {
+        LoadScaleFromZero(n, f + ".scale_from_zero", pool.scale_from_zero);
+      }
       if (auto n = p["discovery"]) {
         LoadDiscovery(n, f + ".discovery", pool.discovery);
         if (p["endpoints"]) {

@@ -40,6 +40,15 @@ struct EndpointConfig {
   double capacity = 0;      // relative capacity (> 0); 0: from the accelerator, else 1.0
 };
 
+// Scale from zero (pools[].scale_from_zero): while a pool has no endpoint that may take a
+// request — none discovered yet, all unready — requests wait for one instead of failing at once,
+// and the pool's queue depth counts them, so an autoscaler brings the first replica up.
+struct ScaleFromZeroConfig {
+  bool enabled = false;
+  Duration queue_ttl = std::chrono::seconds(60);  // then 503 no_healthy_endpoint
+  uint32_t max_waiting = 1024;                    // per worker thread; beyond it 503 at once
+};
+
 struct PoolConfig {
   std::string name;
   std::string policy = "least-request";  // simple picker, used when `scheduler` is absent
@@ -51,6 +60,7 @@ struct PoolConfig {
   std::map<std::string, double> accelerators;
   std::vector<EndpointConfig> endpoints;  // static; discovered pools fill them per snapshot
   PoolDiscoveryConfig discovery;          // Kubernetes discovery instead of `endpoints`
+  ScaleFromZeroConfig scale_from_zero;
 };
 
 // The engine whose metric names an endpoint is scraped with: its own, else its pool's.

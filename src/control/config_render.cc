@@ -103,6 +103,12 @@ void WritePool(JsonWriter& w, const PoolConfig& pool) {
   if (pool.scheduler.enabled) WriteScheduler(w.Key("scheduler"), pool.scheduler);
   if (pool.flow_control.enabled) WriteFlowControl(w.Key("flow_control"), pool.flow_control);
   WriteAutoscaling(w.Key("autoscaling"), pool.autoscaling);
+  if (pool.scale_from_zero.enabled) {
+    w.Key("scale_from_zero").BeginObject();
+    w.Key("queue_ttl").String(FormatDuration(pool.scale_from_zero.queue_ttl));
+    w.Key("max_waiting").Uint(pool.scale_from_zero.max_waiting);
+    w.EndObject();
+  }
   w.Key("accelerators").BeginObject();
   for (const auto& [name, capacity] : pool.accelerators) w.Key(name).Number(capacity);
   w.EndObject();

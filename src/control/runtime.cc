@@ -177,6 +177,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
       }
       pool->flow_config = fc;
       pool->autoscaling = pc.autoscaling;
+      pool->scale_from_zero = pc.scale_from_zero;
       FlowControlConfig& fs = pool->flow_config;
       fs.use_engine_signals = config.engine_metrics.enabled;
       fs.stale_after_ns =

@@ -53,6 +53,7 @@ struct Pool {
   FlowControlConfig flow_config;  // pools[].flow_control and the engine-metrics settings
   std::vector<EndpointState*> endpoint_states;
   AutoscalingConfig autoscaling;  // pools[].autoscaling, for the scaling signals
+  ScaleFromZeroConfig scale_from_zero;
   FlowView flow_view() const { return {&flow_config, endpoint_states}; }
 };
 

@@ -86,6 +86,12 @@ void ScalingSignals::Update(const Runtime& rt, std::span<WorkerMetrics* const> w
     if (pool->flow) {
       for (const auto& band : pool->flow->Depths()) queued += band.waiting;
     }
+    // Requests waiting for a first endpoint (scale from zero) are queued for the pool too.
+    for (const WorkerMetrics* w : workers) {
+      int64_t waiting =
+          w->pools[pool->metrics_slot].waiting_for_endpoint.load(std::memory_order_relaxed);
+      if (waiting > 0) queued += static_cast<size_t>(waiting);
+    }
     s.queue_depth += static_cast<double>(queued);
     if (s.ready_capacity > 0) s.saturation = saturation_sum / s.ready_capacity;
     if (queued > 0) s.saturation = 1.0;

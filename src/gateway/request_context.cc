@@ -58,6 +58,7 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   prompt_tokens = 0;
   governance.Begin(snapshot ? snapshot->governance.get() : nullptr);
   outgoing = OutgoingBody{request_body, {}, {}};
+  refreshed_runtime.reset();
   route = nullptr;
   pool = nullptr;
   fallbacks.clear();

@@ -26,6 +26,7 @@
 #include "common/request_inspector.h"
 #include "common/sse.h"
 #include "common/usage.h"
+#include "gateway/worker.h"
 #include "governance/governance.h"
 #include "http/request_parser.h"
 #include "http/response_parser.h"
@@ -241,6 +242,9 @@ struct RequestContext {
   std::string replaced_body;  // a body a request processor replaced, padded
 
   // --- 4 route ---
+  // A request that waited for a pool's first endpoint (scale from zero) continues on the
+  // snapshot that brought it, pinned here; the front door's pin keeps the first one alive too.
+  std::optional<RuntimePin> refreshed_runtime;
   const ModelRoute* route = nullptr;
   const Pool* pool = nullptr;
   FallbackList fallbacks;

@@ -184,6 +184,8 @@ struct WorkerMetrics {
     std::atomic<uint64_t> prefix_miss_blocks{0};
     std::atomic<uint64_t> input_tokens{0};  // successful requests' tokens: throughput signals
     std::atomic<uint64_t> output_tokens{0};
+    // Requests of this worker waiting for the pool's first eligible endpoint (scale from zero).
+    std::atomic<int64_t> waiting_for_endpoint{0};
   };
   std::array<PoolFamilies, kMaxPoolSlots> pools{};
 

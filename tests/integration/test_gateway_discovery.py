@@ -234,6 +234,48 @@ health:
         api.put("pods", pod("pod-0", self.ips[0], True, LABELS))
         self.assertTrue(self.wait_served(gw, self.url(0)))
 
+    def test_scale_from_zero_requests_wait_for_the_first_pod(self):
+        api = self.start_api()
+        self.seed(api, ready=(), not_ready=())
+        gw = self.gateway(api, self.service_account(), wait_ready=False,
+                          pool_extra="    scale_from_zero: {queue_ttl: 20s, max_waiting: 100}")
+        gw.wait_ready()
+        results = []
+
+        def call():
+            results.append(post_json(gw.base + "/v1/chat/completions",
+                                     chat_body(MODEL, "wake up", max_tokens=2), timeout=30))
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for t in threads:
+            t.start()
+        # The pool has no endpoint: the requests wait, and the pool asks for a replica.
+        self.assertTrue(wait_until(
+            lambda: gw.metric("tokenway_pool_queue_depth", pool="p") >= 3, 5))
+        self.assertGreaterEqual(gw.metric("tokenway_pool_desired_replicas", pool="p"), 1)
+        self.assertEqual(results, [])
+        # The first pod turns Ready: the waiting requests are served by it.
+        api.put("pods", pod("pod-0", self.ips[0], True, LABELS))
+        for t in threads:
+            t.join(20)
+        self.assertEqual([r[0] for r in results], [200, 200, 200], results)
+        self.assertTrue(wait_until(lambda: served_by(gw).count(self.url(0)) >= 3, 5))
+        self.assertTrue(wait_until(
+            lambda: gw.metric("tokenway_pool_queue_depth", pool="p") == 0, 5))
+
+    def test_scale_from_zero_wait_ends_at_its_ttl(self):
+        api = self.start_api()
+        self.seed(api, ready=(), not_ready=(0,))
+        gw = self.gateway(api, self.service_account(), wait_ready=False,
+                          pool_extra="    scale_from_zero: {queue_ttl: 300ms}")
+        gw.wait_ready()
+        t0 = time.time()
+        st, _, body, _ = post_json(gw.base + "/v1/chat/completions", chat_body(MODEL))
+        waited = time.time() - t0
+        self.assertEqual(st, 503, body)
+        self.assertEqual(body["error"]["code"], "no_healthy_endpoint")
+        self.assertGreaterEqual(waited, 0.3)
+        self.assertLess(waited, 3)
+
     def test_api_server_restart_keeps_endpoints_then_resyncs(self):
         api = self.start_api()
         self.seed(api)

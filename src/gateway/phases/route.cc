@@ -2,7 +2,12 @@
 // such model); a flow-controlled pool admits the request or makes it wait (admission.cc); the
 // pool's eligible endpoints (healthy, not ejected) go to its Picker, which returns them ordered:
 // the first is tried first, the rest are retry targets.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "common/duration.h"
+#include "common/scope_exit.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
 #include "gateway/worker.h"
@@ -12,6 +17,83 @@ namespace tokenway {
 namespace asio = boost::asio;
 
 asio::awaitable<PhaseResult> Admit(RequestContext& ctx, ClientLink& client);  // admission.cc
+
+namespace {
+
+constexpr auto kEndpointPoll = std::chrono::milliseconds(50);
+
+// The pool's endpoints that may take a request now, into ctx.candidates.
+void CollectCandidates(RequestContext& ctx, const Pool& pool, int64_t now) {
+  ctx.candidates.clear();
+  for (uint32_t i = 0; i < pool.endpoints.size(); ++i) {
+    const EndpointState* state = pool.endpoints[i].state.get();
+    if (state->Eligible(now)) ctx.candidates.push_back({i, state});
+  }
+}
+
+// Scale from zero: waits until the model's pool has an eligible endpoint — in this snapshot or
+// in a newer one the control thread publishes when discovery finds a pod — up to the pool's
+// queue_ttl. kContinue with ctx.route, ctx.pool and ctx.candidates set (and ctx.runtime moved
+// to the newer snapshot, pinned); otherwise the answer.
+asio::awaitable<PhaseResult> WaitForEndpoint(RequestContext& ctx, ClientLink& client) {
+  const ScaleFromZeroConfig cfg = ctx.pool->scale_from_zero;
+  WorkerMetrics& m = ctx.worker.metrics();
+  std::atomic<int64_t>& waiting = m.pools[ctx.pool->metrics_slot].waiting_for_endpoint;
+  if (waiting.load(std::memory_order_relaxed) >= static_cast<int64_t>(cfg.max_waiting)) {
+    m.no_endpoint.fetch_add(1, std::memory_order_relaxed);
+    co_return ctx.Fail(503,
+                       "no endpoint in pool '" + ctx.pool->name +
+                           "' yet and too many requests already wait for one",
+                       "no_healthy_endpoint");
+  }
+  waiting.fetch_add(1, std::memory_order_relaxed);
+  ScopeExit leave([&waiting] { waiting.fetch_sub(1, std::memory_order_relaxed); });
+  const int64_t start = MonotonicNanos();
+  const int64_t deadline = start + std::chrono::nanoseconds(cfg.queue_ttl).count();
+  asio::steady_timer timer(ctx.worker.io());
+  for (;;) {
+    timer.expires_after(kEndpointPoll);
+    client.WatchClient(nullptr, &timer);
+    {
+      ScopeExit stop_watch([&client] { client.StopWatching(); });
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    const int64_t now = MonotonicNanos();
+    ctx.record.queue_ns = now - ctx.record.start_ns;
+    if (client.client_gone()) {
+      m.Count(ClientError::kDisconnected);
+      ctx.record.status = 499;
+      ctx.record.error_code = "client_disconnected";
+      client.CloseAfterResponse();
+      co_return PhaseResult::kDone;
+    }
+    // Endpoints arrive with new snapshots: continue on the newest.
+    if (ctx.worker.runtime().get() != ctx.runtime) {
+      ctx.refreshed_runtime.reset();
+      ctx.refreshed_runtime.emplace(ctx.worker);
+      ctx.runtime = ctx.refreshed_runtime->get();
+      const ModelRoute* route = ctx.runtime->FindModel(ctx.inspected.model);
+      if (!route) {
+        m.Count(ClientError::kUnknownModel);
+        co_return ctx.Fail(404, "The model '" + ctx.inspected.model + "' does not exist",
+                           "model_not_found", "model");
+      }
+      ctx.route = route;
+      ctx.pool = route->pool;
+    }
+    CollectCandidates(ctx, *ctx.pool, now);
+    if (!ctx.candidates.empty()) co_return PhaseResult::kContinue;
+    if (now >= deadline) {
+      m.no_endpoint.fetch_add(1, std::memory_order_relaxed);
+      co_return ctx.Fail(503,
+                         "no endpoint of pool '" + ctx.pool->name + "' became ready within " +
+                             std::to_string((now - start) / 1'000'000) + " ms",
+                         "no_healthy_endpoint");
+    }
+  }
+}
+
+}  // namespace
 
 asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
   WorkerMetrics& m = ctx.worker.metrics();
@@ -36,32 +118,36 @@ asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
     if (admitted != PhaseResult::kContinue) co_return admitted;
   }
 
-  // 4b. Pick, among the endpoints that may take a request now.
+  // 4b. Pick, among the endpoints that may take a request now (with scale from zero, once
+  // there is one).
   std::vector<PickCandidate>& candidates = ctx.candidates;
-  candidates.clear();
   int64_t now = MonotonicNanos();
-  for (uint32_t i = 0; i < pool.endpoints.size(); ++i) {
-    const EndpointState* state = pool.endpoints[i].state.get();
-    if (state->Eligible(now)) candidates.push_back({i, state});
-  }
-  if (candidates.empty()) {
+  CollectCandidates(ctx, pool, now);
+  if (candidates.empty() && pool.scale_from_zero.enabled) {
+    PhaseResult waited = co_await WaitForEndpoint(ctx, client);
+    if (waited != PhaseResult::kContinue) co_return waited;
+    now = MonotonicNanos();
+  } else if (candidates.empty()) {
     m.no_endpoint.fetch_add(1, std::memory_order_relaxed);
     co_return ctx.Fail(503, "no healthy endpoint in pool '" + pool.name + "'",
                        "no_healthy_endpoint");
   }
+  const Pool& chosen_pool = *ctx.pool;  // a newer snapshot's after a wait
+  rec.pool = chosen_pool.name;
+  rec.pool_slot = chosen_pool.metrics_slot;
   PickReport report;
   PickContext pick;
   pick.request = &ctx.inspected;
   pick.random = ctx.worker.NextRandom();
-  pick.session_key = ctx.parser->FindHeader(ctx.base, pool.session_header);
+  pick.session_key = ctx.parser->FindHeader(ctx.base, chosen_pool.session_header);
   if (rec.trace.sampled()) report.scores = &rec.scores;
   pick.report = &report;
   ctx.fallbacks.clear();
-  pool.picker->Pick(pick, candidates, ctx.fallbacks);
+  chosen_pool.picker->Pick(pick, candidates, ctx.fallbacks);
   if (ctx.fallbacks.empty()) ctx.fallbacks.push_back(candidates.front().index);
-  WorkerMetrics::PoolFamilies& pm = m.pools[pool.metrics_slot];
+  WorkerMetrics::PoolFamilies& pm = m.pools[chosen_pool.metrics_slot];
   pm.picker.Observe(static_cast<double>(MonotonicNanos() - now) / 1e9, kPickerBuckets, 1e9);
-  rec.picker = pool.picker->name();
+  rec.picker = chosen_pool.picker->name();
   rec.prefix_blocks = report.prefix_blocks;
   rec.prefix_matched = report.prefix_matched;
   if (report.prefix_blocks) {
