@@ -659,6 +659,35 @@ TEST(ConfigTest, AccessLogAndAutoscaling) {
   EXPECT_EQ(a.window, std::chrono::minutes(1));
 }
 
+TEST(ConfigTest, ScaleFromZero) {
+  auto off = ParseConfig(
+      "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(off.ok()) << off.status().message();
+  EXPECT_FALSE(off->pools[0].scale_from_zero.enabled);
+  auto on = ParseConfig(
+      "pools:\n  - name: p\n    scale_from_zero: {queue_ttl: 90s, max_waiting: 7}\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+      "gw.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().message();
+  EXPECT_TRUE(on->pools[0].scale_from_zero.enabled);
+  EXPECT_EQ(on->pools[0].scale_from_zero.queue_ttl, std::chrono::seconds(90));
+  EXPECT_EQ(on->pools[0].scale_from_zero.max_waiting, 7u);
+  EXPECT_NE(RenderConfigJson(*on).find("\"scale_from_zero\":{\"queue_ttl\":\"90s\",\"max_waiting\":7}"),
+            std::string::npos)
+      << RenderConfigJson(*on);
+  for (const char* bad : {"{queue_ttl: 0s}", "{max_waiting: 0}", "{ttl: 1s}", "[1]"}) {
+    auto r = ParseConfig(std::string("pools:\n  - name: p\n    scale_from_zero: ") + bad +
+                             "\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
+                         "gw.yaml");
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("scale_from_zero"), std::string::npos)
+          << r.status().message();
+    }
+  }
+}
+
 TEST(ConfigTest, EmptyFileIsAnError) {
   for (const char* text : {"", "\n", "# only a comment\n", "~\n"}) {
     auto r = ParseConfig(text, "empty.yaml");
