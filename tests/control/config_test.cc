@@ -673,8 +673,9 @@ TEST(ConfigTest, ScaleFromZero) {
   EXPECT_TRUE(on->pools[0].scale_from_zero.enabled);
   EXPECT_EQ(on->pools[0].scale_from_zero.queue_ttl, std::chrono::seconds(90));
   EXPECT_EQ(on->pools[0].scale_from_zero.max_waiting, 7u);
-  EXPECT_NE(RenderConfigJson(*on).find("\"scale_from_zero\":{\"queue_ttl\":\"90s\",\"max_waiting\":7}"),
-            std::string::npos)
+  EXPECT_NE(
+      RenderConfigJson(*on).find("\"scale_from_zero\":{\"queue_ttl\":\"90s\",\"max_waiting\":7}"),
+      std::string::npos)
       << RenderConfigJson(*on);
   for (const char* bad : {"{queue_ttl: 0s}", "{max_waiting: 0}", "{ttl: 1s}", "[1]"}) {
     auto r = ParseConfig(std::string("pools:\n  - name: p\n    scale_from_zero: ") + bad +
