@@ -250,16 +250,34 @@ class SimFleetTest(unittest.TestCase):
             self.assertEqual(metric_value(metrics(sim.urls[0]), "vllm:generation_tokens_total"), 2)
 
     def test_consecutive_ports_from_a_fixed_first_port(self):
+        import socket
+
+        def consecutive_free_ports():
+            # A kernel-chosen port whose successor is also free right now (outgoing connections
+            # of parallel tests take ephemeral ports, so the successor is often busy).
+            with socket.socket() as a:
+                a.bind(("127.0.0.1", 0))
+                first = a.getsockname()[1]
+                with socket.socket() as b:
+                    try:
+                        b.bind(("127.0.0.1", first + 1))
+                    except OSError:
+                        return None
+            return first
+
         import subprocess
         # Another process may grab port+1 between our probe and the bind; then the simulator
         # must fail cleanly (exit 1, no ready line) and we try another port.
-        for _ in range(5):
-            port = twtest.free_port()
+        for _ in range(40):
+            port = consecutive_free_ports()
+            if port is None:
+                continue
             proc = subprocess.Popen([twtest.bin_path("tokenway-sim"), "--port", str(port),
                                      "--count", "2"], stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL)
             line = proc.stdout.readline()
             if not line:
+                proc.stdout.close()
                 self.assertEqual(proc.wait(10), 1)
                 continue
             try:
@@ -270,6 +288,7 @@ class SimFleetTest(unittest.TestCase):
             finally:
                 proc.terminate()
                 self.assertEqual(proc.wait(10), 0)
+                proc.stdout.close()
             return
         self.fail("no two consecutive free ports found")
 
