@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "sim/metrics_text.h"
 #include "sim/server.h"
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
   int64_t kv_blocks = 0;
   int64_t max_waiting = 4096;
   double output_len_mean = 179;
+  double drain_seconds = 5;
   std::vector<std::string> fault_settings;
   bool validate = false;
   bool validate_json = false;
@@ -86,6 +89,11 @@ int main(int argc, char** argv) {
                  "Mean sampled output length when max_tokens is absent")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--drain-timeout", drain_seconds,
+                 "Seconds SIGTERM waits for requests in flight to finish (no new connections "
+                 "meanwhile); a second signal or 0 stops at once")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option(
       "--fault", fault_settings,
       "Fault setting KEY=VALUE as in POST /sim/faults (repeatable), e.g. error_rate=0.1");
@@ -174,8 +182,34 @@ int main(int argc, char** argv) {
     return 1;
   }
   server.Start();
+  // SIGTERM drains like a model server in a rolling restart: listeners close, requests in
+  // flight finish (up to --drain-timeout), then the process exits; a second signal stops at once.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
+  boost::asio::steady_timer drain_poll(io);
+  const auto drain_deadline_from = [&] {
+    return std::chrono::steady_clock::now() +
+           std::chrono::milliseconds(static_cast<int64_t>(drain_seconds * 1000));
+  };
+  std::chrono::steady_clock::time_point drain_deadline;
+  std::function<void()> poll_drain = [&] {
+    if (server.active_requests() == 0 || std::chrono::steady_clock::now() >= drain_deadline) {
+      io.stop();
+      return;
+    }
+    drain_poll.expires_after(std::chrono::milliseconds(10));
+    drain_poll.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) poll_drain();
+    });
+  };
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    server.Drain();
+    drain_deadline = drain_deadline_from();
+    signals.async_wait([&](const boost::system::error_code& again, int) {
+      if (!again) io.stop();
+    });
+    poll_drain();
+  });
 
   std::ostringstream ready;
   ready << "{\"ready\":true,\"endpoints\":[";

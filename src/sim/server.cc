@@ -23,6 +23,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "common/scope_exit.h"
 #include "common/tokenizer.h"
 
 namespace tokenway::sim {
@@ -175,6 +176,13 @@ class SimServer::Endpoint {
   }
 
   void Start() { asio::co_spawn(io_, AcceptLoop(), asio::detached); }
+
+  void Drain() {
+    draining_ = true;
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+  }
+  int64_t active_requests() const { return active_requests_; }
 
  private:
   // A generation in flight. The step loop delivers each token straight to it (Deliver): a
@@ -370,8 +378,10 @@ class SimServer::Endpoint {
         http::request<http::string_body> request = parser.release();
         const bool keep_alive = request.keep_alive();
         std::string stash;
+        ++active_requests_;
+        ScopeExit done([this] { --active_requests_; });
         Reply reply = co_await Route(socket, request, keep_alive, stash);
-        if (reply.close || !keep_alive || !socket.is_open()) break;
+        if (reply.close || !keep_alive || !socket.is_open() || draining_) break;
         if (!stash.empty()) {
           auto space = buffer.prepare(stash.size());
           asio::buffer_copy(space, asio::buffer(stash));
@@ -675,6 +685,8 @@ class SimServer::Endpoint {
   Engine engine_;
   tcp::acceptor acceptor_;
   asio::steady_timer step_timer_;
+  bool draining_ = false;        // SIGTERM: no new connections; each closes after its response
+  int64_t active_requests_ = 0;  // requests being answered (read, not yet fully written)
   double speed_;
   Clock::time_point origin_;
   Clock::time_point step_end_{};
@@ -714,6 +726,16 @@ std::vector<uint16_t> SimServer::Listen() {
 
 void SimServer::Start() {
   for (auto& endpoint : endpoints_) endpoint->Start();
+}
+
+void SimServer::Drain() {
+  for (auto& endpoint : endpoints_) endpoint->Drain();
+}
+
+int64_t SimServer::active_requests() const {
+  int64_t n = 0;
+  for (const auto& endpoint : endpoints_) n += endpoint->active_requests();
+  return n;
 }
 
 }  // namespace tokenway::sim

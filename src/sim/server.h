@@ -47,6 +47,12 @@ class SimServer {
   std::vector<uint16_t> Listen();
   // Starts accepting connections (after Listen).
   void Start();
+  // Graceful shutdown (SIGTERM), as a model server behind a Kubernetes Service does it: stop
+  // accepting connections; every request already read is answered to its end, and each
+  // connection closes after its current response.
+  void Drain();
+  // Requests read and not yet answered to the end, over every endpoint.
+  int64_t active_requests() const;
 
  private:
   class Endpoint;

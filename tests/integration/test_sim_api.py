@@ -234,6 +234,47 @@ class SimApiTest(unittest.TestCase):
 
 
 class SimFleetTest(unittest.TestCase):
+    def test_sigterm_drains_requests_in_flight(self):
+        import signal
+        import socket
+        import subprocess
+        import threading
+        proc = subprocess.Popen([twtest.bin_path("tokenway-sim"), "--port", "0", "--speed", "4"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            port = json.loads(proc.stdout.readline())["endpoints"][0]["port"]
+            result = {}
+
+            def stream():
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                body = json.dumps({"model": MODEL, "max_tokens": 60, "ignore_eos": True,
+                                   "stream": True,
+                                   "messages": [{"role": "user", "content": "hi"}]})
+                conn.request("POST", "/v1/chat/completions", body,
+                             {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                result["status"] = resp.status
+                result["body"] = resp.read()
+                conn.close()
+
+            t = threading.Thread(target=stream)
+            t.start()
+            time.sleep(0.2)  # the stream is running (60 tokens take ~0.5 s at speed 4)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            with self.assertRaises(OSError):  # listener closed: no new connections
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            t.join(30)
+            self.assertEqual(result.get("status"), 200)
+            self.assertTrue(result["body"].rstrip().endswith(b"data: [DONE]"), result["body"][-200:])
+            self.assertIn(b"\"finish_reason\":\"length\"", result["body"])
+            self.assertEqual(proc.wait(10), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
     def test_count_serves_independent_endpoints_with_per_endpoint_profiles(self):
         with twtest.Sim(count=3, args=["--speed", "100", "--profiles", "h100-8b,l4-8b"]) as sim:
             self.assertEqual(len(set(sim.ports)), 3)
