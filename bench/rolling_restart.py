@@ -163,8 +163,11 @@ kubernetes:
         served[ep] = served.get(ep, 0) + 1
     retries = gw.metric("tokenway_retries_total")
     statuses = {}
+    failures = []
     for line in gw.access_log():
         statuses[line.get("status")] = statuses.get(line.get("status"), 0) + 1
+        if line.get("status") != 200:
+            failures.append(line)
     gw.stop()
     for s in servers.values():
         s.terminate()
@@ -179,7 +182,7 @@ kubernetes:
         "requests": rate.get("measured"), "unfinished": rate.get("unfinished"), "succeeded": rate.get("succeeded"),
         "failed": rate.get("failed"), "errors": rate.get("errors"),
         "gateway_statuses": statuses, "gateway_retries": retries,
-        "served_by_endpoint": served,
+        "served_by_endpoint": served, "failed_requests": failures,
     }
     for line in log:
         print(line)

@@ -357,9 +357,11 @@ class FakeKubeApi:
                               if k == kind and r > sent_rv and match(o)]
                     later = [r for (r, k, t, o) in self.history if r > sent_rv]
                     injections, self.injections = self.injections, []
+                    # The version a bookmark may claim: what this pass has seen, not what was
+                    # recorded while it waited (those events go out on the next pass).
+                    current_rv = self.rv
                     if not events and not injections:
                         self.lock.wait(0.1)
-                    current_rv = self.rv
                 for raw in injections:
                     chunk(raw)
                 for r, t, o in events:
