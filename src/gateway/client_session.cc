@@ -87,6 +87,7 @@ asio::awaitable<void> ClientSession::Run() {
       if (!keep_alive_) break;
       continue;
     }
+    runtime_ = pin.Refresh();  // the limits that read it stay the old snapshot's
     keep_alive_ = parser.keep_alive() && !worker_.shared().draining.load(std::memory_order_relaxed);
     http10_ = parser.version < 11;
     std::string_view body;

@@ -111,6 +111,17 @@ class RuntimePin {
   RuntimePin(const RuntimePin&) = delete;
   RuntimePin& operator=(const RuntimePin&) = delete;
   const Runtime* get() const { return runtime_; }
+  // Moves the pin to the worker's current snapshot when a newer one was published since (a
+  // keep-alive connection pins before it waits for its next request; the request must route on
+  // the endpoints of when it arrived, not of when the connection went idle).
+  const Runtime* Refresh() {
+    const Runtime* now = worker_.runtime().get();
+    if (now != runtime_) {
+      worker_.UnpinRuntime(runtime_);
+      runtime_ = worker_.PinRuntime();
+    }
+    return runtime_;
+  }
 
  private:
   Worker& worker_;

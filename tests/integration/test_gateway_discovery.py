@@ -221,6 +221,34 @@ health:
         # Bookmarks arrive and are applied.
         self.assertGreater(gw.metric("tokenway_discovery_events_total", kind="bookmark"), 0)
 
+    def test_idle_keep_alive_connection_routes_on_the_current_endpoints(self):
+        import http.client
+        api = self.start_api()
+        self.seed(api)
+        gw = self.gateway(api, self.service_account())
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+
+        def send():
+            """Status and serving endpoint of one request on the kept-alive connection."""
+            before = len(served_by(gw))
+            conn.request("POST", "/v1/chat/completions",
+                         json.dumps(chat_body(MODEL, "keep-alive", max_tokens=2)),
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            self.assertTrue(wait_until(lambda: len(served_by(gw)) > before, 5))
+            return resp.status, served_by(gw)[-1]
+
+        self.assertEqual(send(), (200, self.url(0)))
+        # While the connection idles, pod-0 leaves and pod-1 takes over.
+        api.put("pods", pod("pod-0", self.ips[0], False, LABELS))
+        api.put("pods", pod("pod-1", self.ips[1], True, LABELS))
+        self.assertTrue(self.wait_served(gw, self.url(1)))
+        time.sleep(0.2)
+        for _ in range(5):
+            self.assertEqual(send(), (200, self.url(1)))
+        conn.close()
+
     def test_no_ready_pod_is_503_then_served(self):
         api = self.start_api()
         self.seed(api, ready=(), not_ready=(0,))
