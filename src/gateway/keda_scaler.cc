@@ -230,6 +230,8 @@ StatusOr<uint16_t> KedaScaler::Start(const std::string& listen) {
   grpc::ResourceQuota quota("tokenway-keda");
   quota.SetMaxThreads(64);
   builder.SetResourceQuota(quota);
+  // Idle polling threads look up this often; it bounds how long Stop() waits for them.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 100);
   server_ = builder.BuildAndStart();
   if (!server_ || port <= 0) {
     server_.reset();
