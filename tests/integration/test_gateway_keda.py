@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -182,6 +183,33 @@ class KedaScalerTest(unittest.TestCase):
         self.assertEqual(gw.metric("tokenway_keda_requests_total", outcome="invalid_argument"), 2)
         # Still serving.
         self.assertEqual(call(addr, "IsActive", pool="p")[0], {"result": False})
+        if shutil.which("promtool"):
+            proc = subprocess.run(["promtool", "check", "metrics"], input=gw.metrics().encode(),
+                                  capture_output=True)
+            lint = [l for l in (proc.stdout + proc.stderr).decode().splitlines()
+                    if "tokenway_keda" in l]
+            self.assertEqual(lint, [])
+
+    def test_reload_changes_the_pool_set(self):
+        gw, addr = self.gateway()
+        stream = Stream(addr, pool="p", timeout=60)
+        self.addCleanup(stream.close)
+        self.assertEqual(stream.next(0), {"result": False})
+        # The pool is renamed; the scaler's address would move too, which waits for a restart.
+        config = twtest.gateway_yaml(self.sim.urls).replace("  - name: p\n", "  - name: q\n")
+        config = config.replace("    pool: p\n", "    pool: q\n")
+        with open(gw.config_path, "w") as f:
+            f.write(config + 'autoscaling:\n  keda: {listen: "127.0.0.1:1"}\n')
+        gw.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_until(
+            lambda: call(addr, "IsActive", pool="q")[1]["status"] == "OK", 5, 0.1))
+        _, status = call(addr, "GetMetrics", pool="p")
+        self.assertEqual(status["status"], "NOT_FOUND", status)
+        self.assertIn("(pools: q)", status["message"])
+        end = stream.next(1)
+        self.assertEqual(end["status"], "NOT_FOUND", stream.lines)
+        self.assertEqual(end["message"], "pool 'p' was removed from the configuration")
+        self.assertTrue(any("autoscaling.keda changes only on restart" in l for l in gw.err.lines))
 
     def test_stream_is_active_delivers_a_change_and_ends_at_shutdown(self):
         gw, addr = self.gateway()
