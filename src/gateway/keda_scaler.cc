@@ -35,6 +35,11 @@ std::string KnownMetrics() {
   return out;
 }
 
+// KEDA's deprecated integer fields; a huge target or value saturates instead of overflowing.
+int64_t Rounded(double value) {
+  return std::llround(std::clamp(value, 0.0, 1e15));
+}
+
 // Only the keys the scaler reads; KEDA sends the whole trigger metadata (scalerAddress, ...).
 std::map<std::string, std::string> MetadataOf(const externalscaler::ScaledObjectRef& ref) {
   std::map<std::string, std::string> out;
@@ -182,7 +187,7 @@ class KedaScaler::Service final : public externalscaler::ExternalScaler::Service
     externalscaler::MetricSpec* spec = out->add_metricspecs();
     spec->set_metricname(a.query.metric_name);
     // Older KEDA reads only the integer; it must not be 0 (an invalid HPA target).
-    spec->set_targetsize(std::max<int64_t>(1, std::llround(a.query.target)));
+    spec->set_targetsize(std::max<int64_t>(1, Rounded(a.query.target)));
     spec->set_targetsizefloat(a.query.target);
     return grpc::Status::OK;
   }
@@ -195,7 +200,7 @@ class KedaScaler::Service final : public externalscaler::ExternalScaler::Service
     double value = ScalerMetricValue(a.signals, a.query.metric);
     externalscaler::MetricValue* v = out->add_metricvalues();
     v->set_metricname(request->metricname().empty() ? a.query.metric_name : request->metricname());
-    v->set_metricvalue(std::llround(value));
+    v->set_metricvalue(Rounded(value));
     v->set_metricvaluefloat(value);
     return grpc::Status::OK;
   }

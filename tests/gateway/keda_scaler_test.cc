@@ -182,6 +182,15 @@ TEST_F(KedaScalerService, MetricSpecAndValuesFollowTheSignals) {
     EXPECT_EQ(out.metricspecs(0).targetsize(), 1);
     EXPECT_EQ(out.metricspecs(0).targetsizefloat(), 0.75);
   }
+  {
+    // A huge target saturates the integer instead of overflowing it.
+    grpc::ClientContext ctx;
+    externalscaler::GetMetricSpecResponse out;
+    ASSERT_TRUE(
+        stub_->GetMetricSpec(&ctx, Ref({{"pool", "llama"}, {"target", "1e300"}}), &out).ok());
+    EXPECT_EQ(out.metricspecs(0).targetsize(), 1'000'000'000'000'000);
+    EXPECT_EQ(out.metricspecs(0).targetsizefloat(), 1e300);
+  }
   // 500 output tokens over 2 s: 250 tokens/s.
   worker_.pools[slot_].output_tokens.fetch_add(500);
   Update(2);
@@ -198,7 +207,7 @@ TEST_F(KedaScalerService, MetricSpecAndValuesFollowTheSignals) {
   EXPECT_EQ(out.metricvalues(0).metricvalue(), 250);
   EXPECT_DOUBLE_EQ(out.metricvalues(0).metricvaluefloat(), 250.0);
   EXPECT_EQ(Count("GetMetrics", "ok"), 1u);
-  EXPECT_EQ(Count("GetMetricSpec", "ok"), 2u);
+  EXPECT_EQ(Count("GetMetricSpec", "ok"), 3u);
 }
 
 TEST_F(KedaScalerService, UnknownPoolIsNotFoundAndBadMetadataInvalid) {
