@@ -539,8 +539,10 @@ class Loader : public YamlFields {
     auto port = ParseListenPort(x.listen);
     if (!port.ok()) Fail(n, "autoscaling.keda.listen", port.status().message());
     auto clash = [&](const char* name, const std::string& other) {
-      auto other_port = ParseListenPort(other);
-      if (*port != 0 && other_port.ok() && *other_port == *port) {
+      // `listen` and `admin` also accept "*:port" and an empty host; only their ports matter.
+      size_t colon = other.rfind(':');
+      std::string other_port = colon == std::string::npos ? "" : other.substr(colon + 1);
+      if (*port != 0 && other_port == std::to_string(*port)) {
         Fail(n, "autoscaling.keda.listen",
              "'" + x.listen + "' uses the port of `" + name + "` (" + other + ")");
       }

@@ -892,6 +892,8 @@ TEST(ConfigTest, KedaScalerListener) {
                 "invalid port"},
            Case{"admin: 0.0.0.0:9100\nautoscaling:\n  keda: {listen: \"127.0.0.1:9100\"}\n",
                 "autoscaling.keda.listen", "uses the port of `admin`"},
+           Case{"listen: \"*:9100\"\nautoscaling:\n  keda: {listen: \"[::]:9100\"}\n",
+                "autoscaling.keda.listen", "uses the port of `listen`"},
            Case{"autoscaling:\n  keda: {listen: \"0.0.0.0:9100\", tls: true}\n",
                 "autoscaling.keda.tls", "unknown field"},
            Case{"autoscaling:\n  hpa: {}\n", "autoscaling.hpa", "unknown field"},
