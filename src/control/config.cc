@@ -1,5 +1,7 @@
 #include "control/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -524,6 +526,32 @@ class Loader : public YamlFields {
 
   // --- end of Kubernetes discovery ---------------------------------------------------------
 
+  // autoscaling: {keda: {listen}} — the KEDA external scaler's gRPC listener.
+  void LoadScalerListeners(const YAML::Node& node, const GatewayConfig& c,
+                           KedaScalerConfig& x) const {
+    ExpectMap(node, "autoscaling", {"keda"});
+    auto k = node["keda"];
+    if (!k) return;
+    ExpectMap(k, "autoscaling.keda", {"listen"});
+    auto n = k["listen"];
+    if (!n) Fail(k, "autoscaling.keda.listen", "is required: ip:port, e.g. 0.0.0.0:9100");
+    x.listen = String(n, "autoscaling.keda.listen");
+    auto port = ParseListenPort(x.listen);
+    if (!port.ok()) Fail(n, "autoscaling.keda.listen", port.status().message());
+    auto clash = [&](const char* name, const std::string& other) {
+      // `listen` and `admin` also accept "*:port" and an empty host; only their ports matter.
+      size_t colon = other.rfind(':');
+      std::string other_port = colon == std::string::npos ? "" : other.substr(colon + 1);
+      if (*port != 0 && other_port == std::to_string(*port)) {
+        Fail(n, "autoscaling.keda.listen",
+             "'" + x.listen + "' uses the port of `" + name + "` (" + other + ")");
+      }
+    };
+    clash("listen", c.listen);
+    clash("admin", c.admin);
+    x.enabled = true;
+  }
+
   GatewayConfig Load(const YAML::Node& root) {
     GatewayConfig c;
     c.source = source_;
@@ -534,7 +562,7 @@ class Loader : public YamlFields {
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
                "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models", "governance", "kubernetes"});
+               "pools", "models", "governance", "kubernetes", "autoscaling"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -796,6 +824,7 @@ class Loader : public YamlFields {
       }
     }
     if (auto k = root["kubernetes"]) LoadKubernetes(k, c.kubernetes);
+    if (auto a = root["autoscaling"]) LoadScalerListeners(a, c, c.keda);
     if (auto g = root["governance"]) {
       auto governance = LoadGovernanceConfig(g, source_);
       if (!governance.ok()) throw YamlFieldError{governance.status().message()};
@@ -808,6 +837,28 @@ class Loader : public YamlFields {
 };
 
 }  // namespace
+
+StatusOr<uint16_t> ParseListenPort(const std::string& address) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::Error("'" + address + "' must be ip:port, e.g. 0.0.0.0:9100 or [::]:9100");
+  }
+  std::string host = address.substr(0, colon);
+  bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (v6) host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), buf) != 1) {
+    return Status::Error("'" + address + "': '" + host + "' is not an IP address" +
+                         (v6 ? "" : " (IPv6 goes in brackets: [::]:9100)"));
+  }
+  std::string_view port(address.data() + colon + 1, address.size() - colon - 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || value > 65535) {
+    return Status::Error("'" + address + "' has an invalid port");
+  }
+  return static_cast<uint16_t>(value);
+}
 
 StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url) {
   std::string_view rest(url);

@@ -4,8 +4,9 @@
 // It is composed of the components' own typed configs, each declared next to its code
 // (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
 // PassiveHealthConfig in routing/endpoint_state.h, AccessLogConfig in telemetry/access_log.h,
-// TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig in control/scaling_signals.h,
-// GovernanceConfig in governance/governance_config.h); config.cc walks the YAML into them.
+// TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig and KedaScalerConfig in
+// control/scaling_signals.h, GovernanceConfig in governance/governance_config.h); config.cc walks
+// the YAML into them.
 //
 // Loaded and validated once on the control thread, at start-up and on reload; the request path
 // never sees this struct directly, only the immutable Runtime built from it. Every error names
@@ -140,6 +141,7 @@ struct GatewayConfig {
   std::vector<ModelConfig> models;
   GovernanceConfig governance;  // tenants, keys and limits (governance/); off by default
   KubernetesConfig kubernetes;  // API server access for pools[].discovery
+  KedaScalerConfig keda;        // autoscaling.keda (control/scaling_signals.h); off by default
 };
 
 // Parses YAML text; `source` names the file in error messages.
@@ -149,6 +151,10 @@ StatusOr<GatewayConfig> LoadConfigFile(const std::string& path);
 // Cross-field checks (every model's pool exists, names unique, ...). ParseConfig calls it; quick
 // flag configurations call it directly.
 Status ValidateConfig(const GatewayConfig& config);
+
+// Checks a listener address "ip:port" ("[v6]:port"; port 0: any) and returns its port. The
+// error explains what is wrong.
+StatusOr<uint16_t> ParseListenPort(const std::string& address);
 
 // Parses "http://host:port" (path-less). The error explains what is wrong.
 StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url);

@@ -234,6 +234,9 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   w.EndArray();
 
   WriteKubernetes(w.Key("kubernetes"), c.kubernetes);
+  w.Key("autoscaling").BeginObject();
+  if (c.keda.enabled) w.Key("keda").BeginObject().Key("listen").String(c.keda.listen).EndObject();
+  w.EndObject();
   WriteGovernanceJson(w.Key("governance"), c.governance);
   w.EndObject();
   return out;

@@ -18,6 +18,7 @@
 #include "control/runtime.h"
 #include "control/scaling_signals.h"
 #include "gateway/admin_server.h"
+#include "gateway/keda_scaler.h"
 #include "gateway/worker.h"
 
 namespace tokenway {
@@ -134,6 +135,20 @@ class Process {
     view.reloads_failed = &reloads_failed_;
     view.scaling = &scaling_;
     view.discovery = discovery_.get();
+    // The KEDA scaler answers from the first signals on, so they exist before it listens.
+    UpdateScalingSignals();
+    if (config.keda.enabled) {
+      std::vector<const WorkerMetrics*> counts(view.metrics.begin(), view.metrics.end());
+      keda_ = std::make_unique<KedaScaler>(scaling_, std::move(counts));
+      auto port = keda_->Start(config.keda.listen);
+      if (!port.ok()) {
+        LogError(port.status().message());
+        return 1;
+      }
+      view.keda = keda_.get();
+      std::string host = config.keda.listen.substr(0, config.keda.listen.rfind(':'));
+      LogInfo("KEDA external scaler on " + host + ":" + std::to_string(*port));
+    }
     admin_ = std::make_unique<AdminServer>(ioc_, view);
     tcp::endpoint admin_bound;
     try {
@@ -149,7 +164,6 @@ class Process {
     scraper_ = std::make_unique<EngineScraper>(ioc_, [this] { return current_; });
     scraper_->Start();
     KickFlows();
-    UpdateScalingSignals();
     if (!options_.config_path.empty()) {
       stamp_ = FileStamp::Of(options_.config_path);
       PollConfigFile();
@@ -162,6 +176,7 @@ class Process {
             " with " + std::to_string(n) + " workers; admin on " +
             admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
     ioc_.run();
+    if (keda_) keda_->Stop();  // open StreamIsActive streams end with UNAVAILABLE
     discovery_->Stop();
     governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
     for (auto& w : workers_) w->Stop();
@@ -247,6 +262,10 @@ class Process {
       config.admin = running.admin;
       config.workers = running.workers;
       config.access_log.path = running.access_log.path;
+    }
+    if (config.keda.enabled != running.keda.enabled || config.keda.listen != running.keda.listen) {
+      LogWarn("autoscaling.keda changes only on restart; keeping the running value");
+      config.keda = running.keda;
     }
     if (TracingNeedsRestart(config.tracing, running.tracing)) {
       LogWarn(
@@ -402,6 +421,7 @@ class Process {
   std::shared_ptr<const Runtime> current_;
   GatewayConfig base_config_;  // the running configuration as loaded (no discovered endpoints)
   std::unique_ptr<Discovery> discovery_;
+  std::unique_ptr<KedaScaler> keda_;  // after scaling_ and metrics_, which it reads
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
   uint64_t generation_ = 0;

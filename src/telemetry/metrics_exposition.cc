@@ -439,6 +439,7 @@ std::string RenderMetricsExposition(const ExpositionInput& in) {
   per_pool_signal("tokenway_pool_desired_replicas",
                   "Recommended endpoints (of capacity 1.0) for the pool's measured load.",
                   [](const ScalingSeries& s) { return s.desired_replicas; });
+  if (in.keda_section) in.keda_section(t);
 
   if (in.governance_section) in.governance_section(t);
   if (in.discovery_section) in.discovery_section(t);

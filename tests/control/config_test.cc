@@ -855,6 +855,59 @@ TEST(ConfigTest, TracingErrorsNameTheField) {
   }
 }
 
+TEST(ConfigTest, KedaScalerListener) {
+  auto off = ParseConfig(kMinimal, "gw.yaml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->keda.enabled);
+  EXPECT_NE(RenderConfigJson(*off).find("\"autoscaling\":{}"), std::string::npos);
+  auto on = ParseConfig(
+      std::string(kMinimal) + "autoscaling:\n  keda: {listen: \"0.0.0.0:9100\"}\n", "gw.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().message();
+  EXPECT_TRUE(on->keda.enabled);
+  EXPECT_EQ(on->keda.listen, "0.0.0.0:9100");
+  EXPECT_NE(RenderConfigJson(*on).find("\"autoscaling\":{\"keda\":{\"listen\":\"0.0.0.0:9100\"}}"),
+            std::string::npos)
+      << RenderConfigJson(*on);
+  for (const char* ok : {"127.0.0.1:0", "[::]:9100", "[::1]:65535"}) {
+    auto r = ParseConfig(
+        std::string(kMinimal) + "autoscaling:\n  keda:\n    listen: \"" + ok + "\"\n", "gw.yaml");
+    EXPECT_TRUE(r.ok()) << ok << ": " << r.status().message();
+  }
+  struct Case {
+    const char* yaml;
+    const char* field;
+    const char* words;
+  };
+  for (const Case& c : {
+           Case{"autoscaling:\n  keda: {}\n", "autoscaling.keda.listen", "is required"},
+           Case{"autoscaling:\n  keda: {listen: 9100}\n", "autoscaling.keda.listen",
+                "must be ip:port"},
+           Case{"autoscaling:\n  keda: {listen: \"gateway:9100\"}\n", "autoscaling.keda.listen",
+                "'gateway' is not an IP address"},
+           Case{"autoscaling:\n  keda: {listen: \"::1:9100\"}\n", "autoscaling.keda.listen",
+                "brackets"},
+           Case{"autoscaling:\n  keda: {listen: \"0.0.0.0:70000\"}\n", "autoscaling.keda.listen",
+                "invalid port"},
+           Case{"autoscaling:\n  keda: {listen: \"0.0.0.0:\"}\n", "autoscaling.keda.listen",
+                "invalid port"},
+           Case{"admin: 0.0.0.0:9100\nautoscaling:\n  keda: {listen: \"127.0.0.1:9100\"}\n",
+                "autoscaling.keda.listen", "uses the port of `admin`"},
+           Case{"listen: \"*:9100\"\nautoscaling:\n  keda: {listen: \"[::]:9100\"}\n",
+                "autoscaling.keda.listen", "uses the port of `listen`"},
+           Case{"autoscaling:\n  keda: {listen: \"0.0.0.0:9100\", tls: true}\n",
+                "autoscaling.keda.tls", "unknown field"},
+           Case{"autoscaling:\n  hpa: {}\n", "autoscaling.hpa", "unknown field"},
+           Case{"autoscaling:\n  keda: [1]\n", "autoscaling.keda", "mapping"},
+       }) {
+    auto r = ParseConfig(std::string(kMinimal) + c.yaml, "gw.yaml");
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    const std::string& msg = r.status().message();
+    EXPECT_EQ(msg.rfind("gw.yaml:", 0), 0u) << msg;
+    EXPECT_NE(msg.find(std::string(": ") + c.field + ": "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.words), std::string::npos) << msg;
+  }
+}
+
 TEST(GovernanceInConfig, LoadsValidatesAndRedacts) {
   const std::string base =
       "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n";
