@@ -49,7 +49,8 @@ std::string Chat(std::string_view model, bool stream, std::string_view content =
 
 class EppServerTest : public ::testing::Test {
  protected:
-  void Start(std::string_view epp_extra = "") {
+  void Start(std::string_view epp_extra = "", std::string_view pool_extra = "",
+             std::string_view models_extra = "") {
     a_ = std::make_unique<testing::ScriptedUpstream>(4);
     b_ = std::make_unique<testing::ScriptedUpstream>(4);
     auto config = ParseConfig(R"(
@@ -64,12 +65,14 @@ engine_metrics:
 pools:
   - name: p
     policy: least-request
+)" + std::string(pool_extra) + R"(
     endpoints:
       - )" + a_->url() + R"(
       - )" + b_->url() + R"(
 models:
   - name: m
     pool: p
+)" + std::string(models_extra) + R"(
 access_log:
   enabled: false
 limits:
@@ -467,6 +470,55 @@ TEST_F(EppServerTest, HeadersOnlyRequestsGetAnEndpointWithoutAccounting) {
           .empty());
   EXPECT_EQ(Decisions(EppDecision::kPassthrough), 1u);
   EXPECT_EQ(metrics_.in_flight.load(), 0);
+}
+
+TEST_F(EppServerTest, SaturatedPoolShedsAndAnswersBeforeTheGatewayTimesOut) {
+  Start("  message_timeout: 100ms\n", "    flow_control: {max_in_flight: 1, queue_ttl: 30s}\n",
+        "  - {name: s, pool: p, priority: -1}\n");
+  // Two requests take both endpoints' room.
+  grpc::ClientContext c1, c2;
+  auto s1 = stub_->Process(&c1);
+  auto s2 = stub_->Process(&c2);
+  ep::ProcessingResponse r;
+  for (auto* s : {s1.get(), s2.get()}) {
+    ASSERT_TRUE(s->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(s->Write(Body(Chat("m", false), true)));
+    ASSERT_TRUE(s->Read(&r));
+    ASSERT_TRUE(r.has_request_headers()) << r.DebugString();
+  }
+  EXPECT_EQ(EndpointInFlight(), 2);
+  // A sheddable model: 429 at once.
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Process(&ctx);
+    ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(stream->Write(Body(Chat("s", false), true)));
+    ASSERT_TRUE(stream->Read(&r));
+    ASSERT_TRUE(r.has_immediate_response()) << r.DebugString();
+    EXPECT_EQ(static_cast<int>(r.immediate_response().status().code()), 429);
+    EXPECT_NE(r.immediate_response().body().find("pool_saturated"), std::string::npos);
+  }
+  // A request that would wait: 503 decision_timeout after epp.message_timeout.
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Process(&ctx);
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+    ASSERT_TRUE(stream->Read(&r));
+    ASSERT_TRUE(r.has_immediate_response()) << r.DebugString();
+    EXPECT_EQ(static_cast<int>(r.immediate_response().status().code()), 503);
+    EXPECT_NE(r.immediate_response().body().find("decision_timeout"), std::string::npos);
+    EXPECT_EQ(HeaderOf(r.immediate_response().headers(), "retry-after"), "1");
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(metrics_.epp_errors[static_cast<size_t>(EppError::kDecisionTimeout)].load(), 1u);
+  c1.TryCancel();
+  c2.TryCancel();
+  s1->Finish();
+  s2->Finish();
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+  EXPECT_EQ(EndpointInFlight(), 0);
 }
 
 TEST_F(EppServerTest, StreamLimitAndHealth) {
