@@ -4,8 +4,13 @@
 // to the endpoint tokenway picked and feeding the real response back through the stream.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -50,7 +55,8 @@ std::string Chat(std::string_view model, bool stream, std::string_view content =
 class EppServerTest : public ::testing::Test {
  protected:
   void Start(std::string_view epp_extra = "", std::string_view pool_extra = "",
-             std::string_view models_extra = "") {
+             std::string_view models_extra = "",
+             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) {
     a_ = std::make_unique<testing::ScriptedUpstream>(4);
     b_ = std::make_unique<testing::ScriptedUpstream>(4);
     auto config = ParseConfig(R"(
@@ -89,7 +95,7 @@ limits:
     auto port = server_->Start(config->epp, 1 << 20);
     ASSERT_TRUE(port.ok()) << port.status().message();
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
-                                   grpc::InsecureChannelCredentials());
+                                   credentials ? credentials : grpc::InsecureChannelCredentials());
     stub_ = ep::ExternalProcessor::NewStub(channel_);
   }
   void TearDown() override {
@@ -552,6 +558,37 @@ TEST_F(EppServerTest, StreamLimitAndHealth) {
   EXPECT_EQ(metrics_.epp_errors[static_cast<size_t>(EppError::kStreamLimit)].load(), 1u);
   first_ctx.TryCancel();
   first->Finish();
+}
+
+TEST_F(EppServerTest, ServesTlsWithTheConfiguredCertificate) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("epp_tls_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const std::string command =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+      "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  if (std::system(command.c_str()) != 0) GTEST_SKIP() << "openssl is not available";
+  std::ifstream in(cert);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = pem.str();
+  Start("  tls: {cert_file: " + cert + ", key_file: " + key + "}\n", "", "",
+        grpc::SslCredentials(options));
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  EXPECT_FALSE(
+      HeaderOf(r.request_headers().response().header_mutation(), "x-gateway-destination-endpoint")
+          .empty());
+  ctx.TryCancel();
+  stream->Finish();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
