@@ -153,6 +153,13 @@ TEST(ConfigTest, ExampleConfigLoads) {
 }
 
 // The example at the top of docs/configuration.md is a valid configuration.
+TEST(ConfigTest, EndpointPickerExampleLoads) {
+  auto r =
+      LoadConfigFile(std::string(TOKENWAY_SOURCE_DIR) + "/deploy/examples/endpoint-picker.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->epp.enabled());
+}
+
 TEST(ConfigTest, DocumentedExampleParses) {
   std::ifstream in(std::string(TOKENWAY_SOURCE_DIR) + "/docs/configuration.md");
   std::stringstream doc;
