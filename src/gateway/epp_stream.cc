@@ -132,7 +132,9 @@ EppStream::~EppStream() {
 // --- gRPC threads ---------------------------------------------------------------------------
 
 void EppStream::OnReadDone(bool ok) {
-  asio::post(worker_.io(), [this, ok] { HandleRead(ok); });
+  // The call's context lives only until OnDone: whether it was cancelled is read here.
+  const bool cancelled = !ok && rpc_->IsCancelled();
+  asio::post(worker_.io(), [this, ok, cancelled] { HandleRead(ok, cancelled); });
 }
 
 void EppStream::OnCancel() {
@@ -145,7 +147,7 @@ void EppStream::OnDone() {
 
 // --- worker thread: reading -----------------------------------------------------------------
 
-void EppStream::HandleRead(bool ok) {
+void EppStream::HandleRead(bool ok, bool cancelled) {
   reading_ = false;
   if (!ok) {
     // Envoy half-closed the stream (or it broke; OnCancel says which).
@@ -156,7 +158,7 @@ void EppStream::HandleRead(bool ok) {
     if (!phases_running_) {
       // A stream that ends in the middle of a response, or cancelled (its OnCancel may come
       // after this), lost its client; one that ends without showing the response is served.
-      if (response_seen_ || rpc_->IsCancelled()) EndAsGone();
+      if (response_seen_ || cancelled) EndAsGone();
       EndRequest();
       RequestFinish(grpc::Status::OK);
     }
@@ -442,6 +444,7 @@ void EppStream::AnswerPick() {
   const Runtime& rt = *ctx_.runtime;
   const Pool& pool = *ctx_.pool;
   TakeEndpoint(ctx_.fallbacks[0]);
+  worker_.metrics().Count(EppDecision::kPicked);
   // The pick, then fallbacks in the scheduler's order, then other eligible candidates.
   const uint32_t limit = rt.config.epp.fallback_endpoints;
   uint32_t listed = 0;
@@ -526,7 +529,6 @@ void EppStream::AnswerPick() {
     t->mutable_request_trailers();
     Send(t);
   }
-  worker_.metrics().Count(EppDecision::kPicked);
   stage_ = Stage::kAnswered;
 }
 

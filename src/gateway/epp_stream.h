@@ -86,7 +86,8 @@ class EppStream final
   };
 
   // Worker thread.
-  void HandleRead(bool ok);
+  // `cancelled`: the read failed because the call was cancelled (read on gRPC's thread).
+  void HandleRead(bool ok, bool cancelled);
   void HandleWritesDrained();
   void HandleCancel();
   void HandleDone();
@@ -129,7 +130,7 @@ class EppStream final
 
   Worker& worker_;
   EppStreamShared& shared_;
-  grpc::CallbackServerContext* const rpc_;
+  grpc::CallbackServerContext* const rpc_;  // gRPC threads only, before OnDone
   Request req_;
   // Answers handed to gRPC, written one at a time in order: a ring the worker fills and
   // OnWriteDone drains — starting the next write itself on gRPC's thread, so a write's

@@ -323,6 +323,43 @@ TEST_F(EppServerTest, StreamedResponseUsageInjectedAndStripped) {
   EXPECT_EQ(metrics_.usage_unknown[model].load(), 0u);
 }
 
+TEST_F(EppServerTest, BufferedModeRewrittenBodyCarriesItsContentLength) {
+  Start();
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(
+      stream->Write(Headers("/v1/chat/completions", false, Mode::BUFFERED, Mode::BUFFERED)));
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", true), true)));
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(r.has_request_body()) << r.DebugString();
+  const auto& common = r.request_body().response();
+  const std::string& body = common.body_mutation().body();
+  EXPECT_NE(body.find("include_usage"), std::string::npos) << body;
+  EXPECT_EQ(HeaderOf(common.header_mutation(), "content-length"), std::to_string(body.size()));
+  EXPECT_FALSE(HeaderOf(common.header_mutation(), "x-gateway-destination-endpoint").empty());
+  ctx.TryCancel();
+  stream->Finish();
+}
+
+TEST_F(EppServerTest, ObservabilityModeIsNeverAnswered) {
+  Start();
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  auto headers = Headers("/v1/chat/completions", false);
+  headers.set_observability_mode(true);
+  ASSERT_TRUE(stream->Write(headers));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+  EXPECT_TRUE(Eventually([&] { return Decisions(EppDecision::kPicked) == 1; }));
+  stream->WritesDone();
+  ep::ProcessingResponse r;
+  EXPECT_FALSE(stream->Read(&r));  // no answer at all, then the end
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+  EXPECT_EQ(EndpointInFlight(), 0);
+}
+
 TEST_F(EppServerTest, SubsetHintRestrictsThePick) {
   Start();
   const std::string b = Endpoint(*b_);
