@@ -597,6 +597,33 @@ TEST_F(EppServerTest, StreamLimitAndHealth) {
   first->Finish();
 }
 
+TEST_F(EppServerTest, HealthWatchFollowsReadinessAndDrainRefusesNewStreams) {
+  Start();
+  using grpc::health::v1::HealthCheckResponse;
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext watch_ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("readiness");
+  auto watch = health->Watch(&watch_ctx, req);
+  HealthCheckResponse hr;
+  ASSERT_TRUE(watch->Read(&hr));
+  EXPECT_EQ(hr.status(), HealthCheckResponse::NOT_SERVING);
+  server_->SetReady(true);
+  ASSERT_TRUE(watch->Read(&hr));
+  EXPECT_EQ(hr.status(), HealthCheckResponse::SERVING);
+  server_->BeginDrain();
+  ASSERT_TRUE(watch->Read(&hr));
+  EXPECT_EQ(hr.status(), HealthCheckResponse::NOT_SERVING);
+  watch_ctx.TryCancel();
+  watch->Finish();
+
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ep::ProcessingResponse r;
+  EXPECT_FALSE(stream->Read(&r));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST_F(EppServerTest, ServesTlsWithTheConfiguredCertificate) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("epp_tls_" + std::to_string(::getpid()));
