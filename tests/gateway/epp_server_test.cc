@@ -56,7 +56,8 @@ class EppServerTest : public ::testing::Test {
  protected:
   void Start(std::string_view epp_extra = "", std::string_view pool_extra = "",
              std::string_view models_extra = "",
-             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) {
+             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+             uint64_t max_body_bytes = 4096) {
     a_ = std::make_unique<testing::ScriptedUpstream>(4);
     b_ = std::make_unique<testing::ScriptedUpstream>(4);
     auto config = ParseConfig(R"(
@@ -82,7 +83,8 @@ models:
 access_log:
   enabled: false
 limits:
-  max_body_bytes: 4096
+  max_body_bytes: )" + std::to_string(max_body_bytes) +
+                                  R"(
 )",
                               "epp_server_test.yaml");
     ASSERT_TRUE(config.ok()) << config.status().message();
@@ -92,7 +94,7 @@ limits:
     worker_ = std::make_unique<Worker>(0, shared_, metrics_);
     worker_->Start(runtime_);
     server_ = std::make_unique<EppServer>(std::vector<Worker*>{worker_.get()});
-    auto port = server_->Start(config->epp, 1 << 20);
+    auto port = server_->Start(config->epp, max_body_bytes + (1 << 20));
     ASSERT_TRUE(port.ok()) << port.status().message();
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
                                    credentials ? credentials : grpc::InsecureChannelCredentials());
@@ -321,6 +323,36 @@ TEST_F(EppServerTest, StreamedResponseUsageInjectedAndStripped) {
   EXPECT_EQ(EndpointInFlight(), 0);
   EXPECT_GT(metrics_.completion_tokens[model].load(), 0u);
   EXPECT_EQ(metrics_.usage_unknown[model].load(), 0u);
+}
+
+TEST_F(EppServerTest, LargeBodyGoesBackInBoundedChunksInOrder) {
+  Start("", "", "", nullptr, 8 << 20);
+  // 3 MB: 49 chunks of at most 62,000 bytes, more than the stream's write ring holds at once.
+  const std::string body = Chat("m", false, std::string(3 << 20, 'a'));
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+  for (size_t at = 0; at < body.size(); at += 1 << 20) {
+    ASSERT_TRUE(stream->Write(Body(body.substr(at, 1 << 20), at + (1 << 20) >= body.size())));
+  }
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(r.has_request_headers());
+  std::string echoed;
+  size_t chunks = 0;
+  for (bool eos = false; !eos; ++chunks) {
+    ASSERT_TRUE(stream->Read(&r));
+    const auto& sr = r.request_body().response().body_mutation().streamed_response();
+    EXPECT_LE(sr.body().size(), 62000u);
+    echoed += sr.body();
+    eos = sr.end_of_stream();
+  }
+  EXPECT_EQ(chunks, (body.size() + 61999) / 62000);
+  EXPECT_TRUE(echoed == body);
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&r));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
 }
 
 TEST_F(EppServerTest, BufferedModeRewrittenBodyCarriesItsContentLength) {
