@@ -110,9 +110,10 @@ bool IsBuffered(int mode) {
 
 }  // namespace
 
-EppStream::EppStream(Worker& worker, EppStreamShared& shared, grpc::CallbackServerContext* rpc)
+EppStream::EppStream(Worker& worker, std::shared_ptr<EppStreamShared> shared,
+                     grpc::CallbackServerContext* rpc)
     : worker_(worker),
-      shared_(shared),
+      shared_(std::move(shared)),
       rpc_(rpc),
       parser_(UINT32_MAX, UINT64_MAX),
       ctx_(worker),
@@ -126,7 +127,7 @@ EppStream::EppStream(Worker& worker, EppStreamShared& shared, grpc::CallbackServ
 
 EppStream::~EppStream() {
   worker_.metrics().epp_streams.fetch_sub(1, std::memory_order_relaxed);
-  shared_.open_streams.fetch_sub(1, std::memory_order_relaxed);
+  shared_->open_streams.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // --- gRPC threads ---------------------------------------------------------------------------

@@ -36,7 +36,8 @@
 
 namespace tokenway {
 
-// What every stream of one EppServer shares; the server outlives its streams.
+// What every stream of one EppServer shares (held by each stream too: one whose phase still
+// waits when the server stops may outlive it).
 struct EppStreamShared {
   std::atomic<int64_t> open_streams{0};  // bounded by epp.max_streams
 };
@@ -47,10 +48,12 @@ class EppStream final
       public ClientLink {
  public:
   // gRPC thread. Starts the first read; `shared.open_streams` already counts this stream.
-  EppStream(Worker& worker, EppStreamShared& shared, grpc::CallbackServerContext* rpc);
+  EppStream(Worker& worker, std::shared_ptr<EppStreamShared> shared,
+            grpc::CallbackServerContext* rpc);
   ~EppStream() override;
 
-  // gRPC threads: each hands the event to the worker.
+  // gRPC threads: OnReadDone, OnCancel and OnDone hand the event to the worker; OnWriteDone
+  // starts the next published answer's write (see the ring below).
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -129,7 +132,7 @@ class EppStream final
   std::string_view RequestIdForReply();
 
   Worker& worker_;
-  EppStreamShared& shared_;
+  const std::shared_ptr<EppStreamShared> shared_;
   grpc::CallbackServerContext* const rpc_;  // gRPC threads only, before OnDone
   Request req_;
   // Answers handed to gRPC, written one at a time in order: a ring the worker fills and
