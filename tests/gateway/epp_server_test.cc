@@ -392,6 +392,58 @@ TEST_F(EppServerTest, ObservabilityModeIsNeverAnswered) {
   EXPECT_EQ(EndpointInFlight(), 0);
 }
 
+// A client that asked for usage itself: nothing to take out, so every chunk goes back unchanged
+// (answered on gRPC's thread) while the worker reads the usage from the events.
+TEST_F(EppServerTest, StreamedResponseEchoedUnchangedWithUsage) {
+  Start();
+  const std::string body =
+      R"({"model":"m","stream":true,"stream_options":{"include_usage":true},"max_tokens":4,)"
+      R"("messages":[{"role":"user","content":"hi"}]})";
+  for (int round = 0; round < 2; ++round) {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Process(&ctx);
+    ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(stream->Write(Body(body, true)));
+    ep::ProcessingResponse r;
+    ASSERT_TRUE(stream->Read(&r));
+    const std::string destination = HeaderOf(r.request_headers().response().header_mutation(),
+                                             "x-gateway-destination-endpoint");
+    for (bool eos = false; !eos;) {
+      ASSERT_TRUE(stream->Read(&r));
+      eos = r.request_body().response().body_mutation().streamed_response().end_of_stream();
+    }
+    const std::string sse = Upstream(destination.substr(0, destination.find(',')), body);
+    ASSERT_TRUE(stream->Write(ResponseHeaders(200, "text/event-stream")));
+    ASSERT_TRUE(stream->Read(&r));
+    std::string relayed;
+    const size_t cut = round == 0 ? sse.size() : 29;  // round 1: cancelled after a few chunks
+    for (size_t at = 0; at < cut; at += 29) {
+      const bool last = at + 29 >= sse.size();
+      ASSERT_TRUE(stream->Write(Body(sse.substr(at, 29), last, true)));
+      ASSERT_TRUE(stream->Read(&r));
+      const auto& sr = r.response_body().response().body_mutation().streamed_response();
+      EXPECT_EQ(sr.end_of_stream(), last);
+      relayed += sr.body();
+    }
+    if (round == 0) {
+      EXPECT_EQ(relayed, sse);  // unchanged, usage chunk included: the client asked for it
+      stream->WritesDone();
+      EXPECT_FALSE(stream->Read(&r));
+      EXPECT_TRUE(stream->Finish().ok());
+    } else {
+      ctx.TryCancel();
+      EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    }
+    EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+    EXPECT_EQ(EndpointInFlight(), 0);
+  }
+  const uint16_t model = slots_.models.SlotFor("m");
+  EXPECT_EQ(metrics_.requests[model][StatusSlot(200)].load(), 1u);
+  EXPECT_EQ(metrics_.requests[model][StatusSlot(499)].load(), 1u);
+  EXPECT_GT(metrics_.completion_tokens[model].load(), 0u);
+  EXPECT_TRUE(Eventually([&] { return metrics_.epp_streams.load() == 0; }));
+}
+
 TEST_F(EppServerTest, SubsetHintRestrictsThePick) {
   Start();
   const std::string b = Endpoint(*b_);
