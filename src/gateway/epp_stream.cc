@@ -177,9 +177,10 @@ void EppStream::HandleRead(bool ok, bool cancelled) {
   if (finish_requested_) return;  // the stream is ending; late messages are not processed
   if (!pin_) pin_.emplace(worker_);
   WorkerMetrics& m = worker_.metrics();
-  const int kind = static_cast<int>(req_.request_case());
-  if (kind >= 2 && kind < 2 + static_cast<int>(kEppMessageKinds)) {
-    m.epp_messages[kind - 2].fetch_add(1, std::memory_order_relaxed);
+  // epp_messages is indexed in the oneof's order (request_headers = 2 … response_trailers = 7).
+  const int kind = static_cast<int>(req_.request_case()) - Request::kRequestHeaders;
+  if (kind >= 0 && kind < static_cast<int>(kEppMessageKinds)) {
+    m.epp_messages[kind].fetch_add(1, std::memory_order_relaxed);
   }
   if (first_message_) {
     first_message_ = false;
@@ -911,7 +912,8 @@ bool EppStream::EchoOnGrpcThread() {
     }
     return false;
   }
-  worker_.metrics().epp_messages[3].fetch_add(1, std::memory_order_relaxed);  // response_body
+  worker_.metrics().epp_messages[Request::kResponseBody - Request::kRequestHeaders].fetch_add(
+      1, std::memory_order_relaxed);
   HttpBody* b = req_.mutable_response_body();
   const bool eos = b->end_of_stream();
   std::string chunk = b->body();  // for the worker's accounting
