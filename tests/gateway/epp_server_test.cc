@@ -444,6 +444,49 @@ TEST_F(EppServerTest, StreamedResponseEchoedUnchangedWithUsage) {
   EXPECT_TRUE(Eventually([&] { return metrics_.epp_streams.load() == 0; }));
 }
 
+TEST_F(EppServerTest, TheServedEndpointCarriesTheLoadWhenTheGatewayFellBack) {
+  Start();
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  const std::string destination =
+      HeaderOf(r.request_headers().response().header_mutation(), "x-gateway-destination-endpoint");
+  for (bool eos = false; !eos;) {
+    ASSERT_TRUE(stream->Read(&r));
+    eos = r.request_body().response().body_mutation().streamed_response().end_of_stream();
+  }
+  const std::string fallback = destination.substr(destination.find(',') + 1);
+  const auto& endpoints = runtime_->pools[0]->endpoints;
+  auto in_flight = [&](const std::string& ip_port) -> int64_t {
+    for (const auto& e : endpoints) {
+      if (e.ip_port == ip_port) return e.state->in_flight.load();
+    }
+    return -1;
+  };
+  ASSERT_EQ(in_flight(fallback), 0);
+  // The first endpoint failed; the Gateway's retry reached the fallback.
+  ASSERT_TRUE(stream->Write(ResponseHeaders(200, "application/json", fallback)));
+  ASSERT_TRUE(stream->Read(&r));
+  EXPECT_EQ(in_flight(fallback), 1);
+  EXPECT_EQ(EndpointInFlight(), 1);
+  ASSERT_TRUE(stream->Write(
+      Body(R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}})", true, true)));
+  ASSERT_TRUE(stream->Read(&r));
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&r));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+  EXPECT_EQ(EndpointInFlight(), 0);
+  for (const auto& e : endpoints) {
+    if (e.ip_port == fallback) {
+      EXPECT_EQ(metrics_.endpoint_tokens[e.metrics_slot][1].load(), 2u);  // output tokens
+    }
+  }
+}
+
 TEST_F(EppServerTest, SubsetHintRestrictsThePick) {
   Start();
   const std::string b = Endpoint(*b_);
