@@ -76,6 +76,7 @@ uint64_t Engine::Add(GenerationRequest request, double now) {
       seq->request.adapter.empty() ? std::string_view(config_.model_name) : seq->request.adapter);
   ExtendBlockHashes(seq->hash_seed, seq->tokens, pool_.block_size(), seq->block_hashes);
   seq->arrival = now;
+  live_tokens_ += seq->prompt_len;
   const uint64_t id = seq->id;
   waiting_.push_back(seq.get());
   sequences_.emplace(id, std::move(seq));
@@ -122,7 +123,12 @@ void Engine::ReleaseBlocks(Sequence& seq) {
   for (auto it = seq.blocks.rbegin(); it != seq.blocks.rend(); ++it) pool_.Release(*it);
   seq.blocks.clear();
   seq.registered_blocks = 0;
-  seq.num_computed = 0;
+  SetComputed(seq, 0);
+}
+
+void Engine::SetComputed(Sequence& seq, int64_t computed) {
+  live_computed_ += computed - seq.num_computed;
+  seq.num_computed = computed;
 }
 
 void Engine::Preempt(Sequence& seq) {
@@ -156,7 +162,7 @@ bool Engine::Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens) {
     seq.blocks.push_back(block);
   }
   seq.registered_blocks = cached_blocks;
-  seq.num_computed = cached_tokens;
+  SetComputed(seq, cached_tokens);
   const bool allocated = AllocateFor(seq, new_tokens);
   (void)allocated;  // guaranteed by the free-block check above
   if (!seq.ever_scheduled) {
@@ -261,7 +267,7 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
     auto it = sequences_.find(work.request_id);
     if (it == sequences_.end()) continue;  // aborted during the step
     Sequence& seq = *it->second;
-    seq.num_computed += work.tokens;
+    SetComputed(seq, seq.num_computed + work.tokens);
     RegisterFullBlocks(seq);
     if (seq.num_computed < static_cast<int64_t>(seq.tokens.size())) continue;  // prefill chunk
 
@@ -271,6 +277,7 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
                    (config_.seed * 0x51ED27ull)) %
         vocabulary.size();
     seq.tokens.push_back(vocabulary.id(index));
+    ++live_tokens_;
     ++seq.output_len;
     ++stats_.generation_tokens;
     if (seq.output_len == 1) {
@@ -315,6 +322,7 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
 void Engine::Finish(Sequence& seq, FinishReason reason, double now) {
   seq.finished = true;
   ReleaseBlocks(seq);
+  live_tokens_ -= static_cast<int64_t>(seq.tokens.size());
   if (seq.holds_lora) {
     lora_slots_.Release(seq.request.adapter);
     seq.holds_lora = false;

@@ -104,6 +104,13 @@ class Engine {
   // Tokens scheduled / summed context of the last step begun (for tests and validation).
   int64_t last_step_tokens() const { return last_step_tokens_; }
   int64_t last_step_context() const { return last_step_context_; }
+  // Work the engine holds, kept up to date in O(1) per change so that a caller can read it for
+  // every endpoint on every request (the fleet simulator's oracle): tokens of every queued or
+  // running sequence not yet computed (whole prompts of waiting requests, the rest of running
+  // prefills, one per decoding sequence), and tokens computed and held by running sequences
+  // (the context a step attends over).
+  int64_t uncomputed_tokens() const { return live_tokens_ - live_computed_; }
+  int64_t computed_tokens() const { return live_computed_; }
 
  private:
   struct Sequence;
@@ -113,6 +120,7 @@ class Engine {
   void ReleaseBlocks(Sequence& seq);
   void Finish(Sequence& seq, FinishReason reason, double now);
   void RegisterFullBlocks(Sequence& seq);
+  void SetComputed(Sequence& seq, int64_t computed);
 
   EngineConfig config_;
   KvBlockPool pool_;
@@ -131,6 +139,8 @@ class Engine {
   bool step_in_flight_ = false;
   int64_t last_step_tokens_ = 0;
   int64_t last_step_context_ = 0;
+  int64_t live_tokens_ = 0;    // Σ tokens of live sequences
+  int64_t live_computed_ = 0;  // Σ computed tokens of live sequences
   EngineStats stats_;
 };
 
