@@ -273,6 +273,7 @@ StatusOr<TraceRecord> ParseTraceLine(std::string_view line) {
       return Status::Error(std::string("'") + key + "' must be a number");
     }
     if (out < 0) return Status::Error(std::string("'") + key + "' must not be negative");
+    if (!(out <= 1e15)) return Status::Error(std::string("'") + key + "' is too large");
     return Status::Ok();
   };
   double ts = 0, in = 0, out = 0, group = -1;

@@ -427,7 +427,11 @@ void Simulation::StepEnd(uint32_t engine) {
   SimulatedEngine& e = engines_[engine];
   const int64_t now = queue_.now();
   const bool stream = load_.options.stream;
-  for (const sim::TokenEvent& ev : e.engine->FinishStep(EngineNow(e))) {
+  const std::vector<sim::TokenEvent>& events = e.engine->FinishStep(EngineNow(e));
+  // The requests of a big fleet are scattered over memory: start every miss before the first.
+  for (const sim::TokenEvent& ev : events)
+    __builtin_prefetch(&requests_[e.request_of[ev.request_id]]);
+  for (const sim::TokenEvent& ev : events) {
     const uint64_t id = e.request_of[ev.request_id];
     Request& r = requests_[id];
     if (ev.completion_tokens == 1) {

@@ -32,22 +32,24 @@ std::string_view FinishReasonName(FinishReason reason) {
 }
 
 struct Engine::Sequence {
+  // What every step touches first (two cache lines), so that a fleet of engines whose sequences
+  // do not fit in the caches pays few misses per token; the request itself last.
   uint64_t id = 0;
-  GenerationRequest request;
+  int64_t num_computed = 0;
+  int64_t output_len = 0;
+  int64_t prompt_len = 0;
+  int64_t cached_tokens = 0;
+  std::size_t registered_blocks = 0;  // leading blocks already in the prefix cache
+  uint64_t hash_seed = 0;
+  double last_token_time = 0;
   std::vector<uint32_t> tokens;  // prompt then output; recomputed after preemption
   std::vector<uint64_t> block_hashes;
   std::vector<BlockId> blocks;
-  std::size_t registered_blocks = 0;  // leading blocks already in the prefix cache
-  uint64_t hash_seed = 0;
-  int64_t prompt_len = 0;
-  int64_t num_computed = 0;
-  int64_t output_len = 0;
-  int64_t cached_tokens = 0;
+  double arrival = 0;
   bool ever_scheduled = false;
   bool holds_lora = false;
   bool finished = false;
-  double arrival = 0;
-  double last_token_time = 0;
+  GenerationRequest request;
   std::string output_text;  // kept only when stop strings need it
 };
 
@@ -94,6 +96,8 @@ void Engine::Abort(uint64_t request_id, double now) {
     running_.erase(r);
   }
   Finish(seq, FinishReason::kAbort, now);
+  // The step in flight may have scheduled it: keep it alive (finished) until FinishStep.
+  if (step_in_flight_) aborted_in_step_.push_back(std::move(it->second));
   sequences_.erase(it);
 }
 
@@ -200,7 +204,7 @@ double Engine::BeginStep(double now) {
       }
     }
     if (self_preempted) break;
-    scheduled_.push_back({seq->id, n});
+    scheduled_.push_back({seq, n});
     budget -= n;
     step_tokens += n;
     step_context += seq->num_computed + n;
@@ -232,7 +236,7 @@ double Engine::BeginStep(double now) {
       waiting_.pop_front();
       running_.push_back(seq);
       if (first_admission) stats_.request_queue_time.Observe(now - seq->arrival);
-      scheduled_.push_back({seq->id, n});
+      scheduled_.push_back({seq, n});
       budget -= n;
       step_tokens += n;
       step_context += seq->num_computed + n;
@@ -263,10 +267,27 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   events_.clear();
   step_in_flight_ = false;
   const auto& vocabulary = tokenizer::PseudoWordVocabulary::Get();
-  for (const ScheduledWork& work : scheduled_) {
-    auto it = sequences_.find(work.request_id);
-    if (it == sequences_.end()) continue;  // aborted during the step
-    Sequence& seq = *it->second;
+  // A fleet of engines does not fit in the caches: in chunks, first start fetching every
+  // sequence, then the end of its token array (where the new token goes), then do the work, so
+  // the misses overlap instead of queueing one behind the other.
+  constexpr size_t kChunk = 32;
+  for (size_t k = 0; k < scheduled_.size(); ++k) {
+    if (k % kChunk == 0) {
+      const size_t end = std::min(scheduled_.size(), k + kChunk);
+      for (size_t j = k; j < end; ++j) {
+        // The per-token fields lead the struct; the request's seed and limits follow them.
+        const char* p = reinterpret_cast<const char*>(scheduled_[j].seq);
+        for (size_t off = 0; off < 192; off += 64) __builtin_prefetch(p + off);
+        __builtin_prefetch(&scheduled_[j].seq->request.seed);
+      }
+      for (size_t j = k; j < end; ++j) {
+        const Sequence* next = scheduled_[j].seq;
+        __builtin_prefetch(next->tokens.data() + next->tokens.size(), 1);
+      }
+    }
+    const ScheduledWork& work = scheduled_[k];
+    Sequence& seq = *work.seq;
+    if (seq.finished) continue;  // aborted during the step
     SetComputed(seq, seq.num_computed + work.tokens);
     RegisterFullBlocks(seq);
     if (seq.num_computed < static_cast<int64_t>(seq.tokens.size())) continue;  // prefill chunk
@@ -316,6 +337,7 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   for (const TokenEvent& event : events_) {
     if (event.finish != FinishReason::kNone) sequences_.erase(event.request_id);
   }
+  aborted_in_step_.clear();
   return events_;
 }
 

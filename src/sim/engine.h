@@ -131,10 +131,11 @@ class Engine {
   std::vector<Sequence*> running_;  // admission order; the newest is preempted first
   std::deque<Sequence*> waiting_;
   struct ScheduledWork {
-    uint64_t request_id;
+    Sequence* seq;  // stays valid until FinishStep: an abort during the step parks it below
     int64_t tokens;
   };
   std::vector<ScheduledWork> scheduled_;
+  std::vector<std::unique_ptr<Sequence>> aborted_in_step_;  // freed by FinishStep
   std::vector<TokenEvent> events_;
   bool step_in_flight_ = false;
   int64_t last_step_tokens_ = 0;
