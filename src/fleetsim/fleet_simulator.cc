@@ -206,6 +206,8 @@ Status Simulation::Build() {
     ec.max_loras = fleet_.max_loras;
     ec.kv_blocks = fleet_.kv_blocks;
     ec.seed = fleet_.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i) + 1;
+    ec.emit_text = false;  // only token counts and times are measured
+    ec.estimate_queued_prefill = !gw_.oracle_pools.empty() || gw_.policy_factory != nullptr;
     SimulatedEngine& e = engines_[static_cast<size_t>(i)];
     e.engine = std::make_unique<sim::Engine>(std::move(ec));
     e.speed = fleet_.speed > 0 ? fleet_.speed : 1;

@@ -30,7 +30,9 @@ OraclePolicy::Prediction OraclePolicy::Predict(const PolicyRequest& request, uin
   }
   const int64_t fresh = len - p.cached_tokens;
   const int64_t budget = std::max(1, hw.max_num_batched_tokens);
-  const int64_t work = e.uncomputed_tokens() + fresh;
+  // The running sequences' rest, the queue's prefill as far as the cache does not hold it, ours.
+  const int64_t work =
+      e.uncomputed_tokens() - e.queued_tokens() + e.queued_uncached_tokens() + fresh;
   const int64_t steps = (work + budget - 1) / budget;
   const int64_t context = e.computed_tokens() + len;
   double ttft_ms = static_cast<double>(steps) * hw.StepMs(std::min(work, budget), context);
@@ -72,14 +74,24 @@ uint32_t OraclePolicy::Choose(const PolicyRequest& request,
   uint32_t best = candidates[offset].index;
   double best_cost = std::numeric_limits<double>::infinity();
   for (size_t k = 0, i = offset; k < n; ++k, i = i + 1 == n ? 0 : i + 1) {
-    const Prediction p = Predict(request, engine_of_[candidates[i].index], now_ns);
-    double cost = p.ttft_s;
+    const uint32_t engine = engine_of_[candidates[i].index];
+    const Prediction p = Predict(request, engine, now_ns);
+    // What the pick costs the fleet: the GPU time of the prompt tokens it has to compute there
+    // (a cold prefill elsewhere takes capacity every later request needs).
+    const SimulatedEngine& slot = engines_[engine];
+    const sim::HardwareProfile& hw = slot.engine->config().profile;
+    const double fresh =
+        static_cast<double>(std::max<int64_t>(0, request.prompt_tokens - p.cached_tokens));
+    const double prefill_s =
+        fresh * hw.compute_ms_per_token / 1e3 / (slot.speed > 0 ? slot.speed : 1);
+    double cost = p.ttft_s + prefill_s;
     if (slo) {
-      // The tightest ratio to its SLO; TTFT breaks ties among those that all fit.
-      double ratio = 0;
-      if (slo_ttft_s_ > 0) ratio = std::max(ratio, p.ttft_s / slo_ttft_s_);
-      if (slo_tpot_s_ > 0) ratio = std::max(ratio, p.tpot_s / slo_tpot_s_);
-      cost = ratio <= 1 ? p.ttft_s : 1e6 * ratio + p.ttft_s;
+      // Endpoints that keep the request within its SLO (half the TTFT budget kept as headroom
+      // for what the model does not see) come first; among the rest the same cost decides, so
+      // an overloaded fleet does not give up cache affinity.
+      const bool fits = (slo_ttft_s_ <= 0 || p.ttft_s <= 0.5 * slo_ttft_s_) &&
+                        (slo_tpot_s_ <= 0 || p.tpot_s <= slo_tpot_s_);
+      if (!fits) cost += 1e3;
     }
     if (cost < best_cost) {
       best_cost = cost;

@@ -2,19 +2,25 @@
 // true state at the moment of the pick — which prompt blocks its KV cache holds (exact prefix
 // match, with the engine's own chained hashes), the tokens still to compute for its queued and
 // running requests, its running batch and free KV blocks, and how long its current step still
-// runs — and sends the request where its predicted time to first token is smallest, or, with an
-// SLO, where the larger of predicted TTFT / SLO TTFT and predicted TPOT / SLO TPOT is smallest
-// (the most headroom). No gateway can see this much; the oracle is the bound other policies are
-// measured against, not a perfect one (the prediction is a model of the engine's scheduler).
+// runs — predicts the request's TTFT and TPOT on every endpoint, and sends it where
+//   predicted TTFT + GPU time of the prompt tokens it must compute there
+// is smallest among the endpoints whose predictions meet the SLO (TTFT within half its budget,
+// TPOT within its budget); when none does, the smallest among all. The second term is what a
+// pick costs the fleet: a cold prefill on an idle endpoint is fast for this request and takes
+// capacity from every later one. No gateway can see this much; the oracle is the reference other
+// policies are measured against. It is greedy (one request at a time, no look-ahead), so it is
+// not a proven upper bound: docs/fleetsim.md shows where it loses.
 //
 // Prediction for engine e, in engine time (÷ speed for virtual time):
 //   new      = prompt − tokens of its leading blocks cached on e
-//   work     = e.uncomputed_tokens() + new          (what e must compute before our first token)
+//   work     = rest of e's running sequences + uncached prompt tokens of its queue + new
+//              (what e must compute before our first token)
 //   steps    = ⌈work / max_num_batched_tokens⌉
 //   TTFT     = rest of e's current step + steps × StepMs(min(work, budget), e's context + prompt)
 //              (+ one mean step per request beyond max_num_seqs, + a full drain of e's work when
 //               its KV pool cannot hold the new tokens)
 //   TPOT     = StepMs(running + 1, context + prompt)
+// Without an SLO it minimises predicted TTFT + prefill GPU time.
 // Cost: one cache lookup per candidate that holds the first block (more for those that hold
 // more), O(1) otherwise. Called by FleetSimulator on its thread.
 #pragma once

@@ -1,6 +1,7 @@
 #include "sim/engine.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "common/tokenizer.h"
 #include "sim/prefix_cache.h"
@@ -46,6 +47,8 @@ struct Engine::Sequence {
   std::vector<uint64_t> block_hashes;
   std::vector<BlockId> blocks;
   double arrival = 0;
+  int64_t queued_tokens = 0;    // while waiting: its length, and
+  int64_t queued_uncached = 0;  // the part of it not in the prefix cache when it was queued
   bool ever_scheduled = false;
   bool holds_lora = false;
   bool finished = false;
@@ -80,6 +83,7 @@ uint64_t Engine::Add(GenerationRequest request, double now) {
   seq->arrival = now;
   live_tokens_ += seq->prompt_len;
   const uint64_t id = seq->id;
+  Enqueued(*seq);
   waiting_.push_back(seq.get());
   sequences_.emplace(id, std::move(seq));
   return id;
@@ -90,6 +94,7 @@ void Engine::Abort(uint64_t request_id, double now) {
   if (it == sequences_.end()) return;
   Sequence& seq = *it->second;
   if (auto w = std::find(waiting_.begin(), waiting_.end(), &seq); w != waiting_.end()) {
+    Dequeued(seq);
     waiting_.erase(w);
   }
   if (auto r = std::find(running_.begin(), running_.end(), &seq); r != running_.end()) {
@@ -130,6 +135,25 @@ void Engine::ReleaseBlocks(Sequence& seq) {
   SetComputed(seq, 0);
 }
 
+void Engine::Enqueued(Sequence& seq) {
+  seq.queued_tokens = static_cast<int64_t>(seq.tokens.size());
+  seq.queued_uncached = seq.queued_tokens;
+  if (config_.estimate_queued_prefill) {
+    const int64_t bs = pool_.block_size();
+    ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
+    const auto max_blocks = static_cast<std::size_t>((seq.queued_tokens - 1) / bs);
+    seq.queued_uncached -=
+        static_cast<int64_t>(CountCachedPrefixBlocks(pool_, seq.block_hashes, max_blocks)) * bs;
+  }
+  queued_tokens_ += seq.queued_tokens;
+  queued_uncached_ += seq.queued_uncached;
+}
+
+void Engine::Dequeued(Sequence& seq) {
+  queued_tokens_ -= std::exchange(seq.queued_tokens, 0);
+  queued_uncached_ -= std::exchange(seq.queued_uncached, 0);
+}
+
 void Engine::SetComputed(Sequence& seq, int64_t computed) {
   live_computed_ += computed - seq.num_computed;
   seq.num_computed = computed;
@@ -141,6 +165,7 @@ void Engine::Preempt(Sequence& seq) {
     lora_slots_.Release(seq.request.adapter);
     seq.holds_lora = false;
   }
+  Enqueued(seq);
   waiting_.push_front(&seq);
   ++stats_.preemptions;
 }
@@ -234,6 +259,7 @@ double Engine::BeginStep(double now) {
         seq->holds_lora = true;
       }
       waiting_.pop_front();
+      Dequeued(*seq);
       running_.push_back(seq);
       if (first_admission) stats_.request_queue_time.Observe(now - seq->arrival);
       scheduled_.push_back({seq, n});
@@ -309,7 +335,8 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
     }
     seq.last_token_time = now;
 
-    std::string_view text = vocabulary.word(index);
+    std::string_view text;
+    if (config_.emit_text || !seq.request.stop.empty()) text = vocabulary.word(index);
     FinishReason finish = FinishReason::kNone;
     if (!seq.request.stop.empty()) {
       const std::size_t before = seq.output_text.size();

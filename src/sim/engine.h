@@ -32,6 +32,12 @@ struct EngineConfig {
   int max_loras = 4;
   int64_t kv_blocks = 0;  // 0: profile.kv_pool_tokens / block_size
   uint64_t seed = 0;
+  // false: TokenEvent::text stays empty (unless a stop string needs it), for owners that count
+  // tokens but never send them (the fleet simulator); looking the word up costs a cache miss.
+  bool emit_text = true;
+  // true: when a request is queued, look up how much of it the prefix cache holds, for
+  // queued_uncached_tokens() (one cache walk per queued request; the fleet simulator's oracle).
+  bool estimate_queued_prefill = false;
 };
 
 struct GenerationRequest {
@@ -111,6 +117,11 @@ class Engine {
   // (the context a step attends over).
   int64_t uncomputed_tokens() const { return live_tokens_ - live_computed_; }
   int64_t computed_tokens() const { return live_computed_; }
+  // Of uncomputed_tokens(): those of the waiting queue, and (with estimate_queued_prefill) the
+  // part of them that was not in the prefix cache when each request was queued — the prefill the
+  // queue will really compute if the cache keeps those blocks. Without it, all of them.
+  int64_t queued_tokens() const { return queued_tokens_; }
+  int64_t queued_uncached_tokens() const { return queued_uncached_; }
 
  private:
   struct Sequence;
@@ -121,6 +132,8 @@ class Engine {
   void Finish(Sequence& seq, FinishReason reason, double now);
   void RegisterFullBlocks(Sequence& seq);
   void SetComputed(Sequence& seq, int64_t computed);
+  void Enqueued(Sequence& seq);
+  void Dequeued(Sequence& seq);
 
   EngineConfig config_;
   KvBlockPool pool_;
@@ -140,8 +153,10 @@ class Engine {
   bool step_in_flight_ = false;
   int64_t last_step_tokens_ = 0;
   int64_t last_step_context_ = 0;
-  int64_t live_tokens_ = 0;    // Σ tokens of live sequences
-  int64_t live_computed_ = 0;  // Σ computed tokens of live sequences
+  int64_t live_tokens_ = 0;      // Σ tokens of live sequences
+  int64_t live_computed_ = 0;    // Σ computed tokens of live sequences
+  int64_t queued_tokens_ = 0;    // Σ tokens of waiting sequences
+  int64_t queued_uncached_ = 0;  // Σ their uncached part when queued
   EngineStats stats_;
 };
 

@@ -311,10 +311,13 @@ TEST(EngineTest, WorkCountersFollowAdmissionPrefillDecodePreemptionAndAbort) {
   engine.Add(Request(48, 60, 30000), 0);
   engine.Add(Request(48, 60, 40000), 0);
   EXPECT_EQ(engine.uncomputed_tokens(), 4 * 48);  // whole prompts wait
+  EXPECT_EQ(engine.queued_tokens(), 4 * 48);
+  EXPECT_EQ(engine.queued_uncached_tokens(), 4 * 48);
   EXPECT_EQ(engine.computed_tokens(), 0);
   driver.Step();  // all four prefilled, each samples its first token
   EXPECT_EQ(engine.computed_tokens(), 4 * 48);
   EXPECT_EQ(engine.uncomputed_tokens(), 4);  // one new token each, to decode next
+  EXPECT_EQ(engine.queued_tokens(), 0);
   // Through preemptions (which drop computed work) and completions the counters stay equal to
   // what the sequences hold; at the end nothing is left.
   for (int i = 0; i < 40 && engine.HasWork(); ++i) {
@@ -328,6 +331,25 @@ TEST(EngineTest, WorkCountersFollowAdmissionPrefillDecodePreemptionAndAbort) {
   EXPECT_GT(engine.stats().preemptions, 0u);
   EXPECT_EQ(engine.uncomputed_tokens(), 0);
   EXPECT_EQ(engine.computed_tokens(), 0);
+  EXPECT_EQ(engine.queued_tokens(), 0);
+  EXPECT_EQ(engine.queued_uncached_tokens(), 0);
+}
+
+TEST(EngineTest, QueuedPrefillEstimateDiscountsCachedPrefixes) {
+  EngineConfig config = H100Config();
+  config.estimate_queued_prefill = true;
+  config.profile.max_num_seqs = 1;  // the second request waits behind the first
+  Engine engine(config);
+  FakeClockDriver driver(engine);
+  engine.Add(Request(320, 2, 7), 0);
+  driver.RunUntilIdle();  // its 20 blocks stay cached
+  engine.Add(Request(64, 50, 90000), driver.now());
+  driver.Step();                                 // running; the next one queues
+  engine.Add(Request(320, 2, 7), driver.now());  // the same prompt
+  EXPECT_EQ(engine.queued_tokens(), 320);
+  EXPECT_EQ(engine.queued_uncached_tokens(), 320 - 19 * 16);  // all but the last block cached
+  driver.RunUntilIdle();
+  EXPECT_EQ(engine.queued_uncached_tokens(), 0);
 }
 
 TEST(EngineTest, AbortOfAScheduledSequenceDuringAStepLeavesTheOthersIntact) {
