@@ -176,17 +176,23 @@ bool Engine::Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens) {
   // At least one token must be computed to produce the next token.
   const std::size_t max_cached_blocks = static_cast<std::size_t>((len - 1) / bs);
   ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
-  const std::size_t cached_blocks =
-      CountCachedPrefixBlocks(pool_, seq.block_hashes, max_cached_blocks);
+  // The cached leading blocks, looked up once (a fleet of engines makes every lookup a miss).
+  cached_scratch_.clear();
+  const std::size_t limit = std::min(max_cached_blocks, seq.block_hashes.size());
+  for (std::size_t i = 0; i < limit; ++i) {
+    const BlockId block = pool_.FindCached(seq.block_hashes[i]);
+    if (block == kNoBlock) break;
+    cached_scratch_.push_back(block);
+  }
+  const std::size_t cached_blocks = cached_scratch_.size();
   const int64_t cached_tokens = static_cast<int64_t>(cached_blocks) * bs;
   const int64_t new_tokens = std::min(len - cached_tokens, budget);
   int64_t free_needed = (cached_tokens + new_tokens + bs - 1) / bs - cached_blocks;
-  for (std::size_t i = 0; i < cached_blocks; ++i) {
-    if (pool_.refcount(pool_.FindCached(seq.block_hashes[i])) == 0) ++free_needed;
+  for (const BlockId block : cached_scratch_) {
+    if (pool_.refcount(block) == 0) ++free_needed;
   }
   if (pool_.num_free_blocks() < free_needed) return false;
-  for (std::size_t i = 0; i < cached_blocks; ++i) {
-    const BlockId block = pool_.FindCached(seq.block_hashes[i]);
+  for (const BlockId block : cached_scratch_) {
     pool_.Acquire(block);
     seq.blocks.push_back(block);
   }

@@ -149,6 +149,7 @@ class Engine {
   };
   std::vector<ScheduledWork> scheduled_;
   std::vector<std::unique_ptr<Sequence>> aborted_in_step_;  // freed by FinishStep
+  std::vector<BlockId> cached_scratch_;                     // Admit's cache lookups
   std::vector<TokenEvent> events_;
   bool step_in_flight_ = false;
   int64_t last_step_tokens_ = 0;
