@@ -8,6 +8,15 @@
 
 namespace tokenway::fleetsim {
 
+namespace {
+
+// How much a pick's prefill GPU time weighs against the request's own TTFT. More than 1: a cold
+// prefill also evicts other prefixes on that endpoint and duplicates this one, costs the later
+// requests pay. 4 did far better than 1 at 64 endpoints and as well at 8 (docs/fleetsim.md).
+constexpr double kPrefillWeight = 4;
+
+}  // namespace
+
 OraclePolicy::OraclePolicy(const std::vector<SimulatedEngine>& engines,
                            std::vector<uint32_t> engine_of, double slo_ttft_s, double slo_tpot_s)
     : engines_(engines),
@@ -77,14 +86,14 @@ uint32_t OraclePolicy::Choose(const PolicyRequest& request,
     const uint32_t engine = engine_of_[candidates[i].index];
     const Prediction p = Predict(request, engine, now_ns);
     // What the pick costs the fleet: the GPU time of the prompt tokens it has to compute there
-    // (a cold prefill elsewhere takes capacity every later request needs).
+    // (a cold prefill elsewhere takes capacity every later request needs), weighted.
     const SimulatedEngine& slot = engines_[engine];
     const sim::HardwareProfile& hw = slot.engine->config().profile;
     const double fresh =
         static_cast<double>(std::max<int64_t>(0, request.prompt_tokens - p.cached_tokens));
     const double prefill_s =
         fresh * hw.compute_ms_per_token / 1e3 / (slot.speed > 0 ? slot.speed : 1);
-    double cost = p.ttft_s + prefill_s;
+    double cost = p.ttft_s + kPrefillWeight * prefill_s;
     if (slo) {
       // Endpoints that keep the request within its SLO (half the TTFT budget kept as headroom
       // for what the model does not see) come first; among the rest the same cost decides, so

@@ -3,7 +3,7 @@
 // match, with the engine's own chained hashes), the tokens still to compute for its queued and
 // running requests, its running batch and free KV blocks, and how long its current step still
 // runs — predicts the request's TTFT and TPOT on every endpoint, and sends it where
-//   predicted TTFT + GPU time of the prompt tokens it must compute there
+//   predicted TTFT + 4 × GPU time of the prompt tokens it must compute there
 // is smallest among the endpoints whose predictions meet the SLO (TTFT within half its budget,
 // TPOT within its budget); when none does, the smallest among all. The second term is what a
 // pick costs the fleet: a cold prefill on an idle endpoint is fast for this request and takes
