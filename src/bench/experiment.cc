@@ -543,6 +543,15 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     return 2;
   }
   Experiment& e = *loaded;
+  for (const auto& c : e.configurations) {
+    if (c.policy == "oracle" && c.config.empty()) {
+      fprintf(stderr,
+              "tokenway-bench: %s: configuration '%s': the oracle exists only in "
+              "`tokenway-bench simulate` (it reads the engines' true state)\n",
+              opts.file.c_str(), c.name.c_str());
+      return 2;
+    }
+  }
   std::string out_dir = opts.out_dir.empty() ? e.out_dir : opts.out_dir;
   std::error_code fec;
   fs::create_directories(out_dir, fec);
