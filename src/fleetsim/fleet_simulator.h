@@ -16,7 +16,7 @@
 // token and completion, as in the gateway. Client-side times equal gateway-side times (the
 // client is next to the gateway).
 //
-// Cost: O(log events) per event; one event per engine step (not per token), four per request,
+// Cost: O(log events) per event; one event per engine step (not per token), five per request,
 // one per scrape of a replica; the pick is the real picker's cost. Deterministic: the same
 // inputs and seed give the same LoadResult, bit for bit.
 #pragma once
