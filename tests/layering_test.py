@@ -29,7 +29,7 @@ LAYERS = [
     ["main"],
 ]
 SIBLING_EDGES = {("governance", "telemetry")}
-BESIDE_GATEWAY = {"sim": set(), "bench": {"sim"}}  # folder -> extra folders it may include
+BESIDE_GATEWAY = {"sim": set(), "bench": {"sim"}, "fleetsim": {"sim", "bench"}}  # folder -> extra folders it may include
 INTERFACES = "tokenway"  # include/tokenway/: the public interfaces, includable from anywhere
 
 INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"', re.MULTILINE)

@@ -53,6 +53,11 @@ struct PickContext {
   // Pick().
   std::string_view session_key;
   PickReport* report = nullptr;  // optional; written by Pick()
+  // The caller's monotonic clock reading in nanoseconds (common/duration.h MonotonicNanos); 0:
+  // the picker reads the clock itself. The gateway passes the time it already read for the
+  // eligibility check; the fleet simulator passes its virtual time, so staleness, ejection and
+  // prefix-index ages follow the simulated clock.
+  int64_t now_ns = 0;
 };
 
 // Ordered endpoint indices, best first; bounded so it lives on the stack.

@@ -170,37 +170,13 @@ std::vector<int> ParsePorts(const std::string& ready) {
   return ports;
 }
 
-struct Configuration {
-  std::string name;
-  std::string policy;  // used when `config` is empty
-  std::string config;  // full gateway YAML with {endpoints} / {models} / {model} placeholders
-};
-
-struct Experiment {
-  std::string name = "experiment";
-  std::string out_dir = "bench-results";
-  std::vector<double> rates;
-  int64_t concurrency = 0;
-  double duration_s = 10, warmup_s = 2, timeout_s = 120, drain_s = 10;
-  double time_limit_s = 0;
-  bool stream = true;
-  Slo slo;
-  WorkloadOptions workload;
-  int64_t fleet_count = 2;
-  std::string fleet_profile = "h100-8b";
-  double fleet_speed = 1;
-  std::vector<std::string> fleet_args;
-  std::vector<std::string> loras;
-  int gateway_workers = 1;
-  std::vector<Configuration> configurations;
-  std::string source_text;
-};
-
 double Seconds(const YAML::Node& n, const std::string& field) {
   auto d = ParseDuration(n.as<std::string>());
   if (!d.ok()) throw std::runtime_error(field + ": " + d.status().message());
   return std::chrono::duration<double>(*d).count();
 }
+
+}  // namespace
 
 StatusOr<Experiment> LoadExperiment(const std::string& path) {
   Experiment e;
@@ -321,6 +297,35 @@ StatusOr<Experiment> LoadExperiment(const std::string& path) {
             return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
                                  ": gateway." + k + ": unknown field");
         }
+      } else if (key == "simulation") {
+        SimulationSettings& sim = e.simulation;
+        for (auto f : v) {
+          std::string k = f.first.as<std::string>();
+          const YAML::Node& x = f.second;
+          if (k == "seed")
+            sim.seed = x.as<uint64_t>();
+          else if (k == "gateway_replicas")
+            sim.gateway_replicas = x.as<int>();
+          else if (k == "network_delay")
+            sim.network_delay_s = Seconds(x, "simulation." + k);
+          else if (k == "gateway_overhead")
+            sim.gateway_overhead_s = Seconds(x, "simulation." + k);
+          else if (k == "engine_metrics_interval")
+            sim.engine_metrics_interval_s = Seconds(x, "simulation." + k);
+          else if (k == "requests")
+            sim.requests = x.as<int64_t>();
+          else if (k == "itl_samples")
+            sim.itl_samples = x.as<int64_t>();
+          else
+            return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
+                                 ": simulation." + k + ": unknown field");
+        }
+        if (sim.gateway_replicas < 1) {
+          return Status::Error(path + ": simulation.gateway_replicas must be at least 1");
+        }
+        if (sim.network_delay_s < 0 || sim.gateway_overhead_s < 0) {
+          return Status::Error(path + ": simulation delays must not be negative");
+        }
       } else if (key == "configurations") {
         for (auto c : v) {
           Configuration conf;
@@ -372,6 +377,8 @@ std::string GatewayYaml(const Experiment& e, const Configuration& c,
   y += "access_log:\n  enabled: false\n";
   return y;
 }
+
+namespace {
 
 std::string Csv(const std::vector<double>& v) {
   std::string s;
@@ -448,6 +455,87 @@ std::string RunMetadataJson(const std::string& command_line) {
   return out;
 }
 
+void WriteExperimentReport(const Experiment& e, const std::vector<RunSummary>& runs,
+                           const std::string& out_dir, const std::string& meta_full,
+                           const std::string& pre) {
+  std::vector<double> points = e.rates.empty() ? std::vector<double>{0} : e.rates;
+  {
+    std::ofstream f(out_dir + "/results.json");
+    f << ToJson(runs, meta_full);
+  }
+  // Plots.
+  std::vector<std::pair<std::string, std::string>> plots;
+  auto by_config = [&](auto metric) {
+    std::vector<Series> series;
+    for (const auto& c : e.configurations) {
+      Series s{c.name, {}};
+      for (const auto& r : runs) {
+        if (r.label == c.name) s.points.emplace_back(r.offered_rate, metric(r));
+      }
+      if (!s.points.empty()) series.push_back(std::move(s));
+    }
+    return series;
+  };
+  if (!runs.empty() && points.size() > 1) {
+    plots.emplace_back("ttft_p90_vs_rate.svg",
+                       SvgPlot("TTFT p90 vs offered rate", "offered rate (req/s)", "TTFT p90 (ms)",
+                               by_config([](const RunSummary& r) { return r.ttft.p90 * 1e3; })));
+    plots.emplace_back("ttft_p50_vs_rate.svg",
+                       SvgPlot("TTFT p50 vs offered rate", "offered rate (req/s)", "TTFT p50 (ms)",
+                               by_config([](const RunSummary& r) { return r.ttft.p50 * 1e3; })));
+    plots.emplace_back("tpot_p90_vs_rate.svg",
+                       SvgPlot("TPOT p90 vs offered rate", "offered rate (req/s)", "TPOT p90 (ms)",
+                               by_config([](const RunSummary& r) { return r.tpot.p90 * 1e3; })));
+    plots.emplace_back(
+        "goodput_vs_rate.svg",
+        SvgPlot("Goodput (" + e.slo.ToString() + ") vs offered rate", "offered rate (req/s)",
+                "goodput (req/s)", by_config([](const RunSummary& r) { return r.goodput; })));
+    plots.emplace_back(
+        "throughput_vs_rate.svg",
+        SvgPlot("Output tokens/s vs offered rate", "offered rate (req/s)", "output tok/s",
+                by_config([](const RunSummary& r) { return r.output_token_rate; })));
+  }
+  if (!runs.empty()) {
+    double top = 0;
+    for (const auto& r : runs) top = std::max(top, r.offered_rate);
+    std::vector<Series> cdf;
+    for (const auto& r : runs) {
+      if (r.offered_rate != top || r.ttft_sorted.empty()) continue;
+      Series s{r.label, {}};
+      size_t n = r.ttft_sorted.size(), step = std::max<size_t>(1, n / 200);
+      for (size_t i = 0; i < n; i += step) {
+        s.points.emplace_back(r.ttft_sorted[i] * 1e3, static_cast<double>(i + 1) / n);
+      }
+      s.points.emplace_back(r.ttft_sorted.back() * 1e3, 1.0);
+      cdf.push_back(std::move(s));
+    }
+    if (!cdf.empty()) {
+      plots.emplace_back("ttft_cdf.svg",
+                         SvgPlot("TTFT CDF at " + std::to_string(top).substr(0, 5) + " req/s",
+                                 "TTFT (ms)", "fraction of requests", cdf));
+    }
+  }
+  for (const auto& [name, svg] : plots) {
+    std::ofstream f(out_dir + "/" + name);
+    f << svg;
+  }
+  std::string md = ToMarkdown(runs, "Experiment: " + e.name, pre);
+  if (!plots.empty()) {
+    md += "\n## Plots\n\n";
+    for (const auto& [name, svg] : plots) md += "![" + name + "](" + name + ")\n";
+  }
+  {
+    std::ofstream f(out_dir + "/report.md");
+    f << md;
+  }
+  printf("%s", FormatTable(runs).c_str());
+  printf("report: %s/report.md  results: %s/results.json\n", out_dir.c_str(), out_dir.c_str());
+}
+
+std::string FormatList(const std::vector<double>& values) {
+  return Csv(values);
+}
+
 int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) {
   auto loaded = LoadExperiment(opts.file);
   if (!loaded.ok()) {
@@ -455,6 +543,15 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     return 2;
   }
   Experiment& e = *loaded;
+  for (const auto& c : e.configurations) {
+    if (c.policy == "oracle" && c.config.empty()) {
+      fprintf(stderr,
+              "tokenway-bench: %s: configuration '%s': the oracle exists only in "
+              "`tokenway-bench simulate` (it reads the engines' true state)\n",
+              opts.file.c_str(), c.name.c_str());
+      return 2;
+    }
+  }
   std::string out_dir = opts.out_dir.empty() ? e.out_dir : opts.out_dir;
   std::error_code fec;
   fs::create_directories(out_dir, fec);
@@ -616,66 +713,6 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
     meta_full += '}';
   }
   meta_full += "]}";
-  {
-    std::ofstream f(out_dir + "/results.json");
-    f << ToJson(runs, meta_full);
-  }
-  // Plots.
-  std::vector<std::pair<std::string, std::string>> plots;
-  auto by_config = [&](auto metric) {
-    std::vector<Series> series;
-    for (const auto& c : e.configurations) {
-      Series s{c.name, {}};
-      for (const auto& r : runs) {
-        if (r.label == c.name) s.points.emplace_back(r.offered_rate, metric(r));
-      }
-      if (!s.points.empty()) series.push_back(std::move(s));
-    }
-    return series;
-  };
-  if (!runs.empty() && points.size() > 1) {
-    plots.emplace_back("ttft_p90_vs_rate.svg",
-                       SvgPlot("TTFT p90 vs offered rate", "offered rate (req/s)", "TTFT p90 (ms)",
-                               by_config([](const RunSummary& r) { return r.ttft.p90 * 1e3; })));
-    plots.emplace_back("ttft_p50_vs_rate.svg",
-                       SvgPlot("TTFT p50 vs offered rate", "offered rate (req/s)", "TTFT p50 (ms)",
-                               by_config([](const RunSummary& r) { return r.ttft.p50 * 1e3; })));
-    plots.emplace_back("tpot_p90_vs_rate.svg",
-                       SvgPlot("TPOT p90 vs offered rate", "offered rate (req/s)", "TPOT p90 (ms)",
-                               by_config([](const RunSummary& r) { return r.tpot.p90 * 1e3; })));
-    plots.emplace_back(
-        "goodput_vs_rate.svg",
-        SvgPlot("Goodput (" + e.slo.ToString() + ") vs offered rate", "offered rate (req/s)",
-                "goodput (req/s)", by_config([](const RunSummary& r) { return r.goodput; })));
-    plots.emplace_back(
-        "throughput_vs_rate.svg",
-        SvgPlot("Output tokens/s vs offered rate", "offered rate (req/s)", "output tok/s",
-                by_config([](const RunSummary& r) { return r.output_token_rate; })));
-  }
-  if (!runs.empty()) {
-    double top = 0;
-    for (const auto& r : runs) top = std::max(top, r.offered_rate);
-    std::vector<Series> cdf;
-    for (const auto& r : runs) {
-      if (r.offered_rate != top || r.ttft_sorted.empty()) continue;
-      Series s{r.label, {}};
-      size_t n = r.ttft_sorted.size(), step = std::max<size_t>(1, n / 200);
-      for (size_t i = 0; i < n; i += step) {
-        s.points.emplace_back(r.ttft_sorted[i] * 1e3, static_cast<double>(i + 1) / n);
-      }
-      s.points.emplace_back(r.ttft_sorted.back() * 1e3, 1.0);
-      cdf.push_back(std::move(s));
-    }
-    if (!cdf.empty()) {
-      plots.emplace_back("ttft_cdf.svg",
-                         SvgPlot("TTFT CDF at " + std::to_string(top).substr(0, 5) + " req/s",
-                                 "TTFT (ms)", "fraction of requests", cdf));
-    }
-  }
-  for (const auto& [name, svg] : plots) {
-    std::ofstream f(out_dir + "/" + name);
-    f << svg;
-  }
   std::string pre;
   pre += "- experiment file: `" + opts.file + "`\n";
   pre += "- workload: `" + e.workload.kind + "` (seed " + std::to_string(e.workload.seed) + "), " +
@@ -705,17 +742,7 @@ int RunExperiment(const ExperimentOptions& opts, const std::atomic<bool>* stop) 
          "; machine: " + field("machine") + "\n";
   if (interrupted) pre += "- **interrupted** (SIGINT or time limit): partial results\n";
   pre += "- gateway configurations as run: `gateway-<name>.yaml` next to this report\n";
-  std::string md = ToMarkdown(runs, "Experiment: " + e.name, pre);
-  if (!plots.empty()) {
-    md += "\n## Plots\n\n";
-    for (const auto& [name, svg] : plots) md += "![" + name + "](" + name + ")\n";
-  }
-  {
-    std::ofstream f(out_dir + "/report.md");
-    f << md;
-  }
-  printf("%s", FormatTable(runs).c_str());
-  printf("report: %s/report.md  results: %s/results.json\n", out_dir.c_str(), out_dir.c_str());
+  WriteExperimentReport(e, runs, out_dir, meta_full, pre);
   if (interrupted && status == 0) status = 130;
   return status;
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,66 @@ int64_t WorkloadCountFor(const LoadOptions& options, const std::string& kind);
 
 // {"date", "git_commit", "machine", "command"} as a JSON object text.
 std::string RunMetadataJson(const std::string& command_line);
+
+// One gateway configuration of an experiment: a picker policy, or a whole gateway YAML with
+// {endpoints} / {models} / {model} placeholders.
+struct Configuration {
+  std::string name;
+  std::string policy;  // used when `config` is empty
+  std::string config;
+};
+
+// The `simulation:` section: read only by `tokenway-bench simulate` (src/fleetsim/), ignored by
+// real-socket experiments, so one file can drive both.
+struct SimulationSettings {
+  uint64_t seed = 1;                      // gateway replica choice, picker randomness, engines
+  int gateway_replicas = 1;               // each with its own routing state
+  double network_delay_s = 0.0002;        // one way, gateway <-> engine
+  double gateway_overhead_s = 0.00005;    // per request, before it is dispatched
+  double engine_metrics_interval_s = -1;  // < 0: the gateway configuration's
+  int64_t requests = 0;                   // > 0: arrivals stop after this many (else duration)
+  int64_t itl_samples = 20'000'000;       // inter-token gaps kept for the ITL percentiles
+};
+
+// An experiment file (docs/bench.md, "Experiments").
+struct Experiment {
+  std::string name = "experiment";
+  std::string out_dir = "bench-results";
+  std::vector<double> rates;
+  int64_t concurrency = 0;
+  double duration_s = 10, warmup_s = 2, timeout_s = 120, drain_s = 10;
+  double time_limit_s = 0;
+  bool stream = true;
+  Slo slo;
+  WorkloadOptions workload;
+  int64_t fleet_count = 2;
+  std::string fleet_profile = "h100-8b";
+  double fleet_speed = 1;
+  std::vector<std::string> fleet_args;
+  std::vector<std::string> loras;
+  int gateway_workers = 1;
+  std::vector<Configuration> configurations;
+  SimulationSettings simulation;
+  std::string source_text;
+};
+
+// Reads and checks an experiment file; errors name the file, line and field.
+StatusOr<Experiment> LoadExperiment(const std::string& path);
+
+// The gateway YAML of configuration `c` in front of endpoints `urls`.
+std::string GatewayYaml(const Experiment& e, const Configuration& c,
+                        const std::vector<std::string>& urls);
+
+// Writes an experiment's results into `out_dir`: results.json (`meta_json` as "meta"), the SVG
+// plots (latency, goodput and throughput against offered rate per configuration, TTFT CDF at the
+// highest rate) and report.md (`preamble` under the title), and prints the table on stdout.
+// Shared by `experiment` and `simulate` so both report the same way.
+void WriteExperimentReport(const Experiment& e, const std::vector<RunSummary>& runs,
+                           const std::string& out_dir, const std::string& meta_json,
+                           const std::string& preamble);
+
+// Formats numbers as "1, 2.5, 4" (%g each).
+std::string FormatList(const std::vector<double>& values);
 
 struct ExperimentOptions {
   std::string file;

@@ -356,7 +356,9 @@ asio::awaitable<void> ClosedLoopWorker(ThreadCtx& ctx, int64_t* live) {
   if (--*live == 0) ctx.scheduling = false;
 }
 
-std::vector<double> Arrivals(const LoadOptions& o, const std::vector<WorkloadRequest>& w) {
+}  // namespace
+
+std::vector<double> ArrivalTimes(const LoadOptions& o, const std::vector<WorkloadRequest>& w) {
   std::vector<double> out;
   if (o.trace_arrivals) {
     for (const auto& r : w) out.push_back(std::max(0.0, r.arrival_s));
@@ -382,8 +384,6 @@ std::vector<double> Arrivals(const LoadOptions& o, const std::vector<WorkloadReq
   }
   return out;
 }
-
-}  // namespace
 
 const char* ErrorKindName(ErrorKind kind) {
   switch (kind) {
@@ -479,7 +479,7 @@ LoadResult RunLoad(const LoadOptions& o, const std::vector<WorkloadRequest>& wor
     sh.wire.push_back(std::move(wire));
   }
   bool open_loop = o.trace_arrivals || o.rate > 0;
-  if (open_loop) sh.arrivals = Arrivals(o, workload);
+  if (open_loop) sh.arrivals = ArrivalTimes(o, workload);
   sh.warmup_ns = static_cast<int64_t>(o.warmup_s * 1e9);
   sh.end_ns = o.duration_s > 0 ? static_cast<int64_t>((o.warmup_s + o.duration_s) * 1e9) : 0;
 

@@ -94,6 +94,14 @@ struct LoadResult {
 LoadResult RunLoad(const LoadOptions& options, const std::vector<WorkloadRequest>& workload,
                    const std::atomic<bool>* stop);
 
+// The open-loop send times of a run, in seconds from its start: Poisson (seeded by
+// options.seed) or constant gaps at options.rate until warm-up + duration (or options.requests
+// measured ones), or the workload's own arrival_s (sorted) for trace replay. Request i of the
+// run sends workload[i % size]. Shared with the fleet simulator, so a simulated run offers the
+// same arrivals as a real one.
+std::vector<double> ArrivalTimes(const LoadOptions& options,
+                                 const std::vector<WorkloadRequest>& workload);
+
 // The JSON body of `r` with "stream" (and stream_options.include_usage) set.
 std::string WithStream(const std::string& body, bool stream);
 

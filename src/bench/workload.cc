@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "bench/trace_file.h"
 #include "common/json_writer.h"
 #include "common/prompt_text.h"
 #include "common/tokenizer.h"
@@ -143,52 +144,18 @@ std::vector<WorkloadRequest> MultiTurn(const WorkloadOptions& o, int64_t count) 
 
 StatusOr<std::vector<WorkloadRequest>> Trace(const WorkloadOptions& o, int64_t count) {
   const TraceParams& p = o.trace;
-  std::ifstream in(p.path);
-  if (!in) return Status::Error("cannot open trace file '" + p.path + "'");
+  auto reader = TraceReader::Open(p.path, /*skip_malformed=*/false);
+  if (!reader.ok()) return reader.status();
   std::vector<WorkloadRequest> out;
   std::mt19937_64 rng(o.seed);
-  std::string line;
-  int64_t lineno = 0;
+  TraceRecord rec;
   double first_ms = -1;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto rec = ParseTraceLine(line);
-    if (!rec.ok()) {
-      return Status::Error(p.path + ":" + std::to_string(lineno) + ": " + rec.status().message());
-    }
-    if (first_ms < 0) first_ms = rec->timestamp_ms;
-    int64_t output = rec->output_length;
-    if (p.max_output > 0) output = std::min(output, p.max_output);
-    output = std::max<int64_t>(1, output);
-    int64_t words = std::max<int64_t>(1, rec->input_length - kMessageOverhead);
-    // Hash ids become shared blocks (identical ids, identical text); the rest is unique text.
-    std::string content;
-    int64_t have = 0;
-    for (int64_t id : rec->hash_ids) {
-      if (have >= words) break;
-      int64_t n = std::min(p.block_size, words - have);
-      AppendBlock(content, id, n);
-      have += n;
-    }
-    if (rec->hash_ids.empty() && rec->prefix_group >= 0) {
-      int64_t n = std::min(words, p.block_size);
-      AppendBlock(content, -1 - rec->prefix_group, n);
-      have += n;
-    }
-    AppendWords(content, words - have, rng);
-    content.erase(0, 1);
-    auto [body, tokens] = ChatBody(o.model, {{"user", content}}, output);
-    WorkloadRequest r;
-    r.body = std::move(body);
-    r.input_tokens = tokens;
-    r.output_tokens = output;
-    r.arrival_s = (rec->timestamp_ms - first_ms) / 1000.0 * p.time_scale;
-    r.group = static_cast<int32_t>(rec->prefix_group);
-    r.model = o.model;
-    out.push_back(std::move(r));
+  while (reader->Next(rec)) {
+    if (first_ms < 0) first_ms = rec.timestamp_ms;
+    out.push_back(TraceRequest(rec, p, o.model, first_ms, rng));
     if (count > 0 && static_cast<int64_t>(out.size()) >= count) break;
   }
+  if (!reader->status().ok()) return reader->status();
   if (out.empty()) return Status::Error("trace file '" + p.path + "' has no records");
   return out;
 }
@@ -251,6 +218,39 @@ double ZipfSampler::probability(int64_t k) const {
   return k == 0 ? cdf_[0] : cdf_[k] - cdf_[k - 1];
 }
 
+WorkloadRequest TraceRequest(const TraceRecord& rec, const TraceParams& p, std::string_view model,
+                             double first_ms, std::mt19937_64& rng) {
+  int64_t output = rec.output_length;
+  if (p.max_output > 0) output = std::min(output, p.max_output);
+  output = std::max<int64_t>(1, output);
+  int64_t words = std::max<int64_t>(1, rec.input_length - kMessageOverhead);
+  // Hash ids become shared blocks (identical ids, identical text); the rest is unique text.
+  std::string content;
+  int64_t have = 0;
+  for (int64_t id : rec.hash_ids) {
+    if (have >= words) break;
+    int64_t n = std::min(p.block_size, words - have);
+    AppendBlock(content, id, n);
+    have += n;
+  }
+  if (rec.hash_ids.empty() && rec.prefix_group >= 0) {
+    int64_t n = std::min(words, p.block_size);
+    AppendBlock(content, -1 - rec.prefix_group, n);
+    have += n;
+  }
+  AppendWords(content, words - have, rng);
+  content.erase(0, 1);
+  auto [body, tokens] = ChatBody(model, {{"user", content}}, output);
+  WorkloadRequest r;
+  r.body = std::move(body);
+  r.input_tokens = tokens;
+  r.output_tokens = output;
+  r.arrival_s = (rec.timestamp_ms - first_ms) / 1000.0 * p.time_scale;
+  r.group = static_cast<int32_t>(rec.prefix_group);
+  r.model = std::string(model);
+  return r;
+}
+
 StatusOr<TraceRecord> ParseTraceLine(std::string_view line) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
@@ -273,6 +273,7 @@ StatusOr<TraceRecord> ParseTraceLine(std::string_view line) {
       return Status::Error(std::string("'") + key + "' must be a number");
     }
     if (out < 0) return Status::Error(std::string("'") + key + "' must not be negative");
+    if (!(out <= 1e15)) return Status::Error(std::string("'") + key + "' is too large");
     return Status::Ok();
   };
   double ts = 0, in = 0, out = 0, group = -1;

@@ -65,7 +65,9 @@ struct RandomParams {  // vLLM "random": lengths uniform in [ratio·L, L]
 };
 
 struct TraceParams {
-  std::string path;          // JSONL: timestamp (ms), input_length, output_length, [hash_ids]
+  // Mooncake-style JSONL (timestamp ms, input_length, output_length, [hash_ids]) or Azure CSV
+  // (TIMESTAMP, ContextTokens, GeneratedTokens); bench/trace_file.h.
+  std::string path;
   int64_t block_size = 512;  // tokens per hash id (Mooncake)
   double time_scale = 1.0;   // arrival offsets are multiplied by this (0.5 = twice as fast)
   int64_t max_output = 0;    // cap on output_length (0 = none)
@@ -124,5 +126,12 @@ struct TraceRecord {
   int64_t prefix_group = -1;  // optional "prefix_group"
 };
 StatusOr<TraceRecord> ParseTraceLine(std::string_view line);
+
+// The request a trace record stands for: a chat prompt of input_length tokens whose hash ids
+// (or prefix group) are shared text blocks, arriving at (timestamp − first_ms) × time_scale.
+// `rng` fills the unique rest of the prompt. Used by the trace workload and the fleet simulator,
+// which builds each request only when it arrives.
+WorkloadRequest TraceRequest(const TraceRecord& record, const TraceParams& params,
+                             std::string_view model, double first_ms, std::mt19937_64& rng);
 
 }  // namespace tokenway::bench

@@ -271,6 +271,11 @@ class Loader : public YamlFields {
     x.enabled = true;
     if (auto n = node["preset"]) {
       x.preset = String(n, f + ".preset");
+      if (x.preset == "oracle") {
+        Fail(n, f + ".preset",
+             "preset 'oracle' exists only in `tokenway-bench simulate` (it reads the engines' "
+             "true state, which a gateway cannot see)");
+      }
       if (!ExpandSchedulerPreset(x.preset, x)) {
         Fail(n, f + ".preset",
              "unknown preset '" + x.preset + "' (known: " + JoinNames(kSchedulerPresets) + ")");

@@ -1,6 +1,8 @@
 // tokenway-bench: load generator and experiment runner for OpenAI-compatible endpoints.
 //   tokenway-bench run --url URL --workload sharegpt --rate 4 --duration 30s ...
 //   tokenway-bench experiment FILE.yaml
+//   tokenway-bench simulate FILE.yaml          (the same experiment in virtual time)
+//   tokenway-bench trace-gen --format mooncake --requests 1000 --rate 10 --out FILE
 // docs/bench.md describes workloads, metrics and the experiment file.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
@@ -12,8 +14,10 @@
 #include "bench/experiment.h"
 #include "bench/load_generator.h"
 #include "bench/report.h"
+#include "bench/trace_file.h"
 #include "bench/workload.h"
 #include "common/duration.h"
+#include "fleetsim/simulate.h"
 
 namespace {
 
@@ -116,7 +120,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_option("--max-input", w.long_context.max_input, "long-context: max input tokens")
       ->capture_default_str();
-  run->add_option("--trace-file", w.trace.path, "trace: JSONL file");
+  run->add_option("--trace-file", w.trace.path, "trace: Mooncake JSONL or Azure CSV file");
   run->add_option("--trace-block-size", w.trace.block_size, "trace: tokens per hash id")
       ->capture_default_str();
   run->add_option("--trace-time-scale", w.trace.time_scale, "trace: multiply arrival offsets")
@@ -132,11 +136,60 @@ int main(int argc, char** argv) {
   exp->add_option("--bin-dir", eo.bin_dir, "Directory of tokenway and tokenway-sim");
   exp->add_flag("--quiet", quiet, "No progress line");
 
+  // simulate
+  auto* simulate =
+      app.add_subcommand("simulate", "Run an experiment file in virtual time (no processes)");
+  tokenway::fleetsim::SimulateOptions so;
+  simulate->add_option("file", so.file, "Experiment YAML")->required()->check(CLI::ExistingFile);
+  simulate->add_option("--out", so.out_dir, "Output directory (overrides the file's `out`)");
+  simulate->add_flag("--progress", so.progress, "Print each point's simulation cost");
+
+  // trace-gen
+  auto* tracegen = app.add_subcommand("trace-gen", "Write a synthetic trace (Mooncake or Azure)");
+  SyntheticTraceOptions tg;
+  std::string tg_format = "mooncake", tg_out;
+  tracegen->add_option("--format", tg_format, "mooncake (JSONL, hash ids) or azure (CSV)")
+      ->check(CLI::IsMember({"mooncake", "azure"}))
+      ->capture_default_str();
+  tracegen->add_option("--out", tg_out, "Trace file to write")->required();
+  tracegen->add_option("--requests", tg.requests, "Records")->capture_default_str();
+  tracegen->add_option("--rate", tg.rate, "Mean arrival rate (req/s, Poisson)")
+      ->capture_default_str();
+  tracegen->add_option("--seed", tg.seed, "Seed")->capture_default_str();
+  tracegen->add_option("--input-median", tg.input_median, "Median input tokens (log-normal)")
+      ->capture_default_str();
+  tracegen->add_option("--output-median", tg.output_median, "Median output tokens (log-normal)")
+      ->capture_default_str();
+  tracegen->add_option("--max-input", tg.max_input, "Input cap")->capture_default_str();
+  tracegen->add_option("--max-output", tg.max_output, "Output cap")->capture_default_str();
+  tracegen->add_option("--groups", tg.groups, "mooncake: prefix groups (Zipf popularity)")
+      ->capture_default_str();
+  tracegen->add_option("--zipf", tg.zipf, "mooncake: Zipf exponent of group popularity")
+      ->capture_default_str();
+  tracegen->add_option("--shared-blocks", tg.shared_blocks, "mooncake: hash ids a group shares")
+      ->capture_default_str();
+  tracegen->add_option("--block-size", tg.block_size, "mooncake: tokens per hash id")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
 
+  if (*simulate) {
+    so.command_line = command_line;
+    return tokenway::fleetsim::RunSimulation(so, &g_stop);
+  }
+  if (*tracegen) {
+    auto format = ParseTraceFormat(tg_format);
+    tg.format = *format;
+    tokenway::Status st = WriteSyntheticTrace(tg, tg_out);
+    if (!st.ok()) {
+      fprintf(stderr, "tokenway-bench: %s\n", st.message().c_str());
+      return 2;
+    }
+    return 0;
+  }
   if (*exp) {
     if (eo.bin_dir.empty()) eo.bin_dir = SelfDir();
     eo.progress = !quiet;

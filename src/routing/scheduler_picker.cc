@@ -63,7 +63,7 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
   Scratch& s = ThreadScratch();
   ScoringContext sc;
   sc.pick = &ctx;
-  sc.now_ns = MonotonicNanos();
+  sc.now_ns = ctx.now_ns != 0 ? ctx.now_ns : MonotonicNanos();
   sc.stale_after_ns = stale_after_ns_;
   std::span<const PickCandidate> candidates = all;
   for (const auto& filter : filters_) {

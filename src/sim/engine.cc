@@ -1,6 +1,7 @@
 #include "sim/engine.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "common/tokenizer.h"
 #include "sim/prefix_cache.h"
@@ -32,22 +33,26 @@ std::string_view FinishReasonName(FinishReason reason) {
 }
 
 struct Engine::Sequence {
+  // What every step touches first (two cache lines), so that a fleet of engines whose sequences
+  // do not fit in the caches pays few misses per token; the request itself last.
   uint64_t id = 0;
-  GenerationRequest request;
+  int64_t num_computed = 0;
+  int64_t output_len = 0;
+  int64_t prompt_len = 0;
+  int64_t cached_tokens = 0;
+  std::size_t registered_blocks = 0;  // leading blocks already in the prefix cache
+  uint64_t hash_seed = 0;
+  double last_token_time = 0;
   std::vector<uint32_t> tokens;  // prompt then output; recomputed after preemption
   std::vector<uint64_t> block_hashes;
   std::vector<BlockId> blocks;
-  std::size_t registered_blocks = 0;  // leading blocks already in the prefix cache
-  uint64_t hash_seed = 0;
-  int64_t prompt_len = 0;
-  int64_t num_computed = 0;
-  int64_t output_len = 0;
-  int64_t cached_tokens = 0;
+  double arrival = 0;
+  int64_t queued_tokens = 0;    // while waiting: its length, and
+  int64_t queued_uncached = 0;  // the part of it not in the prefix cache when it was queued
   bool ever_scheduled = false;
   bool holds_lora = false;
   bool finished = false;
-  double arrival = 0;
-  double last_token_time = 0;
+  GenerationRequest request;
   std::string output_text;  // kept only when stop strings need it
 };
 
@@ -76,7 +81,9 @@ uint64_t Engine::Add(GenerationRequest request, double now) {
       seq->request.adapter.empty() ? std::string_view(config_.model_name) : seq->request.adapter);
   ExtendBlockHashes(seq->hash_seed, seq->tokens, pool_.block_size(), seq->block_hashes);
   seq->arrival = now;
+  live_tokens_ += seq->prompt_len;
   const uint64_t id = seq->id;
+  Enqueued(*seq);
   waiting_.push_back(seq.get());
   sequences_.emplace(id, std::move(seq));
   return id;
@@ -87,12 +94,15 @@ void Engine::Abort(uint64_t request_id, double now) {
   if (it == sequences_.end()) return;
   Sequence& seq = *it->second;
   if (auto w = std::find(waiting_.begin(), waiting_.end(), &seq); w != waiting_.end()) {
+    Dequeued(seq);
     waiting_.erase(w);
   }
   if (auto r = std::find(running_.begin(), running_.end(), &seq); r != running_.end()) {
     running_.erase(r);
   }
   Finish(seq, FinishReason::kAbort, now);
+  // The step in flight may have scheduled it: keep it alive (finished) until FinishStep.
+  if (step_in_flight_) aborted_in_step_.push_back(std::move(it->second));
   sequences_.erase(it);
 }
 
@@ -122,7 +132,31 @@ void Engine::ReleaseBlocks(Sequence& seq) {
   for (auto it = seq.blocks.rbegin(); it != seq.blocks.rend(); ++it) pool_.Release(*it);
   seq.blocks.clear();
   seq.registered_blocks = 0;
-  seq.num_computed = 0;
+  SetComputed(seq, 0);
+}
+
+void Engine::Enqueued(Sequence& seq) {
+  seq.queued_tokens = static_cast<int64_t>(seq.tokens.size());
+  seq.queued_uncached = seq.queued_tokens;
+  if (config_.estimate_queued_prefill) {
+    const int64_t bs = pool_.block_size();
+    ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
+    const auto max_blocks = static_cast<std::size_t>((seq.queued_tokens - 1) / bs);
+    seq.queued_uncached -=
+        static_cast<int64_t>(CountCachedPrefixBlocks(pool_, seq.block_hashes, max_blocks)) * bs;
+  }
+  queued_tokens_ += seq.queued_tokens;
+  queued_uncached_ += seq.queued_uncached;
+}
+
+void Engine::Dequeued(Sequence& seq) {
+  queued_tokens_ -= std::exchange(seq.queued_tokens, 0);
+  queued_uncached_ -= std::exchange(seq.queued_uncached, 0);
+}
+
+void Engine::SetComputed(Sequence& seq, int64_t computed) {
+  live_computed_ += computed - seq.num_computed;
+  seq.num_computed = computed;
 }
 
 void Engine::Preempt(Sequence& seq) {
@@ -131,6 +165,7 @@ void Engine::Preempt(Sequence& seq) {
     lora_slots_.Release(seq.request.adapter);
     seq.holds_lora = false;
   }
+  Enqueued(seq);
   waiting_.push_front(&seq);
   ++stats_.preemptions;
 }
@@ -141,22 +176,28 @@ bool Engine::Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens) {
   // At least one token must be computed to produce the next token.
   const std::size_t max_cached_blocks = static_cast<std::size_t>((len - 1) / bs);
   ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
-  const std::size_t cached_blocks =
-      CountCachedPrefixBlocks(pool_, seq.block_hashes, max_cached_blocks);
+  // The cached leading blocks, looked up once (a fleet of engines makes every lookup a miss).
+  cached_scratch_.clear();
+  const std::size_t limit = std::min(max_cached_blocks, seq.block_hashes.size());
+  for (std::size_t i = 0; i < limit; ++i) {
+    const BlockId block = pool_.FindCached(seq.block_hashes[i]);
+    if (block == kNoBlock) break;
+    cached_scratch_.push_back(block);
+  }
+  const std::size_t cached_blocks = cached_scratch_.size();
   const int64_t cached_tokens = static_cast<int64_t>(cached_blocks) * bs;
   const int64_t new_tokens = std::min(len - cached_tokens, budget);
   int64_t free_needed = (cached_tokens + new_tokens + bs - 1) / bs - cached_blocks;
-  for (std::size_t i = 0; i < cached_blocks; ++i) {
-    if (pool_.refcount(pool_.FindCached(seq.block_hashes[i])) == 0) ++free_needed;
+  for (const BlockId block : cached_scratch_) {
+    if (pool_.refcount(block) == 0) ++free_needed;
   }
   if (pool_.num_free_blocks() < free_needed) return false;
-  for (std::size_t i = 0; i < cached_blocks; ++i) {
-    const BlockId block = pool_.FindCached(seq.block_hashes[i]);
+  for (const BlockId block : cached_scratch_) {
     pool_.Acquire(block);
     seq.blocks.push_back(block);
   }
   seq.registered_blocks = cached_blocks;
-  seq.num_computed = cached_tokens;
+  SetComputed(seq, cached_tokens);
   const bool allocated = AllocateFor(seq, new_tokens);
   (void)allocated;  // guaranteed by the free-block check above
   if (!seq.ever_scheduled) {
@@ -194,7 +235,7 @@ double Engine::BeginStep(double now) {
       }
     }
     if (self_preempted) break;
-    scheduled_.push_back({seq->id, n});
+    scheduled_.push_back({seq, n});
     budget -= n;
     step_tokens += n;
     step_context += seq->num_computed + n;
@@ -224,9 +265,10 @@ double Engine::BeginStep(double now) {
         seq->holds_lora = true;
       }
       waiting_.pop_front();
+      Dequeued(*seq);
       running_.push_back(seq);
       if (first_admission) stats_.request_queue_time.Observe(now - seq->arrival);
-      scheduled_.push_back({seq->id, n});
+      scheduled_.push_back({seq, n});
       budget -= n;
       step_tokens += n;
       step_context += seq->num_computed + n;
@@ -257,11 +299,28 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   events_.clear();
   step_in_flight_ = false;
   const auto& vocabulary = tokenizer::PseudoWordVocabulary::Get();
-  for (const ScheduledWork& work : scheduled_) {
-    auto it = sequences_.find(work.request_id);
-    if (it == sequences_.end()) continue;  // aborted during the step
-    Sequence& seq = *it->second;
-    seq.num_computed += work.tokens;
+  // A fleet of engines does not fit in the caches: in chunks, first start fetching every
+  // sequence, then the end of its token array (where the new token goes), then do the work, so
+  // the misses overlap instead of queueing one behind the other.
+  constexpr size_t kChunk = 32;
+  for (size_t k = 0; k < scheduled_.size(); ++k) {
+    if (k % kChunk == 0) {
+      const size_t end = std::min(scheduled_.size(), k + kChunk);
+      for (size_t j = k; j < end; ++j) {
+        // The per-token fields lead the struct; the request's seed and limits follow them.
+        const char* p = reinterpret_cast<const char*>(scheduled_[j].seq);
+        for (size_t off = 0; off < 192; off += 64) __builtin_prefetch(p + off);
+        __builtin_prefetch(&scheduled_[j].seq->request.seed);
+      }
+      for (size_t j = k; j < end; ++j) {
+        const Sequence* next = scheduled_[j].seq;
+        __builtin_prefetch(next->tokens.data() + next->tokens.size(), 1);
+      }
+    }
+    const ScheduledWork& work = scheduled_[k];
+    Sequence& seq = *work.seq;
+    if (seq.finished) continue;  // aborted during the step
+    SetComputed(seq, seq.num_computed + work.tokens);
     RegisterFullBlocks(seq);
     if (seq.num_computed < static_cast<int64_t>(seq.tokens.size())) continue;  // prefill chunk
 
@@ -271,6 +330,7 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
                    (config_.seed * 0x51ED27ull)) %
         vocabulary.size();
     seq.tokens.push_back(vocabulary.id(index));
+    ++live_tokens_;
     ++seq.output_len;
     ++stats_.generation_tokens;
     if (seq.output_len == 1) {
@@ -281,7 +341,8 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
     }
     seq.last_token_time = now;
 
-    std::string_view text = vocabulary.word(index);
+    std::string_view text;
+    if (config_.emit_text || !seq.request.stop.empty()) text = vocabulary.word(index);
     FinishReason finish = FinishReason::kNone;
     if (!seq.request.stop.empty()) {
       const std::size_t before = seq.output_text.size();
@@ -309,12 +370,14 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   for (const TokenEvent& event : events_) {
     if (event.finish != FinishReason::kNone) sequences_.erase(event.request_id);
   }
+  aborted_in_step_.clear();
   return events_;
 }
 
 void Engine::Finish(Sequence& seq, FinishReason reason, double now) {
   seq.finished = true;
   ReleaseBlocks(seq);
+  live_tokens_ -= static_cast<int64_t>(seq.tokens.size());
   if (seq.holds_lora) {
     lora_slots_.Release(seq.request.adapter);
     seq.holds_lora = false;

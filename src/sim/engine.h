@@ -32,6 +32,12 @@ struct EngineConfig {
   int max_loras = 4;
   int64_t kv_blocks = 0;  // 0: profile.kv_pool_tokens / block_size
   uint64_t seed = 0;
+  // false: TokenEvent::text stays empty (unless a stop string needs it), for owners that count
+  // tokens but never send them (the fleet simulator); looking the word up costs a cache miss.
+  bool emit_text = true;
+  // true: when a request is queued, look up how much of it the prefix cache holds, for
+  // queued_uncached_tokens() (one cache walk per queued request; the fleet simulator's oracle).
+  bool estimate_queued_prefill = false;
 };
 
 struct GenerationRequest {
@@ -104,6 +110,18 @@ class Engine {
   // Tokens scheduled / summed context of the last step begun (for tests and validation).
   int64_t last_step_tokens() const { return last_step_tokens_; }
   int64_t last_step_context() const { return last_step_context_; }
+  // Work the engine holds, kept up to date in O(1) per change so that a caller can read it for
+  // every endpoint on every request (the fleet simulator's oracle): tokens of every queued or
+  // running sequence not yet computed (whole prompts of waiting requests, the rest of running
+  // prefills, one per decoding sequence), and tokens computed and held by running sequences
+  // (the context a step attends over).
+  int64_t uncomputed_tokens() const { return live_tokens_ - live_computed_; }
+  int64_t computed_tokens() const { return live_computed_; }
+  // Of uncomputed_tokens(): those of the waiting queue, and (with estimate_queued_prefill) the
+  // part of them that was not in the prefix cache when each request was queued — the prefill the
+  // queue will really compute if the cache keeps those blocks. Without it, all of them.
+  int64_t queued_tokens() const { return queued_tokens_; }
+  int64_t queued_uncached_tokens() const { return queued_uncached_; }
 
  private:
   struct Sequence;
@@ -113,6 +131,9 @@ class Engine {
   void ReleaseBlocks(Sequence& seq);
   void Finish(Sequence& seq, FinishReason reason, double now);
   void RegisterFullBlocks(Sequence& seq);
+  void SetComputed(Sequence& seq, int64_t computed);
+  void Enqueued(Sequence& seq);
+  void Dequeued(Sequence& seq);
 
   EngineConfig config_;
   KvBlockPool pool_;
@@ -123,14 +144,20 @@ class Engine {
   std::vector<Sequence*> running_;  // admission order; the newest is preempted first
   std::deque<Sequence*> waiting_;
   struct ScheduledWork {
-    uint64_t request_id;
+    Sequence* seq;  // stays valid until FinishStep: an abort during the step parks it below
     int64_t tokens;
   };
   std::vector<ScheduledWork> scheduled_;
+  std::vector<std::unique_ptr<Sequence>> aborted_in_step_;  // freed by FinishStep
+  std::vector<BlockId> cached_scratch_;                     // Admit's cache lookups
   std::vector<TokenEvent> events_;
   bool step_in_flight_ = false;
   int64_t last_step_tokens_ = 0;
   int64_t last_step_context_ = 0;
+  int64_t live_tokens_ = 0;      // Σ tokens of live sequences
+  int64_t live_computed_ = 0;    // Σ computed tokens of live sequences
+  int64_t queued_tokens_ = 0;    // Σ tokens of waiting sequences
+  int64_t queued_uncached_ = 0;  // Σ their uncached part when queued
   EngineStats stats_;
 };
 

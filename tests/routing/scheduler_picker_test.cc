@@ -98,6 +98,26 @@ TEST(SchedulerPickerTest, MaxScoreAvoidsLoadedAndStaleEndpoints) {
   EXPECT_EQ(h[3], 1000);
 }
 
+TEST(SchedulerPickerTest, StalenessFollowsTheCallersClock) {
+  // Virtual time (the fleet simulator): with stale_after 1.5 s, signals 1 s old by the caller's
+  // clock are fresh and 1.8 s old are stale, whatever the process's own clock says.
+  FakePool pool(2);
+  for (int i = 0; i < 2; ++i) pool[i].engine.updated_at_ns = 10'000'000'000;
+  pool[0].engine.waiting = 0;
+  pool[1].engine.waiting = 5;
+  pool[0].engine.updated_at_ns = 9'000'000'000;  // one second older than endpoint 1's
+  SchedulerPicker picker(Config({{"queue-depth", 1}}), 2, /*stale_after_ns=*/1'500'000'000);
+  auto first = [&](int64_t now_ns) {
+    PickContext ctx;
+    ctx.now_ns = now_ns;
+    FallbackList out;
+    picker.Pick(ctx, pool.candidates(), out);
+    return out[0];
+  };
+  EXPECT_EQ(first(10'000'000'000), 0u);  // both fresh: the shorter queue
+  EXPECT_EQ(first(10'800'000'000), 1u);  // endpoint 0's signals went stale: saturated
+}
+
 TEST(SchedulerPickerTest, FallbacksAreOrderedByScoreAndDistinct) {
   FakePool pool(5);
   for (int i = 0; i < 5; ++i) pool[i].engine.waiting = 10 * i;

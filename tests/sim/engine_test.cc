@@ -300,5 +300,73 @@ TEST(EngineTest, SameSeedGivesSameOutput) {
   EXPECT_EQ(d1.record(a).text.size() > 20, true);
 }
 
+TEST(EngineTest, WorkCountersFollowAdmissionPrefillDecodePreemptionAndAbort) {
+  EngineConfig config = H100Config();
+  config.kv_blocks = 20;  // small: growth preempts
+  Engine engine(config);
+  FakeClockDriver driver(engine);
+  EXPECT_EQ(engine.uncomputed_tokens(), 0);
+  const uint64_t a = engine.Add(Request(48, 60, 10000), 0);
+  engine.Add(Request(48, 60, 20000), 0);
+  engine.Add(Request(48, 60, 30000), 0);
+  engine.Add(Request(48, 60, 40000), 0);
+  EXPECT_EQ(engine.uncomputed_tokens(), 4 * 48);  // whole prompts wait
+  EXPECT_EQ(engine.queued_tokens(), 4 * 48);
+  EXPECT_EQ(engine.queued_uncached_tokens(), 4 * 48);
+  EXPECT_EQ(engine.computed_tokens(), 0);
+  driver.Step();  // all four prefilled, each samples its first token
+  EXPECT_EQ(engine.computed_tokens(), 4 * 48);
+  EXPECT_EQ(engine.uncomputed_tokens(), 4);  // one new token each, to decode next
+  EXPECT_EQ(engine.queued_tokens(), 0);
+  // Through preemptions (which drop computed work) and completions the counters stay equal to
+  // what the sequences hold; at the end nothing is left.
+  for (int i = 0; i < 40 && engine.HasWork(); ++i) {
+    driver.Step();
+    EXPECT_GE(engine.uncomputed_tokens(), 0);
+    EXPECT_GE(engine.computed_tokens(), 0);
+    EXPECT_LE(engine.computed_tokens(), 20 * 16);  // never more than the pool holds
+  }
+  engine.Abort(a, driver.now());
+  driver.RunUntilIdle();
+  EXPECT_GT(engine.stats().preemptions, 0u);
+  EXPECT_EQ(engine.uncomputed_tokens(), 0);
+  EXPECT_EQ(engine.computed_tokens(), 0);
+  EXPECT_EQ(engine.queued_tokens(), 0);
+  EXPECT_EQ(engine.queued_uncached_tokens(), 0);
+}
+
+TEST(EngineTest, QueuedPrefillEstimateDiscountsCachedPrefixes) {
+  EngineConfig config = H100Config();
+  config.estimate_queued_prefill = true;
+  config.profile.max_num_seqs = 1;  // the second request waits behind the first
+  Engine engine(config);
+  FakeClockDriver driver(engine);
+  engine.Add(Request(320, 2, 7), 0);
+  driver.RunUntilIdle();  // its 20 blocks stay cached
+  engine.Add(Request(64, 50, 90000), driver.now());
+  driver.Step();                                 // running; the next one queues
+  engine.Add(Request(320, 2, 7), driver.now());  // the same prompt
+  EXPECT_EQ(engine.queued_tokens(), 320);
+  EXPECT_EQ(engine.queued_uncached_tokens(), 320 - 19 * 16);  // all but the last block cached
+  driver.RunUntilIdle();
+  EXPECT_EQ(engine.queued_uncached_tokens(), 0);
+}
+
+TEST(EngineTest, AbortOfAScheduledSequenceDuringAStepLeavesTheOthersIntact) {
+  Engine engine(H100Config());
+  FakeClockDriver driver(engine);
+  const uint64_t a = engine.Add(Request(100, 5, 1), 0);
+  const uint64_t b = engine.Add(Request(100, 5, 5000), 0);
+  driver.Step();
+  engine.BeginStep(driver.now());  // both scheduled
+  engine.Abort(a, driver.now());
+  const auto& events = engine.FinishStep(driver.now() + 0.01);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].request_id, b);
+  driver.RunUntilIdle();
+  EXPECT_EQ(driver.record(b).tokens, 5);
+  EXPECT_EQ(engine.uncomputed_tokens(), 0);
+}
+
 }  // namespace
 }  // namespace tokenway::sim

@@ -164,6 +164,7 @@ asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
   PickContext pick;
   pick.request = &ctx.inspected;
   pick.random = ctx.worker.NextRandom();
+  pick.now_ns = now;
   pick.session_key = ctx.parser->FindHeader(ctx.base, chosen_pool.session_header);
   if (rec.trace.sampled()) report.scores = &rec.scores;
   pick.report = &report;
