@@ -1,0 +1,167 @@
+#include "bench/ext_proc_call.h"
+
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace tokenway::bench {
+
+namespace asio = boost::asio;
+
+asio::awaitable<void> LoopSignal::Wait() {
+  if (pending_) {
+    pending_ = false;
+    co_return;
+  }
+  waiting_ = true;
+  timer_.expires_at(asio::steady_timer::time_point::max());
+  boost::system::error_code ec;
+  co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  waiting_ = false;
+  pending_ = false;
+}
+
+void LoopSignal::Notify() {
+  if (waiting_) {
+    timer_.cancel();
+  } else {
+    pending_ = true;
+  }
+}
+
+ExtProcCall::ExtProcCall(asio::io_context& io)
+    : io_(io),
+      work_(asio::make_work_guard(io)),
+      read_signal_(io),
+      write_signal_(io),
+      done_signal_(io) {}
+
+std::shared_ptr<ExtProcCall> ExtProcCall::Start(grpc::GenericStub& stub, asio::io_context& io,
+                                                std::chrono::milliseconds timeout) {
+  std::shared_ptr<ExtProcCall> call(new ExtProcCall(io));
+  call->self_ = call;
+  if (timeout.count() > 0) {
+    call->context_.set_deadline(std::chrono::system_clock::now() + timeout);
+  }
+  stub.PrepareBidiStreamingCall(&call->context_, kMethod, grpc::StubOptions(), call.get());
+  call->StartRead(&call->read_buffer_);
+  call->StartCall();
+  return call;
+}
+
+void ExtProcCall::OnReadDone(bool ok) {
+  // The next read starts here, on gRPC's thread, so no read is ever started after OnDone.
+  if (!ok) {
+    asio::post(io_, [this] {
+      reading_closed_ = true;
+      read_signal_.Notify();
+    });
+    return;
+  }
+  grpc::ByteBuffer message = std::move(read_buffer_);
+  read_buffer_.Clear();
+  StartRead(&read_buffer_);
+  asio::post(io_, [this, message = std::move(message)]() mutable {
+    received_.push_back(std::move(message));
+    read_signal_.Notify();
+  });
+}
+
+void ExtProcCall::OnWriteDone(bool ok) {
+  asio::post(io_, [this, ok] {
+    writing_ = false;
+    write_ok_ = write_ok_ && ok;
+    write_signal_.Notify();
+  });
+}
+
+void ExtProcCall::OnWritesDoneDone(bool ok) {
+  asio::post(io_, [this, ok] {
+    writing_ = false;
+    write_ok_ = write_ok_ && ok;
+    write_signal_.Notify();
+  });
+}
+
+void ExtProcCall::OnDone(const grpc::Status& status) {
+  asio::post(io_, [this, status] {
+    status_ = status;
+    done_ = true;
+    reading_closed_ = true;
+    writing_ = false;
+    read_signal_.Notify();
+    write_signal_.Notify();
+    done_signal_.Notify();
+    work_.reset();
+    // Last: may destroy this object when no coroutine holds it any more.
+    auto self = std::move(self_);
+  });
+}
+
+asio::awaitable<bool> ExtProcCall::WriteBuffer(grpc::ByteBuffer buffer) {
+  auto keep = shared_from_this();
+  while (writing_) co_await write_signal_.Wait();
+  if (done_ || writes_done_ || !write_ok_) co_return false;
+  write_buffer_ = std::move(buffer);
+  writing_ = true;
+  StartWrite(&write_buffer_);
+  while (writing_) co_await write_signal_.Wait();
+  co_return write_ok_ && !done_;
+}
+
+asio::awaitable<bool> ExtProcCall::Write(const Request& message) {
+  grpc::ByteBuffer buffer;
+  bool own = false;
+  if (!grpc::SerializationTraits<Request>::Serialize(message, &buffer, &own).ok()) {
+    co_return false;
+  }
+  co_return co_await WriteBuffer(std::move(buffer));
+}
+
+asio::awaitable<bool> ExtProcCall::WriteRaw(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  co_return co_await WriteBuffer(grpc::ByteBuffer(&slice, 1));
+}
+
+asio::awaitable<void> ExtProcCall::WritesDone() {
+  auto keep = shared_from_this();
+  while (writing_) co_await write_signal_.Wait();
+  if (done_ || writes_done_) co_return;
+  writes_done_ = true;
+  writing_ = true;
+  StartWritesDone();
+  while (writing_) co_await write_signal_.Wait();
+}
+
+asio::awaitable<ExtProcCall::ReadResult> ExtProcCall::Read() {
+  auto keep = shared_from_this();
+  ReadResult result;
+  while (received_.empty() && !reading_closed_) co_await read_signal_.Wait();
+  if (received_.empty()) co_return result;
+  grpc::ByteBuffer buffer = std::move(received_.front());
+  received_.pop_front();
+  grpc::ProtoBufferReader reader(&buffer);
+  if (result.message.ParseFromZeroCopyStream(&reader)) {
+    result.outcome = ReadOutcome::kMessage;
+  } else {
+    result.outcome = ReadOutcome::kMalformed;
+    std::vector<grpc::Slice> slices;
+    if (buffer.Dump(&slices).ok()) {
+      for (const auto& s : slices) {
+        result.raw.append(reinterpret_cast<const char*>(s.begin()), s.size());
+      }
+    }
+  }
+  co_return result;
+}
+
+asio::awaitable<grpc::Status> ExtProcCall::Finish() {
+  auto keep = shared_from_this();
+  while (!done_) co_await done_signal_.Wait();
+  co_return status_;
+}
+
+}  // namespace tokenway::bench
