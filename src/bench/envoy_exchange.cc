@@ -136,6 +136,7 @@ struct Progress {
   explicit Progress(asio::io_context& io) : signal(io) {}
   LoopSignal signal;
   bool picked = false;  // a header mutation carried the destination
+  bool request_headers_done = false;
   bool request_body_done = false;
   bool response_headers_done = false;
   bool response_body_done = false;
@@ -202,7 +203,8 @@ asio::awaitable<void> ReadAnswers(std::shared_ptr<ExtProcCall> call, EnvoyResult
         break;
       }
       case ext_proc::ProcessingResponse::kRequestHeaders:
-        if (p.picked || p.request_body_done) fail("a second request_headers answer");
+        if (p.request_headers_done) fail("a second request_headers answer");
+        p.request_headers_done = true;
         RecordPick(m, m.request_headers().response(), res, p, t);
         if (m.request_headers().response().status() ==
             ext_proc::CommonResponse::CONTINUE_AND_REPLACE) {
@@ -464,15 +466,34 @@ asio::awaitable<std::string> FabricateResponse(std::shared_ptr<ExtProcCall> call
                                                const EnvoyOptions& o, EnvoyResult& res,
                                                Progress& p) {
   res.upstream_status = 200;
-  res.upstream_content_type = "text/event-stream";
+  res.upstream_content_type = o.fabricated_stream ? "text/event-stream" : "application/json";
   ext_proc::ProcessingRequest m;
   auto* hm = m.mutable_response_headers()->mutable_headers();
   AddHeader(hm, ":status", "200");
-  AddHeader(hm, "content-type", "text/event-stream");
+  AddHeader(hm, "content-type", res.upstream_content_type);
   SetServed(m, res.served);
   if (!co_await call->Write(m)) co_return "the stream broke while sending response_headers";
   if (o.response_body_mode == BodyMode::kBuffered) {
     co_await WaitFor(p, [&] { return p.response_headers_done; });
+  }
+  if (!o.fabricated_stream) {
+    const int tokens = std::max(1, o.fabricated_events);
+    std::string text;
+    for (int i = 0; i < tokens; ++i) text += " tok" + std::to_string(i);
+    ext_proc::ProcessingRequest b;
+    b.mutable_response_body()->set_body(
+        "{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion\",\"model\":\"bench\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"" +
+        text +
+        "\"},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":1,"
+        "\"completion_tokens\":" +
+        std::to_string(tokens) + ",\"total_tokens\":" + std::to_string(tokens + 1) + "}}");
+    b.mutable_response_body()->set_end_of_stream(true);
+    SetServed(b, res.served);
+    ++res.response_chunks_sent;
+    if (o.response_body_mode == BodyMode::kBuffered) res.relayed_body = b.response_body().body();
+    if (!co_await call->Write(b)) co_return "the stream broke while sending response_body";
+    co_return std::string();
   }
   const int events = std::max(1, o.fabricated_events);
   std::string all;
@@ -573,7 +594,7 @@ asio::awaitable<EnvoyResult> RunEnvoyExchange(grpc::GenericStub& stub, UpstreamP
     }
     if (o.request_body_mode == BodyMode::kBuffered) {
       // Envoy waits for the headers answer before it sends the buffered body.
-      co_await WaitFor(p, [&] { return p.picked || p.request_body_done || p.reader_done; });
+      co_await WaitFor(p, [&] { return p.request_headers_done; });
       if (!p.immediate && p.failure.empty() && !p.reader_done && !p.request_body_done &&
           !req.body.empty()) {
         ext_proc::ProcessingRequest b;

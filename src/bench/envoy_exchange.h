@@ -54,9 +54,10 @@ struct EnvoyOptions {
   // nullopt: no hint at all, an empty list: an empty hint.
   std::optional<std::vector<std::string>> subset_hint;
   // No upstream: the response is fabricated here (an SSE stream of `fabricated_events` token
-  // chunks plus a usage chunk and [DONE], one event per response_body message), to measure the
-  // picker's response-side cost without an engine.
+  // chunks plus a usage chunk and [DONE], one event per response_body message; or one JSON
+  // completion), to measure the picker's response-side cost without an engine.
   bool no_upstream = false;
+  bool fabricated_stream = true;  // false: one JSON completion (application/json) instead
   int fabricated_events = 100;
   std::chrono::milliseconds timeout{300000};
   // Called with the exchange's stream once it is open (e.g. to cancel it from outside).

@@ -158,8 +158,9 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   epp->add_flag("--no-upstream", no_upstream,
                 "Fabricate the response (an SSE stream) instead of forwarding to the endpoint");
-  epp->add_option("--events", fabricated_events,
-                  "--no-upstream: token events per response (one response_body message each)")
+  epp->add_option(
+         "--events", fabricated_events,
+         "--no-upstream: tokens per response (streams: one event, one response_body message each)")
       ->capture_default_str();
   epp->add_option("--epp-pid", epp_pid, "The picker's pid: report its CPU time per request");
   // experiment
@@ -251,6 +252,7 @@ int main(int argc, char** argv) {
     eo.envoy.chunk_size = static_cast<size_t>(std::max<int64_t>(1, chunk_size));
     if (subset_given) eo.envoy.subset_hint = subset;
     eo.envoy.no_upstream = no_upstream;
+    eo.envoy.fabricated_stream = o.stream;
     eo.envoy.fabricated_events = fabricated_events;
     eo.envoy.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3));
     std::string epp_json = "[";

@@ -307,6 +307,7 @@ class Script {
     }
     o.no_upstream = Bool(s, "no_upstream");
     o.fabricated_events = static_cast<int>(Num(s, "events", 10));
+    o.fabricated_stream = Bool(s, "stream", true);
     o.timeout = std::chrono::milliseconds(static_cast<int64_t>(Num(s, "timeout_ms", 30000)));
     const int repeat = std::max(1, static_cast<int>(Num(s, "repeat", 1)));
     const auto start = Clock::now();
