@@ -524,6 +524,34 @@ class Loader : public YamlFields {
 
   // --- end of Kubernetes discovery ---------------------------------------------------------
 
+  void LoadEpp(const YAML::Node& node, EppConfig& x) {
+    ExpectMap(node, "epp",
+              {"listen", "tls", "max_streams", "message_timeout", "fallback_endpoints"});
+    if (auto n = node["listen"]) {
+      x.listen = String(n, "epp.listen");
+      if (x.listen.empty() || x.listen.rfind(':') == std::string::npos) {
+        Fail(n, "epp.listen", "must be host:port");
+      }
+    } else {
+      Fail(node, "epp.listen", "is required (host:port) in an epp section");
+    }
+    if (auto t = node["tls"]) {
+      ExpectMap(t, "epp.tls", {"cert_file", "key_file"});
+      if (auto n = t["cert_file"]) x.cert_file = String(n, "epp.tls.cert_file");
+      if (auto n = t["key_file"]) x.key_file = String(n, "epp.tls.key_file");
+      if (x.cert_file.empty() || x.key_file.empty()) {
+        Fail(t, "epp.tls", "needs both cert_file and key_file");
+      }
+    }
+    if (auto n = node["max_streams"]) {
+      x.max_streams = static_cast<uint32_t>(Unsigned(n, "epp.max_streams", 1, 1000000));
+    }
+    if (auto n = node["message_timeout"]) x.message_timeout = Dur(n, "epp.message_timeout");
+    if (auto n = node["fallback_endpoints"]) {
+      x.fallback_endpoints = static_cast<uint32_t>(Unsigned(n, "epp.fallback_endpoints", 1, 8));
+    }
+  }
+
   GatewayConfig Load(const YAML::Node& root) {
     GatewayConfig c;
     c.source = source_;
@@ -534,7 +562,7 @@ class Loader : public YamlFields {
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
                "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models", "governance", "kubernetes"});
+               "pools", "models", "governance", "kubernetes", "epp"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -624,6 +652,7 @@ class Loader : public YamlFields {
         if (auto n = p["max_ejection"]) x.max_ejection = Dur(n, "health.passive.max_ejection");
       }
     }
+    if (auto e = root["epp"]) LoadEpp(e, c.epp);
     if (auto s = root["streaming"]) {
       ExpectMap(s, "streaming", {"inject_usage"});
       if (auto n = s["inject_usage"]) c.streaming.inject_usage = Bool(n, "streaming.inject_usage");
@@ -850,6 +879,9 @@ double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint)
 }
 
 Status ValidateConfig(const GatewayConfig& c) {
+  if (c.listen.empty() && !c.epp.enabled()) {
+    return Status::Error("listen may be empty only when epp.listen serves the endpoint picker");
+  }
   if (c.pools.empty()) return Status::Error("at least one pool is required");
   if (c.models.empty()) return Status::Error("at least one model is required");
   std::set<std::string> pool_names;

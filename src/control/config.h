@@ -121,9 +121,26 @@ struct EngineMetricsConfig {
   uint64_t max_body_bytes = 4 * 1024 * 1024;
 };
 
+// The endpoint-picker front door (gateway/epp_server.h): Envoy's external-processing gRPC
+// protocol as the Gateway API Inference Extension uses it. Enabled by `epp.listen`.
+struct EppConfig {
+  std::string listen;     // host:port; empty: no endpoint-picker listener
+  std::string cert_file;  // epp.tls: PEM certificate chain and key; both empty: plaintext
+  std::string key_file;
+  uint32_t max_streams = 10000;  // concurrent ext_proc streams; beyond it RESOURCE_EXHAUSTED
+  // How long a request may wait for its pick (flow control, scale from zero) before tokenway
+  // answers 503 itself; keep it below the Gateway's ext_proc message_timeout. 0: no bound
+  // beyond the pool's own queue TTLs.
+  Duration message_timeout = std::chrono::seconds(5);
+  // Endpoints named in x-gateway-destination-endpoint: the pick, then fallbacks in the
+  // scheduler's order.
+  uint32_t fallback_endpoints = 3;
+  bool enabled() const { return !listen.empty(); }
+};
+
 struct GatewayConfig {
-  std::string source = "flags";  // file the config came from
-  std::string listen = "127.0.0.1:8080";
+  std::string source = "flags";           // file the config came from
+  std::string listen = "127.0.0.1:8080";  // empty (only with epp.listen): no HTTP listener
   std::string admin = "127.0.0.1:8081";
   uint32_t workers = 0;  // 0: one per core
   Duration drain_timeout = std::chrono::seconds(30);
@@ -140,6 +157,7 @@ struct GatewayConfig {
   std::vector<ModelConfig> models;
   GovernanceConfig governance;  // tenants, keys and limits (governance/); off by default
   KubernetesConfig kubernetes;  // API server access for pools[].discovery
+  EppConfig epp;                // endpoint-picker front door; off unless epp.listen is set
 };
 
 // Parses YAML text; `source` names the file in error messages.

@@ -18,6 +18,7 @@
 #include "control/runtime.h"
 #include "control/scaling_signals.h"
 #include "gateway/admin_server.h"
+#include "gateway/epp_server.h"
 #include "gateway/worker.h"
 
 namespace tokenway {
@@ -86,7 +87,9 @@ class Process {
       return 1;
     }
     current_ = *rt;
-    auto listen = ParseListenAddress(config.listen);
+    // The HTTP front door may be off when the endpoint-picker front door serves.
+    const bool listen_http = !config.listen.empty();
+    auto listen = ParseListenAddress(listen_http ? config.listen : "127.0.0.1:0");
     if (!listen.ok()) {
       LogError("listen: " + listen.status().message());
       return 1;
@@ -119,7 +122,7 @@ class Process {
       for (uint32_t i = 0; i < n; ++i) {
         metrics_.push_back(std::make_unique<WorkerMetrics>());
         workers_.push_back(std::make_unique<Worker>(i, shared_, *metrics_.back()));
-        bound = workers_.back()->Listen(i == 0 ? *listen : bound);
+        if (listen_http) bound = workers_.back()->Listen(i == 0 ? *listen : bound);
       }
     } catch (const boost::system::system_error& e) {
       LogError("cannot listen on " + config.listen + ": " + e.code().message());
@@ -143,6 +146,22 @@ class Process {
       return 1;
     }
     for (auto& w : workers_) w->Start(current_);
+    std::string epp_note;
+    if (config.epp.enabled()) {
+      std::vector<Worker*> serving;
+      for (auto& w : workers_) serving.push_back(w.get());
+      epp_ = std::make_unique<EppServer>(std::move(serving));
+      // A BUFFERED body arrives as one message: allow the body limit plus framing.
+      auto port = epp_->Start(config.epp, config.limits.max_body_bytes + 64 * 1024);
+      if (!port.ok()) {
+        LogError(port.status().message());
+        epp_.reset();
+        for (auto& w : workers_) w->Stop();
+        return 1;
+      }
+      epp_note = "; endpoint picker (ext_proc) on port " + std::to_string(*port);
+      UpdateEppReadiness();
+    }
     admin_->Start();
     health_ = std::make_unique<HealthChecker>(ioc_, [this] { return current_; });
     health_->Start();
@@ -158,10 +177,14 @@ class Process {
     signals_.add(SIGTERM);
     signals_.add(SIGHUP);
     WaitSignal();
-    LogInfo("listening on " + bound.address().to_string() + ":" + std::to_string(bound.port()) +
-            " with " + std::to_string(n) + " workers; admin on " +
-            admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
+    LogInfo(
+        (listen_http
+             ? "listening on " + bound.address().to_string() + ":" + std::to_string(bound.port())
+             : std::string("no HTTP listener")) +
+        " with " + std::to_string(n) + " workers; admin on " + admin_bound.address().to_string() +
+        ":" + std::to_string(admin_bound.port()) + epp_note);
     ioc_.run();
+    if (epp_) epp_->Stop();  // while the workers still run the streams' last steps
     discovery_->Stop();
     governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
     for (auto& w : workers_) w->Stop();
@@ -201,6 +224,7 @@ class Process {
 
   void BeginDrain() {
     shared_.draining.store(true);
+    if (epp_) epp_->BeginDrain();
     LogInfo("draining: stopped accepting; waiting for in-flight requests");
     for (auto& w : workers_) w->BeginDrain();
     drain_deadline_ = MonotonicNanos() + current_->config.drain_timeout.count();
@@ -239,14 +263,21 @@ class Process {
     ApplyOverrides(config);
     const GatewayConfig& running = current_->config;
     if (config.listen != running.listen || config.admin != running.admin ||
-        config.workers != running.workers || config.access_log.path != running.access_log.path) {
+        config.workers != running.workers || config.access_log.path != running.access_log.path ||
+        config.epp.listen != running.epp.listen || config.epp.cert_file != running.epp.cert_file ||
+        config.epp.key_file != running.epp.key_file ||
+        config.epp.max_streams != running.epp.max_streams) {
       LogWarn(
-          "listen, admin, workers and access_log.path change only on restart; keeping the "
-          "running values");
+          "listen, admin, workers, access_log.path and epp listen, tls and max_streams change "
+          "only on restart; keeping the running values");
       config.listen = running.listen;
       config.admin = running.admin;
       config.workers = running.workers;
       config.access_log.path = running.access_log.path;
+      config.epp.listen = running.epp.listen;
+      config.epp.cert_file = running.epp.cert_file;
+      config.epp.key_file = running.epp.key_file;
+      config.epp.max_streams = running.epp.max_streams;
     }
     if (TracingNeedsRestart(config.tracing, running.tracing)) {
       LogWarn(
@@ -301,6 +332,16 @@ class Process {
         if (pool->flow) pool->flow->Kick(pool->flow_view(), now);
       }
       KickFlows();
+    });
+  }
+
+  // The endpoint picker's readiness (grpc.health.v1 "readiness") follows /readyz.
+  void UpdateEppReadiness() {
+    std::string reason;
+    epp_->SetReady(admin_->Ready(reason));
+    epp_timer_.expires_after(std::chrono::milliseconds(250));
+    epp_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) UpdateEppReadiness();
     });
   }
 
@@ -388,6 +429,7 @@ class Process {
   asio::steady_timer poll_timer_{ioc_};
   asio::steady_timer flow_timer_{ioc_};
   asio::steady_timer scaling_timer_{ioc_};
+  asio::steady_timer epp_timer_{ioc_};
   GatewayShared shared_;
   EndpointRegistry endpoints_;
   PoolStateRegistry pool_states_;
@@ -397,6 +439,7 @@ class Process {
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<EppServer> epp_;  // null unless epp.listen is set
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<EngineScraper> scraper_;
   std::shared_ptr<const Runtime> current_;

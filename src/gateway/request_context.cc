@@ -57,8 +57,11 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   inspected.operation = op;
   prompt_tokens = 0;
   governance.Begin(snapshot ? snapshot->governance.get() : nullptr);
+  may_inject_usage = true;
   outgoing = OutgoingBody{request_body, {}, {}};
   refreshed_runtime.reset();
+  restrict_to_subset = false;
+  endpoint_subset.clear();
   route = nullptr;
   pool = nullptr;
   fallbacks.clear();

@@ -110,7 +110,6 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     co_return PhaseResult::kDone;
   };
 
-  const bool processors = !rt.payload.response.empty();
   for (;;) {
     if (!conn.buffer.empty()) {
       boost::beast::error_code ec;
@@ -126,30 +125,16 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     batch.Clear(events.mutable_buffer()->data());
     std::string_view event;
     while (events.Next(event)) {
-      std::string_view data = SseEventData(event, ctx.scratch);
-      if (data == "[DONE]") {
-        batch.Keep(event);
-        continue;
+      switch (RelayStreamEvent(ctx, event)) {
+        case StreamEventAction::kKeep:
+          batch.Keep(event);
+          break;
+        case StreamEventAction::kReplace:
+          batch.KeepReplaced(ctx.processed);
+          break;
+        case StreamEventAction::kDrop:
+          break;
       }
-      if (UsageReader::MayCarryUsage(data)) {
-        UsageReading reading;
-        if (ctx.worker.usage_reader().Read(data, reading) && reading.has_usage) {
-          rec.usage = reading.usage;
-          if (rec.trace.sampled()) rec.response_model.assign(reading.model);
-          if (rec.usage_injected && reading.choices_empty) continue;
-        }
-      }
-      if (!data.empty() && ++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
-      if (processors && !data.empty()) {
-        std::string& replacement = ctx.processed;
-        ResponseVerdict v = RunResponseProcessors(rt.payload, data, replacement);
-        if (v == ResponseVerdict::kDrop) continue;
-        if (v == ResponseVerdict::kReplace) {
-          batch.KeepReplaced(replacement);
-          continue;
-        }
-      }
-      batch.Keep(event);
     }
     if (events.buffered() > kMaxPendingEventBytes) {
       co_return co_await end_with_error(UpstreamError::kProtocol, "upstream event exceeds 4 MiB",
@@ -220,23 +205,21 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
   // A 200 whose JSON does not parse is not relayed: the client gets a clean 502 instead of a
   // body its SDK would choke on.
   if (status == 200) {
-    UsageReading reading;
-    if (!ctx.worker.usage_reader().ReadInPlace(ctx.response_body, reading)) {
-      ctx.worker.metrics().Count(UpstreamError::kProtocol);
-      endpoint.state->RecordFailure(rt.config.passive_health, MonotonicNanos());
-      co_return ctx.Fail(502, "upstream " + endpoint.url + " sent a response that is not JSON",
-                         "bad_upstream_response");
-    }
-    if (reading.has_usage) rec.usage = reading.usage;
-    if (rec.trace.sampled()) rec.response_model.assign(reading.model);
-    body = ctx.response_body;
-    if (!rt.payload.response.empty()) {
-      ResponseVerdict v = RunResponseProcessors(rt.payload, body, ctx.processed);
-      if (v == ResponseVerdict::kReplace) body = ctx.processed;
-      if (v == ResponseVerdict::kDrop) {
+    switch (RelayWholeBody(ctx, ctx.response_body)) {
+      case WholeBodyAction::kNotJson:
+        ctx.worker.metrics().Count(UpstreamError::kProtocol);
+        endpoint.state->RecordFailure(rt.config.passive_health, MonotonicNanos());
+        co_return ctx.Fail(502, "upstream " + endpoint.url + " sent a response that is not JSON",
+                           "bad_upstream_response");
+      case WholeBodyAction::kWithheld:
         co_return ctx.Fail(502, "the response was withheld by a response processor",
                            "response_withheld");
-      }
+      case WholeBodyAction::kReplace:
+        body = ctx.processed;
+        break;
+      case WholeBodyAction::kKeep:
+        body = ctx.response_body;
+        break;
     }
   }
   if (!failed) endpoint.state->RecordSuccess();
@@ -265,6 +248,50 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
 }
 
 }  // namespace
+
+StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) {
+  RequestRecord& rec = ctx.record;
+  std::string_view data = SseEventData(event, ctx.scratch);
+  if (data == "[DONE]") return StreamEventAction::kKeep;
+  if (UsageReader::MayCarryUsage(data)) {
+    UsageReading reading;
+    if (ctx.worker.usage_reader().Read(data, reading) && reading.has_usage) {
+      rec.usage = reading.usage;
+      if (rec.trace.sampled()) rec.response_model.assign(reading.model);
+      if (rec.usage_injected && reading.choices_empty) return StreamEventAction::kDrop;
+    }
+  }
+  if (data.empty()) return StreamEventAction::kKeep;
+  if (++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
+  const PayloadChain& chain = ctx.runtime->payload;
+  if (chain.response.empty()) return StreamEventAction::kKeep;
+  switch (RunResponseProcessors(chain, data, ctx.processed)) {
+    case ResponseVerdict::kDrop:
+      return StreamEventAction::kDrop;
+    case ResponseVerdict::kReplace:
+      return StreamEventAction::kReplace;
+    default:
+      return StreamEventAction::kKeep;
+  }
+}
+
+WholeBodyAction RelayWholeBody(RequestContext& ctx, std::string& body) {
+  RequestRecord& rec = ctx.record;
+  UsageReading reading;
+  if (!ctx.worker.usage_reader().ReadInPlace(body, reading)) return WholeBodyAction::kNotJson;
+  if (reading.has_usage) rec.usage = reading.usage;
+  if (rec.trace.sampled()) rec.response_model.assign(reading.model);
+  const PayloadChain& chain = ctx.runtime->payload;
+  if (chain.response.empty()) return WholeBodyAction::kKeep;
+  switch (RunResponseProcessors(chain, body, ctx.processed)) {
+    case ResponseVerdict::kDrop:
+      return WholeBodyAction::kWithheld;
+    case ResponseVerdict::kReplace:
+      return WholeBodyAction::kReplace;
+    default:
+      return WholeBodyAction::kKeep;
+  }
+}
 
 asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client) {
   if (ctx.streaming_response) {

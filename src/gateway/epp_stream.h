@@ -1,0 +1,176 @@
+// EppStream: one ext_proc stream of the endpoint-picker front door — one HTTP request that a
+// Gateway (Envoy, or anything speaking envoy.service.ext_proc.v3) hands tokenway to pick an
+// endpoint for, and whose response it then shows tokenway for accounting.
+//
+// The request side runs the same phases as the HTTP front door up to the pick — inspect, govern,
+// process payload, route (admission, pick) — over a RequestContext, with this stream as the
+// phases' ClientLink. The answer follows the Gateway API Inference Extension: the header
+// `x-gateway-destination-endpoint: ip:port[,fallback…]` (clear_route_cache) and the same string
+// in dynamic metadata `envoy.lb`; in FULL_DUPLEX_STREAMED mode the body is held until its end and
+// sent back as streamed chunks after the header answer, in BUFFERED mode the header answer is
+// CONTINUE and the body answer carries the mutation. A phase's local answer (404, 429, 503, …)
+// becomes an ImmediateResponse with the OpenAI-shaped JSON. The response side is answered chunk
+// by chunk, unchanged unless usage injection or a response processor needs an edit, while usage,
+// the first byte, the served endpoint and the status are recorded; settle and observe run once,
+// when the response ends, the Gateway ends the stream, or the stream is cancelled.
+//
+// Threads: gRPC calls the reactor methods (On*) on its own threads; each only posts to the
+// stream's worker, where every other method runs. The stream owns itself: it is deleted on its
+// worker once gRPC has called OnDone and no phase coroutine runs.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "envoy/service/ext_proc/v3/external_processor.grpc.pb.h"
+#include "gateway/request_context.h"
+#include "gateway/worker.h"
+
+namespace tokenway {
+
+// What every stream of one EppServer shares; the server outlives its streams.
+struct EppStreamShared {
+  std::atomic<int64_t> open_streams{0};  // bounded by epp.max_streams
+};
+
+class EppStream final
+    : public grpc::ServerBidiReactor<envoy::service::ext_proc::v3::ProcessingRequest,
+                                     envoy::service::ext_proc::v3::ProcessingResponse>,
+      public ClientLink {
+ public:
+  // gRPC thread. Starts the first read; `shared.open_streams` already counts this stream.
+  EppStream(Worker& worker, EppStreamShared& shared, grpc::CallbackServerContext* rpc);
+  ~EppStream() override;
+
+  // gRPC threads: each hands the event to the worker.
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  // ClientLink, for the phases (worker thread).
+  void WatchClient(boost::asio::ip::tcp::socket* upstream,
+                   boost::asio::steady_timer* queue_timer) override;
+  void StopWatching() override;
+  bool client_gone() const override { return cancelled_; }
+  bool deadline_passed() const override { return deadline_passed_; }
+  // The endpoint-picker front door never writes HTTP bytes (the Gateway talks to the client):
+  // a phase that tried is told the client is gone.
+  boost::asio::awaitable<bool> Write(std::span<const boost::asio::const_buffer> buffers) override;
+  // Sends a local answer as an ImmediateResponse (status, JSON body, its headers).
+  boost::asio::awaitable<bool> Respond(const LocalReply& reply,
+                                       std::string_view request_id) override;
+  bool http10() const override { return false; }
+  bool keep_alive() const override { return false; }
+  void CloseAfterResponse() override {}
+
+ private:
+  using Request = envoy::service::ext_proc::v3::ProcessingRequest;
+  using Response = envoy::service::ext_proc::v3::ProcessingResponse;
+
+  // Where the stream is in Envoy's message order.
+  enum class Stage : uint8_t {
+    kRequestHeaders,  // waiting for the request headers
+    kRequestBody,     // collecting the request body
+    kPicking,         // the phases run
+    kAnswered,        // the request side is answered; the response side may come
+    kClosed,          // nothing more is processed (an immediate response, a protocol error)
+  };
+
+  // Worker thread.
+  void HandleRead(bool ok);
+  void HandleWriteDone(bool ok);
+  void HandleCancel();
+  void HandleDone();
+  void OnRequestHeaders();
+  void OnRequestBody();
+  void OnRequestTrailers();
+  void OnResponseHeaders();
+  void OnResponseBody();
+  void OnResponseTrailers();
+  void StartPhases();
+  static boost::asio::awaitable<void> RunPhases(EppStream* self);
+  void AnswerPick();
+  void AnswerPassthrough();
+  void SendImmediate(const LocalReply& reply, std::string_view request_id);
+  // A message the protocol does not allow here: a 400 while the request side can still be
+  // answered, else the stream ends with INVALID_ARGUMENT.
+  void ProtocolError(EppError kind, std::string_view message);
+  // Before the phases: an OpenAI-shaped error for the Gateway, counted, then the stream ends.
+  void RejectEarly(int status, std::string_view message, std::string_view code);
+  void TakeEndpoint(uint32_t index);
+  void MoveToServedEndpoint();
+  void ReadSubsetHint();
+  // The client went away before the response ended: recorded as 499, counted once.
+  void EndAsGone();
+  void EndRequest();
+  Response* NewResponse();
+  void Send(Response* r);
+  void ContinueReading();
+  void RequestFinish(grpc::Status status);
+  void MaybeFinish();
+  void MaybeDelete();
+  std::string_view RequestIdForReply();
+
+  Worker& worker_;
+  EppStreamShared& shared_;
+  grpc::CallbackServerContext* const rpc_;
+  Request req_;
+  // Responses waiting to be written (the front one is being written) and spare ones to reuse.
+  std::deque<Response*> queue_;
+  std::vector<Response*> spare_;
+  std::vector<std::unique_ptr<Response>> owned_;
+  Stage stage_ = Stage::kRequestHeaders;
+  bool first_message_ = true;
+  bool observability_ = false;  // Envoy ignores answers: none are sent
+  // BodySendMode of each direction, from the first message's protocol_config; a Gateway that
+  // sends none is taken to use FULL_DUPLEX_STREAMED both ways, as GIE configures Envoy.
+  int request_body_mode_ = 4;
+  int response_body_mode_ = 4;
+  bool mode_known_ = false;  // protocol_config received
+  bool reading_ = false;
+  bool writing_ = false;      // one write outstanding at a time
+  bool read_paused_ = false;  // too many answers queued: reading resumes as they drain
+  bool peer_closed_ = false;  // Envoy half-closed the stream
+  bool cancelled_ = false;
+  bool rpc_done_ = false;  // gRPC called OnDone
+  bool phases_running_ = false;
+  bool finish_requested_ = false;
+  bool finish_sent_ = false;
+  grpc::Status finish_status_;
+  bool begun_ = false;    // BeginRequest ran: Settle and Observe owed
+  bool settled_ = false;  // ... and ran
+  bool passthrough_ = false;
+  bool headers_only_ = false;
+  bool request_trailers_ = false;
+  bool response_seen_ = false;
+  bool response_sse_ = false;
+  bool response_hold_ = false;  // a whole body held for the response processors
+  bool response_overflow_ = false;
+
+  // The request as received: header bytes the parser's slices point into, the body.
+  std::string head_;
+  RequestParser parser_;
+  std::string path_;
+  Operation operation_ = Operation::kChatCompletions;
+  std::string body_;
+  // The Gateway's subset hint (metadata, else header): only these "ip:port" may be picked.
+  bool has_subset_ = false;
+  std::vector<std::string> subset_;
+  std::optional<RuntimePin> pin_;
+  RequestContext ctx_;
+  std::string destination_;
+  std::string response_body_;  // a whole (JSON) response, for its usage and the processors
+  std::string out_;
+  // The epp.message_timeout bound while the request waits for its pick.
+  boost::asio::steady_timer deadline_timer_;
+  boost::asio::steady_timer* watched_timer_ = nullptr;
+  bool deadline_armed_ = false;
+  bool deadline_passed_ = false;
+};
+
+}  // namespace tokenway
