@@ -286,6 +286,18 @@ asio::awaitable<void> WaitFor(Progress& p, F ready) {
   }
 }
 
+// Writes one message. A write can fail because the picker has already answered and ended the
+// stream (it may close as soon as the body's end is answered): then the answers are read to the
+// end first, so the caller can tell a finished exchange from a broken one.
+asio::awaitable<bool> Send(std::shared_ptr<ExtProcCall> call, const ext_proc::ProcessingRequest& m,
+                           Progress& p) {
+  const bool written = co_await call->Write(m);
+  if (!written) {
+    while (!p.reader_done) co_await p.signal.Wait();
+  }
+  co_return written;
+}
+
 struct Upstream {
   std::unique_ptr<tcp::socket> sock;
   bool reused = false;
@@ -388,8 +400,10 @@ asio::awaitable<std::string> ForwardUpstream(std::shared_ptr<ExtProcCall> call, 
         AddHeader(hm, ":status", std::to_string(parser.status));
         if (!parser.content_type.empty()) AddHeader(hm, "content-type", parser.content_type);
         SetServed(m, res.served);
-        if (!co_await call->Write(m)) {
+        const bool sent_m = co_await Send(call, m, p);
+        if (!sent_m) {
           deadline.cancel();
+          if (p.immediate || p.response_body_done) co_return std::string();
           co_return "the stream broke while sending response_headers";
         }
         if (o.response_body_mode == BodyMode::kBuffered) {
@@ -408,23 +422,26 @@ asio::awaitable<std::string> ForwardUpstream(std::shared_ptr<ExtProcCall> call, 
         }
         if (o.response_body_mode == BodyMode::kFullDuplexStreamed || finished) {
           std::string& body = o.response_body_mode == BodyMode::kBuffered ? collected : piece;
+          // BUFFERED: the whole body in one message, and what the client gets unless the
+          // picker's answer replaces it.
+          const bool buffered = o.response_body_mode == BodyMode::kBuffered;
+          if (buffered) res.relayed_body = collected;
           size_t off = 0;
           do {
-            size_t n = std::min(kResponseChunkLimit, body.size() - off);
+            size_t n = buffered ? body.size() : std::min(kResponseChunkLimit, body.size() - off);
             ext_proc::ProcessingRequest m;
             m.mutable_response_body()->set_body(body.substr(off, n));
             off += n;
             m.mutable_response_body()->set_end_of_stream(finished && off == body.size());
             SetServed(m, res.served);
             ++res.response_chunks_sent;
-            if (!co_await call->Write(m)) {
+            const bool sent_m = co_await Send(call, m, p);
+            if (!sent_m) {
               deadline.cancel();
+              if (p.immediate || p.response_body_done) co_return std::string();
               co_return "the stream broke while sending response_body";
             }
           } while (off < body.size());
-          if (o.response_body_mode == BodyMode::kBuffered) {
-            res.relayed_body = collected;  // unless the picker replaces it
-          }
           piece.clear();
         }
       }
@@ -472,7 +489,10 @@ asio::awaitable<std::string> FabricateResponse(std::shared_ptr<ExtProcCall> call
   AddHeader(hm, ":status", "200");
   AddHeader(hm, "content-type", res.upstream_content_type);
   SetServed(m, res.served);
-  if (!co_await call->Write(m)) co_return "the stream broke while sending response_headers";
+  const bool sent_m = co_await Send(call, m, p);
+  if (!sent_m && !p.immediate && !p.response_body_done) {
+    co_return "the stream broke while sending response_headers";
+  }
   if (o.response_body_mode == BodyMode::kBuffered) {
     co_await WaitFor(p, [&] { return p.response_headers_done; });
   }
@@ -492,7 +512,10 @@ asio::awaitable<std::string> FabricateResponse(std::shared_ptr<ExtProcCall> call
     SetServed(b, res.served);
     ++res.response_chunks_sent;
     if (o.response_body_mode == BodyMode::kBuffered) res.relayed_body = b.response_body().body();
-    if (!co_await call->Write(b)) co_return "the stream broke while sending response_body";
+    const bool sent_b = co_await Send(call, b, p);
+    if (!sent_b && !p.immediate && !p.response_body_done) {
+      co_return "the stream broke while sending response_body";
+    }
     co_return std::string();
   }
   const int events = std::max(1, o.fabricated_events);
@@ -515,15 +538,18 @@ asio::awaitable<std::string> FabricateResponse(std::shared_ptr<ExtProcCall> call
       all += event;
       if (i < events) continue;
       event = all;
+      res.relayed_body = all;  // unless the picker's answer replaces it
     }
     ext_proc::ProcessingRequest b;
     b.mutable_response_body()->set_body(std::move(event));
     b.mutable_response_body()->set_end_of_stream(i == events);
     SetServed(b, res.served);
     ++res.response_chunks_sent;
-    if (!co_await call->Write(b)) co_return "the stream broke while sending response_body";
+    const bool sent_b = co_await Send(call, b, p);
+    if (!sent_b && !p.immediate && !p.response_body_done) {
+      co_return "the stream broke while sending response_body";
+    }
   }
-  if (o.response_body_mode == BodyMode::kBuffered) res.relayed_body = all;
   co_return std::string();
 }
 
@@ -588,8 +614,9 @@ asio::awaitable<EnvoyResult> RunEnvoyExchange(grpc::GenericStub& stub, UpstreamP
     pc->set_response_body_mode(ToProto(o.response_body_mode));
     SetSubsetHint(h, o.subset_hint);
     res.headers_sent_ns = now();
-    if (!co_await call->Write(h)) {
-      error = "the stream broke while sending request_headers";
+    const bool sent_h = co_await Send(call, h, p);
+    if (!sent_h) {
+      if (!p.immediate) error = "the stream broke while sending request_headers";
       break;
     }
     if (o.request_body_mode == BodyMode::kBuffered) {
@@ -601,8 +628,9 @@ asio::awaitable<EnvoyResult> RunEnvoyExchange(grpc::GenericStub& stub, UpstreamP
         b.mutable_request_body()->set_body(req.body);
         b.mutable_request_body()->set_end_of_stream(true);
         SetSubsetHint(b, o.subset_hint);
-        if (!co_await call->Write(b)) {
-          error = "the stream broke while sending request_body";
+        const bool sent_b = co_await Send(call, b, p);
+        if (!sent_b) {
+          if (!p.immediate) error = "the stream broke while sending request_body";
           break;
         }
         // Without a body answer carrying CONTINUE semantics, the body goes on unchanged.
@@ -616,8 +644,9 @@ asio::awaitable<EnvoyResult> RunEnvoyExchange(grpc::GenericStub& stub, UpstreamP
         b.mutable_request_body()->set_body(req.body.substr(off, n));
         b.mutable_request_body()->set_end_of_stream(off + n == req.body.size());
         SetSubsetHint(b, o.subset_hint);
-        if (!co_await call->Write(b)) {
-          error = "the stream broke while sending request_body";
+        const bool sent_b = co_await Send(call, b, p);
+        if (!sent_b) {
+          if (!p.immediate) error = "the stream broke while sending request_body";
           break;
         }
       }

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <mutex>
 
 namespace tokenway::bench {
 
@@ -47,6 +48,9 @@ std::shared_ptr<ExtProcCall> ExtProcCall::Start(grpc::GenericStub& stub, asio::i
     call->context_.set_deadline(std::chrono::system_clock::now() + timeout);
   }
   stub.PrepareBidiStreamingCall(&call->context_, kMethod, grpc::StubOptions(), call.get());
+  // Held until no more writes will start (WritesDone or Finish): gRPC then cannot end the
+  // stream (and free its state) between a check on this loop and a StartWrite.
+  call->AddHold();
   call->StartRead(&call->read_buffer_);
   call->StartCall();
   return call;
@@ -61,13 +65,14 @@ void ExtProcCall::OnReadDone(bool ok) {
     });
     return;
   }
+  // Posted before the next read starts, so this message is queued before that read's outcome.
   grpc::ByteBuffer message = std::move(read_buffer_);
   read_buffer_.Clear();
-  StartRead(&read_buffer_);
   asio::post(io_, [this, message = std::move(message)]() mutable {
     received_.push_back(std::move(message));
     read_signal_.Notify();
   });
+  StartRead(&read_buffer_);
 }
 
 void ExtProcCall::OnWriteDone(bool ok) {
@@ -87,7 +92,12 @@ void ExtProcCall::OnWritesDoneDone(bool ok) {
 }
 
 void ExtProcCall::OnDone(const grpc::Status& status) {
+  // The loop may stop (and its owner destroy it) as soon as this call's work is released, which
+  // the posted handler does: holding `done_mu_` until post() has returned keeps the handler (it
+  // takes the lock first) from running while post() still touches the loop.
+  std::lock_guard<std::mutex> hold(done_mu_);
   asio::post(io_, [this, status] {
+    { std::lock_guard<std::mutex> wait_for_post(done_mu_); }
     status_ = status;
     done_ = true;
     reading_closed_ = true;
@@ -101,10 +111,16 @@ void ExtProcCall::OnDone(const grpc::Status& status) {
   });
 }
 
+void ExtProcCall::ReleaseHold() {
+  if (!holding_) return;
+  holding_ = false;
+  RemoveHold();
+}
+
 asio::awaitable<bool> ExtProcCall::WriteBuffer(grpc::ByteBuffer buffer) {
   auto keep = shared_from_this();
   while (writing_) co_await write_signal_.Wait();
-  if (done_ || writes_done_ || !write_ok_) co_return false;
+  if (!holding_ || done_ || writes_done_ || !write_ok_) co_return false;
   write_buffer_ = std::move(buffer);
   writing_ = true;
   StartWrite(&write_buffer_);
@@ -129,10 +145,11 @@ asio::awaitable<bool> ExtProcCall::WriteRaw(const std::string& bytes) {
 asio::awaitable<void> ExtProcCall::WritesDone() {
   auto keep = shared_from_this();
   while (writing_) co_await write_signal_.Wait();
-  if (done_ || writes_done_) co_return;
+  if (!holding_ || done_ || writes_done_) co_return;
   writes_done_ = true;
   writing_ = true;
   StartWritesDone();
+  ReleaseHold();
   while (writing_) co_await write_signal_.Wait();
 }
 
@@ -160,6 +177,8 @@ asio::awaitable<ExtProcCall::ReadResult> ExtProcCall::Read() {
 
 asio::awaitable<grpc::Status> ExtProcCall::Finish() {
   auto keep = shared_from_this();
+  while (writing_) co_await write_signal_.Wait();
+  ReleaseHold();
   while (!done_) co_await done_signal_.Wait();
   co_return status_;
 }

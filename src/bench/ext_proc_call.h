@@ -22,6 +22,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -74,7 +75,9 @@ class ExtProcCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 
   // Cancels the stream (RST_STREAM to the server); pending reads and writes fail.
   void Cancel() { context_.TryCancel(); }
-  // Waits until gRPC reports the stream done and returns its status.
+  // Waits until gRPC reports the stream done and returns its status. No write starts after it
+  // (the stream ends once the server has, or the call was cancelled, or its deadline passed):
+  // every call must be finished, or it never ends.
   boost::asio::awaitable<grpc::Status> Finish();
   bool done() const { return done_; }
 
@@ -87,6 +90,7 @@ class ExtProcCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
  private:
   explicit ExtProcCall(boost::asio::io_context& io);
   boost::asio::awaitable<bool> WriteBuffer(grpc::ByteBuffer buffer);
+  void ReleaseHold();
 
   boost::asio::io_context& io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
@@ -95,10 +99,12 @@ class ExtProcCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   grpc::ByteBuffer read_buffer_, write_buffer_;
   std::deque<grpc::ByteBuffer> received_;
   LoopSignal read_signal_, write_signal_, done_signal_;
+  bool holding_ = true;  // the hold taken in Start (see ReleaseHold)
   bool reading_closed_ = false;
   bool writing_ = false, write_ok_ = true, writes_done_ = false;
   bool done_ = false;
   grpc::Status status_;
+  std::mutex done_mu_;  // OnDone's post() against its handler (see OnDone)
 };
 
 }  // namespace tokenway::bench

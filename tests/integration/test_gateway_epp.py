@@ -214,7 +214,8 @@ class EppFrontDoor(unittest.TestCase):
                 finish = [l for l in lines if l["event"] == "finish"][-1]
                 # The stream ends (status ok, cancelled or an error): it never hangs the client.
                 self.assertIn(finish["code"], range(0, 17), finish)
-                self.assertIsNone(self.gw.proc.poll(), "tokenway exited on: " + name)
+                self.assertIsNone(self.gw.proc.poll(), f"tokenway exited on: {name}\n"
+                                  + "\n".join(self.gw.err.lines[-30:]))
         # The full, well-formed script is answered like Envoy expects.
         lines = run_client(port, full + [{"op": "writes_done"}, {"op": "finish"}])
         answers = [l for l in lines if l["event"] == "response"]

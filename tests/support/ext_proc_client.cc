@@ -340,7 +340,10 @@ class Script {
   }
 
   void Open(const pb::Struct& s) {
-    if (call_ && !finished_) call_->Cancel();
+    if (call_ && !finished_) {
+      call_->Cancel();
+      asio::co_spawn(io_, call_->Finish(), asio::detached);
+    }
     call_ = ExtProcCall::Start(
         *stub_, io_, std::chrono::milliseconds(static_cast<int64_t>(Num(s, "timeout_ms", 30000))));
     finished_ = false;
