@@ -77,7 +77,7 @@ for i in $(seq 1 100); do
   sleep 0.1
 done
 mapfile -t SIM_URLS < <(head -1 "$WORK/sim.log" | python3 -c \
-  'import json,sys; [print(f"http://127.0.0.1:{e[\"port\"]}") for e in json.load(sys.stdin)["endpoints"]]')
+  'import json,sys; [print(e["url"]) for e in json.load(sys.stdin)["endpoints"]]')
 ((${#SIM_URLS[@]} == SIM_COUNT)) || { echo "epp.sh: the simulator did not start:" >&2; cat "$WORK/sim.log" >&2; exit 1; }
 
 # The gateway: the endpoint-picker listener next to the HTTP one, the access log to a file,
@@ -170,4 +170,7 @@ print(table + note)
 open(out + ".md", "w").write(table + note)
 json.dump(raw, open(out + ".json", "w"), indent=1)
 EOF
-log "written bench/results/epp-$STAMP.{md,json}"
+for name in "${RUNS[@]}"; do
+  { echo "## $name"; cat "$WORK/$name.txt"; } >>"$ROOT/bench/results/epp-$STAMP.txt"
+done
+log "written bench/results/epp-$STAMP.{md,json,txt}"

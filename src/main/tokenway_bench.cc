@@ -277,6 +277,7 @@ int main(int argc, char** argv) {
     std::string meta = RunMetadataJson(command_line);
     if (!out_json.empty()) {
       std::string j = ToJson(runs, meta);
+      while (!j.empty() && (j.back() == '\n' || j.back() == ' ')) j.pop_back();
       if (!j.empty() && j.back() == '}') j.pop_back();
       std::ofstream f(out_json);
       f << j << ",\"epp\":" << epp_json << "}";
