@@ -11,16 +11,19 @@
 #   picks        1k-token prompts, closed loop at concurrency PICK_CONC [32], response fabricated
 #                by the client (--no-upstream, one token event): picks/s, decision latency
 #                (request_headers written → pick received) p50/p99, picker CPU µs per request
-#   picks@RATE   the same at an open-loop Poisson rate PICK_RATE [5000] req/s: p99 at that rate
+#   picks@RATE   the same at open-loop Poisson rates PICK_RATES ["2000 5000"] req/s: decision
+#                latency at a given load rather than at saturation
 #   long-c20, long-c150   ≈ 220 KB prompts (LONG_TOKENS [35000] tokens) at concurrency 20 and
-#                150, --no-upstream: decision latency growth with concurrency, CPU per request
+#                150 forwarded to the sim fleet (as in GIE #2928, where the engine bounds the
+#                rate): decision latency growth with concurrency, CPU per request
+#   long-max     the 220 KB prompts at concurrency 20 with --no-upstream: the picker's capacity
 #   chunks       small prompts, --no-upstream with CHUNK_EVENTS [1000] events per response (one
 #                response_body message each), concurrency CHUNK_CONC [16]: chunks/s per core
 #   e2e          1k-token streaming prompts forwarded to the sim fleet (the picked endpoint),
 #                concurrency E2E_CONC [16]: the whole Envoy path with a real upstream
 # Prints a Markdown table and writes it and the raw JSON of every run to
 # bench/results/epp-<date>.{md,json}.
-# Environment knobs: DURATION [10], WARMUP [2], PICK_CONC, PICK_RATE, LONG_TOKENS, CHUNK_EVENTS,
+# Environment knobs: DURATION [10], WARMUP [2], PICK_CONC, PICK_RATES, LONG_TOKENS, CHUNK_EVENTS,
 # CHUNK_CONC, E2E_CONC, SIM_COUNT [4], SIM_SPEED [50] (engine clock ×), CHUNK_SIZE [16384]
 # (request body bytes per request_body message), PROXY_CPU [0], LOAD_CPU [1], WAIT_QUIET [30],
 # BENCH_NICE [-20 as root, else 0].
@@ -32,7 +35,7 @@ BUILD=${1:-build}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 PICK_CONC=${PICK_CONC:-32}
-PICK_RATE=${PICK_RATE:-5000}
+PICK_RATES=${PICK_RATES:-2000 5000}
 LONG_TOKENS=${LONG_TOKENS:-35000}
 CHUNK_EVENTS=${CHUNK_EVENTS:-1000}
 CHUNK_CONC=${CHUNK_CONC:-16}
@@ -129,10 +132,13 @@ run() {
 }
 ONE_K=(--workload random --input-len 1000 --output-len 16 --range-ratio 1)
 run picks "${ONE_K[@]}" --concurrency "$PICK_CONC" --no-upstream --events 1 --no-stream
-run "picks@$PICK_RATE" "${ONE_K[@]}" --rate "$PICK_RATE" --no-upstream --events 1 --no-stream
+for rate in $PICK_RATES; do
+  run "picks@$rate" "${ONE_K[@]}" --rate "$rate" --no-upstream --events 1 --no-stream
+done
 LONG=(--workload random --input-len "$LONG_TOKENS" --output-len 16 --range-ratio 1)
-run long-c20 "${LONG[@]}" --concurrency 20 --no-upstream --events 1 --no-stream
-run long-c150 "${LONG[@]}" --concurrency 150 --no-upstream --events 1 --no-stream
+run long-c20 "${LONG[@]}" --concurrency 20 --no-stream
+run long-c150 "${LONG[@]}" --concurrency 150 --no-stream
+run long-max "${LONG[@]}" --concurrency 20 --no-upstream --events 1 --no-stream
 run chunks --workload random --input-len 100 --output-len 16 --range-ratio 1 \
   --concurrency "$CHUNK_CONC" --no-upstream --events "$CHUNK_EVENTS"
 run e2e "${ONE_K[@]}" --concurrency "$E2E_CONC" --stream
@@ -161,10 +167,13 @@ for name in runs:
         f"| {name} | {e['picks_per_s']:,.0f} | {dec['p50_ms']:.3f} | {dec['p99_ms']:.3f} | "
         f"{e['response_chunks_per_s']:,.0f} | {share:.2f} | "
         f"{e.get('cpu_us_per_request', 0):.1f} | {per_core(e['picks_per_s'])} | "
-        f"{per_core(e['response_chunks_per_s'])} | {nerr + sum(e['failures'].values())} |")
+        f"{per_core(e['response_chunks_per_s'])} | "
+        f"{e.get('client_cpu_s', 0) / e['cpu_window_s'] if e.get('cpu_window_s') else 0:.2f} | "
+        f"{nerr + sum(e['failures'].values())} |")
 table = ("| run | picks/s | decision p50 ms | decision p99 ms | response chunks/s | picker cores | "
-         "picker CPU µs/request | picks/s per picker core | chunks/s per picker core | errors |\n"
-         "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+         "picker CPU µs/request | picks/s per picker core | chunks/s per picker core | "
+         "load generator cores | errors |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 note = f"\nload average before {load_before}, after {load_after}\n"
 print(table + note)
 open(out + ".md", "w").write(table + note)

@@ -335,7 +335,7 @@ EppLoadResult RunEppLoad(const EppLoadOptions& o, const std::vector<WorkloadRequ
     });
   }
   // The picker's CPU: sampled when the warm-up ends and when the last request is done.
-  double cpu0 = -1, cpu0_at = 0;
+  double cpu0 = -1, cpu0_at = 0, self0 = -1;
   bool tty = lo.progress && isatty(STDERR_FILENO);
   auto last_print = Clock::now();
   const auto drain_deadline_after_end =
@@ -346,6 +346,7 @@ EppLoadResult RunEppLoad(const EppLoadOptions& o, const std::vector<WorkloadRequ
     double elapsed = std::chrono::duration<double>(Clock::now() - sh.start).count();
     if (o.epp_pid > 0 && cpu0 < 0 && elapsed >= lo.warmup_s) {
       cpu0 = ProcessCpuSeconds(o.epp_pid);
+      self0 = ProcessCpuSeconds(static_cast<int>(getpid()));
       cpu0_at = elapsed;
     }
     if (!abandoned &&
@@ -376,6 +377,7 @@ EppLoadResult RunEppLoad(const EppLoadOptions& o, const std::vector<WorkloadRequ
   if (tty) fprintf(stderr, "\r\033[K");
   double cpu1_at = std::chrono::duration<double>(Clock::now() - sh.start).count();
   double cpu1 = o.epp_pid > 0 ? ProcessCpuSeconds(o.epp_pid) : -1;
+  double self1 = o.epp_pid > 0 ? ProcessCpuSeconds(static_cast<int>(getpid())) : -1;
   result.load.wall_s = cpu1_at;
   result.load.measure_start = lo.warmup_s;
   std::vector<std::pair<RequestRecord, EppRecord>> all;
@@ -410,6 +412,7 @@ EppLoadResult RunEppLoad(const EppLoadOptions& o, const std::vector<WorkloadRequ
   if (cpu0 >= 0 && cpu1 >= 0) {
     result.cpu_s = cpu1 - cpu0;
     result.cpu_window_s = cpu1_at - cpu0_at;
+    if (self0 >= 0 && self1 >= 0) result.client_cpu_s = self1 - self0;
   }
   return result;
 }
@@ -446,6 +449,10 @@ std::string FormatEppSummary(const EppLoadResult& r, const RunSummary& s) {
              Fmt("%.0f", r.response_chunks / window / share) + " chunks/s per picker core";
     }
     out += "\n";
+    if (r.client_cpu_s >= 0 && r.cpu_window_s > 0) {
+      out += "  load generator CPU " + Fmt("%.2f", r.client_cpu_s) + " s (" +
+             Fmt("%.3f", r.client_cpu_s / r.cpu_window_s) + " cores)\n";
+    }
   }
   if (!r.served.empty()) {
     out += "  served:";
@@ -482,6 +489,7 @@ std::string EppSummaryJson(const EppLoadResult& r, const RunSummary& s) {
     AppendJsonInt(out, r.cpu_window_requests);
     out += ",\"cpu_us_per_request\":" +
            Fmt("%.2f", r.cpu_window_requests > 0 ? r.cpu_s / r.cpu_window_requests * 1e6 : 0);
+    out += ",\"client_cpu_s\":" + Fmt("%.3f", r.client_cpu_s);
   }
   out += ",\"failures\":{";
   bool first = true;

@@ -43,6 +43,7 @@ struct EppLoadResult {
   // and the requests that finished in that window; cpu_s < 0: not measured.
   double cpu_s = -1, cpu_window_s = 0;
   int64_t cpu_window_requests = 0;
+  double client_cpu_s = -1;  // this load generator's own CPU in the same window
 };
 
 EppLoadResult RunEppLoad(const EppLoadOptions& options,
