@@ -132,11 +132,9 @@ EppStream::~EppStream() {
 // --- gRPC threads ---------------------------------------------------------------------------
 
 void EppStream::OnReadDone(bool ok) {
-  asio::post(worker_.io(), [this, ok] { HandleRead(ok); });
-}
-
-void EppStream::OnWriteDone(bool ok) {
-  asio::post(worker_.io(), [this, ok] { HandleWriteDone(ok); });
+  // The call's context lives only until OnDone: whether it was cancelled is read here.
+  const bool cancelled = !ok && rpc_->IsCancelled();
+  asio::post(worker_.io(), [this, ok, cancelled] { HandleRead(ok, cancelled); });
 }
 
 void EppStream::OnCancel() {
@@ -149,7 +147,7 @@ void EppStream::OnDone() {
 
 // --- worker thread: reading -----------------------------------------------------------------
 
-void EppStream::HandleRead(bool ok) {
+void EppStream::HandleRead(bool ok, bool cancelled) {
   reading_ = false;
   if (!ok) {
     // Envoy half-closed the stream (or it broke; OnCancel says which).
@@ -160,7 +158,7 @@ void EppStream::HandleRead(bool ok) {
     if (!phases_running_) {
       // A stream that ends in the middle of a response, or cancelled (its OnCancel may come
       // after this), lost its client; one that ends without showing the response is served.
-      if (response_seen_ || rpc_->IsCancelled()) EndAsGone();
+      if (response_seen_ || cancelled) EndAsGone();
       EndRequest();
       RequestFinish(grpc::Status::OK);
     }
@@ -214,9 +212,11 @@ void EppStream::ContinueReading() {
       stage_ == Stage::kClosed) {
     return;
   }
-  if (queue_.size() >= kMaxQueuedAnswers) {
+  if (static_cast<size_t>(write_pending_.load(std::memory_order_relaxed)) + overflow_.size() >=
+      kMaxQueuedAnswers) {
+    // Too many answers unwritten: reading resumes when they are (HandleWritesDrained).
     read_paused_ = true;
-    return;
+    if (!AwaitDrain()) return;
   }
   read_paused_ = false;
   reading_ = true;
@@ -444,6 +444,7 @@ void EppStream::AnswerPick() {
   const Runtime& rt = *ctx_.runtime;
   const Pool& pool = *ctx_.pool;
   TakeEndpoint(ctx_.fallbacks[0]);
+  worker_.metrics().Count(EppDecision::kPicked);
   // The pick, then fallbacks in the scheduler's order, then other eligible candidates.
   const uint32_t limit = rt.config.epp.fallback_endpoints;
   uint32_t listed = 0;
@@ -528,7 +529,6 @@ void EppStream::AnswerPick() {
     t->mutable_request_trailers();
     Send(t);
   }
-  worker_.metrics().Count(EppDecision::kPicked);
   stage_ = Stage::kAnswered;
 }
 
@@ -921,7 +921,18 @@ asio::awaitable<bool> EppStream::Respond(const LocalReply& reply, std::string_vi
 
 // --- worker thread: writing and the end of the stream ----------------------------------------
 
+void EppStream::Reclaim() {
+  const uint64_t written = ring_head_.load(std::memory_order_acquire);
+  while (ring_reclaimed_ < written) {
+    Response* r = ring_[ring_reclaimed_ % kRing];
+    r->Clear();
+    spare_.push_back(r);
+    ++ring_reclaimed_;
+  }
+}
+
 EppStream::Response* EppStream::NewResponse() {
+  Reclaim();
   if (!spare_.empty()) {
     Response* r = spare_.back();
     spare_.pop_back();
@@ -932,35 +943,70 @@ EppStream::Response* EppStream::NewResponse() {
 }
 
 void EppStream::Send(Response* r) {
-  if (observability_ || finish_requested_ || cancelled_) {
+  if (observability_ || finish_requested_ || cancelled_ ||
+      write_failed_.load(std::memory_order_relaxed)) {
     r->Clear();
     spare_.push_back(r);
     return;
   }
-  queue_.push_back(r);
-  if (!writing_) {
-    writing_ = true;
-    StartWrite(r);
+  Reclaim();
+  if (!overflow_.empty() || ring_tail_ - ring_reclaimed_ == kRing) {
+    overflow_.push_back(r);
+    if (AwaitDrain()) asio::post(worker_.io(), [this] { HandleWritesDrained(); });
+    return;
+  }
+  Publish(r);
+}
+
+void EppStream::Publish(Response* r) {
+  ring_[ring_tail_ % kRing] = r;
+  ++ring_tail_;
+  // 0 → 1: no write is outstanding and OnWriteDone starts none; this thread starts it.
+  if (write_pending_.fetch_add(1, std::memory_order_seq_cst) == 0) StartWrite(r);
+}
+
+void EppStream::OnWriteDone(bool ok) {
+  // gRPC thread: the next answer, if the worker has published one, goes out from here.
+  const uint64_t head = ring_head_.load(std::memory_order_relaxed);
+  if (!ok) write_failed_.store(true, std::memory_order_seq_cst);
+  ring_head_.store(head + 1, std::memory_order_release);
+  const int64_t left = write_pending_.fetch_sub(1, std::memory_order_seq_cst) - 1;
+  if (ok && left > 0) {
+    StartWrite(ring_[(head + 1) % kRing]);
+    return;
+  }
+  if (!ok || drain_wanted_.load(std::memory_order_seq_cst)) {
+    asio::post(worker_.io(), [this] { HandleWritesDrained(); });
   }
 }
 
-void EppStream::HandleWriteDone(bool ok) {
-  writing_ = false;
-  Response* done = queue_.front();
-  queue_.pop_front();
-  done->Clear();
-  spare_.push_back(done);
-  if (!ok || cancelled_) {
-    // The stream broke under the write: nothing more goes out (OnCancel/OnDone follow).
-    for (Response* r : queue_) {
+bool EppStream::AwaitDrain() {
+  drain_wanted_.store(true, std::memory_order_seq_cst);
+  return write_pending_.load(std::memory_order_seq_cst) == 0 ||
+         write_failed_.load(std::memory_order_seq_cst);
+}
+
+void EppStream::HandleWritesDrained() {
+  drain_wanted_.store(false, std::memory_order_relaxed);
+  if (write_failed_.load(std::memory_order_relaxed)) {
+    // The stream broke under a write: nothing more goes out (OnCancel/OnDone follow).
+    for (Response* r : overflow_) {
       r->Clear();
       spare_.push_back(r);
     }
-    queue_.clear();
+    overflow_.clear();
     RequestFinish(grpc::Status::CANCELLED);
-  } else if (!queue_.empty() && !finish_sent_) {
-    writing_ = true;
-    StartWrite(queue_.front());
+  } else if (write_pending_.load(std::memory_order_seq_cst) == 0 && !overflow_.empty()) {
+    // Answers that did not fit the ring follow now.
+    Reclaim();
+    while (!overflow_.empty() && ring_tail_ - ring_reclaimed_ < kRing) {
+      Response* r = overflow_.front();
+      overflow_.pop_front();
+      Publish(r);
+    }
+    if (!overflow_.empty() && AwaitDrain()) {
+      asio::post(worker_.io(), [this] { HandleWritesDrained(); });
+    }
   }
   if (read_paused_) ContinueReading();
   MaybeFinish();
@@ -977,12 +1023,12 @@ void EppStream::HandleCancel() {
     EndAsGone();
     EndRequest();
   }
-  // Answers not yet written never will be.
-  while (queue_.size() > (writing_ ? 1u : 0u)) {
-    queue_.back()->Clear();
-    spare_.push_back(queue_.back());
-    queue_.pop_back();
+  // Answers not yet handed to gRPC never will be (those in the ring fail with the stream).
+  for (Response* r : overflow_) {
+    r->Clear();
+    spare_.push_back(r);
   }
+  overflow_.clear();
   RequestFinish(grpc::Status::CANCELLED);
   MaybeDelete();
 }
@@ -1004,7 +1050,10 @@ void EppStream::RequestFinish(grpc::Status status) {
 }
 
 void EppStream::MaybeFinish() {
-  if (!finish_requested_ || finish_sent_ || writing_ || phases_running_) return;
+  if (!finish_requested_ || finish_sent_ || phases_running_) return;
+  // Finish only once every answer handed over is written; otherwise the last OnWriteDone posts
+  // HandleWritesDrained, which comes back here.
+  if (!overflow_.empty() || !AwaitDrain()) return;
   finish_sent_ = true;
   Finish(finish_status_);
 }

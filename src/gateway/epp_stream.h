@@ -14,11 +14,15 @@
 // the first byte, the served endpoint and the status are recorded; settle and observe run once,
 // when the response ends, the Gateway ends the stream, or the stream is cancelled.
 //
-// Threads: gRPC calls the reactor methods (On*) on its own threads; each only posts to the
-// stream's worker, where every other method runs. The stream owns itself: it is deleted on its
-// worker once gRPC has called OnDone and no phase coroutine runs.
+// Threads: gRPC calls the reactor methods (On*) on its own threads; each posts to the stream's
+// worker, where every other method runs — except OnWriteDone, which starts the next queued
+// write itself (a lock-free single-producer ring, below) and posts only when the worker waits. The
+// stream owns itself: it is deleted on its worker once gRPC has called OnDone and no phase
+// coroutine runs.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <memory>
@@ -82,8 +86,9 @@ class EppStream final
   };
 
   // Worker thread.
-  void HandleRead(bool ok);
-  void HandleWriteDone(bool ok);
+  // `cancelled`: the read failed because the call was cancelled (read on gRPC's thread).
+  void HandleRead(bool ok, bool cancelled);
+  void HandleWritesDrained();
   void HandleCancel();
   void HandleDone();
   void OnRequestHeaders();
@@ -109,7 +114,14 @@ class EppStream final
   void EndAsGone();
   void EndRequest();
   Response* NewResponse();
+  // Hands an answer to gRPC in order (the ring below; `overflow_` when it is full).
   void Send(Response* r);
+  void Publish(Response* r);
+  // Takes back the answers gRPC has written.
+  void Reclaim();
+  // Asks OnWriteDone to post HandleWritesDrained once every answer is written; true when that is
+  // already so.
+  bool AwaitDrain();
   void ContinueReading();
   void RequestFinish(grpc::Status status);
   void MaybeFinish();
@@ -118,10 +130,23 @@ class EppStream final
 
   Worker& worker_;
   EppStreamShared& shared_;
-  grpc::CallbackServerContext* const rpc_;
+  grpc::CallbackServerContext* const rpc_;  // gRPC threads only, before OnDone
   Request req_;
-  // Responses waiting to be written (the front one is being written) and spare ones to reuse.
-  std::deque<Response*> queue_;
+  // Answers handed to gRPC, written one at a time in order: a ring the worker fills and
+  // OnWriteDone drains — starting the next write itself on gRPC's thread, so a write's
+  // completion needs no trip through the worker. `write_pending_` counts the answers published
+  // and not yet written (its 0 → 1 step tells the worker to start the write); written slots
+  // are reclaimed by the worker, lazily. The worker asks (drain_wanted_) to be told when all are
+  // written — to finish the stream, to resume reading, to publish what waits in `overflow_`.
+  static constexpr uint64_t kRing = 32;
+  std::array<Response*, kRing> ring_{};
+  uint64_t ring_tail_ = 0;              // worker: the next slot to fill
+  uint64_t ring_reclaimed_ = 0;         // worker: slots below it are back in spare_
+  std::atomic<uint64_t> ring_head_{0};  // OnWriteDone: slots below it are written
+  std::atomic<int64_t> write_pending_{0};
+  std::atomic<bool> write_failed_{false};
+  std::atomic<bool> drain_wanted_{false};
+  std::deque<Response*> overflow_;  // worker: answers beyond a full ring
   std::vector<Response*> spare_;
   std::vector<std::unique_ptr<Response>> owned_;
   Stage stage_ = Stage::kRequestHeaders;
@@ -133,7 +158,6 @@ class EppStream final
   int response_body_mode_ = 4;
   bool mode_known_ = false;  // protocol_config received
   bool reading_ = false;
-  bool writing_ = false;      // one write outstanding at a time
   bool read_paused_ = false;  // too many answers queued: reading resumes as they drain
   bool peer_closed_ = false;  // Envoy half-closed the stream
   bool cancelled_ = false;

@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -151,8 +152,11 @@ class Process {
       std::vector<Worker*> serving;
       for (auto& w : workers_) serving.push_back(w.get());
       epp_ = std::make_unique<EppServer>(std::move(serving));
-      // A BUFFERED body arrives as one message: allow the body limit plus framing.
-      auto port = epp_->Start(config.epp, config.limits.max_body_bytes + 64 * 1024);
+      // A BUFFERED request or response body arrives as one message: allow the larger of the
+      // two limits plus framing.
+      const uint64_t largest =
+          std::max(config.limits.max_body_bytes, config.limits.max_response_bytes);
+      auto port = epp_->Start(config.epp, largest + 64 * 1024);
       if (!port.ok()) {
         LogError(port.status().message());
         epp_.reset();

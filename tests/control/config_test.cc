@@ -153,6 +153,13 @@ TEST(ConfigTest, ExampleConfigLoads) {
 }
 
 // The example at the top of docs/configuration.md is a valid configuration.
+TEST(ConfigTest, EndpointPickerExampleLoads) {
+  auto r =
+      LoadConfigFile(std::string(TOKENWAY_SOURCE_DIR) + "/deploy/examples/endpoint-picker.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->epp.enabled());
+}
+
 TEST(ConfigTest, DocumentedExampleParses) {
   std::ifstream in(std::string(TOKENWAY_SOURCE_DIR) + "/docs/configuration.md");
   std::stringstream doc;
@@ -684,6 +691,46 @@ TEST(ConfigTest, ScaleFromZero) {
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) {
       EXPECT_NE(r.status().message().find("scale_from_zero"), std::string::npos)
+          << r.status().message();
+    }
+  }
+}
+
+TEST(ConfigTest, EndpointPickerSection) {
+  const std::string pools =
+      "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n";
+  auto off = ParseConfig(pools, "gw.yaml");
+  ASSERT_TRUE(off.ok()) << off.status().message();
+  EXPECT_FALSE(off->epp.enabled());
+  EXPECT_EQ(RenderConfigJson(*off).find("\"epp\""), std::string::npos);
+  auto on = ParseConfig(
+      "listen: ''\nepp:\n  listen: 0.0.0.0:9002\n  tls: {cert_file: /c.pem, key_file: /k.pem}\n"
+      "  max_streams: 50\n  message_timeout: 800ms\n  fallback_endpoints: 2\n" +
+          pools,
+      "gw.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().message();
+  EXPECT_TRUE(on->epp.enabled());
+  EXPECT_TRUE(on->listen.empty());
+  EXPECT_EQ(on->epp.listen, "0.0.0.0:9002");
+  EXPECT_EQ(on->epp.cert_file, "/c.pem");
+  EXPECT_EQ(on->epp.key_file, "/k.pem");
+  EXPECT_EQ(on->epp.max_streams, 50u);
+  EXPECT_EQ(on->epp.message_timeout, std::chrono::milliseconds(800));
+  EXPECT_EQ(on->epp.fallback_endpoints, 2u);
+  const std::string json = RenderConfigJson(*on);
+  EXPECT_NE(json.find("\"epp\":{\"listen\":\"0.0.0.0:9002\",\"tls\":{\"cert_file\":\"/c.pem\","
+                      "\"key_file\":\"/k.pem\"},\"max_streams\":50,\"message_timeout\":\"800ms\","
+                      "\"fallback_endpoints\":2}"),
+            std::string::npos)
+      << json;
+  for (const char* bad : {"epp: {max_streams: 5}", "epp: {listen: nocolon}",
+                          "epp: {listen: ':1', tls: {cert_file: /c}}", "epp: {listen: ':1', x: 1}",
+                          "epp: {listen: ':1', fallback_endpoints: 9}", "listen: ''"}) {
+    auto r = ParseConfig(std::string(bad) + "\n" + pools, "gw.yaml");
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_TRUE(r.status().message().find("epp") != std::string::npos ||
+                  r.status().message().find("listen") != std::string::npos)
           << r.status().message();
     }
   }

@@ -4,8 +4,13 @@
 // to the endpoint tokenway picked and feeding the real response back through the stream.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -49,7 +54,9 @@ std::string Chat(std::string_view model, bool stream, std::string_view content =
 
 class EppServerTest : public ::testing::Test {
  protected:
-  void Start(std::string_view epp_extra = "") {
+  void Start(std::string_view epp_extra = "", std::string_view pool_extra = "",
+             std::string_view models_extra = "",
+             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) {
     a_ = std::make_unique<testing::ScriptedUpstream>(4);
     b_ = std::make_unique<testing::ScriptedUpstream>(4);
     auto config = ParseConfig(R"(
@@ -64,12 +71,14 @@ engine_metrics:
 pools:
   - name: p
     policy: least-request
+)" + std::string(pool_extra) + R"(
     endpoints:
       - )" + a_->url() + R"(
       - )" + b_->url() + R"(
 models:
   - name: m
     pool: p
+)" + std::string(models_extra) + R"(
 access_log:
   enabled: false
 limits:
@@ -86,7 +95,7 @@ limits:
     auto port = server_->Start(config->epp, 1 << 20);
     ASSERT_TRUE(port.ok()) << port.status().message();
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
-                                   grpc::InsecureChannelCredentials());
+                                   credentials ? credentials : grpc::InsecureChannelCredentials());
     stub_ = ep::ExternalProcessor::NewStub(channel_);
   }
   void TearDown() override {
@@ -314,6 +323,43 @@ TEST_F(EppServerTest, StreamedResponseUsageInjectedAndStripped) {
   EXPECT_EQ(metrics_.usage_unknown[model].load(), 0u);
 }
 
+TEST_F(EppServerTest, BufferedModeRewrittenBodyCarriesItsContentLength) {
+  Start();
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(
+      stream->Write(Headers("/v1/chat/completions", false, Mode::BUFFERED, Mode::BUFFERED)));
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", true), true)));
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(r.has_request_body()) << r.DebugString();
+  const auto& common = r.request_body().response();
+  const std::string& body = common.body_mutation().body();
+  EXPECT_NE(body.find("include_usage"), std::string::npos) << body;
+  EXPECT_EQ(HeaderOf(common.header_mutation(), "content-length"), std::to_string(body.size()));
+  EXPECT_FALSE(HeaderOf(common.header_mutation(), "x-gateway-destination-endpoint").empty());
+  ctx.TryCancel();
+  stream->Finish();
+}
+
+TEST_F(EppServerTest, ObservabilityModeIsNeverAnswered) {
+  Start();
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  auto headers = Headers("/v1/chat/completions", false);
+  headers.set_observability_mode(true);
+  ASSERT_TRUE(stream->Write(headers));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+  EXPECT_TRUE(Eventually([&] { return Decisions(EppDecision::kPicked) == 1; }));
+  stream->WritesDone();
+  ep::ProcessingResponse r;
+  EXPECT_FALSE(stream->Read(&r));  // no answer at all, then the end
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+  EXPECT_EQ(EndpointInFlight(), 0);
+}
+
 TEST_F(EppServerTest, SubsetHintRestrictsThePick) {
   Start();
   const std::string b = Endpoint(*b_);
@@ -469,6 +515,55 @@ TEST_F(EppServerTest, HeadersOnlyRequestsGetAnEndpointWithoutAccounting) {
   EXPECT_EQ(metrics_.in_flight.load(), 0);
 }
 
+TEST_F(EppServerTest, SaturatedPoolShedsAndAnswersBeforeTheGatewayTimesOut) {
+  Start("  message_timeout: 100ms\n", "    flow_control: {max_in_flight: 1, queue_ttl: 30s}\n",
+        "  - {name: s, pool: p, priority: -1}\n");
+  // Two requests take both endpoints' room.
+  grpc::ClientContext c1, c2;
+  auto s1 = stub_->Process(&c1);
+  auto s2 = stub_->Process(&c2);
+  ep::ProcessingResponse r;
+  for (auto* s : {s1.get(), s2.get()}) {
+    ASSERT_TRUE(s->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(s->Write(Body(Chat("m", false), true)));
+    ASSERT_TRUE(s->Read(&r));
+    ASSERT_TRUE(r.has_request_headers()) << r.DebugString();
+  }
+  EXPECT_EQ(EndpointInFlight(), 2);
+  // A sheddable model: 429 at once.
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Process(&ctx);
+    ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(stream->Write(Body(Chat("s", false), true)));
+    ASSERT_TRUE(stream->Read(&r));
+    ASSERT_TRUE(r.has_immediate_response()) << r.DebugString();
+    EXPECT_EQ(static_cast<int>(r.immediate_response().status().code()), 429);
+    EXPECT_NE(r.immediate_response().body().find("pool_saturated"), std::string::npos);
+  }
+  // A request that would wait: 503 decision_timeout after epp.message_timeout.
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Process(&ctx);
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+    ASSERT_TRUE(stream->Read(&r));
+    ASSERT_TRUE(r.has_immediate_response()) << r.DebugString();
+    EXPECT_EQ(static_cast<int>(r.immediate_response().status().code()), 503);
+    EXPECT_NE(r.immediate_response().body().find("decision_timeout"), std::string::npos);
+    EXPECT_EQ(HeaderOf(r.immediate_response().headers(), "retry-after"), "1");
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(metrics_.epp_errors[static_cast<size_t>(EppError::kDecisionTimeout)].load(), 1u);
+  c1.TryCancel();
+  c2.TryCancel();
+  s1->Finish();
+  s2->Finish();
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+  EXPECT_EQ(EndpointInFlight(), 0);
+}
+
 TEST_F(EppServerTest, StreamLimitAndHealth) {
   Start("  max_streams: 1\n");
   auto health = grpc::health::v1::Health::NewStub(channel_);
@@ -500,6 +595,37 @@ TEST_F(EppServerTest, StreamLimitAndHealth) {
   EXPECT_EQ(metrics_.epp_errors[static_cast<size_t>(EppError::kStreamLimit)].load(), 1u);
   first_ctx.TryCancel();
   first->Finish();
+}
+
+TEST_F(EppServerTest, ServesTlsWithTheConfiguredCertificate) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("epp_tls_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const std::string command =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+      "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  if (std::system(command.c_str()) != 0) GTEST_SKIP() << "openssl is not available";
+  std::ifstream in(cert);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = pem.str();
+  Start("  tls: {cert_file: " + cert + ", key_file: " + key + "}\n", "", "",
+        grpc::SslCredentials(options));
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  EXPECT_FALSE(
+      HeaderOf(r.request_headers().response().header_mutation(), "x-gateway-destination-endpoint")
+          .empty());
+  ctx.TryCancel();
+  stream->Finish();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
