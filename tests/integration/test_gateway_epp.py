@@ -37,8 +37,9 @@ def exchanges(port, body, repeat=1, **options):
     return [l for l in run_client(port, [step]) if l["event"] == "exchange"]
 
 
-def epp_yaml(urls, epp_port, extra="", policy="least-request"):
-    return gateway_yaml(urls, policy=policy, extra=f"epp:\n  listen: 127.0.0.1:{epp_port}\n{extra}")
+def epp_yaml(urls, epp_port, extra="", policy="least-request", model=MODEL):
+    return gateway_yaml(urls, policy=policy, model=model,
+                        extra=f"epp:\n  listen: 127.0.0.1:{epp_port}\n{extra}")
 
 
 class EppGateway(Gateway):
