@@ -34,11 +34,7 @@ void LoopSignal::Notify() {
 }
 
 ExtProcCall::ExtProcCall(asio::io_context& io)
-    : io_(io),
-      work_(asio::make_work_guard(io)),
-      read_signal_(io),
-      write_signal_(io),
-      done_signal_(io) {}
+    : io_(io), work_(asio::make_work_guard(io)), read_signal_(io), done_signal_(io) {}
 
 std::shared_ptr<ExtProcCall> ExtProcCall::Start(grpc::GenericStub& stub, asio::io_context& io,
                                                 std::chrono::milliseconds timeout) {
@@ -76,19 +72,30 @@ void ExtProcCall::OnReadDone(bool ok) {
 }
 
 void ExtProcCall::OnWriteDone(bool ok) {
-  asio::post(io_, [this, ok] {
-    writing_ = false;
-    write_ok_ = write_ok_ && ok;
-    write_signal_.Notify();
-  });
+  // Runs the queue on gRPC's thread: the next write starts here, without a trip through the loop.
+  std::lock_guard<std::recursive_mutex> lock(write_mu_);
+  if (!ok) {
+    write_failed_ = true;
+    pending_.clear();
+    write_in_flight_ = false;
+    return;
+  }
+  if (!pending_.empty()) {
+    in_flight_ = std::move(pending_.front());
+    pending_.pop_front();
+    StartWrite(&in_flight_);
+    return;
+  }
+  write_in_flight_ = false;
+  if (writes_done_queued_) {
+    write_in_flight_ = true;
+    StartWritesDone();
+  }
 }
 
-void ExtProcCall::OnWritesDoneDone(bool ok) {
-  asio::post(io_, [this, ok] {
-    writing_ = false;
-    write_ok_ = write_ok_ && ok;
-    write_signal_.Notify();
-  });
+void ExtProcCall::OnWritesDoneDone(bool) {
+  std::lock_guard<std::recursive_mutex> lock(write_mu_);
+  write_in_flight_ = false;
 }
 
 void ExtProcCall::OnDone(const grpc::Status& status) {
@@ -101,9 +108,7 @@ void ExtProcCall::OnDone(const grpc::Status& status) {
     status_ = status;
     done_ = true;
     reading_closed_ = true;
-    writing_ = false;
     read_signal_.Notify();
-    write_signal_.Notify();
     done_signal_.Notify();
     work_.reset();
     // Last: may destroy this object when no coroutine holds it any more.
@@ -117,15 +122,17 @@ void ExtProcCall::ReleaseHold() {
   RemoveHold();
 }
 
-asio::awaitable<bool> ExtProcCall::WriteBuffer(grpc::ByteBuffer buffer) {
-  auto keep = shared_from_this();
-  while (writing_) co_await write_signal_.Wait();
-  if (!holding_ || done_ || writes_done_ || !write_ok_) co_return false;
-  write_buffer_ = std::move(buffer);
-  writing_ = true;
-  StartWrite(&write_buffer_);
-  while (writing_) co_await write_signal_.Wait();
-  co_return write_ok_ && !done_;
+bool ExtProcCall::Enqueue(grpc::ByteBuffer buffer) {
+  std::lock_guard<std::recursive_mutex> lock(write_mu_);
+  if (!holding_ || done_ || writes_done_queued_ || write_failed_) return false;
+  if (write_in_flight_) {
+    pending_.push_back(std::move(buffer));
+    return true;
+  }
+  write_in_flight_ = true;
+  in_flight_ = std::move(buffer);
+  StartWrite(&in_flight_);
+  return true;
 }
 
 asio::awaitable<bool> ExtProcCall::Write(const Request& message) {
@@ -134,23 +141,27 @@ asio::awaitable<bool> ExtProcCall::Write(const Request& message) {
   if (!grpc::SerializationTraits<Request>::Serialize(message, &buffer, &own).ok()) {
     co_return false;
   }
-  co_return co_await WriteBuffer(std::move(buffer));
+  co_return Enqueue(std::move(buffer));
 }
 
 asio::awaitable<bool> ExtProcCall::WriteRaw(const std::string& bytes) {
   grpc::Slice slice(bytes);
-  co_return co_await WriteBuffer(grpc::ByteBuffer(&slice, 1));
+  co_return Enqueue(grpc::ByteBuffer(&slice, 1));
 }
 
 asio::awaitable<void> ExtProcCall::WritesDone() {
   auto keep = shared_from_this();
-  while (writing_) co_await write_signal_.Wait();
-  if (!holding_ || done_ || writes_done_) co_return;
-  writes_done_ = true;
-  writing_ = true;
-  StartWritesDone();
+  {
+    std::lock_guard<std::recursive_mutex> lock(write_mu_);
+    if (!holding_ || done_ || writes_done_queued_) co_return;
+    writes_done_queued_ = true;
+    if (!write_in_flight_ && !write_failed_) {
+      write_in_flight_ = true;
+      StartWritesDone();
+    }
+  }
+  // Queued writes and the half-close start from OnWriteDone, inside gRPC's reactions.
   ReleaseHold();
-  while (writing_) co_await write_signal_.Wait();
 }
 
 asio::awaitable<ExtProcCall::ReadResult> ExtProcCall::Read() {
@@ -177,7 +188,6 @@ asio::awaitable<ExtProcCall::ReadResult> ExtProcCall::Read() {
 
 asio::awaitable<grpc::Status> ExtProcCall::Finish() {
   auto keep = shared_from_this();
-  while (writing_) co_await write_signal_.Wait();
   ReleaseHold();
   while (!done_) co_await done_signal_.Wait();
   co_return status_;

@@ -9,7 +9,8 @@
 // Used by the EPP load generator (src/bench/epp_load.cc) and the scripted test client
 // (tests/support/ext_proc_client.cc), one call per request. The call keeps itself alive until
 // gRPC reports the stream done, and holds the io_context's work count until then, so a loop
-// does not stop under an unfinished stream. Not thread-safe: use it from its loop's thread.
+// does not stop under an unfinished stream. Not thread-safe: use it from its loop's thread
+// (only the write queue is shared with gRPC's threads, so writes need no hop through the loop).
 #pragma once
 
 #include <grpcpp/generic/generic_stub.h>
@@ -56,11 +57,13 @@ class ExtProcCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   static std::shared_ptr<ExtProcCall> Start(grpc::GenericStub& stub, boost::asio::io_context& io,
                                             std::chrono::milliseconds timeout);
 
-  // Writes one message; false when the stream is broken (then Finish() says why). One write at a
-  // time; writes may overlap with a Read() from another coroutine of the same loop.
+  // Queues one message for writing, in order, and returns at once (like Envoy, which does not wait
+  // for a message to leave before the next one); false when the stream is already known to be
+  // broken or half-closed (a later failure shows as the end of the answers, and Finish() says
+  // why). May overlap with a Read() from another coroutine of the same loop.
   boost::asio::awaitable<bool> Write(const Request& message);
   boost::asio::awaitable<bool> WriteRaw(const std::string& bytes);
-  // Half-closes the request side (no more writes). Waits for a write in flight first.
+  // Half-closes the request side after the queued writes (no more writes).
   boost::asio::awaitable<void> WritesDone();
 
   enum class ReadOutcome { kMessage, kEnd, kMalformed };
@@ -89,19 +92,24 @@ class ExtProcCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 
  private:
   explicit ExtProcCall(boost::asio::io_context& io);
-  boost::asio::awaitable<bool> WriteBuffer(grpc::ByteBuffer buffer);
+  bool Enqueue(grpc::ByteBuffer buffer);
   void ReleaseHold();
 
   boost::asio::io_context& io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::shared_ptr<ExtProcCall> self_;  // until OnDone has been handled on the loop
   grpc::ClientContext context_;
-  grpc::ByteBuffer read_buffer_, write_buffer_;
+  grpc::ByteBuffer read_buffer_;
   std::deque<grpc::ByteBuffer> received_;
-  LoopSignal read_signal_, write_signal_, done_signal_;
+  LoopSignal read_signal_, done_signal_;
+  // The write queue, run by the loop (Enqueue, WritesDone) and by gRPC's OnWriteDone. Recursive:
+  // gRPC may complete an operation inline in the call that starts it.
+  std::recursive_mutex write_mu_;
+  std::deque<grpc::ByteBuffer> pending_;
+  grpc::ByteBuffer in_flight_;
+  bool write_in_flight_ = false, writes_done_queued_ = false, write_failed_ = false;
   bool holding_ = true;  // the hold taken in Start (see ReleaseHold)
   bool reading_closed_ = false;
-  bool writing_ = false, write_ok_ = true, writes_done_ = false;
   bool done_ = false;
   grpc::Status status_;
   std::mutex done_mu_;  // OnDone's post() against its handler (see OnDone)
