@@ -156,8 +156,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   epp->add_option("--subset", subset, "Subset hint: endpoints ip:port the picker must pick from")
       ->delimiter(',');
-  epp->add_flag("--no-upstream", no_upstream,
-                "Fabricate the response (an SSE stream) instead of forwarding to the endpoint");
+  epp->add_flag(
+      "--no-upstream", no_upstream,
+      "Fabricate the response (an SSE stream; with --no-stream a JSON completion) instead of "
+      "forwarding to the endpoint");
   epp->add_option(
          "--events", fabricated_events,
          "--no-upstream: tokens per response (streams: one event, one response_body message each)")
