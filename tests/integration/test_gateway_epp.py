@@ -129,8 +129,10 @@ class EppFrontDoor(unittest.TestCase):
     def test_subset_hint_is_honoured(self):
         ports = sorted(self.pool)
         body = chat_body(MODEL, "subset", max_tokens=2)
-        for subset in ([ports[0]], ports[1:]):
-            for ex in exchanges(self.gw.epp_port, body, repeat=6, subset=subset):
+        for subset, mode in (([ports[0]], "FULL_DUPLEX_STREAMED"), ([ports[0]], "BUFFERED"),
+                             (ports[1:], "FULL_DUPLEX_STREAMED")):
+            for ex in exchanges(self.gw.epp_port, body, repeat=6, subset=subset,
+                                request_body_mode=mode, response_body_mode=mode):
                 self.assert_picked_in_pool(ex)
                 self.assertIn(ex["served"], subset)
                 self.assertTrue(set(ex["destinations"]) <= set(subset), ex)
@@ -142,12 +144,14 @@ class EppFrontDoor(unittest.TestCase):
             self.assertIn("error", json.loads(ex["immediate_body"]))
 
     def test_unknown_model_is_404_with_openai_json(self):
-        ex = exchanges(self.gw.epp_port, chat_body("no-such-model"))[0]
-        self.assertEqual(ex["outcome"], "immediate", ex)
-        self.assertEqual(ex["immediate_status"], 404)
-        err = json.loads(ex["immediate_body"])["error"]
-        self.assertEqual(err["code"], "model_not_found")
-        self.assertIn("message", err)
+        for mode in ("FULL_DUPLEX_STREAMED", "BUFFERED"):
+            ex = exchanges(self.gw.epp_port, chat_body("no-such-model"), request_body_mode=mode,
+                           response_body_mode=mode)[0]
+            self.assertEqual(ex["outcome"], "immediate", ex)
+            self.assertEqual(ex["immediate_status"], 404)
+            err = json.loads(ex["immediate_body"])["error"]
+            self.assertEqual(err["code"], "model_not_found")
+            self.assertIn("message", err)
 
     def test_body_that_is_not_json_is_400(self):
         ex = exchanges(self.gw.epp_port, "this is not json")[0]
