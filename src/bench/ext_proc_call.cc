@@ -61,13 +61,27 @@ void ExtProcCall::OnReadDone(bool ok) {
     });
     return;
   }
-  // Posted before the next read starts, so this message is queued before that read's outcome.
-  grpc::ByteBuffer message = std::move(read_buffer_);
+  // Queued before the next read starts, so this message is ahead of that read's outcome. Answers
+  // that arrive while a hand-over to the loop is pending ride along with it (one wake-up).
+  bool hand_over = false;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_.push_back(std::move(read_buffer_));
+    hand_over = !inbox_posted_;
+    inbox_posted_ = true;
+  }
   read_buffer_.Clear();
-  asio::post(io_, [this, message = std::move(message)]() mutable {
-    received_.push_back(std::move(message));
-    read_signal_.Notify();
-  });
+  if (hand_over) {
+    asio::post(io_, [this] {
+      {
+        std::lock_guard<std::mutex> lock(inbox_mu_);
+        for (auto& m : inbox_) received_.push_back(std::move(m));
+        inbox_.clear();
+        inbox_posted_ = false;
+      }
+      read_signal_.Notify();
+    });
+  }
   StartRead(&read_buffer_);
 }
 

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "envoy/service/ext_proc/v3/external_processor.pb.h"
 
@@ -101,6 +102,10 @@ class ExtProcCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   grpc::ClientContext context_;
   grpc::ByteBuffer read_buffer_;
   std::deque<grpc::ByteBuffer> received_;
+  // Answers read on gRPC's threads, waiting for the loop (OnReadDone).
+  std::mutex inbox_mu_;
+  std::vector<grpc::ByteBuffer> inbox_;
+  bool inbox_posted_ = false;
   LoopSignal read_signal_, done_signal_;
   // The write queue, run by the loop (Enqueue, WritesDone) and by gRPC's OnWriteDone. Recursive:
   // gRPC may complete an operation inline in the call that starts it.
