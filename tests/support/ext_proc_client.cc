@@ -8,8 +8,8 @@
 //   envoy       one whole request as Envoy carries it (src/bench/envoy_exchange.h): "body"
 //               (object or string), "path", "method", "authority", "headers" {name: value},
 //               "request_body_mode"/"response_body_mode" FULL_DUPLEX_STREAMED | BUFFERED,
-//               "chunk_size", "subset" [ip:port...] (absent: no hint), "no_upstream", "events",
-//               "timeout_ms", "repeat" N. Prints {"event":"exchange", "outcome", "served",
+//               "chunk_size", "subset" [ip:port...] (absent: no hint), "no_upstream" with
+//               "events" and "stream" (what to fabricate), "timeout_ms", "repeat" N. Prints {"event":"exchange", "outcome", "served",
 //               "destinations", "status", "body", "immediate_status", ...} per request.
 //   health      grpc.health.v1 Check of "service" → {"event":"health","status":"SERVING",...}
 //   open        opens a raw Process stream; every answer prints {"event":"response", "index",
