@@ -59,7 +59,7 @@ class EppServer::ExtProcService final
           grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                        "the endpoint picker has epp.max_streams streams open"));
     }
-    return new EppStream(worker, *server_.shared_, context);
+    return new EppStream(worker, server_.shared_, context);
   }
 
  private:
@@ -149,7 +149,7 @@ class EppServer::HealthService final : public grpc::health::v1::Health::Callback
 };
 
 EppServer::EppServer(std::vector<Worker*> workers)
-    : workers_(std::move(workers)), shared_(std::make_unique<EppStreamShared>()) {}
+    : workers_(std::move(workers)), shared_(std::make_shared<EppStreamShared>()) {}
 
 EppServer::~EppServer() {
   Stop();

@@ -68,7 +68,7 @@ class EppServer {
   void NotifyWatches();
 
   std::vector<Worker*> workers_;
-  std::unique_ptr<EppStreamShared> shared_;
+  std::shared_ptr<EppStreamShared> shared_;
   std::unique_ptr<ExtProcService> ext_proc_;
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;

@@ -110,9 +110,10 @@ bool IsBuffered(int mode) {
 
 }  // namespace
 
-EppStream::EppStream(Worker& worker, EppStreamShared& shared, grpc::CallbackServerContext* rpc)
+EppStream::EppStream(Worker& worker, std::shared_ptr<EppStreamShared> shared,
+                     grpc::CallbackServerContext* rpc)
     : worker_(worker),
-      shared_(shared),
+      shared_(std::move(shared)),
       rpc_(rpc),
       parser_(UINT32_MAX, UINT64_MAX),
       ctx_(worker),
@@ -126,12 +127,20 @@ EppStream::EppStream(Worker& worker, EppStreamShared& shared, grpc::CallbackServ
 
 EppStream::~EppStream() {
   worker_.metrics().epp_streams.fetch_sub(1, std::memory_order_relaxed);
-  shared_.open_streams.fetch_sub(1, std::memory_order_relaxed);
+  shared_->open_streams.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // --- gRPC threads ---------------------------------------------------------------------------
 
 void EppStream::OnReadDone(bool ok) {
+  // An unchanged response chunk is answered right here when the worker armed the fast path.
+  if (ok && req_.request_case() == Request::kResponseBody) {
+    uint8_t armed = kEchoArmed;
+    if (echo_.compare_exchange_strong(armed, kEchoBusy, std::memory_order_acq_rel) &&
+        EchoOnGrpcThread()) {
+      return;
+    }
+  }
   // The call's context lives only until OnDone: whether it was cancelled is read here.
   const bool cancelled = !ok && rpc_->IsCancelled();
   asio::post(worker_.io(), [this, ok, cancelled] { HandleRead(ok, cancelled); });
@@ -168,9 +177,10 @@ void EppStream::HandleRead(bool ok, bool cancelled) {
   if (finish_requested_) return;  // the stream is ending; late messages are not processed
   if (!pin_) pin_.emplace(worker_);
   WorkerMetrics& m = worker_.metrics();
-  const int kind = static_cast<int>(req_.request_case());
-  if (kind >= 2 && kind < 2 + static_cast<int>(kEppMessageKinds)) {
-    m.epp_messages[kind - 2].fetch_add(1, std::memory_order_relaxed);
+  // epp_messages is indexed in the oneof's order (request_headers = 2 … response_trailers = 7).
+  const int kind = static_cast<int>(req_.request_case()) - Request::kRequestHeaders;
+  if (kind >= 0 && kind < static_cast<int>(kEppMessageKinds)) {
+    m.epp_messages[kind].fetch_add(1, std::memory_order_relaxed);
   }
   if (first_message_) {
     first_message_ = false;
@@ -699,6 +709,11 @@ void EppStream::OnResponseHeaders() {
   if (headers.end_of_stream()) {
     EndRequest();
     RequestFinish(grpc::Status::OK);
+    return;
+  }
+  // Unchanged chunks from here on are answered on gRPC's thread; the worker only reads them.
+  if (!ChunkNeedsRewrite() && !observability_ && overflow_.empty()) {
+    echo_.store(kEchoArmed, std::memory_order_release);
   }
 }
 
@@ -743,17 +758,26 @@ void EppStream::OnResponseBody() {
   RequestRecord& rec = ctx_.record;
   const Runtime& rt = *ctx_.runtime;
   const std::string& chunk = b->body();
+  if (!ChunkNeedsRewrite()) {
+    RecordChunk(chunk, eos);
+    echo();
+    Send(r);
+    if (eos) {
+      EndRequest();
+      RequestFinish(grpc::Status::OK);
+    }
+    return;
+  }
   if (!rec.first_byte_ns && !chunk.empty()) rec.first_byte_ns = MonotonicNanos();
   rec.response_bytes += chunk.size();
   if (response_sse_) {
-    const bool rewrite = rec.usage_injected || !rt.payload.response.empty();
     SseEventSplitter& events = ctx_.events;
     events.Append(chunk);
     out_.clear();
     std::string_view event;
     while (events.Next(event)) {
       StreamEventAction action = RelayStreamEvent(ctx_, event);
-      if (!rewrite || action == StreamEventAction::kDrop) continue;
+      if (action == StreamEventAction::kDrop) continue;
       if (action == StreamEventAction::kKeep) {
         out_.append(event);
       } else {
@@ -762,16 +786,12 @@ void EppStream::OnResponseBody() {
     }
     if (eos || events.buffered() > kMaxPendingEventBytes) {
       // The end (or an event too long to hold): what is left goes as it is.
-      if (rewrite) out_.append(events.pending());
+      out_.append(events.pending());
       events.Clear();
     } else {
       events.Compact();
     }
-    if (rewrite) {
-      replace(out_);
-    } else {
-      echo();
-    }
+    replace(out_);
     Send(r);
   } else {
     const bool keep = rec.status == 200 && !response_overflow_;
@@ -792,7 +812,7 @@ void EppStream::OnResponseBody() {
     } else if (keep) {
       response_body_.append(chunk);
     }
-    if (response_hold_) {
+    {
       if (!eos) {
         if (duplex) {
           spare_.push_back(r);  // held: nothing to answer before the end
@@ -842,16 +862,107 @@ void EppStream::OnResponseBody() {
         replace(whole);
         Send(r);
       }
-    } else {
-      if (eos && keep && !response_overflow_) RelayWholeBody(ctx_, response_body_);
-      echo();
-      Send(r);
     }
   }
   if (eos) {
     EndRequest();
     RequestFinish(grpc::Status::OK);
   }
+}
+
+bool EppStream::ChunkNeedsRewrite() const {
+  if (response_hold_) return true;
+  return response_sse_ && (ctx_.record.usage_injected || !ctx_.runtime->payload.response.empty());
+}
+
+void EppStream::RecordChunk(std::string_view chunk, bool eos) {
+  RequestRecord& rec = ctx_.record;
+  if (!rec.first_byte_ns && !chunk.empty()) rec.first_byte_ns = MonotonicNanos();
+  rec.response_bytes += chunk.size();
+  if (response_sse_) {
+    SseEventSplitter& events = ctx_.events;
+    events.Append(chunk);
+    std::string_view event;
+    while (events.Next(event)) RelayStreamEvent(ctx_, event);
+    if (eos || events.buffered() > kMaxPendingEventBytes) {
+      events.Clear();
+    } else {
+      events.Compact();
+    }
+    return;
+  }
+  if (rec.status != 200 || response_overflow_) return;
+  if (response_body_.size() + chunk.size() > ctx_.runtime->config.limits.max_response_bytes) {
+    response_overflow_ = true;  // too large to read: usage stays unknown
+    response_body_.clear();
+    return;
+  }
+  response_body_.append(chunk);
+  if (eos) RelayWholeBody(ctx_, response_body_);
+}
+
+bool EppStream::EchoOnGrpcThread() {
+  // This thread owns the answer ring's producer side and the read until it hands them back.
+  Reclaim();
+  if (ring_tail_ - ring_reclaimed_ == kRing ||
+      write_pending_.load(std::memory_order_relaxed) >= static_cast<int64_t>(kMaxQueuedAnswers)) {
+    // Back-pressure: the worker takes this message and the stream's writes back.
+    if (echo_.exchange(kEchoOff, std::memory_order_acq_rel) == kEchoOff) {
+      asio::post(worker_.io(), [this] { HandleEchoReleased(); });  // it had revoked meanwhile
+    }
+    return false;
+  }
+  worker_.metrics().epp_messages[Request::kResponseBody - Request::kRequestHeaders].fetch_add(
+      1, std::memory_order_relaxed);
+  HttpBody* b = req_.mutable_response_body();
+  const bool eos = b->end_of_stream();
+  std::string chunk = b->body();  // for the worker's accounting
+  Response* r = NewResponse();
+  auto* answer = r->mutable_response_body();
+  if (response_body_mode_ == BodySendMode::FULL_DUPLEX_STREAMED) {
+    auto* sr = answer->mutable_response()->mutable_body_mutation()->mutable_streamed_response();
+    sr->mutable_body()->swap(*b->mutable_body());
+    sr->set_end_of_stream(eos);
+  }
+  Publish(r);
+  asio::post(worker_.io(),
+             [this, chunk = std::move(chunk), eos] { HandleEchoedChunk(chunk, eos); });
+  if (eos) {
+    // The last chunk: the worker ends the request and the stream; no more reads.
+    if (echo_.exchange(kEchoOff, std::memory_order_acq_rel) == kEchoOff) {
+      asio::post(worker_.io(), [this] { HandleEchoReleased(); });
+    }
+    return true;
+  }
+  StartRead(&req_);
+  uint8_t busy = kEchoBusy;
+  if (!echo_.compare_exchange_strong(busy, kEchoArmed, std::memory_order_acq_rel)) {
+    // The worker revoked the fast path meanwhile: it takes everything back from here.
+    asio::post(worker_.io(), [this] { HandleEchoReleased(); });
+  }
+  return true;
+}
+
+void EppStream::HandleEchoedChunk(const std::string& chunk, bool eos) {
+  RecordChunk(chunk, eos);
+  if (eos) {
+    EndRequest();
+    RequestFinish(grpc::Status::OK);
+  }
+  MaybeDelete();
+}
+
+void EppStream::RevokeEcho() {
+  const uint8_t was = echo_.exchange(kEchoOff, std::memory_order_acq_rel);
+  if (was == kEchoBusy) echo_in_flight_ = true;  // HandleEchoReleased follows
+  // A read the fast path issued may still be out: its completion comes to the worker now.
+  if (was != kEchoOff) reading_ = true;
+}
+
+void EppStream::HandleEchoReleased() {
+  echo_in_flight_ = false;
+  MaybeFinish();
+  MaybeDelete();
 }
 
 void EppStream::OnResponseTrailers() {
@@ -1044,13 +1155,14 @@ void EppStream::HandleDone() {
 
 void EppStream::RequestFinish(grpc::Status status) {
   if (finish_requested_) return;
+  RevokeEcho();
   finish_requested_ = true;
   finish_status_ = std::move(status);
   MaybeFinish();
 }
 
 void EppStream::MaybeFinish() {
-  if (!finish_requested_ || finish_sent_ || phases_running_) return;
+  if (!finish_requested_ || finish_sent_ || phases_running_ || echo_in_flight_) return;
   // Finish only once every answer handed over is written; otherwise the last OnWriteDone posts
   // HandleWritesDrained, which comes back here.
   if (!overflow_.empty() || !AwaitDrain()) return;

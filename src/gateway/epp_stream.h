@@ -36,7 +36,8 @@
 
 namespace tokenway {
 
-// What every stream of one EppServer shares; the server outlives its streams.
+// What every stream of one EppServer shares (held by each stream too: one whose phase still
+// waits when the server stops may outlive it).
 struct EppStreamShared {
   std::atomic<int64_t> open_streams{0};  // bounded by epp.max_streams
 };
@@ -47,10 +48,12 @@ class EppStream final
       public ClientLink {
  public:
   // gRPC thread. Starts the first read; `shared.open_streams` already counts this stream.
-  EppStream(Worker& worker, EppStreamShared& shared, grpc::CallbackServerContext* rpc);
+  EppStream(Worker& worker, std::shared_ptr<EppStreamShared> shared,
+            grpc::CallbackServerContext* rpc);
   ~EppStream() override;
 
-  // gRPC threads: each hands the event to the worker.
+  // gRPC threads: OnReadDone, OnCancel and OnDone hand the event to the worker; OnWriteDone
+  // starts the next published answer's write (see the ring below).
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -97,6 +100,19 @@ class EppStream final
   void OnResponseHeaders();
   void OnResponseBody();
   void OnResponseTrailers();
+  // A response chunk answered unchanged: its accounting (first byte, usage from the SSE events
+  // or the whole JSON body).
+  void RecordChunk(std::string_view chunk, bool eos);
+  bool ChunkNeedsRewrite() const;
+  // The fast path (gRPC thread, inside OnReadDone): answers an unchanged response chunk at once,
+  // posts its accounting to the worker and reads the next message. False when back-pressure
+  // sends the message to the worker instead.
+  bool EchoOnGrpcThread();
+  void HandleEchoedChunk(const std::string& chunk, bool eos);
+  // Worker: stops the fast path (before the stream finishes); if it is running now, the worker
+  // waits for HandleEchoReleased.
+  void RevokeEcho();
+  void HandleEchoReleased();
   void StartPhases();
   static boost::asio::awaitable<void> RunPhases(EppStream* self);
   void AnswerPick();
@@ -129,7 +145,7 @@ class EppStream final
   std::string_view RequestIdForReply();
 
   Worker& worker_;
-  EppStreamShared& shared_;
+  const std::shared_ptr<EppStreamShared> shared_;
   grpc::CallbackServerContext* const rpc_;  // gRPC threads only, before OnDone
   Request req_;
   // Answers handed to gRPC, written one at a time in order: a ring the worker fills and
@@ -147,6 +163,15 @@ class EppStream final
   std::atomic<bool> write_failed_{false};
   std::atomic<bool> drain_wanted_{false};
   std::deque<Response*> overflow_;  // worker: answers beyond a full ring
+
+  // The response-chunk fast path. The worker arms it after the response headers when chunks go
+  // back unchanged; OnReadDone takes it (armed → busy) for a response_body message and then owns
+  // the read and the ring's producer side until it gives them back (busy → armed, with the next
+  // read issued). The worker revokes it (→ off) before finishing; if it was busy,
+  // HandleEchoReleased tells the worker when the gRPC thread is out.
+  static constexpr uint8_t kEchoOff = 0, kEchoArmed = 1, kEchoBusy = 2;
+  std::atomic<uint8_t> echo_{kEchoOff};
+  bool echo_in_flight_ = false;  // worker: revoked while busy, waiting for the release
   std::vector<Response*> spare_;
   std::vector<std::unique_ptr<Response>> owned_;
   Stage stage_ = Stage::kRequestHeaders;

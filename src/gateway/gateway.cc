@@ -203,6 +203,7 @@ class Process {
   void ApplyOverrides(GatewayConfig& c) const {
     if (!options_.listen_override.empty()) c.listen = options_.listen_override;
     if (!options_.admin_override.empty()) c.admin = options_.admin_override;
+    if (!options_.epp_listen_override.empty()) c.epp.listen = options_.epp_listen_override;
     if (options_.workers_override >= 0)
       c.workers = static_cast<uint32_t>(options_.workers_override);
     if (options_.disable_access_log) c.access_log.enabled = false;

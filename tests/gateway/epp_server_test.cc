@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -56,7 +57,8 @@ class EppServerTest : public ::testing::Test {
  protected:
   void Start(std::string_view epp_extra = "", std::string_view pool_extra = "",
              std::string_view models_extra = "",
-             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) {
+             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+             uint64_t max_body_bytes = 4096) {
     a_ = std::make_unique<testing::ScriptedUpstream>(4);
     b_ = std::make_unique<testing::ScriptedUpstream>(4);
     auto config = ParseConfig(R"(
@@ -82,7 +84,8 @@ models:
 access_log:
   enabled: false
 limits:
-  max_body_bytes: 4096
+  max_body_bytes: )" + std::to_string(max_body_bytes) +
+                                  R"(
 )",
                               "epp_server_test.yaml");
     ASSERT_TRUE(config.ok()) << config.status().message();
@@ -92,7 +95,7 @@ limits:
     worker_ = std::make_unique<Worker>(0, shared_, metrics_);
     worker_->Start(runtime_);
     server_ = std::make_unique<EppServer>(std::vector<Worker*>{worker_.get()});
-    auto port = server_->Start(config->epp, 1 << 20);
+    auto port = server_->Start(config->epp, max_body_bytes + (1 << 20));
     ASSERT_TRUE(port.ok()) << port.status().message();
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(*port),
                                    credentials ? credentials : grpc::InsecureChannelCredentials());
@@ -323,6 +326,36 @@ TEST_F(EppServerTest, StreamedResponseUsageInjectedAndStripped) {
   EXPECT_EQ(metrics_.usage_unknown[model].load(), 0u);
 }
 
+TEST_F(EppServerTest, LargeBodyGoesBackInBoundedChunksInOrder) {
+  Start("", "", "", nullptr, 8 << 20);
+  // 3 MB: 49 chunks of at most 62,000 bytes, more than the stream's write ring holds at once.
+  const std::string body = Chat("m", false, std::string(3 << 20, 'a'));
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+  for (size_t at = 0; at < body.size(); at += 1 << 20) {
+    ASSERT_TRUE(stream->Write(Body(body.substr(at, 1 << 20), at + (1 << 20) >= body.size())));
+  }
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  ASSERT_TRUE(r.has_request_headers());
+  std::string echoed;
+  size_t chunks = 0;
+  for (bool eos = false; !eos; ++chunks) {
+    ASSERT_TRUE(stream->Read(&r));
+    const auto& sr = r.request_body().response().body_mutation().streamed_response();
+    EXPECT_LE(sr.body().size(), 62000u);
+    echoed += sr.body();
+    eos = sr.end_of_stream();
+  }
+  EXPECT_EQ(chunks, (body.size() + 61999) / 62000);
+  EXPECT_TRUE(echoed == body);
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&r));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+}
+
 TEST_F(EppServerTest, BufferedModeRewrittenBodyCarriesItsContentLength) {
   Start();
   grpc::ClientContext ctx;
@@ -358,6 +391,101 @@ TEST_F(EppServerTest, ObservabilityModeIsNeverAnswered) {
   EXPECT_TRUE(stream->Finish().ok());
   EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
   EXPECT_EQ(EndpointInFlight(), 0);
+}
+
+// A client that asked for usage itself: nothing to take out, so every chunk goes back unchanged
+// (answered on gRPC's thread) while the worker reads the usage from the events.
+TEST_F(EppServerTest, StreamedResponseEchoedUnchangedWithUsage) {
+  Start();
+  const std::string body =
+      R"({"model":"m","stream":true,"stream_options":{"include_usage":true},"max_tokens":4,)"
+      R"("messages":[{"role":"user","content":"hi"}]})";
+  for (int round = 0; round < 2; ++round) {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Process(&ctx);
+    ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+    ASSERT_TRUE(stream->Write(Body(body, true)));
+    ep::ProcessingResponse r;
+    ASSERT_TRUE(stream->Read(&r));
+    const std::string destination = HeaderOf(r.request_headers().response().header_mutation(),
+                                             "x-gateway-destination-endpoint");
+    for (bool eos = false; !eos;) {
+      ASSERT_TRUE(stream->Read(&r));
+      eos = r.request_body().response().body_mutation().streamed_response().end_of_stream();
+    }
+    const std::string sse = Upstream(destination.substr(0, destination.find(',')), body);
+    ASSERT_TRUE(stream->Write(ResponseHeaders(200, "text/event-stream")));
+    ASSERT_TRUE(stream->Read(&r));
+    std::string relayed;
+    const size_t cut = round == 0 ? sse.size() : 29;  // round 1: cancelled after a few chunks
+    for (size_t at = 0; at < cut; at += 29) {
+      const bool last = at + 29 >= sse.size();
+      ASSERT_TRUE(stream->Write(Body(sse.substr(at, 29), last, true)));
+      ASSERT_TRUE(stream->Read(&r));
+      const auto& sr = r.response_body().response().body_mutation().streamed_response();
+      EXPECT_EQ(sr.end_of_stream(), last);
+      relayed += sr.body();
+    }
+    if (round == 0) {
+      EXPECT_EQ(relayed, sse);  // unchanged, usage chunk included: the client asked for it
+      stream->WritesDone();
+      EXPECT_FALSE(stream->Read(&r));
+      EXPECT_TRUE(stream->Finish().ok());
+    } else {
+      ctx.TryCancel();
+      EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    }
+    EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+    EXPECT_EQ(EndpointInFlight(), 0);
+  }
+  const uint16_t model = slots_.models.SlotFor("m");
+  EXPECT_EQ(metrics_.requests[model][StatusSlot(200)].load(), 1u);
+  EXPECT_EQ(metrics_.requests[model][StatusSlot(499)].load(), 1u);
+  EXPECT_GT(metrics_.completion_tokens[model].load(), 0u);
+  EXPECT_TRUE(Eventually([&] { return metrics_.epp_streams.load() == 0; }));
+}
+
+TEST_F(EppServerTest, TheServedEndpointCarriesTheLoadWhenTheGatewayFellBack) {
+  Start();
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+  ASSERT_TRUE(stream->Write(Body(Chat("m", false), true)));
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  const std::string destination =
+      HeaderOf(r.request_headers().response().header_mutation(), "x-gateway-destination-endpoint");
+  for (bool eos = false; !eos;) {
+    ASSERT_TRUE(stream->Read(&r));
+    eos = r.request_body().response().body_mutation().streamed_response().end_of_stream();
+  }
+  const std::string fallback = destination.substr(destination.find(',') + 1);
+  const auto& endpoints = runtime_->pools[0]->endpoints;
+  auto in_flight = [&](const std::string& ip_port) -> int64_t {
+    for (const auto& e : endpoints) {
+      if (e.ip_port == ip_port) return e.state->in_flight.load();
+    }
+    return -1;
+  };
+  ASSERT_EQ(in_flight(fallback), 0);
+  // The first endpoint failed; the Gateway's retry reached the fallback.
+  ASSERT_TRUE(stream->Write(ResponseHeaders(200, "application/json", fallback)));
+  ASSERT_TRUE(stream->Read(&r));
+  EXPECT_EQ(in_flight(fallback), 1);
+  EXPECT_EQ(EndpointInFlight(), 1);
+  ASSERT_TRUE(stream->Write(
+      Body(R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}})", true, true)));
+  ASSERT_TRUE(stream->Read(&r));
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&r));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+  EXPECT_EQ(EndpointInFlight(), 0);
+  for (const auto& e : endpoints) {
+    if (e.ip_port == fallback) {
+      EXPECT_EQ(metrics_.endpoint_tokens[e.metrics_slot][1].load(), 2u);  // output tokens
+    }
+  }
 }
 
 TEST_F(EppServerTest, SubsetHintRestrictsThePick) {
@@ -564,6 +692,61 @@ TEST_F(EppServerTest, SaturatedPoolShedsAndAnswersBeforeTheGatewayTimesOut) {
   EXPECT_EQ(EndpointInFlight(), 0);
 }
 
+// Random message sequences — in order, out of order, truncated, cancelled or half-closed at any
+// point — never crash the server or leak a counter.
+TEST_F(EppServerTest, RandomMessageSequencesLeaveNothingBehind) {
+  Start();
+  std::mt19937 rng(1234);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  const std::string paths[] = {"/v1/chat/completions", "/v1/models", "/v1/completions"};
+  const std::string bodies[] = {Chat("m", false), Chat("m", true),        Chat("nope", false),
+                                "{\"model\":",    std::string(5000, 'x'), ""};
+  for (int i = 0; i < 150; ++i) {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Process(&ctx);
+    const int n = 1 + pick(7);
+    for (int k = 0; k < n; ++k) {
+      ep::ProcessingRequest m;
+      switch (pick(8)) {
+        case 0:
+        case 1:
+          m = Headers(paths[pick(3)], pick(4) == 0,
+                      pick(3) == 0 ? Mode::BUFFERED : Mode::FULL_DUPLEX_STREAMED);
+          break;
+        case 2:
+        case 3:
+          m = Body(bodies[pick(6)], pick(2) == 0);
+          break;
+        case 4:
+          m.mutable_request_trailers();
+          break;
+        case 5:
+          m = ResponseHeaders(pick(2) ? 200 : 503,
+                              pick(2) ? "text/event-stream" : "application/json");
+          break;
+        case 6:
+          m = Body("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n", pick(3) == 0, true);
+          break;
+        default:
+          break;  // an empty message
+      }
+      if (!stream->Write(m)) break;
+    }
+    if (pick(2)) {
+      stream->WritesDone();
+    } else {
+      ctx.TryCancel();
+    }
+    ep::ProcessingResponse r;
+    while (stream->Read(&r)) {
+    }
+    stream->Finish();
+  }
+  EXPECT_TRUE(Eventually([&] { return metrics_.epp_streams.load() == 0; }));
+  EXPECT_EQ(metrics_.in_flight.load(), 0);
+  EXPECT_EQ(EndpointInFlight(), 0);
+}
+
 TEST_F(EppServerTest, StreamLimitAndHealth) {
   Start("  max_streams: 1\n");
   auto health = grpc::health::v1::Health::NewStub(channel_);
@@ -595,6 +778,33 @@ TEST_F(EppServerTest, StreamLimitAndHealth) {
   EXPECT_EQ(metrics_.epp_errors[static_cast<size_t>(EppError::kStreamLimit)].load(), 1u);
   first_ctx.TryCancel();
   first->Finish();
+}
+
+TEST_F(EppServerTest, HealthWatchFollowsReadinessAndDrainRefusesNewStreams) {
+  Start();
+  using grpc::health::v1::HealthCheckResponse;
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext watch_ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("readiness");
+  auto watch = health->Watch(&watch_ctx, req);
+  HealthCheckResponse hr;
+  ASSERT_TRUE(watch->Read(&hr));
+  EXPECT_EQ(hr.status(), HealthCheckResponse::NOT_SERVING);
+  server_->SetReady(true);
+  ASSERT_TRUE(watch->Read(&hr));
+  EXPECT_EQ(hr.status(), HealthCheckResponse::SERVING);
+  server_->BeginDrain();
+  ASSERT_TRUE(watch->Read(&hr));
+  EXPECT_EQ(hr.status(), HealthCheckResponse::NOT_SERVING);
+  watch_ctx.TryCancel();
+  watch->Finish();
+
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  ep::ProcessingResponse r;
+  EXPECT_FALSE(stream->Read(&r));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(EppServerTest, ServesTlsWithTheConfiguredCertificate) {
