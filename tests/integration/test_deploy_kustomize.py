@@ -5,11 +5,12 @@ match the pods they target (and no others); Service target ports, probe ports an
 target ports are container ports; the HTTPRoute sends to the InferencePool; the RBAC granted to
 the gateway's service account covers every resource discovery reads for the config in the
 ConfigMap (get, list, watch, in the right scope) and nothing more; the containers are hardened;
-the config passes `tokenway --validate`; the tokenway-sim and tokenway-bench arguments are flags
-those binaries accept; the Kueue Job is suspended and names its LocalQueue; each KEDA
-ScaledObject scales an existing model-server Deployment of a configured pool through a Service
-that reaches the gateway's scaler port. The checks are also run on broken copies of a render to
-show that they fail."""
+the config passes `tokenway --validate`; an InferencePool's endpointPickerRef reaches the gateway's
+ext_proc listener (`epp.listen`) through its Service; the tokenway-sim and tokenway-bench
+arguments are flags those binaries accept; the Kueue Job is suspended and names its LocalQueue;
+each KEDA ScaledObject scales an existing model-server Deployment of a configured pool through a
+Service that reaches the gateway's scaler port. The checks are also run on broken copies of a
+render to show that they fail."""
 import copy
 import json
 import os
@@ -25,7 +26,7 @@ import twtest
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 KDIR = os.path.join(ROOT, "deploy", "kubernetes")
-OVERLAYS = ["sim", "vllm", "batch"]
+OVERLAYS = ["sim", "vllm", "batch", "epp"]
 KUBECTL = shutil.which("kubectl")
 KUSTOMIZE = shutil.which("kustomize")
 READ_VERBS = {"get", "list", "watch"}
@@ -459,6 +460,54 @@ def check_scaled_objects(r):
     return problems
 
 
+def check_endpoint_picker(r):
+    """Every endpointPickerRef names a Service port that reaches the gateway's `epp.listen`, and
+    an `epp.listen` in the config is some InferencePool's picker."""
+    problems = []
+    cfg = r.config()
+    gw = r.gateway()
+    listen = (cfg.get("epp") or {}).get("listen")
+    referenced = False
+    for p in r.kind("InferencePool"):
+        ref = p["spec"].get("endpointPickerRef")
+        if not ref:
+            continue
+        name = p["metadata"]["name"]
+        if ref.get("kind", "Service") != "Service" or ref.get("group", "") != "":
+            problems.append(f"InferencePool {name}: endpointPickerRef is not a core Service")
+            continue
+        if ref.get("failureMode", "FailClose") not in ("FailOpen", "FailClose"):
+            problems.append(f"InferencePool {name}: failureMode {ref.get('failureMode')}")
+        svcs = [s for s in r.kind("Service")
+                if s["metadata"]["name"] == ref["name"] and ns(s) == ns(p)]
+        if len(svcs) != 1:
+            problems.append(f"InferencePool {name}: Service {ref['name']} not in the render")
+            continue
+        number = (ref.get("port") or {}).get("number")
+        ports = [x for x in svcs[0]["spec"]["ports"] if x["port"] == number]
+        if len(ports) != 1:
+            problems.append(f"InferencePool {name}: port {number} is no port of {ref['name']}")
+            continue
+        targets = selected(r, svcs[0]["spec"].get("selector", {}), ns(svcs[0]))
+        if targets != [gw]:
+            problems.append(f"Service {ref['name']} does not select the gateway pods")
+            continue
+        if not listen:
+            problems.append(f"InferencePool {name} names a picker but the config has no "
+                            "epp.listen")
+            continue
+        host, _, port = listen.rpartition(":")
+        if host != "0.0.0.0":
+            problems.append("epp.listen must bind 0.0.0.0 in a pod")
+        if container_port(gw, ports[0].get("targetPort", number)) != int(port):
+            problems.append(f"Service {ref['name']} port {number} does not reach epp.listen "
+                            f"{listen}")
+        referenced = True
+    if listen and not referenced:
+        problems.append(f"epp.listen {listen} is no InferencePool's endpointPickerRef")
+    return problems
+
+
 class DeployRenderTest(unittest.TestCase):
     renders = {}
 
@@ -536,6 +585,20 @@ class DeployRenderTest(unittest.TestCase):
                 os.unlink(f.name)
             self.assertEqual(out.returncode, 0, f"{overlay}: {out.stdout}{out.stderr}")
             self.assertIn("ok (1 pools, 1 models)", out.stdout + out.stderr)
+
+    def test_endpoint_picker(self):
+        for overlay, r in self.each():
+            self.assertEqual(check_endpoint_picker(r), [], overlay)
+        r = self.renders["epp"]
+        pool = r.get("InferencePool", "llama-8b")
+        self.assertEqual(pool["spec"]["endpointPickerRef"]["port"], {"number": 9002})
+        self.assertEqual(r.config()["epp"]["listen"], "0.0.0.0:9002")
+        route = r.get("HTTPRoute")
+        self.assertEqual(route["spec"]["rules"][0]["backendRefs"][0]["name"], "llama-8b")
+        # The HTTP front door, the admin listener and their Service stay as in the base.
+        self.assertEqual(check_gateway(r), [])
+        for overlay in ("sim", "vllm", "batch"):
+            self.assertIsNone(self.renders[overlay].config().get("epp"))
 
     def test_dra_claim(self):
         r = self.renders["vllm"]
@@ -694,6 +757,27 @@ class DeployRenderTest(unittest.TestCase):
             cfg["autoscaling"]["keda"]["listen"] = "0.0.0.0:9200"
             cm["data"]["tokenway.yaml"] = yaml.safe_dump(cfg)
         self.assertTrue(check_scaled_objects(broken(listen_port)))
+        epp = self.renders["epp"]
+
+        def broken_epp(edit):
+            docs = copy.deepcopy(epp.docs)
+            r = Render(docs)
+            edit(r)
+            return r
+
+        def picker_port(r):
+            r.get("InferencePool")["spec"]["endpointPickerRef"]["port"]["number"] = 9003
+        self.assertTrue(check_endpoint_picker(broken_epp(picker_port)))
+
+        def listen_port(r):
+            cm = r.config_map()
+            cm["data"]["tokenway.yaml"] = cm["data"]["tokenway.yaml"].replace(
+                "0.0.0.0:9002", "0.0.0.0:9102")
+        self.assertTrue(check_endpoint_picker(broken_epp(listen_port)))
+
+        def no_ref(r):
+            del r.get("InferencePool")["spec"]["endpointPickerRef"]
+        self.assertTrue(check_endpoint_picker(broken_epp(no_ref)))
 
 
 if __name__ == "__main__":
