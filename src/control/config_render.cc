@@ -235,6 +235,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
 
   WriteKubernetes(w.Key("kubernetes"), c.kubernetes);
   WriteGovernanceJson(w.Key("governance"), c.governance);
+  WriteProcessorsConfig(w.Key("processors"), c.processors);
   w.EndObject();
   return out;
 }

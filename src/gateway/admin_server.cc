@@ -18,6 +18,7 @@
 #include "control/scaling_signals.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
+#include "payload/payload_metrics.h"
 #include "telemetry/metrics_exposition.h"
 
 namespace tokenway {
@@ -306,6 +307,7 @@ std::string AdminServer::RenderMetrics() const {
   in.trace_section = [&](PrometheusText& t) {
     RenderTraceMetrics(t, view_.shared ? view_.shared->traces.get() : nullptr);
   };
+  in.payload_section = [](PrometheusText& t) { PayloadMetrics::Global().Render(t); };
   if (rt->governance) {
     in.governance_section = [&](PrometheusText& t) {
       rt->governance->state->RenderMetrics(t, rt->governance.get());

@@ -2,14 +2,20 @@
 // body (chunked or not) is de-framed into an SseEventSplitter, and every upstream read's
 // complete events are written at once as one HTTP chunk in one gathered write, pointing into the
 // splitter's buffer (no second copy); nothing is held back to fill a buffer. Events pass
-// unchanged through an empty response-processor chain; an event that may carry usage is parsed
-// to record it, and the usage-only chunk is dropped when tokenway asked for it. A whole response
-// is checked (a 200 must be JSON), its usage read, and written as head + body in one write.
+// unchanged through an empty response-processor chain; otherwise the processors that apply to
+// the request see each event with their per-stream state (kept in the context) and may replace
+// it by other events, hold text back (a bounded window) or end the stream (kEnd: their last
+// events are sent and the upstream connection is dropped); at "[DONE]" or the end of the body
+// they release what they hold. An event that may carry usage is parsed to record it, and the
+// usage-only chunk is dropped when tokenway asked for it. A whole response is checked (a 200 must
+// be JSON), its usage read, run through the processors' whole-body form, and written as head +
+// body in one write.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/error.hpp>
 #include <charconv>
+#include <optional>
 
 #include "common/duration.h"
 #include "common/openai_error.h"
@@ -36,12 +42,14 @@ void AppendDecimal(std::string& out, size_t v) {
   out.append(digits, end);
 }
 
-// The response processors' verdict on one payload; `replacement` receives a replaced payload.
-ResponseVerdict RunResponseProcessors(const PayloadChain& chain, std::string_view data,
+// The applying response processors' verdict on a whole body; `replacement` receives a replaced
+// body.
+ResponseVerdict RunResponseProcessors(const RequestContext& ctx, std::string_view data,
                                       std::string& replacement) {
   ResponseVerdict verdict = ResponseVerdict::kPass;
   std::string next;
-  for (const auto& p : chain.response) {
+  for (const auto& p : ctx.runtime->payload.response) {
+    if (!p->Applies(ctx.inspected.model, ctx.record.tenant)) continue;
     std::string_view current = verdict == ResponseVerdict::kReplace ? replacement : data;
     ResponseVerdict v = p->Process(current, next);
     if (v == ResponseVerdict::kDrop) return v;
@@ -51,6 +59,81 @@ ResponseVerdict RunResponseProcessors(const PayloadChain& chain, std::string_vie
     }
   }
   return verdict;
+}
+
+// Creates the stream state of every response processor that applies; false when none does.
+bool BeginStreamProcessors(RequestContext& ctx) {
+  const auto& chain = ctx.runtime->payload.response;
+  ctx.stream_states.clear();
+  ctx.response_applies.assign(chain.size(), 0);
+  bool any = false;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    ctx.stream_states.push_back(nullptr);
+    if (!chain[i]->Applies(ctx.inspected.model, ctx.record.tenant)) continue;
+    ctx.response_applies[i] = 1;
+    ctx.stream_states[i] = chain[i]->Begin();
+    any = true;
+  }
+  return any;
+}
+
+// Runs one stream event (`data`), or the end of the stream (no `data`), through the applying
+// processors in order; each processor's output events are the next one's input. kPass: `data`
+// goes out unchanged; kReplace: ctx.stream_events go out instead (maybe none); kEnd: they are the
+// stream's last events.
+ResponseVerdict RunStreamProcessors(RequestContext& ctx, std::optional<std::string_view> data) {
+  const auto& chain = ctx.runtime->payload.response;
+  std::vector<std::string>& cur = ctx.stream_events;
+  std::vector<std::string>& next = ctx.stream_events_next;
+  thread_local std::vector<std::string> produced;
+  cur.clear();
+  bool original = data.has_value();  // the input is still the upstream's event, unchanged
+  bool changed = !original;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    if (!ctx.response_applies[i]) continue;
+    const ResponseProcessor& p = *chain[i];
+    ResponseStreamState* state = ctx.stream_states[i].get();
+    next.clear();
+    bool ended = false;
+    auto run = [&](std::string_view in, bool is_original) {
+      produced.clear();
+      ResponseVerdict v;
+      if (state) {
+        v = p.Process(*state, in, produced);
+      } else {
+        produced.emplace_back();
+        v = p.Process(in, produced.back());
+        if (v == ResponseVerdict::kDrop) produced.clear();
+      }
+      if (v == ResponseVerdict::kPass) {
+        if (!is_original) next.emplace_back(in);
+        return true;
+      }
+      for (std::string& e : produced) next.push_back(std::move(e));
+      ended = v == ResponseVerdict::kEnd;
+      return false;
+    };
+    if (original) {
+      if (run(*data, true)) continue;  // still the original, nothing copied
+      original = false;
+      changed = true;
+    } else {
+      for (const std::string& in : cur) {
+        if (!run(in, false)) changed = true;
+        if (ended) break;
+      }
+    }
+    if (!ended && !data && state) {
+      produced.clear();
+      const ResponseVerdict v = p.Finish(*state, produced);
+      for (std::string& e : produced) next.push_back(std::move(e));
+      ended = v == ResponseVerdict::kEnd;
+    }
+    cur.swap(next);
+    if (ended) return ResponseVerdict::kEnd;
+  }
+  if (original) return ResponseVerdict::kPass;
+  return changed ? ResponseVerdict::kReplace : ResponseVerdict::kPass;
 }
 
 asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client) {
@@ -78,6 +161,9 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
   head.append("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
   head.append("X-Request-Id: ").append(rec.request_id).append("\r\n");
   head.append(ctx.governance.headers());
+  if (!rec.payload_flags.empty()) {
+    head.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
+  }
   head.append(chunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
   if (chunked && !client.keep_alive()) head.append("Connection: close\r\n");
   head.append("\r\n");
@@ -110,7 +196,17 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     co_return PhaseResult::kDone;
   };
 
-  const bool processors = !rt.payload.response.empty();
+  const bool processors = !rt.payload.response.empty() && BeginStreamProcessors(ctx);
+  bool processors_finished = false;  // the processors released what they held
+  bool filtered = false;             // a processor ended the stream (kEnd)
+  // Queues the processors' events; true when the stream ends with them.
+  auto keep_processed = [&](ResponseVerdict v) {
+    for (const std::string& e : ctx.stream_events) batch.KeepReplaced(e);
+    if (v != ResponseVerdict::kEnd) return false;
+    filtered = true;
+    rec.error_code.assign("content_filter");
+    return true;
+  };
   for (;;) {
     if (!conn.buffer.empty()) {
       boost::beast::error_code ec;
@@ -128,6 +224,11 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     while (events.Next(event)) {
       std::string_view data = SseEventData(event, ctx.scratch);
       if (data == "[DONE]") {
+        if (processors && !processors_finished) {
+          processors_finished = true;
+          const ResponseVerdict v = RunStreamProcessors(ctx, std::nullopt);
+          if (keep_processed(v)) break;
+        }
         batch.Keep(event);
         continue;
       }
@@ -141,13 +242,13 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
       }
       if (!data.empty() && ++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
       if (processors && !data.empty()) {
-        std::string& replacement = ctx.processed;
-        ResponseVerdict v = RunResponseProcessors(rt.payload, data, replacement);
-        if (v == ResponseVerdict::kDrop) continue;
-        if (v == ResponseVerdict::kReplace) {
-          batch.KeepReplaced(replacement);
-          continue;
+        const ResponseVerdict v = RunStreamProcessors(ctx, data);
+        if (v == ResponseVerdict::kPass) {
+          batch.Keep(event);
+        } else if (keep_processed(v)) {
+          break;
         }
+        continue;
       }
       batch.Keep(event);
     }
@@ -155,7 +256,11 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
       co_return co_await end_with_error(UpstreamError::kProtocol, "upstream event exceeds 4 MiB",
                                         "bad_upstream_response");
     }
-    const bool done = rp.is_done();
+    if (processors && !filtered && !processors_finished && rp.is_done()) {
+      processors_finished = true;
+      keep_processed(RunStreamProcessors(ctx, std::nullopt));
+    }
+    const bool done = rp.is_done() || filtered;
     if (!batch.empty() || done) {
       std::vector<asio::const_buffer>& out = ctx.gather;
       out.clear();
@@ -176,6 +281,13 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
       if (!co_await client.Write(std::span<const asio::const_buffer>(out))) co_return gone();
     }
     events.Compact();
+    if (filtered) {
+      // The rest of the upstream stream is not read: its connection cannot be reused.
+      conn.deadline.Disarm();
+      state.RecordSuccess();
+      ctx.conn.reset();
+      co_return PhaseResult::kDone;
+    }
     if (done) break;
     conn.deadline.Arm(std::min(MonotonicNanos() + up.stream_idle_timeout.count(), total_deadline));
     char* p = conn.buffer.write_ptr(kUpstreamReadChunk);
@@ -231,7 +343,7 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
     if (rec.trace.sampled()) rec.response_model.assign(reading.model);
     body = ctx.response_body;
     if (!rt.payload.response.empty()) {
-      ResponseVerdict v = RunResponseProcessors(rt.payload, body, ctx.processed);
+      ResponseVerdict v = RunResponseProcessors(ctx, body, ctx.processed);
       if (v == ResponseVerdict::kReplace) body = ctx.processed;
       if (v == ResponseVerdict::kDrop) {
         co_return ctx.Fail(502, "the response was withheld by a response processor",
@@ -252,6 +364,9 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
   AppendDecimal(out, body.size());
   out.append("\r\nX-Request-Id: ").append(rec.request_id).append("\r\n");
   out.append(ctx.governance.headers());
+  if (!rec.payload_flags.empty()) {
+    out.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
+  }
   if (!client.keep_alive()) out.append("Connection: close\r\n");
   out.append("\r\n");
   rec.first_byte_ns = MonotonicNanos();
