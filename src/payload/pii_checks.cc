@@ -118,6 +118,11 @@ bool IsIpv6(std::string_view candidate) {
 }
 
 bool IsPhoneNumber(std::string_view candidate) {
+  // NNN-NN-NNNN is the SSN layout, not a telephone numbering plan's.
+  if (candidate.size() == 11 && (candidate[3] == '-' || candidate[3] == ' ') &&
+      (candidate[6] == '-' || candidate[6] == ' ')) {
+    return false;
+  }
   int digits = 0;
   bool separated = false;
   bool plus = !candidate.empty() && candidate.front() == '+';

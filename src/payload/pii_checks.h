@@ -20,7 +20,8 @@ bool IsUsSsn(std::string_view candidate);
 bool IsIpv4(std::string_view candidate);
 // An IPv6 address (RFC 4291 text form) with at least three non-empty groups.
 bool IsIpv6(std::string_view candidate);
-// 9 to 15 digits (E.164 length) with a leading '+' or at least one separator between groups.
+// 9 to 15 digits (E.164 length) with a leading '+' or at least one separator between groups,
+// and not in the US SSN layout NNN-NN-NNNN.
 bool IsPhoneNumber(std::string_view candidate);
 // Bits per character of the token's character distribution.
 double ShannonEntropy(std::string_view token);

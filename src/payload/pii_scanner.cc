@@ -59,8 +59,7 @@ bool Valid(PiiScanner::Check check, std::string_view normalized, std::string_vie
 }
 
 bool Trimmable(PiiScanner::Check check) {
-  return check == PiiScanner::Check::kCard || check == PiiScanner::Check::kIban ||
-         check == PiiScanner::Check::kPhone;
+  return check == PiiScanner::Check::kCard || check == PiiScanner::Check::kIban;
 }
 
 }  // namespace

@@ -8,8 +8,8 @@ namespace tokenway {
 
 namespace {
 
-constexpr auto kOptions =
-    static_cast<utf8proc_option_t>(UTF8PROC_COMPAT | UTF8PROC_CASEFOLD | UTF8PROC_IGNORE);
+constexpr auto kOptions = static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT |
+                                                         UTF8PROC_CASEFOLD | UTF8PROC_IGNORE);
 
 void AppendCodepoint(NormalizedText& out, utf8proc_int32_t cp, uint32_t origin) {
   utf8proc_uint8_t bytes[4];
