@@ -67,10 +67,13 @@ bool Unescape(std::string_view raw, std::string& out) {
   out.clear();
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c != '\\') {
-      out.push_back(c);
-      continue;
+    // Runs without escapes are copied whole.
+    const size_t escape = s.find('\\', i);
+    const size_t run_end = escape == std::string_view::npos ? s.size() : escape;
+    if (run_end > i) {
+      out.append(s.data() + i, run_end - i);
+      i = run_end;
+      if (i == s.size()) break;
     }
     if (++i >= s.size()) return false;
     switch (s[i]) {

@@ -53,10 +53,21 @@ void NormalizeText(std::string_view source, NormalizedText& out) {
   for (utf8proc_ssize_t i = 0; i < size;) {
     const auto at = static_cast<uint32_t>(i);
     if (p[i] < 0x80) {
-      const char c = static_cast<char>(p[i]);
-      out.text.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
-      out.origin.push_back(at);
-      ++i;
+      // A run of ASCII: lowercased and mapped one to one, in bulk.
+      utf8proc_ssize_t end = i + 1;
+      while (end < size && p[end] < 0x80) ++end;
+      const size_t n = static_cast<size_t>(end - i);
+      const size_t base = out.text.size();
+      out.text.resize(base + n);
+      out.origin.resize(base + n);
+      char* t = out.text.data() + base;
+      uint32_t* o = out.origin.data() + base;
+      for (size_t k = 0; k < n; ++k) {
+        const char c = static_cast<char>(p[i + static_cast<utf8proc_ssize_t>(k)]);
+        t[k] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        o[k] = at + static_cast<uint32_t>(k);
+      }
+      i = end;
       continue;
     }
     utf8proc_int32_t cp = 0;
