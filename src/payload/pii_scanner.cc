@@ -36,6 +36,23 @@ const CandidateSpec kCandidates[] = {
      PiiScanner::Check::kPhone},
 };
 
+// For each detector, a pattern every prefix of every match of its candidates matches (a superset:
+// it may hold back more than needed, never less). Anchored at the end of the text when used.
+struct PrefixSpec {
+  const char* detector;
+  const char* pattern;
+};
+const PrefixSpec kPrefixes[] = {
+    {"payment_card", R"(\d(?:[ \-]?\d)*[ \-]?)"},
+    {"us_ssn", R"(\d(?:[ \-]?\d)*[ \-]?)"},
+    {"ipv4", R"(\d[\d.]*)"},
+    {"ipv6", R"([0-9a-f:][0-9a-f:.]*)"},
+    {"iban", R"([a-z](?:[a-z](?:\d(?:\d[a-z0-9 ]*)?)?)?)"},
+    {"email", R"([a-z0-9._%+\-]+(?:@[a-z0-9.\-]*)?)"},
+    {"phone", R"([+(\d][\d .\-()]*)"},
+    {"secret", R"([a-z0-9+/_\-]+={0,2}|-{1,5}(?:b(?:e(?:g(?:i(?:n(?: [a-z0-9 \-]*)?)?)?)?)?)?)"},
+};
+
 bool Valid(PiiScanner::Check check, std::string_view normalized, std::string_view source) {
   switch (check) {
     case PiiScanner::Check::kNone:
@@ -120,7 +137,27 @@ StatusOr<std::unique_ptr<PiiScanner>> PiiScanner::Create(
     }
   }
   if (!s->set_.Compile()) return Status::Error("pii: RE2 could not compile the detector set");
+  std::string prefixes;
+  for (const PrefixSpec& p : kPrefixes) {
+    const bool enabled = std::any_of(sorted.begin(), sorted.end(),
+                                     [&](const auto& d) { return d.first == p.detector; });
+    if (!enabled) continue;
+    if (!prefixes.empty()) prefixes += '|';
+    prefixes += std::string("(?:") + p.pattern + ")";
+  }
+  s->prefixes_ = std::make_unique<RE2>("(?:" + prefixes + ")$", s->options_);
+  if (!s->prefixes_->ok()) {
+    return Status::Error("pii: the detectors' prefix patterns failed to compile: " +
+                         s->prefixes_->error());
+  }
   return s;
+}
+
+size_t PiiScanner::HoldStart(const NormalizedText& text) const {
+  const re2::StringPiece input(text.text.data(), text.text.size());
+  re2::StringPiece m;
+  if (!prefixes_->Match(input, 0, input.size(), RE2::UNANCHORED, &m, 1)) return input.size();
+  return static_cast<size_t>(m.data() - input.data());
 }
 
 void PiiScanner::Scan(const NormalizedText& text, std::vector<Finding>& out) const {

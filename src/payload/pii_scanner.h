@@ -29,6 +29,9 @@ class PiiScanner final : public TextScanner {
   static StatusOr<std::unique_ptr<PiiScanner>> Create(
       const std::vector<std::pair<std::string, ScanAction>>& detectors);
   void Scan(const NormalizedText& text, std::vector<Finding>& out) const override;
+  // The leftmost offset from which the rest of `text` is a prefix of a possible match of an
+  // enabled detector (one RE2 search with every detector's prefix pattern anchored at the end).
+  size_t HoldStart(const NormalizedText& text) const override;
 
   enum class Check { kNone, kCard, kIban, kSsn, kIpv4, kIpv6, kPhone, kEntropy };
 
@@ -42,6 +45,7 @@ class PiiScanner final : public TextScanner {
   RE2::Options options_;
   RE2::Set set_;
   std::vector<Candidate> candidates_;
+  std::unique_ptr<RE2> prefixes_;  // alternation of the enabled detectors' prefix patterns, then $
 };
 
 }  // namespace tokenway

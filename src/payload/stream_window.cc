@@ -1,5 +1,7 @@
 #include "payload/stream_window.h"
 
+#include <algorithm>
+
 namespace tokenway {
 
 void Placeholders::Append(const ScanRule& rule, uint32_t rule_index, std::string_view text,
@@ -32,10 +34,27 @@ void StreamWindow::Push(std::string_view delta, bool final, const TextScanner& s
     }
   }
   NormalizeText(buf, norm_);
+  size_t hold = std::string::npos;  // source offset; npos: the scanner cannot tell
+  if (!final) {
+    // Text before the earliest point a match could still be in progress leaves at once, even
+    // inside the window, when the scanner can tell where that is.
+    const size_t normalized_hold = scanner.HoldStart(norm_);
+    if (normalized_hold != std::string::npos) {
+      hold = buf.size();
+      if (normalized_hold < norm_.text.size()) {
+        size_t end = 0;
+        norm_.SourceSpan(normalized_hold, normalized_hold + 1, hold, end);
+      }
+      cut = std::max(cut, hold);
+    }
+  }
   scanner.Scan(norm_, findings_);
   size_t at = 0;
   for (const Finding& f : findings_) {
-    const bool settled = final || f.end < buf.size() || f.begin < cut;
+    // Text after a finding does not settle it while a longer match (another detector's) could
+    // still be in progress from before its end.
+    const bool followed = f.end < buf.size() && (hold == std::string::npos || hold >= f.end);
+    const bool settled = final || followed || f.begin < cut;
     if (!settled) continue;
     const ScanRule& rule = scanner.rules()[f.rule];
     if (rule.action == ScanAction::kBlock) {

@@ -42,6 +42,11 @@ class TextScanner {
   // Replaces `out` with the findings in `text`: sorted by begin, non-overlapping (of overlapping
   // findings the earlier, then the longer, then the lower rule index wins).
   virtual void Scan(const NormalizedText& text, std::vector<Finding>& out) const = 0;
+  // Streams: the earliest offset of the normalised `text` from which a match could still be in
+  // progress at its end (text from there on may be the beginning of a match), or npos when the
+  // scanner cannot tell (then the stream window holds back its full size). Never later than the
+  // start of such a match: text before it can be released at once.
+  virtual size_t HoldStart(const NormalizedText& text) const { return std::string::npos; }
 
  protected:
   // Sorts `out` and removes findings that overlap an earlier one.

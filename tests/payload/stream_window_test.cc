@@ -110,6 +110,38 @@ TEST(StreamWindow, ABlockedMatchSplitAtEveryOffsetNeverLeaves) {
   }
 }
 
+TEST(StreamWindow, EveryDetectorSplitAtEveryOffsetNeverLeaks) {
+  std::vector<std::pair<std::string, ScanAction>> all;
+  for (const auto& n : PiiDetectorNames()) all.emplace_back(n, ScanAction::kBlock);
+  auto s = PiiScanner::Create(all);
+  ASSERT_TRUE(s.ok());
+  std::shared_ptr<const TextScanner> scanner(std::move(*s));
+  ScanResponseProcessor p("pii", ProcessorMatch{}, scanner, ScanCounters::Create("all", *scanner),
+                          64);
+  const std::string samples[] = {"4111 1111 1111 1111",
+                                 "DE89 3704 0044 0532 0130 00",
+                                 "123-45-6789",
+                                 "jane.doe@example.com",
+                                 "10.0.12.7",
+                                 "2001:db8:85a3::8a2e:370:7334",
+                                 "+1 415 555 2671",
+                                 "sk-proj-abcdefghijklmnopqrstuvwx1234",
+                                 "AKIAIOSFODNN7EXAMPLE",
+                                 "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+                                 "-----BEGIN PRIVATE KEY-----",
+                                 "q8Zt3LmX9vRkP2wYc7NbH4jF6sDgA1eU"};
+  const std::string before = "so, the note says ";
+  for (const std::string& sample : samples) {
+    const std::string text = before + sample + " and more.";
+    for (size_t i = 1; i < text.size(); ++i) {
+      Outcome o = Relay(p, {Chunk(text.substr(0, i)), Chunk(text.substr(i)), kFinish});
+      ASSERT_TRUE(o.ended) << sample << " split at " << i;
+      EXPECT_EQ(before.compare(0, o.text.size(), o.text), 0)
+          << sample << " split at " << i << " leaked: " << o.text;
+    }
+  }
+}
+
 TEST(StreamWindow, OneCharacterPerEventIsCaughtToo) {
   auto p = Processor(ScanAction::kBlock, ScanAction::kRedact);
   const std::string text = "pay with 5500-0000-0000-0004 please";
@@ -130,20 +162,50 @@ TEST(StreamWindow, ARedactedMatchSplitAtEveryOffsetIsReplacedOnce) {
   }
 }
 
+std::unique_ptr<ScanResponseProcessor> PatternProcessor(size_t window) {
+  auto s = PatternScanner::Create({{"codename", "project\\s+falcon", ScanAction::kBlock}});
+  EXPECT_TRUE(s.ok());
+  std::shared_ptr<const TextScanner> scanner(std::move(*s));
+  return std::make_unique<ScanResponseProcessor>("patterns", ProcessorMatch{}, scanner,
+                                                 ScanCounters::Create("patterns_test", *scanner),
+                                                 window);
+}
+
+std::vector<std::string> Words(const std::string& text) {
+  std::vector<std::string> events;
+  for (size_t at = 0, step = 1; at < text.size(); at += step, step = step % 7 + 1) {
+    events.push_back(Chunk(text.substr(at, step)));
+  }
+  return events;
+}
+
 TEST(StreamWindow, HoldBackNeverExceedsTheWindow) {
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += "word" + std::to_string(i) + " ";
   for (size_t window : {8u, 16u, 64u}) {
-    auto p = Processor(ScanAction::kBlock, ScanAction::kRedact, window);
-    std::string text;
-    for (int i = 0; i < 60; ++i) text += "word" + std::to_string(i) + " ";
-    std::vector<std::string> events;
-    for (size_t at = 0, step = 1; at < text.size(); at += step, step = step % 7 + 1) {
-      events.push_back(Chunk(text.substr(at, step)));
-    }
-    Outcome o = Relay(*p, events, /*finish=*/false);
+    // A user pattern's prefixes are unknown: the window holds back its full size.
+    auto p = PatternProcessor(window);
+    Outcome o = Relay(*p, Words(text), /*finish=*/false);
     EXPECT_LE(o.max_held, window);
-    EXPECT_GE(o.max_held, window - 7);  // and it does hold text back
-    o = Relay(*p, events);
+    EXPECT_GE(o.max_held, window - 7);
+    o = Relay(*p, Words(text));
     EXPECT_EQ(o.text, text);  // everything arrives, in order, unchanged
+    // The PII detectors know what can begin a match: prose leaves at once but for its tail.
+    auto pii = Processor(ScanAction::kBlock, ScanAction::kRedact, window);
+    o = Relay(*pii, Words(text), /*finish=*/false);
+    EXPECT_LE(o.max_held, std::min<size_t>(window, 8));
+    o = Relay(*pii, Words(text));
+    EXPECT_EQ(o.text, text);
+  }
+}
+
+TEST(StreamWindow, APatternSplitAtEveryOffsetIsBlocked) {
+  auto p = PatternProcessor(16);
+  const std::string text = "the plan for Project  Falcon is secret";
+  for (size_t i = 1; i < text.size(); ++i) {
+    Outcome o = Relay(*p, {Chunk(text.substr(0, i)), Chunk(text.substr(i)), kFinish});
+    ASSERT_TRUE(o.ended) << i;
+    EXPECT_EQ(o.text, "the plan for ") << i;
   }
 }
 
