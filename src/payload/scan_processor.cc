@@ -25,6 +25,20 @@ Scratch& ThreadScratch() {
   return scratch;
 }
 
+// After a very large body, gives the scratch's memory back rather than keeping several times the
+// largest prompt per worker thread for good.
+void TrimScratch(Scratch& s) {
+  constexpr size_t kKeep = 1 << 20;
+  if (s.norm.origin.capacity() > kKeep / 4 || s.norm.text.capacity() > kKeep) {
+    s.norm = NormalizedText();
+  }
+  if (s.redacted.capacity() > kKeep) s.redacted = std::string();
+  if (s.texts.fields.size() > 1024 ||
+      (!s.texts.fields.empty() && s.texts.fields.front().text.capacity() > kKeep)) {
+    s.texts = JsonTexts();
+  }
+}
+
 // Adds the processor's CPU time on the worker to its counters when it goes out of scope.
 class ProcessingTimer {
  public:
@@ -84,6 +98,10 @@ ScanRequestProcessor::ScanRequestProcessor(std::string name, ProcessorMatch matc
 void ScanRequestProcessor::Process(const PayloadRequest& request, RequestVerdict& verdict) const {
   ProcessingTimer timer(counters_.request_time);
   Scratch& s = ThreadScratch();
+  struct Trim {
+    Scratch& s;
+    ~Trim() { TrimScratch(s); }
+  } trim{s};
   if (!FindRequestTexts(request.body, s.texts)) return;
   Placeholders placeholders;
   s.edits.clear();
@@ -201,6 +219,10 @@ ResponseVerdict ScanResponseProcessor::Process(std::string_view data,
                                                std::string& replacement) const {
   ProcessingTimer timer(counters_.response_time);
   Scratch& s = ThreadScratch();
+  struct Trim {
+    Scratch& s;
+    ~Trim() { TrimScratch(s); }
+  } trim{s};
   if (!FindResponseTexts(data, s.texts) || s.texts.fields.empty()) return ResponseVerdict::kPass;
   Placeholders placeholders;
   s.edits.clear();

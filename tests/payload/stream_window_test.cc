@@ -260,3 +260,60 @@ TEST(WholeBody, RedactsAndBlocksAJsonResponse) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+std::unique_ptr<ScanRequestProcessor> RequestProcessor() {
+  auto s = PiiScanner::Create({{"payment_card", ScanAction::kBlock},
+                               {"email", ScanAction::kRedact},
+                               {"phone", ScanAction::kFlag}});
+  EXPECT_TRUE(s.ok());
+  std::shared_ptr<const TextScanner> scanner(std::move(*s));
+  return std::make_unique<ScanRequestProcessor>("pii", ProcessorMatch{}, scanner,
+                                                ScanCounters::Create("pii_request", *scanner));
+}
+
+std::string ChatBody(const std::string& content) {
+  std::string body = R"({"model":"m","messages":[{"role":"user","content":)";
+  AppendJsonString(body, content);
+  body += "}]}";
+  return body;
+}
+
+TEST(RequestScan, AnEightMegabytePromptIsScannedToItsLastByte) {
+  auto p = RequestProcessor();
+  std::string text(8 * 1024 * 1024 - 64, 'x');
+  for (size_t i = 80; i < text.size(); i += 81) text[i] = ' ';
+  RequestVerdict v;
+  p->Process({ChatBody(text + " 4111111111111111"), nullptr, {}, 0}, v);
+  EXPECT_EQ(v.kind, RequestVerdict::Kind::kReject);
+  EXPECT_EQ(v.code, "content_filter");
+  v = RequestVerdict();
+  p->Process({ChatBody(text + " ann@example.com"), nullptr, {}, 0}, v);
+  ASSERT_EQ(v.kind, RequestVerdict::Kind::kReplace);
+  const std::string tail = R"( [EMAIL_1]"}]})";
+  EXPECT_EQ(v.body.compare(v.body.size() - tail.size(), tail.size(), tail), 0)
+      << v.body.substr(v.body.size() - 40);
+  EXPECT_EQ(v.body.find("example.com"), std::string::npos);
+}
+
+TEST(RequestScan, FlagsNameTheDetectorOnceAndEscapedTextIsUnderstood) {
+  auto p = RequestProcessor();
+  RequestVerdict v;
+  // The e-mail address arrives with JSON escapes; the placeholder replaces it in the raw body.
+  p->Process(
+      {R"({"messages":[{"role":"user","content":"call +1 415 555 2671 or +1 415 555 2672, mail ann\u0040example.com \"now\""}]})",
+       nullptr,
+       {},
+       0},
+      v);
+  ASSERT_EQ(v.kind, RequestVerdict::Kind::kReplace);
+  EXPECT_EQ(v.flagged, "phone");
+  EXPECT_EQ(
+      v.body,
+      R"({"messages":[{"role":"user","content":"call +1 415 555 2671 or +1 415 555 2672, mail [EMAIL_1] \"now\""}]})");
+}
+
+}  // namespace
+}  // namespace tokenway
