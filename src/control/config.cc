@@ -1,5 +1,7 @@
 #include "control/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -524,6 +526,60 @@ class Loader : public YamlFields {
 
   // --- end of Kubernetes discovery ---------------------------------------------------------
 
+  // autoscaling: {keda: {listen}} — the KEDA external scaler's gRPC listener.
+  void LoadScalerListeners(const YAML::Node& node, const GatewayConfig& c,
+                           KedaScalerConfig& x) const {
+    ExpectMap(node, "autoscaling", {"keda"});
+    auto k = node["keda"];
+    if (!k) return;
+    ExpectMap(k, "autoscaling.keda", {"listen"});
+    auto n = k["listen"];
+    if (!n) Fail(k, "autoscaling.keda.listen", "is required: ip:port, e.g. 0.0.0.0:9100");
+    x.listen = String(n, "autoscaling.keda.listen");
+    auto port = ParseListenPort(x.listen);
+    if (!port.ok()) Fail(n, "autoscaling.keda.listen", port.status().message());
+    auto clash = [&](const char* name, const std::string& other) {
+      // `listen` and `admin` also accept "*:port" and an empty host; only their ports matter.
+      size_t colon = other.rfind(':');
+      std::string other_port = colon == std::string::npos ? "" : other.substr(colon + 1);
+      if (*port != 0 && other_port == std::to_string(*port)) {
+        Fail(n, "autoscaling.keda.listen",
+             "'" + x.listen + "' uses the port of `" + name + "` (" + other + ")");
+      }
+    };
+    clash("listen", c.listen);
+    clash("admin", c.admin);
+    x.enabled = true;
+  }
+
+  void LoadEpp(const YAML::Node& node, EppConfig& x) {
+    ExpectMap(node, "epp",
+              {"listen", "tls", "max_streams", "message_timeout", "fallback_endpoints"});
+    if (auto n = node["listen"]) {
+      x.listen = String(n, "epp.listen");
+      if (x.listen.empty() || x.listen.rfind(':') == std::string::npos) {
+        Fail(n, "epp.listen", "must be host:port");
+      }
+    } else {
+      Fail(node, "epp.listen", "is required (host:port) in an epp section");
+    }
+    if (auto t = node["tls"]) {
+      ExpectMap(t, "epp.tls", {"cert_file", "key_file"});
+      if (auto n = t["cert_file"]) x.cert_file = String(n, "epp.tls.cert_file");
+      if (auto n = t["key_file"]) x.key_file = String(n, "epp.tls.key_file");
+      if (x.cert_file.empty() || x.key_file.empty()) {
+        Fail(t, "epp.tls", "needs both cert_file and key_file");
+      }
+    }
+    if (auto n = node["max_streams"]) {
+      x.max_streams = static_cast<uint32_t>(Unsigned(n, "epp.max_streams", 1, 1000000));
+    }
+    if (auto n = node["message_timeout"]) x.message_timeout = Dur(n, "epp.message_timeout");
+    if (auto n = node["fallback_endpoints"]) {
+      x.fallback_endpoints = static_cast<uint32_t>(Unsigned(n, "epp.fallback_endpoints", 1, 8));
+    }
+  }
+
   GatewayConfig Load(const YAML::Node& root) {
     GatewayConfig c;
     c.source = source_;
@@ -534,7 +590,7 @@ class Loader : public YamlFields {
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
                "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models", "governance", "kubernetes", "processors"});
+               "pools", "models", "governance", "kubernetes", "autoscaling", "epp", "processors"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -624,6 +680,7 @@ class Loader : public YamlFields {
         if (auto n = p["max_ejection"]) x.max_ejection = Dur(n, "health.passive.max_ejection");
       }
     }
+    if (auto e = root["epp"]) LoadEpp(e, c.epp);
     if (auto s = root["streaming"]) {
       ExpectMap(s, "streaming", {"inject_usage"});
       if (auto n = s["inject_usage"]) c.streaming.inject_usage = Bool(n, "streaming.inject_usage");
@@ -796,6 +853,7 @@ class Loader : public YamlFields {
       }
     }
     if (auto k = root["kubernetes"]) LoadKubernetes(k, c.kubernetes);
+    if (auto a = root["autoscaling"]) LoadScalerListeners(a, c, c.keda);
     if (auto g = root["governance"]) {
       auto governance = LoadGovernanceConfig(g, source_);
       if (!governance.ok()) throw YamlFieldError{governance.status().message()};
@@ -813,6 +871,28 @@ class Loader : public YamlFields {
 };
 
 }  // namespace
+
+StatusOr<uint16_t> ParseListenPort(const std::string& address) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::Error("'" + address + "' must be ip:port, e.g. 0.0.0.0:9100 or [::]:9100");
+  }
+  std::string host = address.substr(0, colon);
+  bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (v6) host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), buf) != 1) {
+    return Status::Error("'" + address + "': '" + host + "' is not an IP address" +
+                         (v6 ? "" : " (IPv6 goes in brackets: [::]:9100)"));
+  }
+  std::string_view port(address.data() + colon + 1, address.size() - colon - 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || value > 65535) {
+    return Status::Error("'" + address + "' has an invalid port");
+  }
+  return static_cast<uint16_t>(value);
+}
 
 StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url) {
   std::string_view rest(url);
@@ -855,6 +935,9 @@ double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint)
 }
 
 Status ValidateConfig(const GatewayConfig& c) {
+  if (c.listen.empty() && !c.epp.enabled()) {
+    return Status::Error("listen may be empty only when epp.listen serves the endpoint picker");
+  }
   if (c.pools.empty()) return Status::Error("at least one pool is required");
   if (c.models.empty()) return Status::Error("at least one model is required");
   std::set<std::string> pool_names;

@@ -4,9 +4,9 @@
 // It is composed of the components' own typed configs, each declared next to its code
 // (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
 // PassiveHealthConfig in routing/endpoint_state.h, AccessLogConfig in telemetry/access_log.h,
-// TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig in control/scaling_signals.h,
-// GovernanceConfig in governance/governance_config.h, ProcessorConfig in
-// payload/payload_config.h); config.cc walks the YAML into them.
+// TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig and KedaScalerConfig in
+// control/scaling_signals.h, GovernanceConfig in governance/governance_config.h, ProcessorConfig
+// in payload/payload_config.h); config.cc walks the YAML into them.
 //
 // Loaded and validated once on the control thread, at start-up and on reload; the request path
 // never sees this struct directly, only the immutable Runtime built from it. Every error names
@@ -123,9 +123,26 @@ struct EngineMetricsConfig {
   uint64_t max_body_bytes = 4 * 1024 * 1024;
 };
 
+// The endpoint-picker front door (gateway/epp_server.h): Envoy's external-processing gRPC
+// protocol as the Gateway API Inference Extension uses it. Enabled by `epp.listen`.
+struct EppConfig {
+  std::string listen;     // host:port; empty: no endpoint-picker listener
+  std::string cert_file;  // epp.tls: PEM certificate chain and key; both empty: plaintext
+  std::string key_file;
+  uint32_t max_streams = 10000;  // concurrent ext_proc streams; beyond it RESOURCE_EXHAUSTED
+  // How long a request may wait for its pick (flow control, scale from zero) before tokenway
+  // answers 503 itself; keep it below the Gateway's ext_proc message_timeout. 0: no bound
+  // beyond the pool's own queue TTLs.
+  Duration message_timeout = std::chrono::seconds(5);
+  // Endpoints named in x-gateway-destination-endpoint: the pick, then fallbacks in the
+  // scheduler's order.
+  uint32_t fallback_endpoints = 3;
+  bool enabled() const { return !listen.empty(); }
+};
+
 struct GatewayConfig {
-  std::string source = "flags";  // file the config came from
-  std::string listen = "127.0.0.1:8080";
+  std::string source = "flags";           // file the config came from
+  std::string listen = "127.0.0.1:8080";  // empty (only with epp.listen): no HTTP listener
   std::string admin = "127.0.0.1:8081";
   uint32_t workers = 0;  // 0: one per core
   Duration drain_timeout = std::chrono::seconds(30);
@@ -142,6 +159,8 @@ struct GatewayConfig {
   std::vector<ModelConfig> models;
   GovernanceConfig governance;  // tenants, keys and limits (governance/); off by default
   KubernetesConfig kubernetes;  // API server access for pools[].discovery
+  KedaScalerConfig keda;        // autoscaling.keda (control/scaling_signals.h); off by default
+  EppConfig epp;                // endpoint-picker front door; off unless epp.listen is set
   // Payload processors of phases 3 and 6, in order (payload/payload_config.h); empty: none.
   std::vector<ProcessorConfig> processors;
 };
@@ -153,6 +172,10 @@ StatusOr<GatewayConfig> LoadConfigFile(const std::string& path);
 // Cross-field checks (every model's pool exists, names unique, ...). ParseConfig calls it; quick
 // flag configurations call it directly.
 Status ValidateConfig(const GatewayConfig& config);
+
+// Checks a listener address "ip:port" ("[v6]:port"; port 0: any) and returns its port. The
+// error explains what is wrong.
+StatusOr<uint16_t> ParseListenPort(const std::string& address);
 
 // Parses "http://host:port" (path-less). The error explains what is wrong.
 StatusOr<EndpointConfig> ParseEndpointUrl(const std::string& url);

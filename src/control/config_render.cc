@@ -183,6 +183,21 @@ std::string RenderConfigJson(const GatewayConfig& c) {
 
   w.Key("streaming").BeginObject().Key("inject_usage").Bool(c.streaming.inject_usage).EndObject();
 
+  if (c.epp.enabled()) {
+    w.Key("epp").BeginObject();
+    w.Key("listen").String(c.epp.listen);
+    if (!c.epp.cert_file.empty()) {
+      w.Key("tls").BeginObject();
+      w.Key("cert_file").String(c.epp.cert_file);
+      w.Key("key_file").String(c.epp.key_file);
+      w.EndObject();
+    }
+    w.Key("max_streams").Uint(c.epp.max_streams);
+    duration("message_timeout", c.epp.message_timeout);
+    w.Key("fallback_endpoints").Uint(c.epp.fallback_endpoints);
+    w.EndObject();
+  }
+
   w.Key("access_log").BeginObject();
   w.Key("enabled").Bool(c.access_log.enabled);
   w.Key("path").String(c.access_log.path);
@@ -234,6 +249,9 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   w.EndArray();
 
   WriteKubernetes(w.Key("kubernetes"), c.kubernetes);
+  w.Key("autoscaling").BeginObject();
+  if (c.keda.enabled) w.Key("keda").BeginObject().Key("listen").String(c.keda.listen).EndObject();
+  w.EndObject();
   WriteGovernanceJson(w.Key("governance"), c.governance);
   WriteProcessorsConfig(w.Key("processors"), c.processors);
   w.EndObject();

@@ -163,6 +163,9 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
       pe.metrics_slot = slots.endpoints.SlotFor(EndpointSlotKey(pc.name, ec.url));
       pe.host_header = ec.host + ":" + std::to_string(ec.port);
       pe.address = *address;
+      pe.ip_port = address->address().is_v6()
+                       ? "[" + address->address().to_string() + "]:" + std::to_string(ec.port)
+                       : address->address().to_string() + ":" + std::to_string(ec.port);
       pe.state = endpoints.Get(ec.url);
       pool->endpoint_states.push_back(pe.state.get());
       if (!ParseEngineKind(EffectiveEngine(pc, ec), pe.engine)) {

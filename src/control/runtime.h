@@ -32,6 +32,7 @@ struct PoolEndpoint {
   std::string url;
   std::string host_header;  // "host:port" as sent in the Host header
   boost::asio::ip::tcp::endpoint address;
+  std::string ip_port;  // the resolved address as "ip:port" ("[ip6]:port"), as the EPP names it
   std::shared_ptr<EndpointState> state;
   EngineKind engine = EngineKind::kVllm;  // metric dialect its /metrics is read with
   std::string accelerator;                // as configured; empty: none

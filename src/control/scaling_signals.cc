@@ -48,6 +48,7 @@ void ScalingSignals::Update(const Runtime& rt, std::span<WorkerMetrics* const> w
   for (const auto& pool : rt.pools) {
     PoolScalingSignals s;
     s.pool = pool->name;
+    s.metrics_slot = pool->metrics_slot;
     const AutoscalingConfig* config = &pool->autoscaling;
 
     Point p{now_ns, 0, 0};
@@ -74,6 +75,8 @@ void ScalingSignals::Update(const Runtime& rt, std::span<WorkerMetrics* const> w
       const PoolEndpoint& ep = pool->endpoints[i];
       const EndpointState& st = *ep.state;
       const EngineSignals& e = st.engine;
+      int32_t in_flight = st.in_flight.load(std::memory_order_relaxed);
+      if (in_flight > 0) s.in_flight += static_cast<uint64_t>(in_flight);
       if (e.valid.load(std::memory_order_relaxed)) {
         s.queue_depth += static_cast<double>(e.waiting.load(std::memory_order_relaxed));
       }
@@ -106,6 +109,14 @@ void ScalingSignals::Update(const Runtime& rt, std::span<WorkerMetrics* const> w
 std::vector<PoolScalingSignals> ScalingSignals::Current() const {
   std::lock_guard lock(mu_);
   return current_;
+}
+
+std::optional<PoolScalingSignals> ScalingSignals::Find(std::string_view pool) const {
+  std::lock_guard lock(mu_);
+  for (const PoolScalingSignals& s : current_) {
+    if (s.pool == pool) return s;
+  }
+  return std::nullopt;
 }
 
 }  // namespace tokenway

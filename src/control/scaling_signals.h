@@ -3,16 +3,19 @@
 // counters and the endpoints' live state.
 //
 // The control thread calls Update() from a timer; the admin listener (same thread) reads
-// Current() at scrape time. Nothing here is touched by the request path: it reads the
-// per-worker counters the request path already keeps.
+// Current() at scrape time and the KEDA scaler (gateway/keda_scaler.h, gRPC's threads) reads
+// Find() per call, so both readers take a short lock that the request path never sees: it only
+// writes the per-worker counters Update() reads.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/duration.h"
@@ -31,12 +34,20 @@ struct AutoscalingConfig {
   Duration window = std::chrono::seconds(30);  // throughput averaging window
 };
 
+// KEDA's external scaler (top-level autoscaling.keda, filled by control/config.cc): a gRPC
+// listener that serves these signals to KEDA (gateway/keda_scaler.h). Off unless configured.
+struct KedaScalerConfig {
+  bool enabled = false;
+  std::string listen;  // "ip:port"; port 0: the kernel picks one (logged)
+};
+
 struct Runtime;
 struct Pool;
 struct WorkerMetrics;
 
 struct PoolScalingSignals {
   std::string pool;
+  uint16_t metrics_slot = 0;            // MetricSlots::pools (WorkerMetrics::pools index)
   double input_tokens_per_second = 0;   // over autoscaling.window
   double output_tokens_per_second = 0;  // over autoscaling.window
   double queue_depth = 0;               // waiting in the gateway's queue plus in the engines
@@ -44,6 +55,7 @@ struct PoolScalingSignals {
   uint32_t ready_endpoints = 0;         // healthy, not ejected
   double ready_capacity = 0;            // sum of their relative capacities
   uint32_t desired_replicas = 0;        // recommendation, in endpoints of capacity 1.0
+  uint64_t in_flight = 0;               // requests the gateway has sent to the pool's endpoints
 };
 
 // One endpoint's saturation 0..1: the largest of its KV-cache utilisation, its engine queue
@@ -63,7 +75,10 @@ class ScalingSignals {
  public:
   // Control thread, about once a second.
   void Update(const Runtime& rt, std::span<WorkerMetrics* const> workers, int64_t now_ns);
+  // Any thread: the last Update()'s result, every pool or one (nullopt: no such pool in the
+  // configuration the last Update() saw).
   std::vector<PoolScalingSignals> Current() const;
+  std::optional<PoolScalingSignals> Find(std::string_view pool) const;
 
  private:
   struct Point {

@@ -16,6 +16,7 @@
 #include "common/request_inspector.h"
 #include "control/discovery.h"
 #include "control/scaling_signals.h"
+#include "gateway/keda_scaler.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
 #include "payload/payload_metrics.h"
@@ -312,6 +313,9 @@ std::string AdminServer::RenderMetrics() const {
     in.governance_section = [&](PrometheusText& t) {
       rt->governance->state->RenderMetrics(t, rt->governance.get());
     };
+  }
+  if (view_.keda) {
+    in.keda_section = [&](PrometheusText& t) { view_.keda->RenderMetrics(t); };
   }
   if (view_.discovery) {
     in.discovery_section = [&](PrometheusText& t) { view_.discovery->RenderMetrics(t); };

@@ -19,6 +19,7 @@ namespace tokenway {
 struct GatewayShared;
 class ScalingSignals;
 class Discovery;
+class KedaScaler;
 
 // What the admin endpoints read. Everything here is safe to read from the control thread.
 struct AdminView {
@@ -30,6 +31,7 @@ struct AdminView {
   const std::atomic<uint64_t>* reloads_failed = nullptr;
   const ScalingSignals* scaling = nullptr;  // null: no scaling signals
   const Discovery* discovery = nullptr;     // null: no Kubernetes discovery
+  const KedaScaler* keda = nullptr;         // null: no KEDA external scaler
 };
 
 class AdminServer {

@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -18,6 +19,8 @@
 #include "control/runtime.h"
 #include "control/scaling_signals.h"
 #include "gateway/admin_server.h"
+#include "gateway/keda_scaler.h"
+#include "gateway/epp_server.h"
 #include "gateway/worker.h"
 
 namespace tokenway {
@@ -86,7 +89,9 @@ class Process {
       return 1;
     }
     current_ = *rt;
-    auto listen = ParseListenAddress(config.listen);
+    // The HTTP front door may be off when the endpoint-picker front door serves.
+    const bool listen_http = !config.listen.empty();
+    auto listen = ParseListenAddress(listen_http ? config.listen : "127.0.0.1:0");
     if (!listen.ok()) {
       LogError("listen: " + listen.status().message());
       return 1;
@@ -119,7 +124,7 @@ class Process {
       for (uint32_t i = 0; i < n; ++i) {
         metrics_.push_back(std::make_unique<WorkerMetrics>());
         workers_.push_back(std::make_unique<Worker>(i, shared_, *metrics_.back()));
-        bound = workers_.back()->Listen(i == 0 ? *listen : bound);
+        if (listen_http) bound = workers_.back()->Listen(i == 0 ? *listen : bound);
       }
     } catch (const boost::system::system_error& e) {
       LogError("cannot listen on " + config.listen + ": " + e.code().message());
@@ -134,6 +139,20 @@ class Process {
     view.reloads_failed = &reloads_failed_;
     view.scaling = &scaling_;
     view.discovery = discovery_.get();
+    // The KEDA scaler answers from the first signals on, so they exist before it listens.
+    UpdateScalingSignals();
+    if (config.keda.enabled) {
+      std::vector<const WorkerMetrics*> counts(view.metrics.begin(), view.metrics.end());
+      keda_ = std::make_unique<KedaScaler>(scaling_, std::move(counts));
+      auto port = keda_->Start(config.keda.listen);
+      if (!port.ok()) {
+        LogError(port.status().message());
+        return 1;
+      }
+      view.keda = keda_.get();
+      std::string host = config.keda.listen.substr(0, config.keda.listen.rfind(':'));
+      LogInfo("KEDA external scaler on " + host + ":" + std::to_string(*port));
+    }
     admin_ = std::make_unique<AdminServer>(ioc_, view);
     tcp::endpoint admin_bound;
     try {
@@ -143,13 +162,31 @@ class Process {
       return 1;
     }
     for (auto& w : workers_) w->Start(current_);
+    std::string epp_note;
+    if (config.epp.enabled()) {
+      std::vector<Worker*> serving;
+      for (auto& w : workers_) serving.push_back(w.get());
+      epp_ = std::make_unique<EppServer>(std::move(serving));
+      // A BUFFERED request or response body arrives as one message: allow the larger of the
+      // two limits plus framing.
+      const uint64_t largest =
+          std::max(config.limits.max_body_bytes, config.limits.max_response_bytes);
+      auto port = epp_->Start(config.epp, largest + 64 * 1024);
+      if (!port.ok()) {
+        LogError(port.status().message());
+        epp_.reset();
+        for (auto& w : workers_) w->Stop();
+        return 1;
+      }
+      epp_note = "; endpoint picker (ext_proc) on port " + std::to_string(*port);
+      UpdateEppReadiness();
+    }
     admin_->Start();
     health_ = std::make_unique<HealthChecker>(ioc_, [this] { return current_; });
     health_->Start();
     scraper_ = std::make_unique<EngineScraper>(ioc_, [this] { return current_; });
     scraper_->Start();
     KickFlows();
-    UpdateScalingSignals();
     if (!options_.config_path.empty()) {
       stamp_ = FileStamp::Of(options_.config_path);
       PollConfigFile();
@@ -158,10 +195,15 @@ class Process {
     signals_.add(SIGTERM);
     signals_.add(SIGHUP);
     WaitSignal();
-    LogInfo("listening on " + bound.address().to_string() + ":" + std::to_string(bound.port()) +
-            " with " + std::to_string(n) + " workers; admin on " +
-            admin_bound.address().to_string() + ":" + std::to_string(admin_bound.port()));
+    LogInfo(
+        (listen_http
+             ? "listening on " + bound.address().to_string() + ":" + std::to_string(bound.port())
+             : std::string("no HTTP listener")) +
+        " with " + std::to_string(n) + " workers; admin on " + admin_bound.address().to_string() +
+        ":" + std::to_string(admin_bound.port()) + epp_note);
     ioc_.run();
+    if (keda_) keda_->Stop();  // open StreamIsActive streams end with UNAVAILABLE
+    if (epp_) epp_->Stop();  // while the workers still run the streams' last steps
     discovery_->Stop();
     governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
     for (auto& w : workers_) w->Stop();
@@ -176,6 +218,7 @@ class Process {
   void ApplyOverrides(GatewayConfig& c) const {
     if (!options_.listen_override.empty()) c.listen = options_.listen_override;
     if (!options_.admin_override.empty()) c.admin = options_.admin_override;
+    if (!options_.epp_listen_override.empty()) c.epp.listen = options_.epp_listen_override;
     if (options_.workers_override >= 0)
       c.workers = static_cast<uint32_t>(options_.workers_override);
     if (options_.disable_access_log) c.access_log.enabled = false;
@@ -201,6 +244,7 @@ class Process {
 
   void BeginDrain() {
     shared_.draining.store(true);
+    if (epp_) epp_->BeginDrain();
     LogInfo("draining: stopped accepting; waiting for in-flight requests");
     for (auto& w : workers_) w->BeginDrain();
     drain_deadline_ = MonotonicNanos() + current_->config.drain_timeout.count();
@@ -239,14 +283,25 @@ class Process {
     ApplyOverrides(config);
     const GatewayConfig& running = current_->config;
     if (config.listen != running.listen || config.admin != running.admin ||
-        config.workers != running.workers || config.access_log.path != running.access_log.path) {
+        config.workers != running.workers || config.access_log.path != running.access_log.path ||
+        config.epp.listen != running.epp.listen || config.epp.cert_file != running.epp.cert_file ||
+        config.epp.key_file != running.epp.key_file ||
+        config.epp.max_streams != running.epp.max_streams) {
       LogWarn(
-          "listen, admin, workers and access_log.path change only on restart; keeping the "
-          "running values");
+          "listen, admin, workers, access_log.path and epp listen, tls and max_streams change "
+          "only on restart; keeping the running values");
       config.listen = running.listen;
       config.admin = running.admin;
       config.workers = running.workers;
       config.access_log.path = running.access_log.path;
+      config.epp.listen = running.epp.listen;
+      config.epp.cert_file = running.epp.cert_file;
+      config.epp.key_file = running.epp.key_file;
+      config.epp.max_streams = running.epp.max_streams;
+    }
+    if (config.keda.enabled != running.keda.enabled || config.keda.listen != running.keda.listen) {
+      LogWarn("autoscaling.keda changes only on restart; keeping the running value");
+      config.keda = running.keda;
     }
     if (TracingNeedsRestart(config.tracing, running.tracing)) {
       LogWarn(
@@ -301,6 +356,16 @@ class Process {
         if (pool->flow) pool->flow->Kick(pool->flow_view(), now);
       }
       KickFlows();
+    });
+  }
+
+  // The endpoint picker's readiness (grpc.health.v1 "readiness") follows /readyz.
+  void UpdateEppReadiness() {
+    std::string reason;
+    epp_->SetReady(admin_->Ready(reason));
+    epp_timer_.expires_after(std::chrono::milliseconds(250));
+    epp_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) UpdateEppReadiness();
     });
   }
 
@@ -388,6 +453,7 @@ class Process {
   asio::steady_timer poll_timer_{ioc_};
   asio::steady_timer flow_timer_{ioc_};
   asio::steady_timer scaling_timer_{ioc_};
+  asio::steady_timer epp_timer_{ioc_};
   GatewayShared shared_;
   EndpointRegistry endpoints_;
   PoolStateRegistry pool_states_;
@@ -397,11 +463,13 @@ class Process {
   std::vector<std::unique_ptr<WorkerMetrics>> metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<EppServer> epp_;  // null unless epp.listen is set
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<EngineScraper> scraper_;
   std::shared_ptr<const Runtime> current_;
   GatewayConfig base_config_;  // the running configuration as loaded (no discovered endpoints)
   std::unique_ptr<Discovery> discovery_;
+  std::unique_ptr<KedaScaler> keda_;  // after scaling_ and metrics_, which it reads
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
   uint64_t generation_ = 0;

@@ -18,6 +18,7 @@ struct GatewayOptions {
   // Flags that override the file on every (re)load.
   std::string listen_override;
   std::string admin_override;
+  std::string epp_listen_override;  // enables the endpoint-picker front door (epp.listen)
   int workers_override = -1;
   bool disable_access_log = false;
 };

@@ -60,8 +60,11 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   inspected.operation = op;
   prompt_tokens = 0;
   governance.Begin(snapshot ? snapshot->governance.get() : nullptr);
+  may_inject_usage = true;
   outgoing = OutgoingBody{request_body, {}, {}};
   refreshed_runtime.reset();
+  restrict_to_subset = false;
+  endpoint_subset.clear();
   route = nullptr;
   pool = nullptr;
   fallbacks.clear();
@@ -73,6 +76,9 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   streaming_response = false;
   stream_states.clear();
   response_applies.clear();
+  stream_processing = false;
+  stream_flushed = false;
+  stream_ended = false;
   record.Reset();
   reply.Clear();
 }

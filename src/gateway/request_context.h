@@ -191,6 +191,10 @@ class ClientLink {
                            boost::asio::steady_timer* queue_timer) = 0;
   virtual void StopWatching() = 0;
   virtual bool client_gone() const = 0;
+  // The front door's own bound on how long the request may wait for its pick passed (the
+  // endpoint-picker front door's epp.message_timeout); it cancels a watched wait like a client
+  // leaving, and the waiting phase answers 503 instead of counting a departure.
+  virtual bool deadline_passed() const { return false; }
   // Writes the buffers to the client in one gathered write (bounded by limits.write_timeout).
   // False when the client is gone; the connection then closes after the request.
   virtual boost::asio::awaitable<bool> Write(
@@ -238,11 +242,18 @@ struct RequestContext {
   RequestGovernance governance;
 
   // --- 3 process payload ---
+  // Whether the front door can take back the usage chunk that usage injection asks for (the
+  // endpoint-picker front door cannot when the Gateway does not send it the response body).
+  bool may_inject_usage = true;
   OutgoingBody outgoing;
   RequestVerdict verdict;     // a request processor's answer
   std::string replaced_body;  // a body a request processor replaced, padded
 
   // --- 4 route ---
+  // Set by the endpoint-picker front door when the Gateway restricts the pick to a subset of
+  // endpoints ("ip:port" views that live as long as the request): only those are candidates.
+  bool restrict_to_subset = false;
+  std::vector<std::string_view> endpoint_subset;
   // A request that waited for a pool's first endpoint (scale from zero) continues on the
   // snapshot that brought it, pinned here; the front door's pin keeps the first one alive too.
   std::optional<RuntimePin> refreshed_runtime;
@@ -283,6 +294,9 @@ struct RequestContext {
   std::vector<std::unique_ptr<ResponseStreamState>> stream_states;
   std::vector<uint8_t> response_applies;
   std::vector<std::string> stream_events, stream_events_next;
+  bool stream_processing = false;  // response processors run on this stream
+  bool stream_flushed = false;     // they released what they held (end of the stream)
+  bool stream_ended = false;       // one of them ended the stream (kEnd)
   SseEventSplitter events;
   RelayBatch relay_batch;  // the events of one upstream read (per request: writes interleave)
   std::vector<boost::asio::const_buffer> gather;  // a relayed batch of events, as runs

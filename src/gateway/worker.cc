@@ -48,7 +48,7 @@ tcp::endpoint Worker::Listen(const tcp::endpoint& at) {
 
 void Worker::Start(std::shared_ptr<const Runtime> runtime) {
   runtime_ = std::move(runtime);
-  AcceptLoop();
+  if (acceptor_->is_open()) AcceptLoop();  // no listener: the endpoint-picker front door only
   Tick();
   thread_ = std::thread([this] { ioc_->run(); });
 }

@@ -41,7 +41,8 @@ class Worker {
   Worker(uint32_t id, GatewayShared& shared, WorkerMetrics& metrics);
   ~Worker();
 
-  // Binds the listener (before Start). With port 0 the kernel picks one; the caller binds the
+  // Binds the listener (before Start; without one the worker serves only the endpoint-picker
+  // front door's streams). With port 0 the kernel picks one; the caller binds the
   // other workers to the same port.
   boost::asio::ip::tcp::endpoint Listen(const boost::asio::ip::tcp::endpoint& at);
   void Start(std::shared_ptr<const Runtime> runtime);

@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", models, "Model name served by the --upstream pool (repeatable)");
   app.add_option("--listen", listen, "OpenAI API listener host:port (default 127.0.0.1:8080)");
   app.add_option("--admin", admin, "Admin listener host:port (default 127.0.0.1:8081)");
+  std::string epp_listen;
+  app.add_option("--epp-listen", epp_listen,
+                 "Endpoint-picker listener host:port (Envoy ext_proc gRPC, as epp.listen)");
   app.add_option("--workers", workers, "Worker threads (default: one per core)")
       ->check(CLI::Range(0, 256));
   app.add_option("--policy", policy, "Picker for the --upstream pool")
@@ -114,6 +117,11 @@ int main(int argc, char** argv) {
   options.disable_access_log = no_access_log;
   options.listen_override = listen;
   options.admin_override = admin;
+  if (!epp_listen.empty() && epp_listen.rfind(':') == std::string::npos) {
+    std::cerr << "--epp-listen: '" << epp_listen << "' must be host:port\n";
+    return 2;
+  }
+  options.epp_listen_override = epp_listen;
   options.workers_override = workers;
   return RunGateway(std::move(options));
 }

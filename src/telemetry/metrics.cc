@@ -219,4 +219,45 @@ std::string_view ClientErrorName(ClientError e) {
   return "unknown";
 }
 
+std::string_view EppErrorName(EppError e) {
+  switch (e) {
+    case EppError::kOutOfOrder:
+      return "out_of_order";
+    case EppError::kUnsupportedMode:
+      return "unsupported_body_mode";
+    case EppError::kMissingHeader:
+      return "missing_pseudo_header";
+    case EppError::kEmptyMessage:
+      return "empty_message";
+    case EppError::kStreamLimit:
+      return "stream_limit";
+    case EppError::kDecisionTimeout:
+      return "decision_timeout";
+    case EppError::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+std::string_view EppDecisionName(EppDecision d) {
+  switch (d) {
+    case EppDecision::kPicked:
+      return "picked";
+    case EppDecision::kImmediateResponse:
+      return "immediate_response";
+    case EppDecision::kPassthrough:
+      return "passthrough";
+    case EppDecision::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+std::string_view EppMessageName(size_t kind) {
+  static constexpr std::string_view kNames[kEppMessageKinds] = {
+      "request_headers", "response_headers", "request_body",
+      "response_body",   "request_trailers", "response_trailers"};
+  return kind < kEppMessageKinds ? kNames[kind] : "unknown";
+}
+
 }  // namespace tokenway

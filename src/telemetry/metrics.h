@@ -126,6 +126,32 @@ enum class ClientError : uint8_t {
 };
 std::string_view ClientErrorName(ClientError e);
 
+// What went wrong on an ext_proc stream of the endpoint-picker front door
+// (tokenway_epp_protocol_errors_total{kind}).
+enum class EppError : uint8_t {
+  kOutOfOrder,       // a message the protocol does not allow at that point of the stream
+  kUnsupportedMode,  // a request body mode no pick can be made with (STREAMED, NONE)
+  kMissingHeader,    // request headers without :method or :path
+  kEmptyMessage,     // a ProcessingRequest with none of its oneof set
+  kStreamLimit,      // a stream refused because epp.max_streams were open
+  kDecisionTimeout,  // epp.message_timeout passed while the request waited for its pick
+  kCount
+};
+std::string_view EppErrorName(EppError e);
+
+// How an endpoint-picker request's request side was answered (tokenway_epp_decisions_total).
+enum class EppDecision : uint8_t {
+  kPicked,             // destination endpoint header and metadata
+  kImmediateResponse,  // an OpenAI-shaped error answered for the Gateway
+  kPassthrough,        // a request that needs no pick (GET /v1/models, other paths): CONTINUE
+  kCount
+};
+std::string_view EppDecisionName(EppDecision d);
+
+// The ext_proc messages the endpoint-picker front door receives, by kind.
+inline constexpr size_t kEppMessageKinds = 6;
+std::string_view EppMessageName(size_t kind);  // request_headers, request_body, ...
+
 // What one finished request contributes to the metrics (filled from the request record).
 struct RequestSample {
   uint16_t model_slot = 0;
@@ -205,6 +231,20 @@ struct WorkerMetrics {
   }
   void Count(ClientError e) {
     client_errors[static_cast<size_t>(e)].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Endpoint-picker front door (gateway/epp_stream.h): open streams, streams opened, messages
+  // received by kind, request sides answered by decision, protocol errors by kind.
+  std::atomic<int64_t> epp_streams{0};
+  std::atomic<uint64_t> epp_streams_total{0};
+  std::array<std::atomic<uint64_t>, kEppMessageKinds> epp_messages{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(EppDecision::kCount)> epp_decisions{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(EppError::kCount)> epp_errors{};
+  void Count(EppError e) {
+    epp_errors[static_cast<size_t>(e)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void Count(EppDecision d) {
+    epp_decisions[static_cast<size_t>(d)].fetch_add(1, std::memory_order_relaxed);
   }
 };
 

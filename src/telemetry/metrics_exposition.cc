@@ -247,6 +247,42 @@ std::string RenderMetricsExposition(const ExpositionInput& in) {
              {{"kind", ClientErrorName(static_cast<ClientError>(k))}}, v);
   }
 
+  int64_t epp_streams = 0;
+  uint64_t epp_streams_total = 0;
+  for (auto* w : workers) {
+    epp_streams += w->epp_streams.load(std::memory_order_relaxed);
+    epp_streams_total += Load(w->epp_streams_total);
+  }
+  t.Family("tokenway_epp_streams", "gauge",
+           "Open ext_proc streams of the endpoint-picker front door.");
+  t.Sample("tokenway_epp_streams", {}, static_cast<double>(epp_streams));
+  t.Family("tokenway_epp_streams_total", "counter",
+           "ext_proc streams the endpoint-picker front door accepted.");
+  t.Sample("tokenway_epp_streams_total", {}, epp_streams_total);
+  t.Family("tokenway_epp_messages_total", "counter",
+           "ext_proc messages received by the endpoint-picker front door, by type.");
+  for (size_t k = 0; k < kEppMessageKinds; ++k) {
+    uint64_t v = 0;
+    for (auto* w : workers) v += Load(w->epp_messages[k]);
+    t.Sample("tokenway_epp_messages_total", {{"type", EppMessageName(k)}}, v);
+  }
+  t.Family("tokenway_epp_decisions_total", "counter",
+           "Endpoint-picker requests by how their request side was answered.");
+  for (size_t k = 0; k < static_cast<size_t>(EppDecision::kCount); ++k) {
+    uint64_t v = 0;
+    for (auto* w : workers) v += Load(w->epp_decisions[k]);
+    t.Sample("tokenway_epp_decisions_total",
+             {{"outcome", EppDecisionName(static_cast<EppDecision>(k))}}, v);
+  }
+  t.Family("tokenway_epp_protocol_errors_total", "counter",
+           "ext_proc streams the endpoint-picker front door found at fault, by kind.");
+  for (size_t k = 0; k < static_cast<size_t>(EppError::kCount); ++k) {
+    uint64_t v = 0;
+    for (auto* w : workers) v += Load(w->epp_errors[k]);
+    t.Sample("tokenway_epp_protocol_errors_total",
+             {{"kind", EppErrorName(static_cast<EppError>(k))}}, v);
+  }
+
   // One sample per endpoint of every pool; `value` reads the endpoint's live state.
   auto per_endpoint = [&](const char* name, const char* type, const char* help, auto value) {
     t.Family(name, type, help);
@@ -439,6 +475,7 @@ std::string RenderMetricsExposition(const ExpositionInput& in) {
   per_pool_signal("tokenway_pool_desired_replicas",
                   "Recommended endpoints (of capacity 1.0) for the pool's measured load.",
                   [](const ScalingSeries& s) { return s.desired_replicas; });
+  if (in.keda_section) in.keda_section(t);
 
   if (in.governance_section) in.governance_section(t);
   if (in.payload_section) in.payload_section(t);

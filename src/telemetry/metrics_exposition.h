@@ -91,7 +91,8 @@ struct ExpositionInput {
   std::vector<ScalingSeries> scaling;
   // Sections rendered by their own units, called at their place in the document; may be empty.
   std::function<void(PrometheusText&)> trace_section;
-  const class AccessLogSink* access_log = nullptr;  // its dropped-line counter; null: none
+  const class AccessLogSink* access_log = nullptr;    // its dropped-line counter; null: none
+  std::function<void(PrometheusText&)> keda_section;  // KEDA external scaler (gateway/)
   std::function<void(PrometheusText&)> governance_section;
   std::function<void(PrometheusText&)> payload_section;    // payload processors (payload/)
   std::function<void(PrometheusText&)> discovery_section;  // Kubernetes discovery (control/)

@@ -153,6 +153,13 @@ TEST(ConfigTest, ExampleConfigLoads) {
 }
 
 // The example at the top of docs/configuration.md is a valid configuration.
+TEST(ConfigTest, EndpointPickerExampleLoads) {
+  auto r =
+      LoadConfigFile(std::string(TOKENWAY_SOURCE_DIR) + "/deploy/examples/endpoint-picker.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->epp.enabled());
+}
+
 TEST(ConfigTest, DocumentedExampleParses) {
   std::ifstream in(std::string(TOKENWAY_SOURCE_DIR) + "/docs/configuration.md");
   std::stringstream doc;
@@ -689,6 +696,46 @@ TEST(ConfigTest, ScaleFromZero) {
   }
 }
 
+TEST(ConfigTest, EndpointPickerSection) {
+  const std::string pools =
+      "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n";
+  auto off = ParseConfig(pools, "gw.yaml");
+  ASSERT_TRUE(off.ok()) << off.status().message();
+  EXPECT_FALSE(off->epp.enabled());
+  EXPECT_EQ(RenderConfigJson(*off).find("\"epp\""), std::string::npos);
+  auto on = ParseConfig(
+      "listen: ''\nepp:\n  listen: 0.0.0.0:9002\n  tls: {cert_file: /c.pem, key_file: /k.pem}\n"
+      "  max_streams: 50\n  message_timeout: 800ms\n  fallback_endpoints: 2\n" +
+          pools,
+      "gw.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().message();
+  EXPECT_TRUE(on->epp.enabled());
+  EXPECT_TRUE(on->listen.empty());
+  EXPECT_EQ(on->epp.listen, "0.0.0.0:9002");
+  EXPECT_EQ(on->epp.cert_file, "/c.pem");
+  EXPECT_EQ(on->epp.key_file, "/k.pem");
+  EXPECT_EQ(on->epp.max_streams, 50u);
+  EXPECT_EQ(on->epp.message_timeout, std::chrono::milliseconds(800));
+  EXPECT_EQ(on->epp.fallback_endpoints, 2u);
+  const std::string json = RenderConfigJson(*on);
+  EXPECT_NE(json.find("\"epp\":{\"listen\":\"0.0.0.0:9002\",\"tls\":{\"cert_file\":\"/c.pem\","
+                      "\"key_file\":\"/k.pem\"},\"max_streams\":50,\"message_timeout\":\"800ms\","
+                      "\"fallback_endpoints\":2}"),
+            std::string::npos)
+      << json;
+  for (const char* bad : {"epp: {max_streams: 5}", "epp: {listen: nocolon}",
+                          "epp: {listen: ':1', tls: {cert_file: /c}}", "epp: {listen: ':1', x: 1}",
+                          "epp: {listen: ':1', fallback_endpoints: 9}", "listen: ''"}) {
+    auto r = ParseConfig(std::string(bad) + "\n" + pools, "gw.yaml");
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_TRUE(r.status().message().find("epp") != std::string::npos ||
+                  r.status().message().find("listen") != std::string::npos)
+          << r.status().message();
+    }
+  }
+}
+
 TEST(ConfigTest, EmptyFileIsAnError) {
   for (const char* text : {"", "\n", "# only a comment\n", "~\n"}) {
     auto r = ParseConfig(text, "empty.yaml");
@@ -850,6 +897,59 @@ TEST(ConfigTest, TracingErrorsNameTheField) {
     auto r = ParseConfig(std::string(kMinimal) + c.yaml, "gw.yaml");
     ASSERT_FALSE(r.ok()) << c.yaml;
     const std::string& msg = r.status().message();
+    EXPECT_NE(msg.find(std::string(": ") + c.field + ": "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.words), std::string::npos) << msg;
+  }
+}
+
+TEST(ConfigTest, KedaScalerListener) {
+  auto off = ParseConfig(kMinimal, "gw.yaml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->keda.enabled);
+  EXPECT_NE(RenderConfigJson(*off).find("\"autoscaling\":{}"), std::string::npos);
+  auto on = ParseConfig(
+      std::string(kMinimal) + "autoscaling:\n  keda: {listen: \"0.0.0.0:9100\"}\n", "gw.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().message();
+  EXPECT_TRUE(on->keda.enabled);
+  EXPECT_EQ(on->keda.listen, "0.0.0.0:9100");
+  EXPECT_NE(RenderConfigJson(*on).find("\"autoscaling\":{\"keda\":{\"listen\":\"0.0.0.0:9100\"}}"),
+            std::string::npos)
+      << RenderConfigJson(*on);
+  for (const char* ok : {"127.0.0.1:0", "[::]:9100", "[::1]:65535"}) {
+    auto r = ParseConfig(
+        std::string(kMinimal) + "autoscaling:\n  keda:\n    listen: \"" + ok + "\"\n", "gw.yaml");
+    EXPECT_TRUE(r.ok()) << ok << ": " << r.status().message();
+  }
+  struct Case {
+    const char* yaml;
+    const char* field;
+    const char* words;
+  };
+  for (const Case& c : {
+           Case{"autoscaling:\n  keda: {}\n", "autoscaling.keda.listen", "is required"},
+           Case{"autoscaling:\n  keda: {listen: 9100}\n", "autoscaling.keda.listen",
+                "must be ip:port"},
+           Case{"autoscaling:\n  keda: {listen: \"gateway:9100\"}\n", "autoscaling.keda.listen",
+                "'gateway' is not an IP address"},
+           Case{"autoscaling:\n  keda: {listen: \"::1:9100\"}\n", "autoscaling.keda.listen",
+                "brackets"},
+           Case{"autoscaling:\n  keda: {listen: \"0.0.0.0:70000\"}\n", "autoscaling.keda.listen",
+                "invalid port"},
+           Case{"autoscaling:\n  keda: {listen: \"0.0.0.0:\"}\n", "autoscaling.keda.listen",
+                "invalid port"},
+           Case{"admin: 0.0.0.0:9100\nautoscaling:\n  keda: {listen: \"127.0.0.1:9100\"}\n",
+                "autoscaling.keda.listen", "uses the port of `admin`"},
+           Case{"listen: \"*:9100\"\nautoscaling:\n  keda: {listen: \"[::]:9100\"}\n",
+                "autoscaling.keda.listen", "uses the port of `listen`"},
+           Case{"autoscaling:\n  keda: {listen: \"0.0.0.0:9100\", tls: true}\n",
+                "autoscaling.keda.tls", "unknown field"},
+           Case{"autoscaling:\n  hpa: {}\n", "autoscaling.hpa", "unknown field"},
+           Case{"autoscaling:\n  keda: [1]\n", "autoscaling.keda", "mapping"},
+       }) {
+    auto r = ParseConfig(std::string(kMinimal) + c.yaml, "gw.yaml");
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    const std::string& msg = r.status().message();
+    EXPECT_EQ(msg.rfind("gw.yaml:", 0), 0u) << msg;
     EXPECT_NE(msg.find(std::string(": ") + c.field + ": "), std::string::npos) << msg;
     EXPECT_NE(msg.find(c.words), std::string::npos) << msg;
   }

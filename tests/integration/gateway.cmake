@@ -15,3 +15,4 @@ tw_integration_test(gateway_tracing SCRIPT tests/integration/test_gateway_tracin
 tw_integration_test(gateway_discovery SCRIPT tests/integration/test_gateway_discovery.py TIMEOUT 300)
 tw_integration_test(deploy_kustomize SCRIPT tests/integration/test_deploy_kustomize.py TIMEOUT 120)
 tw_integration_test(gateway_payload SCRIPT tests/integration/test_gateway_payload.py)
+tw_integration_test(gateway_keda SCRIPT tests/integration/test_gateway_keda.py TIMEOUT 180)

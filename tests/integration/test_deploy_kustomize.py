@@ -6,8 +6,10 @@ target ports are container ports; the HTTPRoute sends to the InferencePool; the 
 the gateway's service account covers every resource discovery reads for the config in the
 ConfigMap (get, list, watch, in the right scope) and nothing more; the containers are hardened;
 the config passes `tokenway --validate`; the tokenway-sim and tokenway-bench arguments are flags
-those binaries accept; the Kueue Job is suspended and names its LocalQueue. The checks are also
-run on broken copies of a render to show that they fail."""
+those binaries accept; the Kueue Job is suspended and names its LocalQueue; each KEDA
+ScaledObject scales an existing model-server Deployment of a configured pool through a Service
+that reaches the gateway's scaler port. The checks are also run on broken copies of a render to
+show that they fail."""
 import copy
 import json
 import os
@@ -375,6 +377,88 @@ def check_inference_pools(r):
     return problems
 
 
+SCALER_METRICS = {"desired_replicas", "queue_depth", "output_tokens_per_second",
+                  "input_tokens_per_second", "saturation"}
+
+
+def check_scaled_objects(r):
+    """Every KEDA ScaledObject scales a model-server Deployment of a pool the gateway serves, and its
+    external trigger's scalerAddress is a Service port that reaches the gateway's scaler listener."""
+    problems = []
+    cfg = r.config()
+    gw = r.gateway()
+    pools = {p["name"]: p for p in cfg["pools"]}
+    keda_listen = cfg.get("autoscaling", {}).get("keda", {}).get("listen")
+    for so in r.kind("ScaledObject"):
+        name = so["metadata"]["name"]
+        if so["apiVersion"] != "keda.sh/v1alpha1":
+            problems.append(f"ScaledObject {name}: apiVersion {so['apiVersion']}")
+        ref = so["spec"]["scaleTargetRef"]
+        targets = [w for w in r.kind(ref.get("kind", "Deployment"))
+                   if w["metadata"]["name"] == ref.get("name") and ns(w) == ns(so)]
+        if ref.get("apiVersion", "apps/v1") != "apps/v1" or len(targets) != 1:
+            problems.append(f"ScaledObject {name}: scaleTargetRef {ref} is no Deployment here")
+        elif targets[0] is gw:
+            problems.append(f"ScaledObject {name} scales the gateway")
+        triggers = so["spec"].get("triggers", [])
+        if not triggers:
+            problems.append(f"ScaledObject {name} has no trigger")
+        for t in triggers:
+            if t.get("type") not in ("external", "external-push"):
+                problems.append(f"ScaledObject {name}: trigger type {t.get('type')}")
+                continue
+            md = t.get("metadata", {})
+            pool = md.get("pool", name)
+            if pool not in pools:
+                problems.append(f"ScaledObject {name}: pool {pool} is not in the gateway's config")
+            else:
+                # The pool's InferencePool selects the Deployment being scaled.
+                ip = (pools[pool].get("discovery") or {}).get("inference_pool") or {}
+                found = [p for p in r.kind("InferencePool") if p["metadata"]["name"] == ip.get("name")
+                         and ns(p) == (ip.get("namespace") or ns(gw))]
+                if targets and (len(found) != 1 or targets[0] not in
+                                selected(r, found[0]["spec"]["selector"]["matchLabels"], ns(found[0]))):
+                    problems.append(f"ScaledObject {name} scales no model server of pool {pool}")
+            if md.get("metric", "desired_replicas") not in SCALER_METRICS:
+                problems.append(f"ScaledObject {name}: unknown metric {md.get('metric')}")
+            try:
+                if float(md.get("target", "1")) <= 0:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"ScaledObject {name}: target {md.get('target')} is not positive")
+            if t.get("metricType", "AverageValue") not in ("AverageValue", "Value"):
+                problems.append(f"ScaledObject {name}: metricType {t.get('metricType')}")
+            if not keda_listen:
+                problems.append("the gateway's config has no autoscaling.keda.listen")
+                continue
+            host, _, port = md.get("scalerAddress", "").rpartition(":")
+            labels = host.split(".")
+            svc_name, svc_ns = labels[0], labels[1] if len(labels) > 1 else ns(so)
+            if len(labels) > 2 and labels[2:] not in (["svc"], ["svc", "cluster", "local"]):
+                problems.append(f"ScaledObject {name}: scalerAddress {host} is not a Service name")
+                continue
+            svcs = [x for x in r.kind("Service") if x["metadata"]["name"] == svc_name
+                    and ns(x) == svc_ns]
+            if len(svcs) != 1:
+                problems.append(f"ScaledObject {name}: scalerAddress names no Service {svc_ns}/{svc_name}")
+                continue
+            svc = svcs[0]
+            ports = [p for p in svc["spec"]["ports"] if str(p["port"]) == port]
+            if len(ports) != 1:
+                problems.append(f"ScaledObject {name}: port {port} is no port of Service {svc_name}")
+                continue
+            backends = selected(r, svc["spec"].get("selector", {}), ns(svc))
+            cport = container_port(gw, ports[0].get("targetPort", ports[0]["port"]))
+            if backends != [gw] or cport != int(keda_listen.rsplit(":", 1)[1]):
+                problems.append(f"ScaledObject {name}: {svc_name}:{port} does not reach the "
+                                f"gateway's scaler listener {keda_listen}")
+            elif svc["spec"].get("clusterIP") == "None" and ports[0]["port"] != cport:
+                # A headless Service's clients dial the pods: only the container port answers.
+                problems.append(f"ScaledObject {name}: headless {svc_name} port {port} is not the "
+                                f"container port {cport}")
+    return problems
+
+
 class DeployRenderTest(unittest.TestCase):
     renders = {}
 
@@ -512,6 +596,17 @@ class DeployRenderTest(unittest.TestCase):
         for overlay in ("sim", "vllm"):
             self.assertFalse(self.renders[overlay].kind("Job"))
 
+    def test_keda_scaled_objects(self):
+        for overlay, r in self.each():
+            self.assertEqual(len(r.kind("ScaledObject")), 1, overlay)
+            self.assertEqual(check_scaled_objects(r), [], overlay)
+        for overlay, target in (("sim", "llama-8b-sim"), ("vllm", "llama-8b-vllm")):
+            so = self.renders[overlay].get("ScaledObject")
+            self.assertEqual(so["spec"]["scaleTargetRef"]["name"], target)
+        # The sim fleet scales from zero: the gateway holds requests while it has no pod.
+        self.assertEqual(self.renders["sim"].get("ScaledObject")["spec"]["minReplicaCount"], 0)
+        self.assertIn("scale_from_zero", self.renders["sim"].config()["pools"][0])
+
     def test_checks_catch_broken_renders(self):
         """Each check fails on a render broken the way a manifest edit could break it."""
         base = self.renders["vllm"]
@@ -558,6 +653,47 @@ class DeployRenderTest(unittest.TestCase):
         def route(r):
             r.get("HTTPRoute")["spec"]["rules"][0]["backendRefs"][0]["name"] = "other"
         self.assertTrue(check_inference_pools(broken(route)))
+
+        def scale_target(r):
+            r.get("ScaledObject")["spec"]["scaleTargetRef"]["name"] = "llama-8b"
+        self.assertTrue(check_scaled_objects(broken(scale_target)))
+
+        def scale_gateway(r):
+            r.get("ScaledObject")["spec"]["scaleTargetRef"]["name"] = "tokenway"
+        self.assertTrue(check_scaled_objects(broken(scale_gateway)))
+
+        def scaler_port(r):
+            r.get("ScaledObject")["spec"]["triggers"][0]["metadata"]["scalerAddress"] = \
+                "tokenway-scaler.llm.svc.cluster.local:8081"
+        self.assertTrue(check_scaled_objects(broken(scaler_port)))
+
+        def scaler_service(r):
+            r.get("ScaledObject")["spec"]["triggers"][0]["metadata"]["scalerAddress"] = \
+                "tokenway-scaler.other.svc.cluster.local:9100"
+        self.assertTrue(check_scaled_objects(broken(scaler_service)))
+
+        def scaler_api_port(r):  # the API Service: its pods answer HTTP there, not the scaler
+            r.get("ScaledObject")["spec"]["triggers"][0]["metadata"]["scalerAddress"] = \
+                "tokenway.llm:8080"
+        self.assertTrue(check_scaled_objects(broken(scaler_api_port)))
+
+        def scaler_pool(r):
+            r.get("ScaledObject")["spec"]["triggers"][0]["metadata"]["pool"] = "mistral"
+        self.assertTrue(check_scaled_objects(broken(scaler_pool)))
+
+        def keda_off(r):
+            cm = r.config_map()
+            cfg = yaml.safe_load(cm["data"]["tokenway.yaml"])
+            del cfg["autoscaling"]
+            cm["data"]["tokenway.yaml"] = yaml.safe_dump(cfg)
+        self.assertTrue(check_scaled_objects(broken(keda_off)))
+
+        def listen_port(r):
+            cm = r.config_map()
+            cfg = yaml.safe_load(cm["data"]["tokenway.yaml"])
+            cfg["autoscaling"]["keda"]["listen"] = "0.0.0.0:9200"
+            cm["data"]["tokenway.yaml"] = yaml.safe_dump(cfg)
+        self.assertTrue(check_scaled_objects(broken(listen_port)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ BIN_DIR = os.environ.get("TOKENWAY_BIN_DIR", os.path.join(os.path.dirname(__file
 
 
 def bin_path(name):
-    for sub in ("", "src/main"):
+    for sub in ("", "src/main", "tests/support"):
         p = os.path.join(BIN_DIR, sub, name)
         if os.path.exists(p):
             return p

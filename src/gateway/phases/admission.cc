@@ -114,6 +114,15 @@ asio::awaitable<PhaseResult> Admit(RequestContext& ctx, ClientLink& client) {
   rec.queue_ns = now - rec.start_ns;
   const bool released = controller.Settle(*waiter, now) == FlowController::Settlement::kReleased;
   if (released) ctx.flow_release = &pool;  // owes DispatchDone(), also if the client left
+  if (client.deadline_passed()) {
+    ctx.FinishFlowRelease();
+    ctx.worker.metrics().Count(EppError::kDecisionTimeout);
+    co_return ctx.Fail(503,
+                       "request waited " + std::to_string(rec.queue_ns / 1'000'000) +
+                           " ms in the queue of saturated pool '" + pool.name +
+                           "', the endpoint picker's message_timeout",
+                       "decision_timeout", {}, "Retry-After: 1\r\n");
+  }
   if (client.client_gone()) {
     ctx.FinishFlowRelease();
     ctx.worker.metrics().Count(ClientError::kDisconnected);

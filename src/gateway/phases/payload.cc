@@ -50,7 +50,7 @@ PhaseResult ProcessPayload(RequestContext& ctx) {
   ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
   const InspectedRequest& req = ctx.inspected;
   if (req.stream && !req.include_usage && rt.config.streaming.inject_usage &&
-      req.operation != Operation::kEmbeddings) {
+      ctx.may_inject_usage && req.operation != Operation::kEmbeddings) {
     BodyInsertion ins = UsageInsertion(ctx.body, req);
     ctx.outgoing = OutgoingBody{ctx.body.substr(0, ins.at), ins.text, ctx.body.substr(ins.at)};
     ctx.record.usage_injected = true;

@@ -9,7 +9,8 @@
 // they release what they hold. An event that may carry usage is parsed to record it, and the
 // usage-only chunk is dropped when tokenway asked for it. A whole response is checked (a 200 must
 // be JSON), its usage read, run through the processors' whole-body form, and written as head +
-// body in one write.
+// body in one write. RelayStreamEvent, FinishStreamEvents and RelayWholeBody are shared with the
+// endpoint-picker front door, which relays the same events through Envoy.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -196,16 +197,10 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     co_return PhaseResult::kDone;
   };
 
-  const bool processors = !rt.payload.response.empty() && BeginStreamProcessors(ctx);
-  bool processors_finished = false;  // the processors released what they held
-  bool filtered = false;             // a processor ended the stream (kEnd)
-  // Queues the processors' events; true when the stream ends with them.
-  auto keep_processed = [&](ResponseVerdict v) {
+  bool filtered = false;  // a response processor ended the stream (kEnd)
+  auto keep_processed = [&](StreamEventAction action) {
     for (const std::string& e : ctx.stream_events) batch.KeepReplaced(e);
-    if (v != ResponseVerdict::kEnd) return false;
-    filtered = true;
-    rec.error_code.assign("content_filter");
-    return true;
+    if (action == StreamEventAction::kEnd) filtered = true;
   };
   for (;;) {
     if (!conn.buffer.empty()) {
@@ -222,43 +217,27 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     batch.Clear(events.mutable_buffer()->data());
     std::string_view event;
     while (events.Next(event)) {
-      std::string_view data = SseEventData(event, ctx.scratch);
-      if (data == "[DONE]") {
-        if (processors && !processors_finished) {
-          processors_finished = true;
-          const ResponseVerdict v = RunStreamProcessors(ctx, std::nullopt);
-          if (keep_processed(v)) break;
-        }
-        batch.Keep(event);
-        continue;
-      }
-      if (UsageReader::MayCarryUsage(data)) {
-        UsageReading reading;
-        if (ctx.worker.usage_reader().Read(data, reading) && reading.has_usage) {
-          rec.usage = reading.usage;
-          if (rec.trace.sampled()) rec.response_model.assign(reading.model);
-          if (rec.usage_injected && reading.choices_empty) continue;
-        }
-      }
-      if (!data.empty() && ++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
-      if (processors && !data.empty()) {
-        const ResponseVerdict v = RunStreamProcessors(ctx, data);
-        if (v == ResponseVerdict::kPass) {
+      const StreamEventAction action = RelayStreamEvent(ctx, event);
+      switch (action) {
+        case StreamEventAction::kKeep:
           batch.Keep(event);
-        } else if (keep_processed(v)) {
           break;
-        }
-        continue;
+        case StreamEventAction::kReplace:
+        case StreamEventAction::kEnd:
+          keep_processed(action);
+          break;
+        case StreamEventAction::kDrop:
+          break;
       }
-      batch.Keep(event);
+      if (filtered) break;
     }
     if (events.buffered() > kMaxPendingEventBytes) {
       co_return co_await end_with_error(UpstreamError::kProtocol, "upstream event exceeds 4 MiB",
                                         "bad_upstream_response");
     }
-    if (processors && !filtered && !processors_finished && rp.is_done()) {
-      processors_finished = true;
-      keep_processed(RunStreamProcessors(ctx, std::nullopt));
+    if (!filtered && rp.is_done()) {
+      const StreamEventAction action = FinishStreamEvents(ctx);
+      if (action != StreamEventAction::kKeep) keep_processed(action);
     }
     const bool done = rp.is_done() || filtered;
     if (!batch.empty() || done) {
@@ -332,23 +311,21 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
   // A 200 whose JSON does not parse is not relayed: the client gets a clean 502 instead of a
   // body its SDK would choke on.
   if (status == 200) {
-    UsageReading reading;
-    if (!ctx.worker.usage_reader().ReadInPlace(ctx.response_body, reading)) {
-      ctx.worker.metrics().Count(UpstreamError::kProtocol);
-      endpoint.state->RecordFailure(rt.config.passive_health, MonotonicNanos());
-      co_return ctx.Fail(502, "upstream " + endpoint.url + " sent a response that is not JSON",
-                         "bad_upstream_response");
-    }
-    if (reading.has_usage) rec.usage = reading.usage;
-    if (rec.trace.sampled()) rec.response_model.assign(reading.model);
-    body = ctx.response_body;
-    if (!rt.payload.response.empty()) {
-      ResponseVerdict v = RunResponseProcessors(ctx, body, ctx.processed);
-      if (v == ResponseVerdict::kReplace) body = ctx.processed;
-      if (v == ResponseVerdict::kDrop) {
+    switch (RelayWholeBody(ctx, ctx.response_body)) {
+      case WholeBodyAction::kNotJson:
+        ctx.worker.metrics().Count(UpstreamError::kProtocol);
+        endpoint.state->RecordFailure(rt.config.passive_health, MonotonicNanos());
+        co_return ctx.Fail(502, "upstream " + endpoint.url + " sent a response that is not JSON",
+                           "bad_upstream_response");
+      case WholeBodyAction::kWithheld:
         co_return ctx.Fail(502, "the response was withheld by a response processor",
                            "response_withheld");
-      }
+      case WholeBodyAction::kReplace:
+        body = ctx.processed;
+        break;
+      case WholeBodyAction::kKeep:
+        body = ctx.response_body;
+        break;
     }
   }
   if (!failed) endpoint.state->RecordSuccess();
@@ -380,6 +357,82 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
 }
 
 }  // namespace
+
+namespace {
+
+// Whether response processors run on this stream; starts them (their stream state) once.
+bool StreamProcessorsRunning(RequestContext& ctx) {
+  const PayloadChain& chain = ctx.runtime->payload;
+  if (chain.response.empty()) return false;
+  if (ctx.response_applies.size() != chain.response.size()) {
+    ctx.stream_processing = BeginStreamProcessors(ctx);
+  }
+  return ctx.stream_processing;
+}
+
+StreamEventAction FromVerdict(RequestContext& ctx, ResponseVerdict v) {
+  switch (v) {
+    case ResponseVerdict::kPass:
+      return StreamEventAction::kKeep;
+    case ResponseVerdict::kEnd:
+      ctx.stream_ended = true;
+      ctx.record.error_code.assign("content_filter");
+      return StreamEventAction::kEnd;
+    default:
+      return StreamEventAction::kReplace;
+  }
+}
+
+}  // namespace
+
+StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) {
+  RequestRecord& rec = ctx.record;
+  if (ctx.stream_ended) return StreamEventAction::kDrop;
+  std::string_view data = SseEventData(event, ctx.scratch);
+  if (data == "[DONE]") {
+    // The processors release what they hold before it.
+    const StreamEventAction action = FinishStreamEvents(ctx);
+    if (action == StreamEventAction::kReplace) ctx.stream_events.emplace_back("[DONE]");
+    return action;
+  }
+  if (UsageReader::MayCarryUsage(data)) {
+    UsageReading reading;
+    if (ctx.worker.usage_reader().Read(data, reading) && reading.has_usage) {
+      rec.usage = reading.usage;
+      if (rec.trace.sampled()) rec.response_model.assign(reading.model);
+      if (rec.usage_injected && reading.choices_empty) return StreamEventAction::kDrop;
+    }
+  }
+  if (data.empty()) return StreamEventAction::kKeep;
+  if (++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
+  if (!StreamProcessorsRunning(ctx)) return StreamEventAction::kKeep;
+  return FromVerdict(ctx, RunStreamProcessors(ctx, data));
+}
+
+StreamEventAction FinishStreamEvents(RequestContext& ctx) {
+  if (ctx.stream_ended || ctx.stream_flushed || !StreamProcessorsRunning(ctx)) {
+    return StreamEventAction::kKeep;
+  }
+  ctx.stream_flushed = true;
+  return FromVerdict(ctx, RunStreamProcessors(ctx, std::nullopt));
+}
+
+WholeBodyAction RelayWholeBody(RequestContext& ctx, std::string& body) {
+  RequestRecord& rec = ctx.record;
+  UsageReading reading;
+  if (!ctx.worker.usage_reader().ReadInPlace(body, reading)) return WholeBodyAction::kNotJson;
+  if (reading.has_usage) rec.usage = reading.usage;
+  if (rec.trace.sampled()) rec.response_model.assign(reading.model);
+  if (ctx.runtime->payload.response.empty()) return WholeBodyAction::kKeep;
+  switch (RunResponseProcessors(ctx, body, ctx.processed)) {
+    case ResponseVerdict::kDrop:
+      return WholeBodyAction::kWithheld;
+    case ResponseVerdict::kReplace:
+      return WholeBodyAction::kReplace;
+    default:
+      return WholeBodyAction::kKeep;
+  }
+}
 
 asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client) {
   if (ctx.streaming_response) {

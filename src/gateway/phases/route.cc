@@ -23,12 +23,30 @@ namespace {
 constexpr auto kEndpointPoll = std::chrono::milliseconds(50);
 
 // The pool's endpoints that may take a request now, into ctx.candidates.
+// With a subset from the Gateway (endpoint-picker protocol), only the endpoints it names.
 void CollectCandidates(RequestContext& ctx, const Pool& pool, int64_t now) {
   ctx.candidates.clear();
   for (uint32_t i = 0; i < pool.endpoints.size(); ++i) {
-    const EndpointState* state = pool.endpoints[i].state.get();
-    if (state->Eligible(now)) ctx.candidates.push_back({i, state});
+    const PoolEndpoint& endpoint = pool.endpoints[i];
+    const EndpointState* state = endpoint.state.get();
+    if (!state->Eligible(now)) continue;
+    if (ctx.restrict_to_subset) {
+      bool named = false;
+      for (std::string_view s : ctx.endpoint_subset) named = named || s == endpoint.ip_port;
+      if (!named) continue;
+    }
+    ctx.candidates.push_back({i, state});
   }
+}
+
+// A wait (admission, scale from zero) ended by the front door's deadline: 503, counted.
+PhaseResult DeadlinePassed(RequestContext& ctx) {
+  ctx.worker.metrics().Count(EppError::kDecisionTimeout);
+  return ctx.Fail(503,
+                  "no endpoint could be picked within the endpoint picker's message_timeout "
+                  "(waited " +
+                      std::to_string(ctx.record.queue_ns / 1'000'000) + " ms)",
+                  "decision_timeout", {}, "Retry-After: 1\r\n");
 }
 
 // Scale from zero: waits until the model's pool has an eligible endpoint — in this snapshot or
@@ -60,6 +78,7 @@ asio::awaitable<PhaseResult> WaitForEndpoint(RequestContext& ctx, ClientLink& cl
     }
     const int64_t now = MonotonicNanos();
     ctx.record.queue_ns = now - ctx.record.start_ns;
+    if (client.deadline_passed()) co_return DeadlinePassed(ctx);
     if (client.client_gone()) {
       m.Count(ClientError::kDisconnected);
       ctx.record.status = 499;
@@ -129,6 +148,12 @@ asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
     now = MonotonicNanos();
   } else if (candidates.empty()) {
     m.no_endpoint.fetch_add(1, std::memory_order_relaxed);
+    if (ctx.restrict_to_subset) {
+      co_return ctx.Fail(
+          503,
+          "no endpoint of the subset the gateway allowed is eligible in pool '" + pool.name + "'",
+          "no_healthy_endpoint");
+    }
     co_return ctx.Fail(503, "no healthy endpoint in pool '" + pool.name + "'",
                        "no_healthy_endpoint");
   }
