@@ -4,11 +4,14 @@
 // A request processor sees the inspected request once, after governance and before routing, and
 // may let it pass, reject it with an OpenAI-shaped error, or replace its body. A response
 // processor sees every SSE event's data of a stream (and a whole response body once) and may pass
-// it, replace it or drop it. Processors are built from their typed configuration at load time,
-// owned by the Runtime snapshot (PayloadChain), and called on worker threads concurrently: they
-// keep no per-request state of their own and never block.
+// it, replace it or drop it; a stream's processor may keep per-stream state (a sliding window
+// over the text deltas) that the relay owns in the request context. Processors are built from
+// their typed configuration at load time, owned by the Runtime snapshot (PayloadChain), and
+// called on worker threads concurrently: they keep no per-request state of their own and never
+// block.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,6 +26,7 @@ struct PayloadRequest {
   std::string_view body;              // the client's body, as received
   const InspectedRequest* inspected;  // model, stream, prompt text, ...
   std::string_view tenant;            // empty without governance
+  int64_t prompt_tokens = 0;          // the token estimator's count of the prompt
 };
 
 // A request processor's answer. kReplace: `body` is the new request body (sent instead of the
@@ -34,26 +38,60 @@ struct RequestVerdict {
   std::string code;     // kReject: tokenway's error code
   std::string message;  // kReject: the error message
   std::string body;     // kReplace: the new body
+  // Any kind: names of what a processor flagged (comma-separated), for the access log's
+  // `payload` field and the response header x-tokenway-flagged. Accumulates along the chain.
+  std::string flagged;
 };
 
 class RequestProcessor {
  public:
   virtual ~RequestProcessor() = default;
   virtual std::string_view name() const = 0;
+  // Whether the processor runs for a request of `model` from `tenant` (its `match`).
+  virtual bool Applies(std::string_view model, std::string_view tenant) const { return true; }
   // Worker threads, concurrently. `verdict` starts as kPass.
   virtual void Process(const PayloadRequest& request, RequestVerdict& verdict) const = 0;
 };
 
-// A response processor's answer for one event or body.
-enum class ResponseVerdict { kPass, kReplace, kDrop };
+// A response processor's answer for one event or body. kEnd (streams only): the stream ends
+// here; the output holds its last events (e.g. a finish_reason "content_filter" chunk and an
+// error event) and nothing more from upstream reaches the client.
+enum class ResponseVerdict { kPass, kReplace, kDrop, kEnd };
+
+// What a response processor remembers between the events of one stream. Created by Begin(),
+// owned by the request context, used by one worker thread.
+class ResponseStreamState {
+ public:
+  virtual ~ResponseStreamState() = default;
+};
 
 class ResponseProcessor {
  public:
   virtual ~ResponseProcessor() = default;
   virtual std::string_view name() const = 0;
-  // Worker threads, concurrently. `data` is one SSE event's data (a JSON chunk) or a whole JSON
-  // body; on kReplace, `replacement` holds the new data.
+  // Whether the processor runs for a request of `model` from `tenant` (its `match`).
+  virtual bool Applies(std::string_view model, std::string_view tenant) const { return true; }
+  // The whole-body form, without stream state: `data` is a whole JSON body, or one SSE event's
+  // data judged on its own (the ext_proc front door). Worker threads, concurrently; on kReplace,
+  // `replacement` holds the new data.
   virtual ResponseVerdict Process(std::string_view data, std::string& replacement) const = 0;
+
+  // The stream form. Begin() is called once per stream before its first event (relay phase);
+  // null means the processor keeps no stream state and the whole-body form runs per event.
+  virtual std::unique_ptr<ResponseStreamState> Begin() const { return nullptr; }
+  // One event's data, with the state Begin() returned. On kReplace, `events` holds the event
+  // payloads to send instead (zero or more, each one event's data); on kEnd, the stream's last
+  // events. `events` arrives empty.
+  virtual ResponseVerdict Process(ResponseStreamState& state, std::string_view data,
+                                  std::vector<std::string>& events) const {
+    return ResponseVerdict::kPass;
+  }
+  // The upstream stream ended ("[DONE]" or end of body): events still held back, to send before
+  // the end (kReplace), or the stream's last events (kEnd). `events` arrives empty.
+  virtual ResponseVerdict Finish(ResponseStreamState& state,
+                                 std::vector<std::string>& events) const {
+    return ResponseVerdict::kPass;
+  }
 };
 
 // The processors of a snapshot, in the order they run.

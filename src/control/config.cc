@@ -595,8 +595,7 @@ class Loader : public YamlFields {
     ExpectMap(root, "",
               {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
                "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models", "governance", "kubernetes", "autoscaling",
-               "epp"});
+               "pools", "models", "governance", "kubernetes", "autoscaling", "epp", "processors"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -865,6 +864,11 @@ class Loader : public YamlFields {
       if (!governance.ok()) throw YamlFieldError{governance.status().message()};
       c.governance = std::move(*governance);
     }
+    if (auto p = root["processors"]) {
+      auto processors = LoadProcessorsConfig(p, source_);
+      if (!processors.ok()) throw YamlFieldError{processors.status().message()};
+      c.processors = std::move(*processors);
+    }
     auto status = ValidateConfig(c);
     if (!status.ok()) Fail(root, "(config)", status.message());
     return c;
@@ -1001,6 +1005,13 @@ Status ValidateConfig(const GatewayConfig& c) {
     }
   }
   if (c.upstream.max_attempts < 1) return Status::Error("upstream.max_attempts must be >= 1");
+  for (const auto& p : c.processors) {
+    for (const auto& m : p.match.models) {
+      if (!model_names.count(m)) {
+        return Status::Error("processor '" + p.name + "' matches unknown model '" + m + "'");
+      }
+    }
+  }
   for (const auto& t : c.governance.tenants) {
     for (const auto& m : t.models) {
       if (!model_names.count(m)) {

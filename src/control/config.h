@@ -5,8 +5,8 @@
 // (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
 // PassiveHealthConfig in routing/endpoint_state.h, AccessLogConfig in telemetry/access_log.h,
 // TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig and KedaScalerConfig in
-// control/scaling_signals.h, GovernanceConfig in governance/governance_config.h); config.cc walks
-// the YAML into them.
+// control/scaling_signals.h, GovernanceConfig in governance/governance_config.h, ProcessorConfig
+// in payload/payload_config.h); config.cc walks the YAML into them.
 //
 // Loaded and validated once on the control thread, at start-up and on reload; the request path
 // never sees this struct directly, only the immutable Runtime built from it. Every error names
@@ -22,6 +22,7 @@
 #include "control/discovery_config.h"
 #include "control/scaling_signals.h"
 #include "governance/governance_config.h"
+#include "payload/payload_config.h"
 #include "routing/endpoint_state.h"
 #include "routing/flow_controller.h"
 #include "routing/scheduler_config.h"
@@ -160,6 +161,8 @@ struct GatewayConfig {
   KubernetesConfig kubernetes;  // API server access for pools[].discovery
   KedaScalerConfig keda;        // autoscaling.keda (control/scaling_signals.h); off by default
   EppConfig epp;                // endpoint-picker front door; off unless epp.listen is set
+  // Payload processors of phases 3 and 6, in order (payload/payload_config.h); empty: none.
+  std::vector<ProcessorConfig> processors;
 };
 
 // Parses YAML text; `source` names the file in error messages.

@@ -253,6 +253,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   if (c.keda.enabled) w.Key("keda").BeginObject().Key("listen").String(c.keda.listen).EndObject();
   w.EndObject();
   WriteGovernanceJson(w.Key("governance"), c.governance);
+  WriteProcessorsConfig(w.Key("processors"), c.processors);
   w.EndObject();
   return out;
 }

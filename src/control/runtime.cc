@@ -124,6 +124,9 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
   if (config.governance.enabled) rt->governance = std::move(governance);
   rt->config = config;
   rt->generation = generation;
+  auto chain = BuildPayloadChain(config.processors);
+  if (!chain.ok()) return chain.status();
+  rt->payload = std::move(*chain);
   std::unordered_map<std::string, const Pool*> by_name;
   for (const auto& pc : config.pools) {
     auto pool = std::make_unique<Pool>();

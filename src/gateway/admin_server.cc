@@ -19,6 +19,7 @@
 #include "gateway/keda_scaler.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
+#include "payload/payload_metrics.h"
 #include "telemetry/metrics_exposition.h"
 
 namespace tokenway {
@@ -307,6 +308,7 @@ std::string AdminServer::RenderMetrics() const {
   in.trace_section = [&](PrometheusText& t) {
     RenderTraceMetrics(t, view_.shared ? view_.shared->traces.get() : nullptr);
   };
+  in.payload_section = [](PrometheusText& t) { PayloadMetrics::Global().Render(t); };
   if (rt->governance) {
     in.governance_section = [&](PrometheusText& t) {
       rt->governance->state->RenderMetrics(t, rt->governance.get());

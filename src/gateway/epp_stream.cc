@@ -775,17 +775,25 @@ void EppStream::OnResponseBody() {
     events.Append(chunk);
     out_.clear();
     std::string_view event;
-    while (events.Next(event)) {
+    auto append_processed = [this] {
+      for (const std::string& e : ctx_.stream_events)
+        out_.append("data: ").append(e).append("\n\n");
+    };
+    while (!ctx_.stream_ended && events.Next(event)) {
       StreamEventAction action = RelayStreamEvent(ctx_, event);
       if (action == StreamEventAction::kDrop) continue;
       if (action == StreamEventAction::kKeep) {
         out_.append(event);
       } else {
-        out_.append("data: ").append(ctx_.processed).append("\n\n");
+        append_processed();  // kEnd: the last events; every later one is dropped
       }
     }
-    if (eos || events.buffered() > kMaxPendingEventBytes) {
-      // The end (or an event too long to hold): what is left goes as it is.
+    if (ctx_.stream_ended) {
+      events.Clear();  // nothing after a processor ended the stream
+    } else if (eos || events.buffered() > kMaxPendingEventBytes) {
+      // The end (or an event too long to hold): what is left goes as it is, after what the
+      // processors still held.
+      if (eos && FinishStreamEvents(ctx_) != StreamEventAction::kKeep) append_processed();
       out_.append(events.pending());
       events.Clear();
     } else {

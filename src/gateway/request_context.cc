@@ -9,7 +9,10 @@ void RequestRecord::Reset() {
   std::string id = std::move(request_id);
   std::string code = std::move(error_code);
   std::string model = std::move(response_model);
+  std::string flags = std::move(payload_flags);
   *this = RequestRecord{};
+  payload_flags = std::move(flags);
+  payload_flags.clear();
   request_id = std::move(id);
   request_id.clear();
   error_code = std::move(code);
@@ -71,6 +74,11 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   conn.reset();
   ResetResponse();
   streaming_response = false;
+  stream_states.clear();
+  response_applies.clear();
+  stream_processing = false;
+  stream_flushed = false;
+  stream_ended = false;
   record.Reset();
   reply.Clear();
 }

@@ -79,6 +79,7 @@ struct RequestRecord {
   uint32_t prefix_blocks = 0;   // prompt blocks looked up in the prefix index
   uint32_t prefix_matched = 0;  // of those, held by the chosen endpoint (estimate)
   std::string error_code;       // tokenway's own code when it produced or cut the response
+  std::string payload_flags;    // what payload processors flagged, comma-separated
   TokenUsage usage;
   // The usage above was not reported by the model server but estimated by tokenway (a stream
   // that ended without a usage block): prompt tokens from the token estimator, completion
@@ -288,6 +289,14 @@ struct RequestContext {
   std::string chunk_head;
   std::string scratch;
   std::string processed;  // a payload a response processor replaced
+  // Stream state of the response processors (index-aligned with the chain; null: the processor
+  // keeps none), and whether each applies to this request; events they emit, double-buffered.
+  std::vector<std::unique_ptr<ResponseStreamState>> stream_states;
+  std::vector<uint8_t> response_applies;
+  std::vector<std::string> stream_events, stream_events_next;
+  bool stream_processing = false;  // response processors run on this stream
+  bool stream_flushed = false;     // they released what they held (end of the stream)
+  bool stream_ended = false;       // one of them ended the stream (kEnd)
   SseEventSplitter events;
   RelayBatch relay_batch;  // the events of one upstream read (per request: writes interleave)
   std::vector<boost::asio::const_buffer> gather;  // a relayed batch of events, as runs

@@ -43,6 +43,7 @@ constexpr std::string_view kFieldNames[] = {"ts",
                                             "request_bytes",
                                             "response_bytes",
                                             "prompt_hash",
+                                            "payload",
                                             "error"};
 static_assert(std::size(kFieldNames) == static_cast<size_t>(AccessLogField::kCount));
 

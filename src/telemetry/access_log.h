@@ -50,6 +50,7 @@ enum class AccessLogField : uint8_t {
   kRequestBytes,
   kResponseBytes,
   kPromptHash,
+  kPayload,  // what payload processors flagged ("email,phone"), or null
   kError,
   kCount
 };

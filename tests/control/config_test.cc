@@ -987,3 +987,75 @@ TEST(GovernanceInConfig, LoadsValidatesAndRedacts) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+const std::string kProcessorsBase =
+    "pools:\n  - name: p\n    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n";
+
+TEST(ConfigTest, ProcessorsParseRenderAndBuildTheChain) {
+  auto c = ParseConfig(kProcessorsBase +
+                           "processors:\n"
+                           "  - type: pii\n"
+                           "    match: {models: [m], tenants: [t]}\n"
+                           "    window: 32\n"
+                           "    detectors: {email: redact, payment_card: block}\n"
+                           "  - name: policy\n"
+                           "    type: patterns\n"
+                           "    response: false\n"
+                           "    patterns:\n"
+                           "      - {name: codename, pattern: 'project\\s+falcon'}\n"
+                           "  - {type: limits, deny_fields: [logprobs], max_prompt_tokens: 10}\n",
+                       "p.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ASSERT_EQ(c->processors.size(), 3u);
+  EXPECT_EQ(c->processors[0].name, "pii_0");
+  EXPECT_EQ(c->processors[0].window, 32u);
+  EXPECT_EQ(c->processors[1].patterns[0].action, ScanAction::kBlock);
+  EXPECT_EQ(c->processors[2].limits.max_prompt_tokens, 10);
+  auto chain = BuildPayloadChain(c->processors);
+  ASSERT_TRUE(chain.ok());
+  EXPECT_EQ(chain->request.size(), 3u);   // pii, policy, limits
+  EXPECT_EQ(chain->response.size(), 1u);  // pii only
+  EXPECT_TRUE(chain->request[0]->Applies("m", "t"));
+  EXPECT_FALSE(chain->request[0]->Applies("m", "other"));
+  const std::string json = RenderConfigJson(*c);
+  EXPECT_NE(json.find(R"("processors":[{"name":"pii_0","type":"pii")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("detectors":{"email":"redact","payment_card":"block"})"),
+            std::string::npos)
+      << json;
+}
+
+TEST(ConfigTest, ProcessorErrorsNameTheFileLineAndField) {
+  struct Case {
+    std::string yaml;
+    std::string expect;
+  };
+  const Case cases[] = {
+      {"processors:\n  - type: patterns\n    patterns: [{pattern: '(a)\\1'}]\n",
+       "is not valid RE2"},
+      {"processors:\n  - type: patterns\n    patterns: [{pattern: 'foo(?=bar)'}]\n",
+       "is not valid RE2"},
+      {"processors:\n  - type: patterns\n    patterns: [{pattern: 'x*'}]\n", "empty string"},
+      {"processors:\n  - type: pii\n    detectors: {passport: block}\n", "unknown detector"},
+      {"processors:\n  - type: pii\n    detectors: {email: shred}\n",
+       "processors[0].detectors.email: must be block, redact or flag"},
+      {"processors:\n  - type: webhook\n", "processors[0].type: must be patterns, pii or limits"},
+      {"processors:\n  - type: limits\n", "needs max_prompt_tokens or deny_fields"},
+      {"processors:\n  - type: limits\n    window: 8\n    deny_fields: [x]\n",
+       "applies to patterns and pii processors only"},
+      {"processors:\n  - type: pii\n    window: 2\n", "processors[0].window: must be between 8"},
+      {"processors:\n  - {type: pii, match: {models: [nope]}}\n", "unknown model 'nope'"},
+  };
+  for (const Case& k : cases) {
+    auto c = ParseConfig(kProcessorsBase + k.yaml, "p.yaml");
+    ASSERT_FALSE(c.ok()) << k.yaml;
+    EXPECT_NE(c.status().message().find(k.expect), std::string::npos)
+        << k.yaml << " -> " << c.status().message();
+    EXPECT_NE(c.status().message().find("p.yaml"), std::string::npos) << c.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace tokenway

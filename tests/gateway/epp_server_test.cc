@@ -326,6 +326,51 @@ TEST_F(EppServerTest, StreamedResponseUsageInjectedAndStripped) {
   EXPECT_EQ(metrics_.usage_unknown[model].load(), 0u);
 }
 
+TEST_F(EppServerTest, StreamedResponseEndedByAResponseProcessor) {
+  // A pattern spanning two events blocks the stream through the ext_proc front door too.
+  Start(
+      "processors:\n  - {type: patterns, request: false, window: 16, patterns: "
+      "[{name: codeword, pattern: 'w1\\s*w2'}]}\n");
+  grpc::ClientContext ctx;
+  auto stream = stub_->Process(&ctx);
+  const std::string body = Chat("m", true);
+  ASSERT_TRUE(stream->Write(Headers("/v1/chat/completions", false)));
+  ASSERT_TRUE(stream->Write(Body(body, true)));
+  ep::ProcessingResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  const ep::HeaderMutation mutation = r.request_headers().response().header_mutation();
+  const std::string destination = HeaderOf(mutation, "x-gateway-destination-endpoint");
+  std::string sent;
+  for (bool eos = false; !eos;) {
+    ASSERT_TRUE(stream->Read(&r));
+    const auto& sr = r.request_body().response().body_mutation().streamed_response();
+    sent += sr.body();
+    eos = sr.end_of_stream();
+  }
+  const std::string picked = destination.substr(0, destination.find(','));
+  const std::string sse = Upstream(picked, sent);
+  ASSERT_TRUE(stream->Write(ResponseHeaders(200, "text/event-stream")));
+  ASSERT_TRUE(stream->Read(&r));
+  std::string relayed;
+  for (size_t at = 0; at < sse.size(); at += 37) {
+    const bool last = at + 37 >= sse.size();
+    ASSERT_TRUE(stream->Write(Body(sse.substr(at, 37), last, true)));
+    ASSERT_TRUE(stream->Read(&r));
+    relayed += r.response_body().response().body_mutation().streamed_response().body();
+  }
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&r));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_NE(relayed.find(R"("finish_reason":"content_filter")"), std::string::npos) << relayed;
+  EXPECT_NE(relayed.find(R"("code":"content_filter")"), std::string::npos) << relayed;
+  EXPECT_EQ(relayed.find("w1"), std::string::npos) << relayed;
+  EXPECT_EQ(relayed.find("w3"), std::string::npos) << relayed;
+  EXPECT_EQ(relayed.find("[DONE]"), std::string::npos) << relayed;
+  EXPECT_NE(relayed.find(" w0"), std::string::npos) << relayed;
+  EXPECT_TRUE(Eventually([&] { return metrics_.in_flight.load() == 0; }));
+  EXPECT_EQ(EndpointInFlight(), 0);
+}
+
 TEST_F(EppServerTest, LargeBodyGoesBackInBoundedChunksInOrder) {
   Start("", "", "", nullptr, 8 << 20);
   // 3 MB: 49 chunks of at most 62,000 bytes, more than the stream's write ring holds at once.

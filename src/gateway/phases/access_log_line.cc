@@ -103,6 +103,7 @@ void WriteAccessLog(RequestContext& ctx, double seconds) {
     for (int i = 15; i >= 0; --i) o.push_back(kHex[(rec.prompt_hash >> (i * 4)) & 0xF]);
     o.push_back('"');
   }
+  if (key(F::kPayload)) AppendOptionalString(o, rec.payload_flags);
   if (key(F::kError)) AppendOptionalString(o, rec.error_code);
   if (sep == '{') o.push_back('{');
   o.append("}\n");

@@ -1,6 +1,8 @@
 // Phase 3 of the request path: process payload. The snapshot's request processors
-// (tokenway/payload.h) run in order and may pass, reject (an OpenAI-shaped error, counted) or
-// replace the body, which is then inspected again so that routing sees what goes upstream. Then,
+// (tokenway/payload.h) whose match selects the request run in order and may pass, reject (an
+// OpenAI-shaped error, counted) or replace the body, which is then inspected again so that
+// routing sees what goes upstream; what they flag goes to the access log and the response header
+// x-tokenway-flagged. Then,
 // when a stream did not ask for usage and streaming.inject_usage is on, the body is edited to ask
 // for it: one insertion, sent as pieces around the client's bytes (OutgoingBody), never copied.
 #include "common/io_buffer.h"
@@ -13,11 +15,14 @@ namespace tokenway {
 PhaseResult ProcessPayload(RequestContext& ctx) {
   WorkerMetrics& m = ctx.worker.metrics();
   const Runtime& rt = *ctx.runtime;
+  RequestVerdict& v = ctx.verdict;
+  v.flagged.clear();
   for (const auto& processor : rt.payload.request) {
-    RequestVerdict& v = ctx.verdict;
+    if (!processor->Applies(ctx.inspected.model, ctx.record.tenant)) continue;
     v.kind = RequestVerdict::Kind::kPass;
-    processor->Process({ctx.body, &ctx.inspected, ctx.record.tenant}, v);
+    processor->Process({ctx.body, &ctx.inspected, ctx.record.tenant, ctx.prompt_tokens}, v);
     if (v.kind == RequestVerdict::Kind::kReject) {
+      ctx.record.payload_flags.assign(v.flagged);
       m.Count(ClientError::kPayloadRejected);
       return ctx.Fail(v.status, v.message, v.code);
     }
@@ -38,6 +43,9 @@ PhaseResult ProcessPayload(RequestContext& ctx) {
                         "payload_processor_failed");
       }
     }
+  }
+  if (!v.flagged.empty()) {
+    ctx.record.payload_flags.assign(v.flagged);
   }
   ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
   const InspectedRequest& req = ctx.inspected;

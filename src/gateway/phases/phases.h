@@ -51,10 +51,16 @@ boost::asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& clien
 
 // 6. One event of a relayed stream, for both front doors: its usage recorded (and a sampled
 // request's response model), the first content event ending the endpoint's prefill estimate,
-// then the response processors. kDrop for the usage-only event tokenway asked for and for an
-// event a processor dropped; kReplace with the new data in ctx.processed.
-enum class StreamEventAction : uint8_t { kKeep, kDrop, kReplace };
+// then the response processors (started with the stream's first event, their state in the
+// context). kDrop for the usage-only event tokenway asked for, for an event a processor dropped
+// and for every event after the stream ended; kReplace: send ctx.stream_events (event data, zero
+// or more) instead; kEnd: send ctx.stream_events, then end the stream (a processor blocked it;
+// the upstream's rest is not relayed). At "[DONE]" the processors first release what they hold.
+enum class StreamEventAction : uint8_t { kKeep, kDrop, kReplace, kEnd };
 StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event);
+// 6. The end of a relayed stream's body without "[DONE]": what the processors still hold
+// (kReplace/kEnd: ctx.stream_events), once; kKeep when there is nothing.
+StreamEventAction FinishStreamEvents(RequestContext& ctx);
 // 6. A whole 200 response body, for both front doors: usage read (in place), then the response
 // processors. kNotJson when the body is not a JSON object; kWithheld when a processor dropped
 // it; kReplace with the new body in ctx.processed.

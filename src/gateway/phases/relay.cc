@@ -2,14 +2,21 @@
 // body (chunked or not) is de-framed into an SseEventSplitter, and every upstream read's
 // complete events are written at once as one HTTP chunk in one gathered write, pointing into the
 // splitter's buffer (no second copy); nothing is held back to fill a buffer. Events pass
-// unchanged through an empty response-processor chain; an event that may carry usage is parsed
-// to record it, and the usage-only chunk is dropped when tokenway asked for it. A whole response
-// is checked (a 200 must be JSON), its usage read, and written as head + body in one write.
+// unchanged through an empty response-processor chain; otherwise the processors that apply to
+// the request see each event with their per-stream state (kept in the context) and may replace
+// it by other events, hold text back (a bounded window) or end the stream (kEnd: their last
+// events are sent and the upstream connection is dropped); at "[DONE]" or the end of the body
+// they release what they hold. An event that may carry usage is parsed to record it, and the
+// usage-only chunk is dropped when tokenway asked for it. A whole response is checked (a 200 must
+// be JSON), its usage read, run through the processors' whole-body form, and written as head +
+// body in one write. RelayStreamEvent, FinishStreamEvents and RelayWholeBody are shared with the
+// endpoint-picker front door, which relays the same events through Envoy.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/error.hpp>
 #include <charconv>
+#include <optional>
 
 #include "common/duration.h"
 #include "common/openai_error.h"
@@ -36,12 +43,14 @@ void AppendDecimal(std::string& out, size_t v) {
   out.append(digits, end);
 }
 
-// The response processors' verdict on one payload; `replacement` receives a replaced payload.
-ResponseVerdict RunResponseProcessors(const PayloadChain& chain, std::string_view data,
+// The applying response processors' verdict on a whole body; `replacement` receives a replaced
+// body.
+ResponseVerdict RunResponseProcessors(const RequestContext& ctx, std::string_view data,
                                       std::string& replacement) {
   ResponseVerdict verdict = ResponseVerdict::kPass;
   std::string next;
-  for (const auto& p : chain.response) {
+  for (const auto& p : ctx.runtime->payload.response) {
+    if (!p->Applies(ctx.inspected.model, ctx.record.tenant)) continue;
     std::string_view current = verdict == ResponseVerdict::kReplace ? replacement : data;
     ResponseVerdict v = p->Process(current, next);
     if (v == ResponseVerdict::kDrop) return v;
@@ -51,6 +60,81 @@ ResponseVerdict RunResponseProcessors(const PayloadChain& chain, std::string_vie
     }
   }
   return verdict;
+}
+
+// Creates the stream state of every response processor that applies; false when none does.
+bool BeginStreamProcessors(RequestContext& ctx) {
+  const auto& chain = ctx.runtime->payload.response;
+  ctx.stream_states.clear();
+  ctx.response_applies.assign(chain.size(), 0);
+  bool any = false;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    ctx.stream_states.push_back(nullptr);
+    if (!chain[i]->Applies(ctx.inspected.model, ctx.record.tenant)) continue;
+    ctx.response_applies[i] = 1;
+    ctx.stream_states[i] = chain[i]->Begin();
+    any = true;
+  }
+  return any;
+}
+
+// Runs one stream event (`data`), or the end of the stream (no `data`), through the applying
+// processors in order; each processor's output events are the next one's input. kPass: `data`
+// goes out unchanged; kReplace: ctx.stream_events go out instead (maybe none); kEnd: they are the
+// stream's last events.
+ResponseVerdict RunStreamProcessors(RequestContext& ctx, std::optional<std::string_view> data) {
+  const auto& chain = ctx.runtime->payload.response;
+  std::vector<std::string>& cur = ctx.stream_events;
+  std::vector<std::string>& next = ctx.stream_events_next;
+  thread_local std::vector<std::string> produced;
+  cur.clear();
+  bool original = data.has_value();  // the input is still the upstream's event, unchanged
+  bool changed = !original;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    if (!ctx.response_applies[i]) continue;
+    const ResponseProcessor& p = *chain[i];
+    ResponseStreamState* state = ctx.stream_states[i].get();
+    next.clear();
+    bool ended = false;
+    auto run = [&](std::string_view in, bool is_original) {
+      produced.clear();
+      ResponseVerdict v;
+      if (state) {
+        v = p.Process(*state, in, produced);
+      } else {
+        produced.emplace_back();
+        v = p.Process(in, produced.back());
+        if (v == ResponseVerdict::kDrop) produced.clear();
+      }
+      if (v == ResponseVerdict::kPass) {
+        if (!is_original) next.emplace_back(in);
+        return true;
+      }
+      for (std::string& e : produced) next.push_back(std::move(e));
+      ended = v == ResponseVerdict::kEnd;
+      return false;
+    };
+    if (original) {
+      if (run(*data, true)) continue;  // still the original, nothing copied
+      original = false;
+      changed = true;
+    } else {
+      for (const std::string& in : cur) {
+        if (!run(in, false)) changed = true;
+        if (ended) break;
+      }
+    }
+    if (!ended && !data && state) {
+      produced.clear();
+      const ResponseVerdict v = p.Finish(*state, produced);
+      for (std::string& e : produced) next.push_back(std::move(e));
+      ended = v == ResponseVerdict::kEnd;
+    }
+    cur.swap(next);
+    if (ended) return ResponseVerdict::kEnd;
+  }
+  if (original) return ResponseVerdict::kPass;
+  return changed ? ResponseVerdict::kReplace : ResponseVerdict::kPass;
 }
 
 asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client) {
@@ -78,6 +162,9 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
   head.append("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
   head.append("X-Request-Id: ").append(rec.request_id).append("\r\n");
   head.append(ctx.governance.headers());
+  if (!rec.payload_flags.empty()) {
+    head.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
+  }
   head.append(chunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
   if (chunked && !client.keep_alive()) head.append("Connection: close\r\n");
   head.append("\r\n");
@@ -110,6 +197,11 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     co_return PhaseResult::kDone;
   };
 
+  bool filtered = false;  // a response processor ended the stream (kEnd)
+  auto keep_processed = [&](StreamEventAction action) {
+    for (const std::string& e : ctx.stream_events) batch.KeepReplaced(e);
+    if (action == StreamEventAction::kEnd) filtered = true;
+  };
   for (;;) {
     if (!conn.buffer.empty()) {
       boost::beast::error_code ec;
@@ -125,22 +217,29 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
     batch.Clear(events.mutable_buffer()->data());
     std::string_view event;
     while (events.Next(event)) {
-      switch (RelayStreamEvent(ctx, event)) {
+      const StreamEventAction action = RelayStreamEvent(ctx, event);
+      switch (action) {
         case StreamEventAction::kKeep:
           batch.Keep(event);
           break;
         case StreamEventAction::kReplace:
-          batch.KeepReplaced(ctx.processed);
+        case StreamEventAction::kEnd:
+          keep_processed(action);
           break;
         case StreamEventAction::kDrop:
           break;
       }
+      if (filtered) break;
     }
     if (events.buffered() > kMaxPendingEventBytes) {
       co_return co_await end_with_error(UpstreamError::kProtocol, "upstream event exceeds 4 MiB",
                                         "bad_upstream_response");
     }
-    const bool done = rp.is_done();
+    if (!filtered && rp.is_done()) {
+      const StreamEventAction action = FinishStreamEvents(ctx);
+      if (action != StreamEventAction::kKeep) keep_processed(action);
+    }
+    const bool done = rp.is_done() || filtered;
     if (!batch.empty() || done) {
       std::vector<asio::const_buffer>& out = ctx.gather;
       out.clear();
@@ -161,6 +260,13 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
       if (!co_await client.Write(std::span<const asio::const_buffer>(out))) co_return gone();
     }
     events.Compact();
+    if (filtered) {
+      // The rest of the upstream stream is not read: its connection cannot be reused.
+      conn.deadline.Disarm();
+      state.RecordSuccess();
+      ctx.conn.reset();
+      co_return PhaseResult::kDone;
+    }
     if (done) break;
     conn.deadline.Arm(std::min(MonotonicNanos() + up.stream_idle_timeout.count(), total_deadline));
     char* p = conn.buffer.write_ptr(kUpstreamReadChunk);
@@ -235,6 +341,9 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
   AppendDecimal(out, body.size());
   out.append("\r\nX-Request-Id: ").append(rec.request_id).append("\r\n");
   out.append(ctx.governance.headers());
+  if (!rec.payload_flags.empty()) {
+    out.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
+  }
   if (!client.keep_alive()) out.append("Connection: close\r\n");
   out.append("\r\n");
   rec.first_byte_ns = MonotonicNanos();
@@ -249,10 +358,43 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
 
 }  // namespace
 
+namespace {
+
+// Whether response processors run on this stream; starts them (their stream state) once.
+bool StreamProcessorsRunning(RequestContext& ctx) {
+  const PayloadChain& chain = ctx.runtime->payload;
+  if (chain.response.empty()) return false;
+  if (ctx.response_applies.size() != chain.response.size()) {
+    ctx.stream_processing = BeginStreamProcessors(ctx);
+  }
+  return ctx.stream_processing;
+}
+
+StreamEventAction FromVerdict(RequestContext& ctx, ResponseVerdict v) {
+  switch (v) {
+    case ResponseVerdict::kPass:
+      return StreamEventAction::kKeep;
+    case ResponseVerdict::kEnd:
+      ctx.stream_ended = true;
+      ctx.record.error_code.assign("content_filter");
+      return StreamEventAction::kEnd;
+    default:
+      return StreamEventAction::kReplace;
+  }
+}
+
+}  // namespace
+
 StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) {
   RequestRecord& rec = ctx.record;
+  if (ctx.stream_ended) return StreamEventAction::kDrop;
   std::string_view data = SseEventData(event, ctx.scratch);
-  if (data == "[DONE]") return StreamEventAction::kKeep;
+  if (data == "[DONE]") {
+    // The processors release what they hold before it.
+    const StreamEventAction action = FinishStreamEvents(ctx);
+    if (action == StreamEventAction::kReplace) ctx.stream_events.emplace_back("[DONE]");
+    return action;
+  }
   if (UsageReader::MayCarryUsage(data)) {
     UsageReading reading;
     if (ctx.worker.usage_reader().Read(data, reading) && reading.has_usage) {
@@ -263,16 +405,16 @@ StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) 
   }
   if (data.empty()) return StreamEventAction::kKeep;
   if (++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
-  const PayloadChain& chain = ctx.runtime->payload;
-  if (chain.response.empty()) return StreamEventAction::kKeep;
-  switch (RunResponseProcessors(chain, data, ctx.processed)) {
-    case ResponseVerdict::kDrop:
-      return StreamEventAction::kDrop;
-    case ResponseVerdict::kReplace:
-      return StreamEventAction::kReplace;
-    default:
-      return StreamEventAction::kKeep;
+  if (!StreamProcessorsRunning(ctx)) return StreamEventAction::kKeep;
+  return FromVerdict(ctx, RunStreamProcessors(ctx, data));
+}
+
+StreamEventAction FinishStreamEvents(RequestContext& ctx) {
+  if (ctx.stream_ended || ctx.stream_flushed || !StreamProcessorsRunning(ctx)) {
+    return StreamEventAction::kKeep;
   }
+  ctx.stream_flushed = true;
+  return FromVerdict(ctx, RunStreamProcessors(ctx, std::nullopt));
 }
 
 WholeBodyAction RelayWholeBody(RequestContext& ctx, std::string& body) {
@@ -281,9 +423,8 @@ WholeBodyAction RelayWholeBody(RequestContext& ctx, std::string& body) {
   if (!ctx.worker.usage_reader().ReadInPlace(body, reading)) return WholeBodyAction::kNotJson;
   if (reading.has_usage) rec.usage = reading.usage;
   if (rec.trace.sampled()) rec.response_model.assign(reading.model);
-  const PayloadChain& chain = ctx.runtime->payload;
-  if (chain.response.empty()) return WholeBodyAction::kKeep;
-  switch (RunResponseProcessors(chain, body, ctx.processed)) {
+  if (ctx.runtime->payload.response.empty()) return WholeBodyAction::kKeep;
+  switch (RunResponseProcessors(ctx, body, ctx.processed)) {
     case ResponseVerdict::kDrop:
       return WholeBodyAction::kWithheld;
     case ResponseVerdict::kReplace:

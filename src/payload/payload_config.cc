@@ -1,0 +1,236 @@
+#include "payload/payload_config.h"
+
+#include <memory>
+
+#include "common/json_writer.h"
+#include "common/yaml_fields.h"
+#include "payload/payload_metrics.h"
+#include "payload/pii_scanner.h"
+#include "payload/scan_processor.h"
+
+namespace tokenway {
+
+namespace {
+
+StatusOr<std::shared_ptr<const TextScanner>> BuildScanner(const ProcessorConfig& p) {
+  if (p.type == "patterns") {
+    auto s = PatternScanner::Create(p.patterns);
+    if (!s.ok()) return s.status();
+    return std::shared_ptr<const TextScanner>(std::move(*s));
+  }
+  auto s = PiiScanner::Create(p.detectors);
+  if (!s.ok()) return s.status();
+  return std::shared_ptr<const TextScanner>(std::move(*s));
+}
+
+class ProcessorsLoader : public YamlFields {
+ public:
+  using YamlFields::YamlFields;
+
+  std::vector<std::string> Strings(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsSequence()) Fail(node, field, "must be a list of strings");
+    std::vector<std::string> out;
+    for (size_t i = 0; i < node.size(); ++i) {
+      out.push_back(String(node[i], field + "[" + std::to_string(i) + "]"));
+    }
+    return out;
+  }
+
+  ScanAction Action(const YAML::Node& node, const std::string& field) const {
+    ScanAction a;
+    if (!ParseScanAction(String(node, field), a)) {
+      Fail(node, field, "must be block, redact or flag");
+    }
+    return a;
+  }
+
+  std::vector<ProcessorConfig> Load(const YAML::Node& node) {
+    const std::string field = "processors";
+    if (!node.IsSequence()) Fail(node, field, "must be a list of processors");
+    std::vector<ProcessorConfig> out;
+    for (size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node& n = node[i];
+      const std::string f = field + "[" + std::to_string(i) + "]";
+      ExpectMap(n, f,
+                {"name", "type", "match", "request", "response", "window", "patterns", "detectors",
+                 "max_prompt_tokens", "deny_fields"});
+      ProcessorConfig p;
+      if (!n["type"]) Fail(n, f, "needs a type (patterns, pii or limits)");
+      p.type = String(n["type"], Join(f, "type"));
+      const auto& types = KnownProcessorTypes();
+      if (std::find(types.begin(), types.end(), p.type) == types.end()) {
+        Fail(n["type"], Join(f, "type"), "must be patterns, pii or limits, got '" + p.type + "'");
+      }
+      p.name = n["name"] ? String(n["name"], Join(f, "name")) : p.type + "_" + std::to_string(i);
+      for (const auto& other : out) {
+        if (other.name == p.name) Fail(n, Join(f, "name"), "'" + p.name + "' is used twice");
+      }
+      if (auto m = n["match"]) {
+        ExpectMap(m, Join(f, "match"), {"models", "tenants"});
+        if (m["models"]) p.match.models = Strings(m["models"], Join(f, "match.models"));
+        if (m["tenants"]) p.match.tenants = Strings(m["tenants"], Join(f, "match.tenants"));
+      }
+      if (n["request"]) p.request = Bool(n["request"], Join(f, "request"));
+      if (n["response"]) p.response = Bool(n["response"], Join(f, "response"));
+      if (n["window"]) p.window = Integer<uint32_t>(n["window"], Join(f, "window"), 8, 4096);
+      const bool scans = p.type != "limits";
+      for (const char* k : {"request", "response", "window"}) {
+        if (!scans && n[k]) Fail(n[k], Join(f, k), "applies to patterns and pii processors only");
+      }
+      if (p.type != "patterns" && n["patterns"]) {
+        Fail(n["patterns"], Join(f, "patterns"), "applies to patterns processors only");
+      }
+      if (p.type != "pii" && n["detectors"]) {
+        Fail(n["detectors"], Join(f, "detectors"), "applies to pii processors only");
+      }
+      if (p.type != "limits") {
+        for (const char* k : {"max_prompt_tokens", "deny_fields"}) {
+          if (n[k]) Fail(n[k], Join(f, k), "applies to limits processors only");
+        }
+      }
+      if (p.type == "patterns") {
+        const YAML::Node& list = n["patterns"];
+        if (!list || !list.IsSequence() || list.size() == 0) {
+          Fail(n, Join(f, "patterns"), "must be a non-empty list of {name, pattern, action}");
+        }
+        for (size_t k = 0; k < list.size(); ++k) {
+          const std::string pf = Join(f, "patterns[" + std::to_string(k) + "]");
+          ExpectMap(list[k], pf, {"name", "pattern", "action"});
+          PatternRuleConfig r;
+          if (!list[k]["pattern"]) Fail(list[k], pf, "needs a pattern");
+          r.pattern = String(list[k]["pattern"], Join(pf, "pattern"));
+          r.name = list[k]["name"] ? String(list[k]["name"], Join(pf, "name"))
+                                   : "pattern_" + std::to_string(k);
+          if (list[k]["action"]) r.action = Action(list[k]["action"], Join(pf, "action"));
+          p.patterns.push_back(std::move(r));
+        }
+      }
+      if (p.type == "pii") {
+        if (const YAML::Node& d = n["detectors"]) {
+          if (!d.IsMap() || d.size() == 0) {
+            Fail(d, Join(f, "detectors"), "must map detector names to block, redact or flag");
+          }
+          for (const auto& kv : d) {
+            const std::string name = kv.first.as<std::string>();
+            p.detectors.emplace_back(name, Action(kv.second, Join(f, "detectors." + name)));
+          }
+        } else {
+          p.detectors = DefaultPiiDetectors();
+        }
+      }
+      if (p.type == "limits") {
+        if (n["max_prompt_tokens"]) {
+          p.limits.max_prompt_tokens = Integer<int64_t>(
+              n["max_prompt_tokens"], Join(f, "max_prompt_tokens"), 1, int64_t{1} << 40);
+        }
+        if (n["deny_fields"])
+          p.limits.deny_fields = Strings(n["deny_fields"], Join(f, "deny_fields"));
+        if (p.limits.max_prompt_tokens == 0 && p.limits.deny_fields.empty()) {
+          Fail(n, f, "a limits processor needs max_prompt_tokens or deny_fields");
+        }
+      }
+      if (scans) {
+        if (!p.request && !p.response) Fail(n, f, "request and response are both false");
+        auto scanner = BuildScanner(p);
+        if (!scanner.ok()) Fail(n, f, scanner.status().message());
+      }
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+const std::vector<std::string>& KnownProcessorTypes() {
+  static const std::vector<std::string> types = {"patterns", "pii", "limits"};
+  return types;
+}
+
+std::vector<std::pair<std::string, ScanAction>> DefaultPiiDetectors() {
+  std::vector<std::pair<std::string, ScanAction>> out;
+  for (const std::string& name : PiiDetectorNames()) {
+    out.emplace_back(name, name == "secret" ? ScanAction::kBlock : ScanAction::kRedact);
+  }
+  return out;
+}
+
+StatusOr<std::vector<ProcessorConfig>> LoadProcessorsConfig(const YAML::Node& node,
+                                                            const std::string& source) {
+  try {
+    return ProcessorsLoader(source).Load(node);
+  } catch (const YamlFieldError& e) {
+    return Status::Error(e.message);
+  }
+}
+
+StatusOr<PayloadChain> BuildPayloadChain(const std::vector<ProcessorConfig>& processors) {
+  PayloadChain chain;
+  for (const ProcessorConfig& p : processors) {
+    if (p.type == "limits") {
+      chain.request.push_back(std::make_unique<LimitsProcessor>(p.name, p.match, p.limits));
+      continue;
+    }
+    auto scanner = BuildScanner(p);
+    if (!scanner.ok()) {
+      return Status::Error("processor '" + p.name + "': " + scanner.status().message());
+    }
+    ScanCounters counters = ScanCounters::Create(p.name, **scanner);
+    if (p.request) {
+      chain.request.push_back(
+          std::make_unique<ScanRequestProcessor>(p.name, p.match, *scanner, counters));
+    }
+    if (p.response) {
+      chain.response.push_back(
+          std::make_unique<ScanResponseProcessor>(p.name, p.match, *scanner, counters, p.window));
+    }
+  }
+  return chain;
+}
+
+void WriteProcessorsConfig(JsonWriter& w, const std::vector<ProcessorConfig>& processors) {
+  w.BeginArray();
+  for (const ProcessorConfig& p : processors) {
+    w.BeginObject();
+    w.Key("name").String(p.name);
+    w.Key("type").String(p.type);
+    w.Key("match").BeginObject();
+    w.Key("models").BeginArray();
+    for (const auto& m : p.match.models) w.String(m);
+    w.EndArray();
+    w.Key("tenants").BeginArray();
+    for (const auto& t : p.match.tenants) w.String(t);
+    w.EndArray();
+    w.EndObject();
+    if (p.type == "limits") {
+      w.Key("max_prompt_tokens").Int(p.limits.max_prompt_tokens);
+      w.Key("deny_fields").BeginArray();
+      for (const auto& d : p.limits.deny_fields) w.String(d);
+      w.EndArray();
+    } else {
+      w.Key("request").Bool(p.request);
+      w.Key("response").Bool(p.response);
+      w.Key("window").Int(p.window);
+    }
+    if (p.type == "patterns") {
+      w.Key("patterns").BeginArray();
+      for (const auto& r : p.patterns) {
+        w.BeginObject();
+        w.Key("name").String(r.name);
+        w.Key("pattern").String(r.pattern);
+        w.Key("action").String(ScanActionName(r.action));
+        w.EndObject();
+      }
+      w.EndArray();
+    }
+    if (p.type == "pii") {
+      w.Key("detectors").BeginObject();
+      for (const auto& [name, action] : p.detectors) w.Key(name).String(ScanActionName(action));
+      w.EndObject();
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+}  // namespace tokenway
