@@ -37,6 +37,20 @@ asio::awaitable<EngineScraper::Fetched> EngineScraper::Fetch(PoolEndpoint endpoi
   co_return result;
 }
 
+asio::awaitable<void> EngineScraper::ScrapeOne(
+    PoolEndpoint ep, EngineMetricsConfig config, EngineKind kind,
+    std::shared_ptr<std::unordered_set<const EndpointState*>> busy,
+    std::shared_ptr<KeptConnection> kept) {
+  // Requests sent before this fetch are in the engine's counts it returns.
+  int32_t sent_before = ep.state->sent_since_scrape.load(std::memory_order_relaxed);
+  Fetched fetched = co_await Fetch(ep, config, kept);
+  EngineReading reading;
+  if (fetched.ok) reading = ReadEngineMetrics(kind, fetched.body, config.max_body_bytes);
+  PublishEngineReading(reading, *ep.state, MonotonicNanos());
+  if (reading.valid) ep.state->sent_since_scrape.fetch_sub(sent_before, std::memory_order_relaxed);
+  busy->erase(ep.state.get());
+}
+
 asio::awaitable<void> EngineScraper::Loop() {
   asio::steady_timer timer(ioc_);
   // Endpoints with a fetch in flight; touched only on the control thread.
@@ -62,25 +76,7 @@ asio::awaitable<void> EngineScraper::Loop() {
           if (!busy->insert(ep.state.get()).second) continue;
           auto& kept = connections[ep.state.get()];
           if (!kept) kept = std::make_shared<KeptConnection>();
-          asio::co_spawn(
-              ioc_,
-              [](PoolEndpoint ep, EngineMetricsConfig config, EngineKind kind,
-                 std::shared_ptr<std::unordered_set<const EndpointState*>> busy,
-                 std::shared_ptr<KeptConnection> kept) -> asio::awaitable<void> {
-                // Requests sent before this fetch are in the engine's counts it returns.
-                int32_t sent_before = ep.state->sent_since_scrape.load(std::memory_order_relaxed);
-                Fetched fetched = co_await Fetch(ep, config, kept);
-                EngineReading reading;
-                if (fetched.ok) {
-                  reading = ReadEngineMetrics(kind, fetched.body, config.max_body_bytes);
-                }
-                PublishEngineReading(reading, *ep.state, MonotonicNanos());
-                if (reading.valid) {
-                  ep.state->sent_since_scrape.fetch_sub(sent_before, std::memory_order_relaxed);
-                }
-                busy->erase(ep.state.get());
-              }(ep, config, ep.engine, busy, kept),
-              asio::detached);
+          asio::co_spawn(ioc_, ScrapeOne(ep, config, ep.engine, busy, kept), asio::detached);
         }
       }
       for (auto it = connections.begin(); it != connections.end();) {

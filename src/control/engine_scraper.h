@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 
 #include "control/http_get.h"
 #include "control/runtime.h"
@@ -41,6 +42,11 @@ class EngineScraper {
 
  private:
   boost::asio::awaitable<void> Loop();
+  // Scrapes one endpoint and publishes the reading to its state; `busy` marks it in progress.
+  static boost::asio::awaitable<void> ScrapeOne(
+      PoolEndpoint ep, EngineMetricsConfig config, EngineKind kind,
+      std::shared_ptr<std::unordered_set<const EndpointState*>> busy,
+      std::shared_ptr<KeptConnection> kept);
   boost::asio::io_context& ioc_;
   std::function<std::shared_ptr<const Runtime>()> current_;
 };

@@ -28,6 +28,27 @@ asio::awaitable<bool> HealthChecker::Probe(PoolEndpoint endpoint, ActiveHealthCo
   co_return body.has_value();
 }
 
+asio::awaitable<void> HealthChecker::Check(PoolEndpoint ep, ActiveHealthConfig config) {
+  const bool ok = co_await Probe(ep, config);
+  EndpointState& s = *ep.state;
+  if (ok) {
+    s.health_failures.store(0, std::memory_order_relaxed);
+    uint32_t n = s.health_successes.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (!s.healthy.load(std::memory_order_relaxed) && n >= config.healthy_threshold) {
+      s.healthy.store(true, std::memory_order_relaxed);
+      LogInfo("endpoint " + s.url + " is healthy again");
+    }
+  } else {
+    s.health_successes.store(0, std::memory_order_relaxed);
+    uint32_t n = s.health_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (s.healthy.load(std::memory_order_relaxed) && n >= config.unhealthy_threshold) {
+      s.healthy.store(false, std::memory_order_relaxed);
+      LogWarn("endpoint " + s.url + " failed " + std::to_string(n) +
+              " health checks; marked unhealthy");
+    }
+  }
+}
+
 asio::awaitable<void> HealthChecker::Loop() {
   asio::steady_timer timer(ioc_);
   for (;;) {
@@ -38,30 +59,7 @@ asio::awaitable<void> HealthChecker::Loop() {
       for (const auto& pool : rt->pools) {
         for (const auto& ep : pool->endpoints) {
           if (!seen.insert(ep.state.get()).second) continue;
-          asio::co_spawn(
-              ioc_,
-              [](PoolEndpoint ep, ActiveHealthConfig config) -> asio::awaitable<void> {
-                bool ok = co_await Probe(ep, config);
-                EndpointState& s = *ep.state;
-                if (ok) {
-                  s.health_failures.store(0, std::memory_order_relaxed);
-                  uint32_t n = s.health_successes.fetch_add(1, std::memory_order_relaxed) + 1;
-                  if (!s.healthy.load(std::memory_order_relaxed) && n >= config.healthy_threshold) {
-                    s.healthy.store(true, std::memory_order_relaxed);
-                    LogInfo("endpoint " + s.url + " is healthy again");
-                  }
-                } else {
-                  s.health_successes.store(0, std::memory_order_relaxed);
-                  uint32_t n = s.health_failures.fetch_add(1, std::memory_order_relaxed) + 1;
-                  if (s.healthy.load(std::memory_order_relaxed) &&
-                      n >= config.unhealthy_threshold) {
-                    s.healthy.store(false, std::memory_order_relaxed);
-                    LogWarn("endpoint " + s.url + " failed " + std::to_string(n) +
-                            " health checks; marked unhealthy");
-                  }
-                }
-              }(ep, config),
-              asio::detached);
+          asio::co_spawn(ioc_, Check(ep, config), asio::detached);
         }
       }
     }

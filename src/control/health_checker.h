@@ -23,6 +23,8 @@ class HealthChecker {
   void Start();
   // One probe (also used by tests): true when the endpoint answered 2xx within the timeout.
   static boost::asio::awaitable<bool> Probe(PoolEndpoint endpoint, ActiveHealthConfig config);
+  // Probes one endpoint and applies the verdict to its state (thresholds of `config`).
+  static boost::asio::awaitable<void> Check(PoolEndpoint endpoint, ActiveHealthConfig config);
 
  private:
   boost::asio::awaitable<void> Loop();
