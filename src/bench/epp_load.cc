@@ -246,25 +246,6 @@ asio::awaitable<void> ClosedLoopWorker(ThreadCtx& ctx) {
   }
 }
 
-std::vector<double> Arrivals(const LoadOptions& o) {
-  std::vector<double> out;
-  std::mt19937_64 rng(o.seed ^ 0xA5A5A5A5ull);
-  std::exponential_distribution<double> gap(o.rate);
-  double t = 0;
-  int64_t measured = 0;
-  for (;;) {
-    if (o.duration_s > 0 && t >= o.warmup_s + o.duration_s) break;
-    if (t >= o.warmup_s) {
-      if (o.requests > 0 && measured >= o.requests) break;
-      ++measured;
-    }
-    out.push_back(t);
-    if (out.size() > 50'000'000) break;
-    t += o.poisson ? gap(rng) : 1.0 / o.rate;
-  }
-  return out;
-}
-
 std::string Fmt(const char* f, double v) {
   char buf[64];
   snprintf(buf, sizeof buf, f, v);
@@ -302,7 +283,7 @@ EppLoadResult RunEppLoad(const EppLoadOptions& o, const std::vector<WorkloadRequ
   for (const auto& w : workload) sh.bodies.push_back(WithStream(w.body, o.load.stream));
   const LoadOptions& lo = o.load;
   bool open_loop = lo.rate > 0;
-  if (open_loop) sh.arrivals = Arrivals(lo);
+  if (open_loop) sh.arrivals = ArrivalTimes(lo, workload);
   sh.warmup_ns = static_cast<int64_t>(lo.warmup_s * 1e9);
   sh.end_ns = lo.duration_s > 0 ? static_cast<int64_t>((lo.warmup_s + lo.duration_s) * 1e9) : 0;
 

@@ -19,8 +19,8 @@
 #include "control/runtime.h"
 #include "control/scaling_signals.h"
 #include "gateway/admin_server.h"
-#include "gateway/keda_scaler.h"
 #include "gateway/epp_server.h"
+#include "gateway/keda_scaler.h"
 #include "gateway/worker.h"
 
 namespace tokenway {
@@ -203,7 +203,7 @@ class Process {
         ":" + std::to_string(admin_bound.port()) + epp_note);
     ioc_.run();
     if (keda_) keda_->Stop();  // open StreamIsActive streams end with UNAVAILABLE
-    if (epp_) epp_->Stop();  // while the workers still run the streams' last steps
+    if (epp_) epp_->Stop();    // while the workers still run the streams' last steps
     discovery_->Stop();
     governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
     for (auto& w : workers_) w->Stop();

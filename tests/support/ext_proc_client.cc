@@ -9,8 +9,9 @@
 //               (object or string), "path", "method", "authority", "headers" {name: value},
 //               "request_body_mode"/"response_body_mode" FULL_DUPLEX_STREAMED | BUFFERED,
 //               "chunk_size", "subset" [ip:port...] (absent: no hint), "no_upstream" with
-//               "events" and "stream" (what to fabricate), "timeout_ms", "repeat" N. Prints {"event":"exchange", "outcome", "served",
-//               "destinations", "status", "body", "immediate_status", ...} per request.
+//               "events" and "stream" (what to fabricate), "timeout_ms", "repeat" N. Prints
+//               {"event":"exchange", "outcome", "served", "destinations", "status", "body",
+//               "immediate_status", ...} per request.
 //   health      grpc.health.v1 Check of "service" → {"event":"health","status":"SERVING",...}
 //   open        opens a raw Process stream; every answer prints {"event":"response", "index",
 //               "kind", "set_headers", "body", "end_of_stream", "status", "dynamic_metadata"}
