@@ -164,36 +164,8 @@ asio::awaitable<void> Execute(ThreadCtx& ctx, size_t index, bool warmup) {
         break;
       }
       const bool sse = r.upstream_content_type.rfind("text/event-stream", 0) == 0;
-      if (streaming && sse) {
-        rec.stream_tokens = meter.token_chunks();
-        if (meter.first_token_ns() >= 0) rec.ttft = (meter.first_token_ns() - t0) / 1e9;
-        if (meter.max_gap_ns() >= 0) rec.max_itl = meter.max_gap_ns() / 1e9;
-        rec.output_tokens = meter.has_usage() && meter.usage().completion_tokens >= 0
-                                ? meter.usage().completion_tokens
-                                : meter.token_chunks();
-        if (meter.has_usage()) {
-          rec.cached_tokens = meter.usage().cached_tokens;
-          rec.usage_mismatch = meter.usage().completion_tokens != meter.token_chunks();
-        }
-        if (rec.output_tokens > 1 && rec.ttft >= 0) {
-          rec.tpot = (rec.e2e - rec.ttft) / static_cast<double>(rec.output_tokens - 1);
-        }
-        if (meter.error_event()) {
-          rec.error = ErrorKind::kStreamError;
-        } else if (meter.malformed()) {
-          rec.error = ErrorKind::kMalformedSse;
-        } else if (!meter.done()) {
-          rec.error = ErrorKind::kTruncatedStream;
-        }
-      } else {
-        UsageReading reading;
-        if (!ctx.usage.ReadInPlace(r.relayed_body, reading)) {
-          rec.error = ErrorKind::kMalformedBody;
-        } else if (reading.has_usage) {
-          rec.output_tokens = std::max<int64_t>(0, reading.usage.completion_tokens);
-          rec.cached_tokens = reading.usage.cached_tokens;
-        }
-      }
+      rec.error = streaming && sse ? RecordStream(meter, t0, rec)
+                                   : RecordBody(ctx.usage, r.relayed_body, rec);
       break;
     }
   }

@@ -221,32 +221,8 @@ asio::awaitable<ErrorKind> Exchange(ThreadCtx& ctx, Conn& c, size_t index, Reque
   if (parser.status >= 500) co_return ErrorKind::kHttp5xx;
   if (parser.status >= 400) co_return ErrorKind::kHttp4xx;
   if (parser.status != 200) co_return ErrorKind::kMalformedBody;
-  if (streaming) {
-    rec.stream_tokens = meter.token_chunks();
-    if (meter.first_token_ns() >= 0) rec.ttft = (meter.first_token_ns() - t0) / 1e9;
-    if (meter.max_gap_ns() >= 0) rec.max_itl = meter.max_gap_ns() / 1e9;
-    rec.output_tokens = meter.has_usage() && meter.usage().completion_tokens >= 0
-                            ? meter.usage().completion_tokens
-                            : meter.token_chunks();
-    if (meter.has_usage()) {
-      rec.cached_tokens = meter.usage().cached_tokens;
-      rec.usage_mismatch = meter.usage().completion_tokens != meter.token_chunks();
-    }
-    if (rec.output_tokens > 1 && rec.ttft >= 0) {
-      rec.tpot = (rec.e2e - rec.ttft) / static_cast<double>(rec.output_tokens - 1);
-    }
-    if (meter.error_event()) co_return ErrorKind::kStreamError;
-    if (meter.malformed()) co_return ErrorKind::kMalformedSse;
-    if (!meter.done()) co_return ErrorKind::kTruncatedStream;
-    co_return ErrorKind::kNone;
-  }
-  UsageReading reading;
-  if (!ctx.usage.ReadInPlace(c.body, reading)) co_return ErrorKind::kMalformedBody;
-  if (reading.has_usage) {
-    rec.output_tokens = std::max<int64_t>(0, reading.usage.completion_tokens);
-    rec.cached_tokens = reading.usage.cached_tokens;
-  }
-  co_return ErrorKind::kNone;
+  if (streaming) co_return RecordStream(meter, t0, rec);
+  co_return RecordBody(ctx.usage, c.body, rec);
 }
 
 asio::awaitable<void> Execute(ThreadCtx& ctx, size_t index, bool warmup) {
@@ -383,6 +359,36 @@ std::vector<double> ArrivalTimes(const LoadOptions& o, const std::vector<Workloa
     t += o.poisson ? gap(rng) : 1.0 / o.rate;
   }
   return out;
+}
+
+ErrorKind RecordStream(const StreamMeter& meter, int64_t t0_ns, RequestRecord& rec) {
+  rec.stream_tokens = meter.token_chunks();
+  if (meter.first_token_ns() >= 0) rec.ttft = (meter.first_token_ns() - t0_ns) / 1e9;
+  if (meter.max_gap_ns() >= 0) rec.max_itl = meter.max_gap_ns() / 1e9;
+  rec.output_tokens = meter.has_usage() && meter.usage().completion_tokens >= 0
+                          ? meter.usage().completion_tokens
+                          : meter.token_chunks();
+  if (meter.has_usage()) {
+    rec.cached_tokens = meter.usage().cached_tokens;
+    rec.usage_mismatch = meter.usage().completion_tokens != meter.token_chunks();
+  }
+  if (rec.output_tokens > 1 && rec.ttft >= 0) {
+    rec.tpot = (rec.e2e - rec.ttft) / static_cast<double>(rec.output_tokens - 1);
+  }
+  if (meter.error_event()) return ErrorKind::kStreamError;
+  if (meter.malformed()) return ErrorKind::kMalformedSse;
+  if (!meter.done()) return ErrorKind::kTruncatedStream;
+  return ErrorKind::kNone;
+}
+
+ErrorKind RecordBody(UsageReader& usage, std::string& body, RequestRecord& rec) {
+  UsageReading reading;
+  if (!usage.ReadInPlace(body, reading)) return ErrorKind::kMalformedBody;
+  if (reading.has_usage) {
+    rec.output_tokens = std::max<int64_t>(0, reading.usage.completion_tokens);
+    rec.cached_tokens = reading.usage.cached_tokens;
+  }
+  return ErrorKind::kNone;
 }
 
 const char* ErrorKindName(ErrorKind kind) {

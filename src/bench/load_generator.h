@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/workload.h"
+#include "common/usage.h"
 #include "tokenway/status.h"
 
 namespace tokenway::bench {
@@ -101,6 +102,17 @@ LoadResult RunLoad(const LoadOptions& options, const std::vector<WorkloadRequest
 // same arrivals as a real one.
 std::vector<double> ArrivalTimes(const LoadOptions& options,
                                  const std::vector<WorkloadRequest>& workload);
+
+class StreamMeter;
+
+// A finished streamed response, metered: fills `rec`'s output and cached tokens, TTFT, TPOT and
+// largest gap (e2e must be set), and returns how the stream ended (kNone when complete). Shared by
+// the HTTP load mode and the endpoint-picker mode, so both score a stream alike.
+ErrorKind RecordStream(const StreamMeter& meter, int64_t t0_ns, RequestRecord& rec);
+
+// A whole JSON response: fills `rec`'s tokens from its usage block; kMalformedBody when it is not
+// JSON. `body` is parsed in place (simdjson padding).
+ErrorKind RecordBody(UsageReader& usage, std::string& body, RequestRecord& rec);
 
 // The JSON body of `r` with "stream" (and stream_options.include_usage) set.
 std::string WithStream(const std::string& body, bool stream);
