@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include "common/json_writer.h"
 #include "common/prompt_text.h"
 
 namespace tokenway {
@@ -30,6 +31,8 @@ void InspectedRequest::Reset() {
   prompt_text.clear();
   message_count = 0;
   stream_options_offset = 0;
+  model_offset = 0;
+  model_length = 0;
   stream_options_length = 0;
 }
 
@@ -263,6 +266,10 @@ bool RequestInspector::Inspect(Operation op, const char* body, size_t size, size
       od::json_type t;
       if (auto err = v.type().get(t)) return Malformed(e, err);
       if (t != od::json_type::string) return WrongType(e, "model", "a string", t);
+      std::string_view token = v.raw_json_token();
+      while (!token.empty() && token.back() != '"') token.remove_suffix(1);
+      out.model_offset = static_cast<size_t>(token.data() - body);
+      out.model_length = token.size();
       std::string_view s;
       if (auto err = v.get_string().get(s)) return Malformed(e, err);
       out.model.assign(s);
@@ -376,6 +383,15 @@ void RewriteForUsage(std::string_view body, const InspectedRequest& req, std::st
   out.clear();
   out.reserve(body.size() + ins.text.size());
   out.append(body.substr(0, ins.at)).append(ins.text).append(body.substr(ins.at));
+}
+
+void ReplaceModel(std::string_view body, const InspectedRequest& req, std::string_view model,
+                  std::string& out) {
+  out.clear();
+  out.reserve(body.size() + model.size() + 2);
+  out.append(body.substr(0, req.model_offset));
+  AppendJsonString(out, model);
+  out.append(body.substr(req.model_offset + req.model_length));
 }
 
 }  // namespace tokenway

@@ -33,6 +33,9 @@ struct InspectedRequest {
   // Byte offset and length of the stream_options object inside the body (when present).
   size_t stream_options_offset = 0;
   size_t stream_options_length = 0;
+  // Byte offset and length of the "model" value's string token, quotes included.
+  size_t model_offset = 0;
+  size_t model_length = 0;
 
   void Reset();
 };
@@ -75,5 +78,11 @@ BodyInsertion UsageInsertion(std::string_view body, const InspectedRequest& req)
 // The body with UsageInsertion applied, as one string (tests and tools; the gateway sends the
 // pieces).
 void RewriteForUsage(std::string_view body, const InspectedRequest& req, std::string& out);
+
+// `body` (inspected as `req`) with its "model" value replaced by `model` (JSON-escaped), every
+// other byte as it came: the one re-serialisation when a request goes upstream under another
+// model name (an alias's version, a semantic route's target).
+void ReplaceModel(std::string_view body, const InspectedRequest& req, std::string_view model,
+                  std::string& out);
 
 }  // namespace tokenway

@@ -382,5 +382,26 @@ TEST(RewriteForUsageTest, EmptyObjectStaysValidJson) {
   }
 }
 
+// ---- ReplaceModel -------------------------------------------------------------------------
+
+TEST_F(InspectorTest, ReplaceModelRewritesOnlyTheModelToken) {
+  const std::string body =
+      R"({"messages":[{"role":"user","content":"model"}], "model" : "al\"ias" , "n":1})";
+  ASSERT_TRUE(Chat(body)) << err_.message;
+  EXPECT_EQ(req_.model, "al\"ias");
+  EXPECT_EQ(body.substr(req_.model_offset, req_.model_length), R"("al\"ias")");
+  std::string out;
+  ReplaceModel(body, req_, "llama-3/v2 \"b\"", out);
+  EXPECT_EQ(
+      out,
+      R"({"messages":[{"role":"user","content":"model"}], "model" : "llama-3/v2 \"b\"" , "n":1})");
+  // The rewritten body inspects to the new model, and rewriting is repeatable.
+  std::string again;
+  ASSERT_TRUE(Chat(out)) << err_.message;
+  EXPECT_EQ(req_.model, "llama-3/v2 \"b\"");
+  ReplaceModel(out, req_, "m", again);
+  EXPECT_EQ(again, R"({"messages":[{"role":"user","content":"model"}], "model" : "m" , "n":1})");
+}
+
 }  // namespace
 }  // namespace tokenway
