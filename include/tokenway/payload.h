@@ -1,4 +1,4 @@
-// Payload processors: the extension point of phase 3 (request processors) and phase 6 (response
+// Payload processors: the extension point of phase 3 (request processors) and phase 7 (response
 // processors) of the request path.
 //
 // A request processor sees the inspected request once, after governance and before routing, and

@@ -412,7 +412,8 @@ asio::awaitable<void> EppStream::RunPhases(EppStream* self) {
   self->begun_ = true;
   PhaseResult r = Inspect(ctx);
   if (r == PhaseResult::kContinue) r = co_await Govern(ctx);
-  if (r == PhaseResult::kContinue) r = ProcessPayload(ctx);
+  if (r == PhaseResult::kContinue) r = co_await ProcessPayload(ctx, *self);
+  if (r == PhaseResult::kContinue) r = co_await Resolve(ctx, *self);
   if (r == PhaseResult::kContinue) r = co_await Route(ctx, *self);
   self->phases_running_ = false;
   if (self->cancelled_) {

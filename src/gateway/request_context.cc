@@ -60,6 +60,7 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   inspected.operation = op;
   prompt_tokens = 0;
   governance.Begin(snapshot ? snapshot->governance.get() : nullptr);
+  requested_model.clear();
   may_inject_usage = true;
   outgoing = OutgoingBody{request_body, {}, {}};
   refreshed_runtime.reset();

@@ -242,14 +242,17 @@ struct RequestContext {
   RequestGovernance governance;
 
   // --- 3 process payload ---
+  RequestVerdict verdict;     // a request processor's answer
+  std::string replaced_body;  // a body a request processor or RewriteModel replaced, padded
+
+  // --- 4 resolve ---
+  std::string requested_model;  // the model the client named (inspected.model: the one served)
   // Whether the front door can take back the usage chunk that usage injection asks for (the
   // endpoint-picker front door cannot when the Gateway does not send it the response body).
   bool may_inject_usage = true;
   OutgoingBody outgoing;
-  RequestVerdict verdict;     // a request processor's answer
-  std::string replaced_body;  // a body a request processor replaced, padded
 
-  // --- 4 route ---
+  // --- 5 route ---
   // Set by the endpoint-picker front door when the Gateway restricts the pick to a subset of
   // endpoints ("ip:port" views that live as long as the request): only those are candidates.
   bool restrict_to_subset = false;
@@ -265,7 +268,7 @@ struct RequestContext {
   const Pool* flow_release = nullptr;
   void FinishFlowRelease();
 
-  // --- 5 forward / 6 relay ---
+  // --- 6 forward / 7 relay ---
   const PoolEndpoint* endpoint = nullptr;  // of the current attempt
   std::optional<EndpointLoad> load;
   std::unique_ptr<UpstreamConnection> conn;

@@ -17,7 +17,8 @@ boost::asio::awaitable<void> ServeInferenceRequest(RequestContext& ctx, ClientLi
   });
   PhaseResult r = Inspect(ctx);
   if (r == PhaseResult::kContinue) r = co_await Govern(ctx);
-  if (r == PhaseResult::kContinue) r = ProcessPayload(ctx);
+  if (r == PhaseResult::kContinue) r = co_await ProcessPayload(ctx, client);
+  if (r == PhaseResult::kContinue) r = co_await Resolve(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Route(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Forward(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Relay(ctx, client);

@@ -7,7 +7,7 @@
 // those string tokens once with placeholders ([EMAIL_1], stable within the request); `flag`
 // findings are named in the verdict's `flagged`.
 //
-// Response (phase 6): a whole JSON body's generated text (message content, tool-call arguments,
+// Response (phase 7): a whole JSON body's generated text (message content, tool-call arguments,
 // completions' text) is scanned whole; a block replaces the text by "" and the choice's
 // finish_reason by "content_filter". A stream's text deltas go through a StreamWindow per choice
 // and tool call (stream_window.h); a block ends the stream with a finish_reason "content_filter"

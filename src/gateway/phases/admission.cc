@@ -1,4 +1,4 @@
-// Phase 4a of the request path: admission under flow control (routing/flow_controller.h), for
+// Phase 5a of the request path: admission under flow control (routing/flow_controller.h), for
 // pools that have it.
 //
 // A request learns its priority (its tenant's when governance sets one, else the model's, or a

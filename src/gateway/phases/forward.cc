@@ -1,4 +1,4 @@
-// Phase 5 of the request path: forward. The fallbacks are tried in order: a pooled keep-alive
+// Phase 6 of the request path: forward. The fallbacks are tried in order: a pooled keep-alive
 // connection to the endpoint (or a new one), the upstream head built by hand and sent with the
 // body's pieces in one gathered write, then the response head — and for a whole response its
 // body, collected. Connect failures, 5xx and 429 move on to the next endpoint while attempts

@@ -4,7 +4,7 @@
 // The Authorization header names the tenant (401 otherwise), the tenant must be allowed the
 // model (403) and a max_tokens within its cap (400), and the limiter must reserve the request's
 // estimated tokens (429 with Retry-After, or 503 when the limiter backend is down and fails
-// closed). The reservation is settled with the real usage in phase 7, on every path.
+// closed). The reservation is settled with the real usage in phase 8, on every path.
 #include "common/openai_error.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"

@@ -1,4 +1,4 @@
-// Phase 8 of the request path: observe. The request record becomes one RequestSample counted in
+// Phase 9 of the request path: observe. The request record becomes one RequestSample counted in
 // the worker's own metrics (every family it belongs to), the span of a sampled request goes to
 // the exporter's per-worker buffer, and the access-log line to the worker's log buffer.
 #include "common/duration.h"

@@ -2,9 +2,7 @@
 // (tokenway/payload.h) whose match selects the request run in order and may pass, reject (an
 // OpenAI-shaped error, counted) or replace the body, which is then inspected again so that
 // routing sees what goes upstream; what they flag goes to the access log and the response header
-// x-tokenway-flagged. Then,
-// when a stream did not ask for usage and streaming.inject_usage is on, the body is edited to ask
-// for it: one insertion, sent as pieces around the client's bytes (OutgoingBody), never copied.
+// x-tokenway-flagged.
 #include "common/io_buffer.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -12,7 +10,7 @@
 
 namespace tokenway {
 
-PhaseResult ProcessPayload(RequestContext& ctx) {
+boost::asio::awaitable<PhaseResult> ProcessPayload(RequestContext& ctx, ClientLink& client) {
   WorkerMetrics& m = ctx.worker.metrics();
   const Runtime& rt = *ctx.runtime;
   RequestVerdict& v = ctx.verdict;
@@ -24,7 +22,7 @@ PhaseResult ProcessPayload(RequestContext& ctx) {
     if (v.kind == RequestVerdict::Kind::kReject) {
       ctx.record.payload_flags.assign(v.flagged);
       m.Count(ClientError::kPayloadRejected);
-      return ctx.Fail(v.status, v.message, v.code);
+      co_return ctx.Fail(v.status, v.message, v.code);
     }
     if (v.kind == RequestVerdict::Kind::kReplace) {
       // The new body lives in the context, padded for simdjson like the read buffer.
@@ -37,26 +35,17 @@ PhaseResult ProcessPayload(RequestContext& ctx) {
       if (!ctx.worker.inspector().Inspect(ctx.operation, ctx.body.data(), size, ctx.padding,
                                           ctx.inspected, ctx.inspect_error)) {
         m.Count(ClientError::kPayloadRejected);
-        return ctx.Fail(500,
-                        "request processor '" + std::string(processor->name()) +
-                            "' produced an invalid body: " + ctx.inspect_error.message,
-                        "payload_processor_failed");
+        co_return ctx.Fail(500,
+                           "request processor '" + std::string(processor->name()) +
+                               "' produced an invalid body: " + ctx.inspect_error.message,
+                           "payload_processor_failed");
       }
     }
   }
   if (!v.flagged.empty()) {
     ctx.record.payload_flags.assign(v.flagged);
   }
-  ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
-  const InspectedRequest& req = ctx.inspected;
-  if (req.stream && !req.include_usage && rt.config.streaming.inject_usage &&
-      ctx.may_inject_usage && req.operation != Operation::kEmbeddings) {
-    BodyInsertion ins = UsageInsertion(ctx.body, req);
-    ctx.outgoing = OutgoingBody{ctx.body.substr(0, ins.at), ins.text, ctx.body.substr(ins.at)};
-    ctx.record.usage_injected = true;
-    m.usage_injected.fetch_add(1, std::memory_order_relaxed);
-  }
-  return PhaseResult::kContinue;
+  co_return PhaseResult::kContinue;
 }
 
 }  // namespace tokenway

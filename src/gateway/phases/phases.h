@@ -2,14 +2,15 @@
 //
 //   1 inspect   request id, trace context, the JSON body inspected once in place
 //   2 govern    API key → tenant; model permission; token reservation
-//   3 payload   request processors (may rewrite or reject); usage injection as a body edit
-//   4 route     model → pool; admission under flow control; filters → scorers → picker
-//   5 forward   pooled upstream connection, one gathered write, the response head; retries on
+//   3 payload   request processors (may rewrite or reject)
+//   4 resolve   the client's model → the model served upstream; usage injection as a body edit
+//   5 route     model → pool; admission under flow control; filters → scorers → picker
+//   6 forward   pooled upstream connection, one gathered write, the response head; retries on
 //               the next endpoint while no byte has reached the client
-//   6 relay     SSE event by event through the response processors, or the whole body
-//   7 settle    usage (reported, or estimated and marked so); reservations settled; the outcome
+//   7 relay     SSE event by event through the response processors, or the whole body
+//   8 settle    usage (reported, or estimated and marked so); reservations settled; the outcome
 //               fed back to endpoint health and flow control
-//   8 observe   metrics, span, access-log line
+//   9 observe   metrics, span, access-log line
 //
 // Each phase takes the request's RequestContext, runs on its worker thread, and returns
 // kContinue, kRespond (the context's `reply` holds the answer) or kDone (answered already).
@@ -33,23 +34,30 @@ PhaseResult Inspect(RequestContext& ctx);
 // 2. Identity and governance (no-op when the snapshot has no governance section).
 boost::asio::awaitable<PhaseResult> Govern(RequestContext& ctx);
 
-// 3. Payload processing: the route's request processors, then the body edit that asks a stream
-// for its usage.
-PhaseResult ProcessPayload(RequestContext& ctx);
+// 3. Payload processing: the request processors whose match selects the request, in order.
+boost::asio::awaitable<PhaseResult> ProcessPayload(RequestContext& ctx, ClientLink& client);
 
-// 4. Route: finds the model's pool (404 when none), waits for admission on a saturated
+// 4. Resolve: the client's model (kept in ctx.requested_model) → the model that goes upstream
+// (its resolution steps call RewriteModel), then the outgoing body (ctx.outgoing) with the edit
+// that asks a stream for its usage.
+boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& client);
+// 4. Sends the request upstream as `model`: the body re-serialised once with only its "model"
+// token replaced, ctx.inspected updated in place (no second parse). No-op for the same name.
+void RewriteModel(RequestContext& ctx, std::string_view model);
+
+// 5. Route: finds the model's pool (404 when none), waits for admission on a saturated
 // flow-controlled pool (the client watch cancels the wait if the client leaves), and picks the
 // ordered endpoints into ctx.fallbacks.
 boost::asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client);
 
-// 5. Forwards to the fallbacks in order until one answers with a response to relay: kContinue
+// 6. Forwards to the fallbacks in order until one answers with a response to relay: kContinue
 // with ctx.response (the head; a whole body also collected in ctx.response_body) and ctx.conn.
 boost::asio::awaitable<PhaseResult> Forward(RequestContext& ctx, ClientLink& client);
-// 6. Relays the response the current attempt holds (ctx.response, ctx.conn): a stream event by
+// 7. Relays the response the current attempt holds (ctx.response, ctx.conn): a stream event by
 // event, or the collected body in one write.
 boost::asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client);
 
-// 6. One event of a relayed stream, for both front doors: its usage recorded (and a sampled
+// 7. One event of a relayed stream, for both front doors: its usage recorded (and a sampled
 // request's response model), the first content event ending the endpoint's prefill estimate,
 // then the response processors (started with the stream's first event, their state in the
 // context). kDrop for the usage-only event tokenway asked for, for an event a processor dropped
@@ -58,18 +66,18 @@ boost::asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& clien
 // the upstream's rest is not relayed). At "[DONE]" the processors first release what they hold.
 enum class StreamEventAction : uint8_t { kKeep, kDrop, kReplace, kEnd };
 StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event);
-// 6. The end of a relayed stream's body without "[DONE]": what the processors still hold
+// 7. The end of a relayed stream's body without "[DONE]": what the processors still hold
 // (kReplace/kEnd: ctx.stream_events), once; kKeep when there is nothing.
 StreamEventAction FinishStreamEvents(RequestContext& ctx);
-// 6. A whole 200 response body, for both front doors: usage read (in place), then the response
+// 7. A whole 200 response body, for both front doors: usage read (in place), then the response
 // processors. kNotJson when the body is not a JSON object; kWithheld when a processor dropped
 // it; kReplace with the new body in ctx.processed.
 enum class WholeBodyAction : uint8_t { kKeep, kReplace, kNotJson, kWithheld };
 WholeBodyAction RelayWholeBody(RequestContext& ctx, std::string& body);
 
-// 7. Settles the request (every exit path, once).
+// 8. Settles the request (every exit path, once).
 void Settle(RequestContext& ctx);
-// 8. Counts and logs the request (every exit path, once, after Settle).
+// 9. Counts and logs the request (every exit path, once, after Settle).
 void Observe(RequestContext& ctx);
 
 // Tracing hooks (trace.cc): the request's trace context from its traceparent, the traceparent

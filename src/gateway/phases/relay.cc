@@ -1,4 +1,4 @@
-// Phase 6 of the request path: relay. A stream goes to the client event by event: the upstream
+// Phase 7 of the request path: relay. A stream goes to the client event by event: the upstream
 // body (chunked or not) is de-framed into an SseEventSplitter, and every upstream read's
 // complete events are written at once as one HTTP chunk in one gathered write, pointing into the
 // splitter's buffer (no second copy); nothing is held back to fill a buffer. Events pass

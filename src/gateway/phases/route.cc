@@ -1,4 +1,4 @@
-// Phase 4 of the request path: route. The model names its pool (404 when the snapshot has no
+// Phase 5 of the request path: route. The model names its pool (404 when the snapshot has no
 // such model); a flow-controlled pool admits the request or makes it wait (admission.cc); the
 // pool's eligible endpoints (healthy, not ejected) go to its Picker, which returns them ordered:
 // the first is tried first, the rest are retry targets.

@@ -1,4 +1,4 @@
-// Phase 7 of the request path: settle. Runs once on every exit path, after the response (or the
+// Phase 8 of the request path: settle. Runs once on every exit path, after the response (or the
 // error) has been written or the client has gone.
 //
 // Usage: the model server's report when it sent one. A stream that ended without a usage block
