@@ -21,7 +21,9 @@ namespace tokenway {
 void RewriteModel(RequestContext& ctx, std::string_view model) {
   InspectedRequest& req = ctx.inspected;
   if (model == req.model) return;
-  std::string rewritten;
+  // Written into the scratch buffer, which then trades places with the replaced body: both keep
+  // their capacity for the connection's next request.
+  std::string& rewritten = ctx.scratch;
   ReplaceModel(ctx.body, req, model, rewritten);
   // Everything after the model token moved by the same amount; the inspected fields stay valid.
   const size_t old_end = req.model_offset + req.model_length;
