@@ -6,6 +6,7 @@
 #include <string>
 
 #include "control/config.h"
+#include "control/config_render.h"
 #include "control/runtime.h"
 #include "telemetry/metrics.h"
 
@@ -61,6 +62,19 @@ TEST(ModelVersionsConfigTest, ParsesEveryField) {
   EXPECT_EQ(m.shadow.max_concurrency, 4u);
   EXPECT_TRUE(r->models[1].versions.empty());
   EXPECT_EQ(r->models[1].response_model, ResponseModel::kAlias);
+  // /admin/config renders them back.
+  const std::string json = RenderConfigJson(*r);
+  EXPECT_NE(json.find(R"("versions":[{"name":"v1","model":"chat-v1","pool":"stable-pool")"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("match":{"headers":{"x-canary":"yes"},"tenants":["testers"]})"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("sticky":{"by":{"header":"x-session"}})"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("response_model":"version")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("shadow":{"version":"v2","percent":25,"max_concurrency":4})"),
+            std::string::npos)
+      << json;
 }
 
 TEST(ModelVersionsConfigTest, VersionModelDefaultsToItsName) {
