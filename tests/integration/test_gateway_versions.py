@@ -97,7 +97,7 @@ class VersionsTest(unittest.TestCase):
     def test_split_over_the_real_path_follows_the_weights(self):
         with self.gateway() as gw:
             url = gw.base + "/v1/chat/completions"
-            n = 2000
+            n = 10000
 
             def one(i):
                 st, hdrs, body, raw = post_json(
@@ -108,9 +108,10 @@ class VersionsTest(unittest.TestCase):
             before_canary = sim_requests(self.canary)
             versions = run_parallel(n, one)
             share = versions.count("v2") / n
-            # 30 % ± 3 % (3 standard deviations of 2,000 draws; the unit test checks 1 % over
-            # 10,000 keys).
-            self.assertAlmostEqual(share, 0.30, delta=0.03)
+            print(f"\nsplit over {n} requests: v2 {share:.4f} (weight 0.30)", file=sys.stderr)
+            # Within 1 % of the weights over 10,000 users (the users' keys are fixed, so the
+            # split is deterministic: the same keys the unit test checks).
+            self.assertAlmostEqual(share, 0.30, delta=0.01)
             self.assertEqual(versions.count("v1") + versions.count("v2"), n)
             # The canary's simulators answered exactly the canary's share.
             self.assertTrue(wait_until(
