@@ -1,7 +1,8 @@
 // Shadow traffic (models[].shadow): a share of an alias's requests, chosen by the hash of the
 // request id (independent of the sticky key), is mirrored to a candidate version. The copy runs
-// as a detached coroutine on the same worker, started once the primary's request has been
-// forwarded; the primary never waits for it. It carries the body as sent upstream with the
+// as a detached coroutine on the same worker, started once the primary has been forwarded and
+// relayed (so its work on the worker never interleaves with the primary's events); the primary
+// never waits for it. It carries the body as sent upstream with the
 // candidate's model, goes through the same pick, forward and relay code as a client's request
 // — against a client link that discards everything — and ends in the candidate's per-version
 // shadow figures (WorkerMetrics::VersionFamilies). It passes no governance phase (not charged to
