@@ -21,7 +21,11 @@ boost::asio::awaitable<void> ServeInferenceRequest(RequestContext& ctx, ClientLi
   if (r == PhaseResult::kContinue) r = co_await Resolve(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Route(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Forward(ctx, client);
+  // A shadow copy starts once the primary has been relayed, so that its work on this worker never
+  // interleaves with the primary's events.
+  const bool forwarded = r == PhaseResult::kContinue;
   if (r == PhaseResult::kContinue) r = co_await Relay(ctx, client);
+  if (forwarded) StartShadow(ctx);
   if (r == PhaseResult::kRespond) co_await client.Respond(ctx.reply, ctx.record.request_id);
 }
 

@@ -44,6 +44,12 @@ boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& cli
 // 4. Sends the request upstream as `model`: the body re-serialised once with only its "model"
 // token replaced, ctx.inspected updated in place (no second parse). No-op for the same name.
 void RewriteModel(RequestContext& ctx, std::string_view model);
+// 4. The version of an alias with versions that the request goes to: a match rule's, else the
+// weighted sticky split's; null for a model without versions. Pure (no rewrite, no record).
+const RouteVersion* ChooseVersion(const RequestContext& ctx, const ModelRoute& route);
+// 4. The split step: for an alias with versions, records the chosen version (ctx.version,
+// ctx.route, the record's version) and rewrites the body for the version's model.
+void SplitVersion(RequestContext& ctx);
 
 // 5. Route: finds the model's pool (404 when none), waits for admission on a saturated
 // flow-controlled pool (the client watch cancels the wait if the client leaves), and picks the
@@ -53,6 +59,10 @@ boost::asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& clien
 // 6. Forwards to the fallbacks in order until one answers with a response to relay: kContinue
 // with ctx.response (the head; a whole body also collected in ctx.response_body) and ctx.conn.
 boost::asio::awaitable<PhaseResult> Forward(RequestContext& ctx, ClientLink& client);
+// 6. Shadow traffic: once the primary is forwarded and relayed, a share of an alias's requests is
+// mirrored to its shadow.version as a detached copy on this worker (shadow.cc); the primary never
+// waits for it. No-op for models without shadow and requests outside the share.
+void StartShadow(RequestContext& ctx);
 // 7. Relays the response the current attempt holds (ctx.response, ctx.conn): a stream event by
 // event, or the collected body in one write.
 boost::asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client);

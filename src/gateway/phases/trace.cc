@@ -40,6 +40,7 @@ void BeginTrace(RequestContext& ctx) {
 }
 
 void AppendTraceParent(const RequestContext& ctx, std::string& head) {
+  if (!ctx.parser) return;  // a request of tokenway's own carries no trace context
   const RequestParser& parser = *ctx.parser;
   const TraceContext& t = ctx.record.trace;
   if (t.active) {
@@ -70,6 +71,7 @@ void ExportSpan(const RequestContext& ctx, int64_t end_ns) {
                                              : std::string_view("unknown");
   s.endpoint_url = rec.endpoint;
   s.pool = rec.pool;
+  s.version = rec.version;
   s.request_id = rec.request_id;
   s.error_code = rec.error_code;
   s.start_unix_ns = MonotonicToUnixNanos(rec.start_ns);
