@@ -40,6 +40,41 @@ struct JsonTexts {
   void Clear();
 };
 
+// The message structure of a request, for processors that edit it rather than its text (the
+// system prompt, image parts): spans of the raw JSON, [offset, offset + length), values whole.
+struct ContentPart {
+  size_t offset = 0;
+  size_t length = 0;
+  bool image = false;     // type image_url or input_image (or an image_url field)
+  bool data_url = false;  // an image whose URL is a data: URL (inline bytes)
+};
+struct RequestMessage {
+  size_t offset = 0;
+  size_t length = 0;
+  std::string role;           // unescaped; empty when absent
+  size_t content_offset = 0;  // the content value (length 0 when absent)
+  size_t content_length = 0;
+  bool content_is_parts = false;  // content is an array of parts
+  std::vector<ContentPart> parts;
+};
+struct RequestStructure {
+  bool has_messages = false;  // "messages" is an array
+  size_t messages_offset = 0;
+  size_t messages_length = 0;
+  std::vector<RequestMessage> messages;
+  // "prompt" (completions): its value's span; strings: the string tokens in it (the value itself,
+  // or each element of an array of strings); prompt_text: false when some element is not a string
+  // (token ids).
+  bool has_prompt = false;
+  size_t prompt_offset = 0;
+  size_t prompt_length = 0;
+  bool prompt_text = true;
+  std::vector<JsonTextField> prompt_strings;
+  void Clear();
+};
+// Fills `out` from a request body. False when it is not a JSON object.
+bool FindRequestStructure(std::string_view body, RequestStructure& out);
+
 // A request body. False when it is not a JSON object.
 bool FindRequestTexts(std::string_view body, JsonTexts& out);
 // A whole response body or one stream chunk. False when it is not a JSON object.
