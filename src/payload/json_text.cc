@@ -235,13 +235,14 @@ void AddTextOrParts(od::value v, const char* base, JsonTexts& out) {
   }
 }
 
-std::string RawToken(od::value v) {
+// Assigns in place: the scratch strings keep their capacity from one stream event to the next.
+void RawToken(od::value v, std::string& out) {
   std::string_view raw = v.raw_json_token();
   while (!raw.empty() &&
          (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' || raw.back() == '\t')) {
     raw.remove_suffix(1);
   }
-  return std::string(raw);
+  out.assign(raw);
 }
 
 // Tool calls: [{"index": k, "function": {"arguments": "..."}}].
@@ -477,11 +478,11 @@ bool FindResponseTexts(std::string_view json, JsonTexts& out) {
         if (choices.type() != od::json_type::array) continue;
         for (od::value c : choices.get_array()) AddChoice(c, base, out);
       } else if (key == "id") {
-        out.id = RawToken(field.value());
+        RawToken(field.value(), out.id);
       } else if (key == "model") {
-        out.model = RawToken(field.value());
+        RawToken(field.value(), out.model);
       } else if (key == "created") {
-        out.created = RawToken(field.value());
+        RawToken(field.value(), out.created);
       }
     }
   });
