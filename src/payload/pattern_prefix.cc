@@ -111,10 +111,13 @@ class Parser {
     return true;
   }
 
-  // One character as a literal atom, escaped so it means itself.
+  // One character as a literal atom, escaped when it is an RE2 metacharacter (escaping a word
+  // character such as '_' would be an error).
   static std::string Literal(std::string_view ch) {
-    const unsigned char c = static_cast<unsigned char>(ch[0]);
-    if (c < 0x80 && !std::isalnum(c)) return "\\" + std::string(ch);
+    static constexpr std::string_view kMeta = "\\.+*?()|[]{}^$";
+    if (ch.size() == 1 && kMeta.find(ch[0]) != std::string_view::npos) {
+      return "\\" + std::string(ch);
+    }
     return std::string(ch);
   }
 

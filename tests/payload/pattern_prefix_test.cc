@@ -37,6 +37,7 @@ const Case kCases[] = {
     {R"(ssn:?\s*[0-9]{9})", {"ssn: 123456789", "ssn123456789"}, {"ssn:a", "sn"}},
     {R"(\x{41}\p{Greek}+[[:digit:]]{2,})", {"aαβ12"}, {"ab", "aα1x"}},
     {R"(a{,2}b)", {"a{,2}b"}, {"ab", "b"}},  // {,2} is literal in RE2
+    {"api_key#\\d+ -x\n", {"api_key#12 -x\n"}, {"api-", "api_key#x"}},
 };
 
 RE2::Options CaseInsensitive() {
