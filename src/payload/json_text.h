@@ -2,7 +2,10 @@
 // prompt (messages[].content as a string or as text parts, prompt, input), a response's or a
 // stream chunk's generated text (choices[].message.content / delta.content, tool-call arguments,
 // completions' choices[].text) — as spans of the raw JSON with their unescaped text, so a
-// processor can rewrite exactly those string tokens and leave every other byte as it came.
+// processor can rewrite exactly those string tokens and leave every other byte as it came; and a
+// request's message structure (each message's span and role, each content part's span and kind:
+// text or image, linked or data: URL), for the processors that insert, drop or rebuild messages
+// and parts. An image part's fields are never returned as text to scan.
 //
 // Parses with simdjson on-demand from a per-thread padded copy; used on worker threads.
 #pragma once
