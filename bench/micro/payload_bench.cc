@@ -1,7 +1,8 @@
 // Micro-benchmarks of the payload processors (Google Benchmark): the default PII chain (every
 // detector; redact, secrets blocked) on a request whose prompt is 2 KB and 100 KB of mixed prose
 // and code (targets: <= 20 us and <= 400 us), clean and with one e-mail address to redact; and
-// one SSE event through the streaming response processor (64-character window).
+// one SSE event through the streaming response processor (64-character window) of the PII chain
+// and of a `patterns` chain.
 // Run: make bench-micro (docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 
@@ -62,8 +63,22 @@ BENCHMARK(BM_PiiRequest)
     ->Args({100 * 1024, 0})
     ->Args({100 * 1024, 1});
 
-void BM_PiiStreamEvent(benchmark::State& state) {
-  const PayloadChain chain = DefaultPiiChain();
+// Three user patterns (bench/configs/payload-patterns.yaml), whose stream window releases text as
+// soon as it cannot begin a match.
+PayloadChain PatternsChain() {
+  ProcessorConfig p;
+  p.name = "policy";
+  p.type = "patterns";
+  p.patterns = {{"codename", R"(project\s+falcon)", ScanAction::kBlock},
+                {"internal_code", R"(\b(?:secret|internal)[- ]?code\b)", ScanAction::kBlock},
+                {"api_key", R"(api[_-]?key\s*[:=]\s*\w{8,})", ScanAction::kRedact}};
+  auto chain = BuildPayloadChain({p});
+  if (!chain.ok()) std::abort();
+  return std::move(*chain);
+}
+
+void BM_StreamEvent(benchmark::State& state, PayloadChain (*make)()) {
+  const PayloadChain chain = make();
   const ResponseProcessor& p = *chain.response[0];
   static const char* kWords[] = {" the", " model", " answers", " with", " tokens",
                                  ",",    " and",   " numbers", " like", " 42"};
@@ -83,7 +98,8 @@ void BM_PiiStreamEvent(benchmark::State& state) {
     benchmark::DoNotOptimize(p.Process(*stream, events[i++ % events.size()], out));
   }
 }
-BENCHMARK(BM_PiiStreamEvent);
+BENCHMARK_CAPTURE(BM_StreamEvent, pii, DefaultPiiChain);
+BENCHMARK_CAPTURE(BM_StreamEvent, patterns, PatternsChain);
 
 }  // namespace
 }  // namespace tokenway

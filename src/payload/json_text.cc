@@ -137,6 +137,71 @@ void AddString(od::value v, const char* base, int choice, int tool, JsonTexts& o
   out.fields.push_back(std::move(f));
 }
 
+bool IsImageType(std::string_view type) {
+  return type == "image_url" || type == "input_image";
+}
+
+bool IsDataUrl(std::string_view url) {
+  if (url.size() < 5) return false;
+  for (size_t i = 0; i < 5; ++i) {
+    const char c = static_cast<char>(url[i] | 0x20);
+    if (c != "data:"[i]) return false;
+  }
+  return true;
+}
+
+// The end of the string token that starts at `at` (its closing quote + 1), or npos.
+size_t StringEnd(std::string_view json, size_t at) {
+  for (size_t i = at + 1; i < json.size(); ++i) {
+    if (json[i] == '\\') {
+      ++i;
+    } else if (json[i] == '"') {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// The end of the JSON value that starts at `at`, or npos when it does not end inside `json`.
+size_t ValueEnd(std::string_view json, size_t at) {
+  if (at >= json.size()) return std::string_view::npos;
+  const char c = json[at];
+  if (c == '"') return StringEnd(json, at);
+  if (c == '{' || c == '[') {
+    int depth = 0;
+    for (size_t i = at; i < json.size(); ++i) {
+      const char d = json[i];
+      if (d == '"') {
+        const size_t end = StringEnd(json, i);
+        if (end == std::string_view::npos) return end;
+        i = end - 1;
+      } else if (d == '{' || d == '[') {
+        ++depth;
+      } else if ((d == '}' || d == ']') && --depth == 0) {
+        return i + 1;
+      }
+    }
+    return std::string_view::npos;
+  }
+  size_t i = at;
+  while (i < json.size() && json[i] != ',' && json[i] != '}' && json[i] != ']' && json[i] != ' ' &&
+         json[i] != '\t' && json[i] != '\r' && json[i] != '\n') {
+    ++i;
+  }
+  return i;
+}
+
+// Thrown out of a structure walk when a value does not end inside the document.
+struct Truncated {};
+
+// The span of value `v` in the document that starts at `base`.
+void Span(od::value& v, const char* base, std::string_view json, size_t& offset, size_t& length) {
+  offset = static_cast<size_t>(v.raw_json_token().data() - base);
+  const size_t end = ValueEnd(json, offset);
+  if (end == std::string_view::npos) throw Truncated{};
+  length = end - offset;
+}
+
 // A string, or an array of strings / of parts with "text".
 void AddTextOrParts(od::value v, const char* base, JsonTexts& out) {
   const od::json_type t = v.type();
@@ -150,22 +215,34 @@ void AddTextOrParts(od::value v, const char* base, JsonTexts& out) {
     if (it == od::json_type::string) {
       AddString(item, base, 0, -1, out);
     } else if (it == od::json_type::object) {
+      // An image part's fields (its URL, inline data: bytes) are never text to scan, even when
+      // a client puts a "text" field beside them.
+      const size_t before = out.fields.size();
+      bool image = false;
       for (auto field : item.get_object()) {
-        if (field.unescaped_key() == std::string_view("text")) {
+        const std::string_view key = field.unescaped_key();
+        if (key == "text") {
           AddString(field.value(), base, 0, -1, out);
+        } else if (key == "type") {
+          std::string_view type;
+          if (field.value().get_string().get(type) == simdjson::SUCCESS) image = IsImageType(type);
+        } else if (key == "image_url") {
+          image = true;
         }
       }
+      if (image) out.fields.resize(before);
     }
   }
 }
 
-std::string RawToken(od::value v) {
+// Assigns in place: the scratch strings keep their capacity from one stream event to the next.
+void RawToken(od::value v, std::string& out) {
   std::string_view raw = v.raw_json_token();
   while (!raw.empty() &&
          (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' || raw.back() == '\t')) {
     raw.remove_suffix(1);
   }
-  return std::string(raw);
+  out.assign(raw);
 }
 
 // Tool calls: [{"index": k, "function": {"arguments": "..."}}].
@@ -240,8 +317,8 @@ void AddChoice(od::value v, const char* base, JsonTexts& out) {
   }
 }
 
-template <typename Walk>
-bool Parse(std::string_view json, JsonTexts& out, Walk walk) {
+template <typename Out, typename Walk>
+bool Parse(std::string_view json, Out& out, Walk walk) {
   out.Clear();
   ParseScratch& s = Scratch();
   s.padded.assign(json);
@@ -254,7 +331,61 @@ bool Parse(std::string_view json, JsonTexts& out, Walk walk) {
   } catch (const simdjson::simdjson_error&) {
     out.Clear();
     return false;
+  } catch (const Truncated&) {
+    out.Clear();
+    return false;
   }
+}
+
+void AddMessageStructure(od::value m, const char* base, std::string_view json,
+                         RequestStructure& out) {
+  if (m.type() != od::json_type::object) return;
+  RequestMessage msg;
+  Span(m, base, json, msg.offset, msg.length);
+  for (auto field : m.get_object()) {
+    const std::string_view key = field.unescaped_key();
+    if (key == "role") {
+      std::string_view role;
+      if (field.value().get_string().get(role) == simdjson::SUCCESS) msg.role = role;
+    } else if (key == "content") {
+      od::value content = field.value();
+      Span(content, base, json, msg.content_offset, msg.content_length);
+      if (content.type() != od::json_type::array) continue;
+      msg.content_is_parts = true;
+      for (od::value item : content.get_array()) {
+        ContentPart part;
+        Span(item, base, json, part.offset, part.length);
+        if (item.type() == od::json_type::object) {
+          for (auto pf : item.get_object()) {
+            const std::string_view pkey = pf.unescaped_key();
+            if (pkey == "type") {
+              std::string_view type;
+              if (pf.value().get_string().get(type) == simdjson::SUCCESS && IsImageType(type)) {
+                part.image = true;
+              }
+            } else if (pkey == "image_url") {
+              part.image = true;
+              od::value url = pf.value();
+              std::string_view text;
+              if (url.type() == od::json_type::string) {
+                if (url.get_string().get(text) == simdjson::SUCCESS)
+                  part.data_url = IsDataUrl(text);
+              } else if (url.type() == od::json_type::object) {
+                for (auto uf : url.get_object()) {
+                  if (uf.unescaped_key() == std::string_view("url") &&
+                      uf.value().get_string().get(text) == simdjson::SUCCESS) {
+                    part.data_url = IsDataUrl(text);
+                  }
+                }
+              }
+            }
+          }
+        }
+        msg.parts.push_back(part);
+      }
+    }
+  }
+  out.messages.push_back(std::move(msg));
 }
 
 }  // namespace
@@ -292,6 +423,52 @@ bool FindRequestTexts(std::string_view body, JsonTexts& out) {
   });
 }
 
+void RequestStructure::Clear() {
+  has_messages = false;
+  messages_offset = messages_length = 0;
+  messages.clear();
+  has_prompt = false;
+  prompt_offset = prompt_length = 0;
+  prompt_text = true;
+  prompt_strings.clear();
+}
+
+bool FindRequestStructure(std::string_view body, RequestStructure& out) {
+  return Parse(body, out, [&out, body](od::object& root, const char* base) {
+    for (auto field : root) {
+      const std::string_view key = field.unescaped_key();
+      if (key == "messages") {
+        od::value messages = field.value();
+        if (messages.type() != od::json_type::array) continue;
+        out.has_messages = true;
+        Span(messages, base, body, out.messages_offset, out.messages_length);
+        for (od::value m : messages.get_array()) AddMessageStructure(m, base, body, out);
+      } else if (key == "prompt") {
+        od::value prompt = field.value();
+        out.has_prompt = true;
+        Span(prompt, base, body, out.prompt_offset, out.prompt_length);
+        JsonTexts texts;
+        const od::json_type t = prompt.type();
+        if (t == od::json_type::string) {
+          AddString(prompt, base, 0, -1, texts);
+          out.prompt_text = !texts.fields.empty();
+        } else if (t == od::json_type::array) {
+          for (od::value item : prompt.get_array()) {
+            if (item.type() != od::json_type::string) {
+              out.prompt_text = false;
+              continue;
+            }
+            AddString(item, base, 0, -1, texts);
+          }
+        } else {
+          out.prompt_text = false;
+        }
+        out.prompt_strings = std::move(texts.fields);
+      }
+    }
+  });
+}
+
 bool FindResponseTexts(std::string_view json, JsonTexts& out) {
   return Parse(json, out, [&out](od::object& root, const char* base) {
     for (auto field : root) {
@@ -301,11 +478,11 @@ bool FindResponseTexts(std::string_view json, JsonTexts& out) {
         if (choices.type() != od::json_type::array) continue;
         for (od::value c : choices.get_array()) AddChoice(c, base, out);
       } else if (key == "id") {
-        out.id = RawToken(field.value());
+        RawToken(field.value(), out.id);
       } else if (key == "model") {
-        out.model = RawToken(field.value());
+        RawToken(field.value(), out.model);
       } else if (key == "created") {
-        out.created = RawToken(field.value());
+        RawToken(field.value(), out.created);
       }
     }
   });

@@ -1,5 +1,7 @@
 #include "payload/pattern_scanner.h"
 
+#include "payload/pattern_prefix.h"
+
 namespace tokenway {
 
 namespace {
@@ -41,6 +43,23 @@ StatusOr<std::unique_ptr<PatternScanner>> PatternScanner::Create(
     s->regexes_.push_back(std::move(re));
   }
   if (!s->set_.Compile()) return Status::Error("patterns: RE2 could not compile the pattern set");
+  // Early release on streams: without every pattern's prefix expression the window holds back
+  // its full size, which is still correct.
+  std::string prefixes;
+  bool derived = true;
+  for (const PatternRuleConfig& r : rules) {
+    std::string prefix;
+    if (!PatternPrefix(r.pattern, prefix)) {
+      derived = false;
+      break;
+    }
+    if (!prefixes.empty()) prefixes += '|';
+    prefixes += "(?:" + prefix + ")";
+  }
+  if (derived) {
+    auto re = std::make_unique<RE2>("(?:" + prefixes + ")$", s->options_);
+    if (re->ok()) s->prefixes_ = std::move(re);
+  }
   return s;
 }
 
@@ -62,6 +81,14 @@ void AppendMatches(const RE2& re, const NormalizedText& text, uint32_t rule,
     out.push_back(f);
     pos = nend;
   }
+}
+
+size_t PatternScanner::HoldStart(const NormalizedText& text) const {
+  if (!prefixes_) return std::string::npos;
+  const re2::StringPiece input(text.text.data(), text.text.size());
+  re2::StringPiece m;
+  if (!prefixes_->Match(input, 0, input.size(), RE2::UNANCHORED, &m, 1)) return input.size();
+  return static_cast<size_t>(m.data() - input.data());
 }
 
 void PatternScanner::Scan(const NormalizedText& text, std::vector<Finding>& out) const {

@@ -2,6 +2,9 @@
 // and with an action, matched all at once with RE2::Set (linear time in the input, so no pattern
 // or prompt can stall a worker) over the normalised text, case-insensitively.
 //
+// On streams, text leaves the window as soon as no pattern's match can be in progress in it
+// (pattern_prefix.h), rather than after the full window.
+//
 // Built on the control thread by Create(), which rejects a pattern RE2 cannot compile (syntax,
 // back-references, look-around) or one that matches the empty string; read-only afterwards.
 #pragma once
@@ -28,12 +31,17 @@ class PatternScanner final : public TextScanner {
   static StatusOr<std::unique_ptr<PatternScanner>> Create(
       const std::vector<PatternRuleConfig>& rules);
   void Scan(const NormalizedText& text, std::vector<Finding>& out) const override;
+  // The leftmost offset from which the rest of `text` is a prefix of a possible match of a
+  // pattern (pattern_prefix.h: every pattern's prefix expression, anchored at the end); npos
+  // when a pattern's prefixes could not be derived (then the window holds back its full size).
+  size_t HoldStart(const NormalizedText& text) const override;
 
  private:
   PatternScanner();
   RE2::Options options_;
   RE2::Set set_;
   std::vector<std::unique_ptr<RE2>> regexes_;
+  std::unique_ptr<RE2> prefixes_;  // alternation of the patterns' prefix expressions, then $
 };
 
 // Appends every non-empty match of `re` in `text.text` as findings of `rule` (source spans).

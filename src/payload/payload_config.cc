@@ -44,6 +44,75 @@ class ProcessorsLoader : public YamlFields {
     return a;
   }
 
+  static std::string TypeList() {
+    std::string out;
+    const auto& types = KnownProcessorTypes();
+    for (size_t i = 0; i < types.size(); ++i) {
+      if (i > 0) out += i + 1 == types.size() ? " or " : ", ";
+      out += types[i];
+    }
+    return out;
+  }
+
+  // type system_prompt: text, mode, client_system.
+  void LoadSystemPrompt(const YAML::Node& n, const std::string& f, ProcessorConfig& p) const {
+    if (p.type != "system_prompt") {
+      for (const char* k : {"text", "mode", "client_system"}) {
+        if (n[k]) Fail(n[k], Join(f, k), "applies to system_prompt processors only");
+      }
+      return;
+    }
+    if (!n["text"]) Fail(n, Join(f, "text"), "a system_prompt processor needs its text");
+    p.system_prompt.text = String(n["text"], Join(f, "text"));
+    if (p.system_prompt.text.empty()) Fail(n["text"], Join(f, "text"), "must not be empty");
+    if (n["mode"]) {
+      const std::string mode = String(n["mode"], Join(f, "mode"));
+      if (mode == "prepend") {
+        p.system_prompt.mode = SystemPromptConfig::Mode::kPrepend;
+      } else if (mode == "enforce") {
+        p.system_prompt.mode = SystemPromptConfig::Mode::kEnforce;
+      } else {
+        Fail(n["mode"], Join(f, "mode"), "must be prepend or enforce, got '" + mode + "'");
+      }
+    }
+    if (n["client_system"]) {
+      if (p.system_prompt.mode != SystemPromptConfig::Mode::kEnforce) {
+        Fail(n["client_system"], Join(f, "client_system"), "applies to mode: enforce only");
+      }
+      const std::string cs = String(n["client_system"], Join(f, "client_system"));
+      if (cs == "remove") {
+        p.system_prompt.client_system = SystemPromptConfig::ClientSystem::kRemove;
+      } else if (cs == "refuse") {
+        p.system_prompt.client_system = SystemPromptConfig::ClientSystem::kRefuse;
+      } else {
+        Fail(n["client_system"], Join(f, "client_system"),
+             "must be remove or refuse, got '" + cs + "'");
+      }
+    }
+  }
+
+  // type images: action, data_urls.
+  void LoadImages(const YAML::Node& n, const std::string& f, ProcessorConfig& p) const {
+    if (p.type != "images") {
+      for (const char* k : {"action", "data_urls"}) {
+        if (n[k]) Fail(n[k], Join(f, k), "applies to images processors only");
+      }
+      return;
+    }
+    auto action = [&](const char* k, ImageAction& out) {
+      if (!ParseImageAction(String(n[k], Join(f, k)), out)) {
+        Fail(n[k], Join(f, k), "must be allow, strip or refuse");
+      }
+    };
+    if (!n["action"] && !n["data_urls"]) {
+      Fail(n, f, "an images processor needs action or data_urls (allow, strip or refuse)");
+    }
+    p.images.action = ImageAction::kAllow;
+    if (n["action"]) action("action", p.images.action);
+    p.images.data_urls = p.images.action;
+    if (n["data_urls"]) action("data_urls", p.images.data_urls);
+  }
+
   std::vector<ProcessorConfig> Load(const YAML::Node& node) {
     const std::string field = "processors";
     if (!node.IsSequence()) Fail(node, field, "must be a list of processors");
@@ -53,13 +122,14 @@ class ProcessorsLoader : public YamlFields {
       const std::string f = field + "[" + std::to_string(i) + "]";
       ExpectMap(n, f,
                 {"name", "type", "match", "request", "response", "window", "patterns", "detectors",
-                 "max_prompt_tokens", "deny_fields"});
+                 "max_prompt_tokens", "deny_fields", "text", "mode", "client_system", "action",
+                 "data_urls"});
       ProcessorConfig p;
-      if (!n["type"]) Fail(n, f, "needs a type (patterns, pii or limits)");
+      if (!n["type"]) Fail(n, f, "needs a type (" + TypeList() + ")");
       p.type = String(n["type"], Join(f, "type"));
       const auto& types = KnownProcessorTypes();
       if (std::find(types.begin(), types.end(), p.type) == types.end()) {
-        Fail(n["type"], Join(f, "type"), "must be patterns, pii or limits, got '" + p.type + "'");
+        Fail(n["type"], Join(f, "type"), "must be " + TypeList() + ", got '" + p.type + "'");
       }
       p.name = n["name"] ? String(n["name"], Join(f, "name")) : p.type + "_" + std::to_string(i);
       for (const auto& other : out) {
@@ -73,7 +143,7 @@ class ProcessorsLoader : public YamlFields {
       if (n["request"]) p.request = Bool(n["request"], Join(f, "request"));
       if (n["response"]) p.response = Bool(n["response"], Join(f, "response"));
       if (n["window"]) p.window = Integer<uint32_t>(n["window"], Join(f, "window"), 8, 4096);
-      const bool scans = p.type != "limits";
+      const bool scans = p.type == "patterns" || p.type == "pii";
       for (const char* k : {"request", "response", "window"}) {
         if (!scans && n[k]) Fail(n[k], Join(f, k), "applies to patterns and pii processors only");
       }
@@ -129,6 +199,8 @@ class ProcessorsLoader : public YamlFields {
           Fail(n, f, "a limits processor needs max_prompt_tokens or deny_fields");
         }
       }
+      LoadSystemPrompt(n, f, p);
+      LoadImages(n, f, p);
       if (scans) {
         if (!p.request && !p.response) Fail(n, f, "request and response are both false");
         auto scanner = BuildScanner(p);
@@ -143,7 +215,8 @@ class ProcessorsLoader : public YamlFields {
 }  // namespace
 
 const std::vector<std::string>& KnownProcessorTypes() {
-  static const std::vector<std::string> types = {"patterns", "pii", "limits"};
+  static const std::vector<std::string> types = {"patterns", "pii", "limits", "system_prompt",
+                                                 "images"};
   return types;
 }
 
@@ -169,6 +242,15 @@ StatusOr<PayloadChain> BuildPayloadChain(const std::vector<ProcessorConfig>& pro
   for (const ProcessorConfig& p : processors) {
     if (p.type == "limits") {
       chain.request.push_back(std::make_unique<LimitsProcessor>(p.name, p.match, p.limits));
+      continue;
+    }
+    if (p.type == "system_prompt") {
+      chain.request.push_back(
+          std::make_unique<SystemPromptProcessor>(p.name, p.match, p.system_prompt));
+      continue;
+    }
+    if (p.type == "images") {
+      chain.request.push_back(std::make_unique<ImagePartsProcessor>(p.name, p.match, p.images));
       continue;
     }
     auto scanner = BuildScanner(p);
@@ -207,6 +289,19 @@ void WriteProcessorsConfig(JsonWriter& w, const std::vector<ProcessorConfig>& pr
       w.Key("deny_fields").BeginArray();
       for (const auto& d : p.limits.deny_fields) w.String(d);
       w.EndArray();
+    } else if (p.type == "system_prompt") {
+      w.Key("text").String(p.system_prompt.text);
+      const bool enforce = p.system_prompt.mode == SystemPromptConfig::Mode::kEnforce;
+      w.Key("mode").String(enforce ? "enforce" : "prepend");
+      if (enforce) {
+        w.Key("client_system")
+            .String(p.system_prompt.client_system == SystemPromptConfig::ClientSystem::kRefuse
+                        ? "refuse"
+                        : "remove");
+      }
+    } else if (p.type == "images") {
+      w.Key("action").String(ImageActionName(p.images.action));
+      w.Key("data_urls").String(ImageActionName(p.images.data_urls));
     } else {
       w.Key("request").Bool(p.request);
       w.Key("response").Bool(p.response);

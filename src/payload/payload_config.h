@@ -1,5 +1,6 @@
 // PayloadConfig: the `processors:` section of the configuration — an ordered list of payload
-// processors, each with a `match`, a `type` (patterns, pii, limits) and its settings — its YAML
+// processors, each with a `match`, a `type` (patterns, pii, limits, system_prompt,
+// images) and its settings — its YAML
 // loader, its JSON rendering, and BuildPayloadChain, which turns it into the Runtime's
 // PayloadChain.
 //
@@ -14,9 +15,11 @@
 #include <utility>
 #include <vector>
 
+#include "payload/image_parts_processor.h"
 #include "payload/limits_processor.h"
 #include "payload/pattern_scanner.h"
 #include "payload/processor_match.h"
+#include "payload/system_prompt_processor.h"
 #include "tokenway/payload.h"
 #include "tokenway/status.h"
 
@@ -26,7 +29,7 @@ class JsonWriter;
 
 struct ProcessorConfig {
   std::string name;  // default: <type>_<index>; names metrics and errors
-  std::string type;  // patterns | pii | limits
+  std::string type;  // patterns | pii | limits | system_prompt | images
   ProcessorMatch match;
   bool request = true;                      // patterns/pii: scan prompts
   bool response = true;                     // patterns/pii: scan responses
@@ -34,6 +37,8 @@ struct ProcessorConfig {
   std::vector<PatternRuleConfig> patterns;  // type patterns
   std::vector<std::pair<std::string, ScanAction>> detectors;  // type pii (default: all)
   LimitsProcessorConfig limits;                               // type limits
+  SystemPromptConfig system_prompt;                           // type system_prompt
+  ImagePartsConfig images;                                    // type images
 };
 
 // The types accepted in processors[].type.

@@ -12,6 +12,12 @@ struct CandidateSpec {
   const char* detector;
   const char* pattern;  // over NFKC case-folded text
   PiiScanner::Check check;
+  // Candidates whose every match contains `anchor` are located around its occurrences rather
+  // than by a second pass over the whole text: a match lies within the run of `left` characters
+  // before an anchor and the run of `right` characters after it. 0: no anchor.
+  char anchor = 0;
+  const char* left = nullptr;
+  const char* right = nullptr;
 };
 
 // Card, IBAN and phone candidates may run into a following group of digits or letters; the
@@ -23,7 +29,10 @@ const CandidateSpec kCandidates[] = {
     {"us_ssn", R"(\b\d{3}[\- ]\d{2}[\- ]\d{4}\b)", PiiScanner::Check::kSsn},
     {"email",
      R"([a-z0-9._%+\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}\b)",
-     PiiScanner::Check::kNone},
+     PiiScanner::Check::kNone, '@', "abcdefghijklmnopqrstuvwxyz0123456789._%+-",
+     // '_' is not in a domain but is a word character: the window takes it in so the final \b
+     // sees the same neighbour as in the whole text.
+     "abcdefghijklmnopqrstuvwxyz0123456789.-_"},
     {"ipv4", R"(\b(?:\d{1,3}\.){3}\d{1,3}\b)", PiiScanner::Check::kIpv4},
     {"ipv6",
      R"((?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}|(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?|::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{1,4})",
@@ -133,7 +142,16 @@ StatusOr<std::unique_ptr<PiiScanner>> PiiScanner::Create(
         return Status::Error("pii: detector '" + name + "' failed to compile: " + re->error() +
                              error);
       }
-      s->candidates_.push_back({std::move(re), rule, spec.check});
+      Candidate c;
+      c.regex = std::move(re);
+      c.rule = rule;
+      c.check = spec.check;
+      c.anchor = spec.anchor;
+      if (spec.anchor != 0) {
+        for (const char* k = spec.left; *k; ++k) c.left[static_cast<unsigned char>(*k)] = true;
+        for (const char* k = spec.right; *k; ++k) c.right[static_cast<unsigned char>(*k)] = true;
+      }
+      s->candidates_.push_back(std::move(c));
     }
   }
   if (!s->set_.Compile()) return Status::Error("pii: RE2 could not compile the detector set");
@@ -160,35 +178,68 @@ size_t PiiScanner::HoldStart(const NormalizedText& text) const {
   return static_cast<size_t>(m.data() - input.data());
 }
 
+void PiiScanner::Locate(const Candidate& c, const NormalizedText& text, size_t begin, size_t end,
+                        std::vector<Finding>& out) const {
+  const re2::StringPiece input(text.text.data(), text.text.size());
+  size_t pos = begin;
+  re2::StringPiece m;
+  while (pos < end && c.regex->Match(input, pos, end, RE2::UNANCHORED, &m, 1)) {
+    const size_t nbegin = static_cast<size_t>(m.data() - input.data());
+    size_t nend = nbegin + m.size();
+    pos = std::max(nend, nbegin + 1);
+    for (;;) {
+      std::string_view candidate(text.text.data() + nbegin, nend - nbegin);
+      Finding f;
+      f.rule = c.rule;
+      text.SourceSpan(nbegin, nend, f.begin, f.end);
+      if (Valid(c.check, candidate, text.source.substr(f.begin, f.end - f.begin))) {
+        out.push_back(f);
+        break;
+      }
+      if (!Trimmable(c.check)) break;
+      const size_t sep = candidate.find_last_of(" -.");
+      if (sep == std::string_view::npos || sep < 8) break;
+      nend = nbegin + sep;
+    }
+  }
+}
+
 void PiiScanner::Scan(const NormalizedText& text, std::vector<Finding>& out) const {
   out.clear();
   std::vector<int> hits;
   if (!set_.Match(re2::StringPiece(text.text.data(), text.text.size()), &hits)) return;
   std::sort(hits.begin(), hits.end());
-  const re2::StringPiece input(text.text.data(), text.text.size());
+  const std::string_view input = text.text;
   for (int i : hits) {
     const Candidate& c = candidates_[i];
-    size_t pos = 0;
-    re2::StringPiece m;
-    while (pos < input.size() && c.regex->Match(input, pos, input.size(), RE2::UNANCHORED, &m, 1)) {
-      const size_t nbegin = static_cast<size_t>(m.data() - input.data());
-      size_t nend = nbegin + m.size();
-      pos = std::max(nend, nbegin + 1);
-      for (;;) {
-        std::string_view candidate(text.text.data() + nbegin, nend - nbegin);
-        Finding f;
-        f.rule = c.rule;
-        text.SourceSpan(nbegin, nend, f.begin, f.end);
-        if (Valid(c.check, candidate, text.source.substr(f.begin, f.end - f.begin))) {
-          out.push_back(f);
-          break;
-        }
-        if (!Trimmable(c.check)) break;
-        const size_t sep = candidate.find_last_of(" -.");
-        if (sep == std::string_view::npos || sep < 8) break;
-        nend = nbegin + sep;
-      }
+    if (c.anchor == 0) {
+      Locate(c, text, 0, input.size(), out);
+      continue;
     }
+    // Only the windows around the anchors: every match lies inside one, so the matches found
+    // are the same as a pass over the whole text would find (RE2 still sees the characters
+    // around a window for \b).
+    size_t from = 0;
+    size_t window_begin = 0, window_end = 0;
+    bool open = false;
+    while (from < input.size()) {
+      const size_t a = input.find(c.anchor, from);
+      if (a == std::string_view::npos) break;
+      size_t l = a;
+      while (l > 0 && c.left[static_cast<unsigned char>(input[l - 1])]) --l;
+      size_t r = a + 1;
+      while (r < input.size() && c.right[static_cast<unsigned char>(input[r])]) ++r;
+      if (open && l <= window_end) {
+        window_end = std::max(window_end, r);
+      } else {
+        if (open) Locate(c, text, window_begin, window_end, out);
+        window_begin = l;
+        window_end = r;
+        open = true;
+      }
+      from = a + 1;
+    }
+    if (open) Locate(c, text, window_begin, window_end, out);
   }
   ResolveOverlaps(out);
 }

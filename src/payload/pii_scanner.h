@@ -11,6 +11,7 @@
 #include <re2/re2.h>
 #include <re2/set.h>
 
+#include <array>
 #include <memory>
 #include <utility>
 
@@ -39,9 +40,15 @@ class PiiScanner final : public TextScanner {
   PiiScanner();
   struct Candidate {
     std::unique_ptr<RE2> regex;
-    uint32_t rule;
-    Check check;
+    uint32_t rule = 0;
+    Check check = Check::kNone;
+    char anchor = 0;
+    std::array<bool, 256> left{};   // with an anchor: the characters a match may hold before it
+    std::array<bool, 256> right{};  // and after it
   };
+  // Appends the findings of candidate `c` in `input[begin, end)` (`input` is the whole text).
+  void Locate(const Candidate& c, const NormalizedText& text, size_t begin, size_t end,
+              std::vector<Finding>& out) const;
   RE2::Options options_;
   RE2::Set set_;
   std::vector<Candidate> candidates_;

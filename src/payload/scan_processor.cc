@@ -128,6 +128,23 @@ void ScanRequestProcessor::Process(const PayloadRequest& request, RequestVerdict
       }
     }
     if (!redact) continue;
+    if (field.length == field.text.size() + 2) {
+      // The string token has no escapes: its bytes are the text's (valid UTF-8, checked when the
+      // body was inspected), so each redacted span is replaced in place and nothing is copied or
+      // escaped twice.
+      for (const Finding& f : s.findings) {
+        const ScanRule& rule = scanner_->rules()[f.rule];
+        if (rule.action != ScanAction::kRedact) continue;
+        JsonEdit edit;
+        edit.offset = field.offset + 1 + f.begin;
+        edit.length = f.end - f.begin;
+        placeholders.Append(rule, f.rule,
+                            std::string_view(field.text).substr(f.begin, f.end - f.begin),
+                            edit.replacement);
+        s.edits.push_back(std::move(edit));
+      }
+      continue;
+    }
     RedactWhole(field.text, s.findings, *scanner_, placeholders, s.redacted);
     JsonEdit edit;
     edit.offset = field.offset;

@@ -5,12 +5,12 @@
 // is at most `window` characters long, none of its bytes is released before it is judged.
 //
 // Text also leaves before the window is full when the scanner can tell that no match can be in
-// progress there (TextScanner::HoldStart: the PII detectors hold back only a tail that could
-// still begin a match, typically the last word or digit group). A finding is judged ("settled")
-// when text follows it, when the stream ends, or when it starts before the point where the window
-// must release text. Then `block` stops the stream (the text
-// before the finding is still released), `redact` releases a placeholder instead of the span,
-// `flag` counts it. One StreamWindow per channel per stream, used by one worker thread.
+// progress there (TextScanner::HoldStart: the PII detectors and the user patterns hold back only
+// a tail that could still begin a match, typically the last word or digit group). A finding is
+// judged ("settled") when text follows it, when the stream ends, or when it starts before the point
+// where the window must release text. Then `block` stops the stream (the text before the finding is
+// still released), `redact` releases a placeholder instead of the span, `flag` counts it. One
+// StreamWindow per channel per stream, used by one worker thread.
 #pragma once
 
 #include <cstdint>

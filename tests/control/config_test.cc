@@ -1006,17 +1006,24 @@ TEST(ConfigTest, ProcessorsParseRenderAndBuildTheChain) {
                            "    response: false\n"
                            "    patterns:\n"
                            "      - {name: codename, pattern: 'project\\s+falcon'}\n"
-                           "  - {type: limits, deny_fields: [logprobs], max_prompt_tokens: 10}\n",
+                           "  - {type: limits, deny_fields: [logprobs], max_prompt_tokens: 10}\n"
+                           "  - {type: system_prompt, text: 'Be kind.', mode: enforce,\n"
+                           "     client_system: refuse}\n"
+                           "  - {type: images, data_urls: refuse}\n",
                        "p.yaml");
   ASSERT_TRUE(c.ok()) << c.status().message();
-  ASSERT_EQ(c->processors.size(), 3u);
+  ASSERT_EQ(c->processors.size(), 5u);
+  EXPECT_EQ(c->processors[3].system_prompt.client_system,
+            SystemPromptConfig::ClientSystem::kRefuse);
+  EXPECT_EQ(c->processors[4].images.action, ImageAction::kAllow);
+  EXPECT_EQ(c->processors[4].images.data_urls, ImageAction::kRefuse);
   EXPECT_EQ(c->processors[0].name, "pii_0");
   EXPECT_EQ(c->processors[0].window, 32u);
   EXPECT_EQ(c->processors[1].patterns[0].action, ScanAction::kBlock);
   EXPECT_EQ(c->processors[2].limits.max_prompt_tokens, 10);
   auto chain = BuildPayloadChain(c->processors);
   ASSERT_TRUE(chain.ok());
-  EXPECT_EQ(chain->request.size(), 3u);   // pii, policy, limits
+  EXPECT_EQ(chain->request.size(), 5u);   // pii, policy, limits, system_prompt, images
   EXPECT_EQ(chain->response.size(), 1u);  // pii only
   EXPECT_TRUE(chain->request[0]->Applies("m", "t"));
   EXPECT_FALSE(chain->request[0]->Applies("m", "other"));
@@ -1025,6 +1032,10 @@ TEST(ConfigTest, ProcessorsParseRenderAndBuildTheChain) {
   EXPECT_NE(json.find(R"("detectors":{"email":"redact","payment_card":"block"})"),
             std::string::npos)
       << json;
+  EXPECT_NE(json.find(R"("text":"Be kind.","mode":"enforce","client_system":"refuse")"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("action":"allow","data_urls":"refuse")"), std::string::npos) << json;
 }
 
 TEST(ConfigTest, ProcessorErrorsNameTheFileLineAndField) {
@@ -1041,7 +1052,16 @@ TEST(ConfigTest, ProcessorErrorsNameTheFileLineAndField) {
       {"processors:\n  - type: pii\n    detectors: {passport: block}\n", "unknown detector"},
       {"processors:\n  - type: pii\n    detectors: {email: shred}\n",
        "processors[0].detectors.email: must be block, redact or flag"},
-      {"processors:\n  - type: webhook\n", "processors[0].type: must be patterns, pii or limits"},
+      {"processors:\n  - type: webhook\n",
+       "processors[0].type: must be patterns, pii, limits, system_prompt or images"},
+      {"processors:\n  - type: system_prompt\n", "a system_prompt processor needs its text"},
+      {"processors:\n  - {type: system_prompt, text: x, mode: append}\n",
+       "processors[0].mode: must be prepend or enforce"},
+      {"processors:\n  - {type: system_prompt, text: x, client_system: remove}\n",
+       "applies to mode: enforce only"},
+      {"processors:\n  - {type: images, action: blur}\n",
+       "processors[0].action: must be allow, strip or refuse"},
+      {"processors:\n  - {type: pii, data_urls: strip}\n", "applies to images processors only"},
       {"processors:\n  - type: limits\n", "needs max_prompt_tokens or deny_fields"},
       {"processors:\n  - type: limits\n    window: 8\n    deny_fields: [x]\n",
        "applies to patterns and pii processors only"},

@@ -15,6 +15,7 @@ tw_integration_test(gateway_tracing SCRIPT tests/integration/test_gateway_tracin
 tw_integration_test(gateway_discovery SCRIPT tests/integration/test_gateway_discovery.py TIMEOUT 300)
 tw_integration_test(deploy_kustomize SCRIPT tests/integration/test_deploy_kustomize.py TIMEOUT 120)
 tw_integration_test(gateway_payload SCRIPT tests/integration/test_gateway_payload.py)
+tw_integration_test(gateway_request_shaping SCRIPT tests/integration/test_gateway_request_shaping.py)
 tw_integration_test(gateway_keda SCRIPT tests/integration/test_gateway_keda.py TIMEOUT 180)
 if(TARGET ext_proc_client)
   tw_integration_test(gateway_epp SCRIPT tests/integration/test_gateway_epp.py TIMEOUT 300)

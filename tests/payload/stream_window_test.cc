@@ -3,6 +3,7 @@
 // byte of a stream is caught at its end; tool-call arguments are covered; the whole-body form.
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -183,11 +184,10 @@ TEST(StreamWindow, HoldBackNeverExceedsTheWindow) {
   std::string text;
   for (int i = 0; i < 60; ++i) text += "word" + std::to_string(i) + " ";
   for (size_t window : {8u, 16u, 64u}) {
-    // A user pattern's prefixes are unknown: the window holds back its full size.
+    // A user pattern's prefixes are known too: no word of this text can begin "project falcon".
     auto p = PatternProcessor(window);
     Outcome o = Relay(*p, Words(text), /*finish=*/false);
-    EXPECT_LE(o.max_held, window);
-    EXPECT_GE(o.max_held, window - 7);
+    EXPECT_EQ(o.max_held, 0u);
     o = Relay(*p, Words(text));
     EXPECT_EQ(o.text, text);  // everything arrives, in order, unchanged
     // The PII detectors know what can begin a match: prose leaves at once but for its tail.
@@ -206,6 +206,86 @@ TEST(StreamWindow, APatternSplitAtEveryOffsetIsBlocked) {
     Outcome o = Relay(*p, {Chunk(text.substr(0, i)), Chunk(text.substr(i)), kFinish});
     ASSERT_TRUE(o.ended) << i;
     EXPECT_EQ(o.text, "the plan for ") << i;
+  }
+}
+
+std::unique_ptr<ScanResponseProcessor> PatternsProcessor(const std::vector<std::string>& patterns,
+                                                         size_t window) {
+  std::vector<PatternRuleConfig> rules;
+  for (const std::string& p : patterns) rules.push_back({"", p, ScanAction::kBlock});
+  auto s = PatternScanner::Create(rules);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  std::shared_ptr<const TextScanner> scanner(std::move(*s));
+  return std::make_unique<ScanResponseProcessor>("patterns", ProcessorMatch{}, scanner,
+                                                 ScanCounters::Create("patterns_many", *scanner),
+                                                 window);
+}
+
+// Early release must never let out the start of a match: each pattern's match in prose, split
+// into two events at every offset and sent a character per event, is blocked with only the text
+// before it released.
+TEST(StreamWindow, EarlyReleaseNeverLeaksAPatternSplitAtEveryOffset) {
+  struct Sample {
+    std::string pattern;
+    std::string match;
+  };
+  const Sample samples[] = {
+      {R"(project\s+falcon)", "Project  Falcon"},
+      {R"(\b(?:secret|internal)[- ]?code\b)", "internal-code"},
+      {R"(api[_-]?key\s*[:=]\s*\w{8,})", "API_KEY = abcdefgh12"},
+      {R"([a-z]{3}\d{3})", "xyz123"},
+      {R"(falcon\s+\d+)", "falcon 9"},
+      {R"(\QC++\E rocks)", "C++ rocks"},
+      {R"(x{2,4}y)", "xxxy"},
+      {R"(naïve\s+plan)", "NAÏVE plan"},
+      {R"(a.c|d[^a-z]f)", "d-f"},
+      {R"(\d{3}-\d{2}-\d{4})", "123-45-6789"},
+  };
+  const std::string before = "so, the note says ";
+  const std::string after = " and more.";
+  for (const Sample& sample : samples) {
+    auto p = PatternsProcessor({sample.pattern}, 64);
+    const std::string text = before + sample.match + after;
+    for (size_t i = 1; i < text.size(); ++i) {
+      if ((static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;  // inside a character
+      Outcome o = Relay(*p, {Chunk(text.substr(0, i)), Chunk(text.substr(i)), kFinish});
+      ASSERT_TRUE(o.ended) << sample.pattern << " split at " << i;
+      EXPECT_EQ(before.compare(0, o.text.size(), o.text), 0)
+          << sample.pattern << " split at " << i << " leaked: " << o.text;
+    }
+    std::vector<std::string> events;
+    for (size_t at = 0; at < text.size();) {
+      const size_t n = Utf8SequenceLength(static_cast<unsigned char>(text[at]));
+      events.push_back(Chunk(text.substr(at, n)));
+      at += n;
+    }
+    Outcome o = Relay(*p, events);
+    ASSERT_TRUE(o.ended) << sample.pattern;
+    EXPECT_EQ(o.text, before) << sample.pattern;
+  }
+}
+
+// Hold-back on prose with user patterns, before (no prefix expressions: the full window) and
+// after early release. Printed for docs/benchmarks.md; the assertion is the behaviour (prose
+// waits only while its tail could begin a match), not a speed.
+TEST(StreamWindow, PatternHoldBackOnProseIsTheTailThatCouldBeginAMatch) {
+  const std::string prose =
+      "The quarterly review found that the migration plan was sound, but the capacity estimates "
+      "for the new region were optimistic. Processing latency improved after the release, and "
+      "the team proposed a second phase for the storage cluster. Projections for next year assume "
+      "steady growth; the vendor contract is up for renewal in the spring, and procurement wants "
+      "a decision before the budget is final. Nobody mentioned anything secret or internal.";
+  const std::vector<std::string> patterns = {R"(project\s+falcon)",
+                                             R"(\b(?:secret|internal)[- ]?code\b)",
+                                             R"(api[_-]?key\s*[:=]\s*\w{8,})"};
+  for (size_t window : {16u, 64u}) {
+    auto p = PatternsProcessor(patterns, window);
+    Outcome o = Relay(*p, Words(prose), /*finish=*/false);
+    std::cout << "window " << window << ": most characters held back on prose " << o.max_held
+              << " (before early release: up to " << window << ")\n";
+    EXPECT_LE(o.max_held, 9u);  // "internal " is the longest prefix in this text
+    o = Relay(*p, Words(prose));
+    EXPECT_EQ(o.text, prose);
   }
 }
 
