@@ -1,5 +1,6 @@
 // PayloadConfig: the `processors:` section of the configuration — an ordered list of payload
-// processors, each with a `match`, a `type` (patterns, pii, limits) and its settings — its YAML
+// processors, each with a `match`, a `type` (patterns, pii, limits, and the external webhook and
+// ext_proc) and its settings — its YAML
 // loader, its JSON rendering, and BuildPayloadChain, which turns it into the Runtime's
 // PayloadChain.
 //
@@ -14,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "payload/external_processor.h"
 #include "payload/limits_processor.h"
 #include "payload/pattern_scanner.h"
 #include "payload/processor_match.h"
@@ -26,7 +28,7 @@ class JsonWriter;
 
 struct ProcessorConfig {
   std::string name;  // default: <type>_<index>; names metrics and errors
-  std::string type;  // patterns | pii | limits
+  std::string type;  // patterns | pii | limits | webhook | ext_proc
   ProcessorMatch match;
   bool request = true;                      // patterns/pii: scan prompts
   bool response = true;                     // patterns/pii: scan responses
@@ -34,6 +36,7 @@ struct ProcessorConfig {
   std::vector<PatternRuleConfig> patterns;  // type patterns
   std::vector<std::pair<std::string, ScanAction>> detectors;  // type pii (default: all)
   LimitsProcessorConfig limits;                               // type limits
+  ExternalProcessorConfig external;                           // types webhook and ext_proc
 };
 
 // The types accepted in processors[].type.

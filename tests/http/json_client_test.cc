@@ -15,82 +15,16 @@
 #include <functional>
 #include <optional>
 
+#include "support/scripted_http_service.h"
+
 namespace tokenway {
 namespace {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-
-// What the service does with each request it reads: the raw bytes to write back (empty: close
-// at once), and a delay before writing.
-struct Reply {
-  std::string bytes;
-  std::chrono::milliseconds delay{0};
-  bool close_after = false;
-};
-
-class ScriptedService {
- public:
-  ScriptedService(asio::io_context& io, std::function<Reply(const std::string&)> script)
-      : acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
-        script_(std::move(script)) {
-    asio::co_spawn(io, Accept(), asio::detached);
-  }
-  uint16_t port() const { return acceptor_.local_endpoint().port(); }
-  int accepted = 0;
-  int requests = 0;
-  std::string last_request;
-
- private:
-  asio::awaitable<void> Accept() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
-      if (ec) co_return;
-      ++accepted;
-      asio::co_spawn(acceptor_.get_executor(), Serve(std::move(socket)), asio::detached);
-    }
-  }
-  asio::awaitable<void> Serve(tcp::socket socket) {
-    std::string buf;
-    for (;;) {
-      auto [ec, n] =
-          co_await asio::async_read_until(socket, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
-      if (ec) co_return;
-      std::string head = buf.substr(0, n);
-      buf.erase(0, n);
-      size_t length = 0;
-      if (auto at = head.find("Content-Length: "); at != std::string::npos) {
-        length = std::stoul(head.substr(at + 16));
-      }
-      while (buf.size() < length) {
-        char tmp[4096];
-        auto [rec, m] = co_await socket.async_read_some(asio::buffer(tmp), kNoThrow);
-        if (rec) co_return;
-        buf.append(tmp, m);
-      }
-      last_request = head + buf.substr(0, length);
-      buf.erase(0, length);
-      ++requests;
-      Reply r = script_(last_request);
-      if (r.delay.count() > 0) {
-        asio::steady_timer t(socket.get_executor());
-        t.expires_after(r.delay);
-        co_await t.async_wait(kNoThrow);
-      }
-      if (r.bytes.empty()) co_return;
-      co_await asio::async_write(socket, asio::buffer(r.bytes), kNoThrow);
-      if (r.close_after) co_return;
-    }
-  }
-  tcp::acceptor acceptor_;
-  std::function<Reply(const std::string&)> script_;
-};
-
-std::string Ok(std::string_view body) {
-  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
-}
+using testing::HttpOk;
+using testing::Reply;
+using testing::ScriptedService;
 
 JsonResponse Call(asio::io_context& io, JsonClient& client, const std::string& url,
                   std::string body, JsonPostOptions options = {}) {
@@ -135,7 +69,8 @@ TEST(ParseHttpUrl, RejectsWhatItCannotCall) {
 
 TEST(JsonClient, PostsJsonAndReusesTheConnection) {
   asio::io_context io;
-  ScriptedService svc(io, [](const std::string&) { return Reply{Ok(R"({"action":"allow"})")}; });
+  ScriptedService svc(io,
+                      [](const std::string&) { return Reply{HttpOk(R"({"action":"allow"})")}; });
   JsonClient client(io);
   for (int i = 0; i < 3; ++i) {
     JsonResponse r = Call(io, client, Url(svc.port()), R"({"n":1})");
@@ -178,7 +113,7 @@ TEST(JsonClient, ReadsChunkedAndCloseDelimitedAnswers) {
 TEST(JsonClient, TimesOutOnAServiceThatHangs) {
   asio::io_context io;
   ScriptedService svc(io, [](const std::string&) {
-    return Reply{Ok("{}"), std::chrono::milliseconds(2000)};
+    return Reply{HttpOk("{}"), std::chrono::milliseconds(2000)};
   });
   JsonClient client(io);
   JsonPostOptions o;
@@ -195,7 +130,7 @@ TEST(JsonClient, TimesOutOnAServiceThatHangs) {
 
 TEST(JsonClient, BoundsTheAnswer) {
   asio::io_context io;
-  ScriptedService svc(io, [](const std::string&) { return Reply{Ok(std::string(5000, 'x'))}; });
+  ScriptedService svc(io, [](const std::string&) { return Reply{HttpOk(std::string(5000, 'x'))}; });
   JsonClient client(io);
   JsonPostOptions o;
   o.max_response_bytes = 1000;
@@ -241,7 +176,7 @@ TEST(JsonClient, ReplacesAKeepAliveConnectionTheServerClosed) {
   int n = 0;
   ScriptedService svc(io, [&](const std::string&) {
     // The first answer keeps the connection open per HTTP but the service closes it after.
-    return Reply{Ok(std::to_string(n++)), {}, true};
+    return Reply{HttpOk(std::to_string(n++)), {}, true};
   });
   JsonClient client(io);
   JsonResponse r = Call(io, client, Url(svc.port()), "{}");
