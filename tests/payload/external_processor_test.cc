@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <optional>
 
+#include "common/json_writer.h"
 #include "common/request_inspector.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "http/json_client.h"
@@ -522,6 +523,13 @@ TEST(ExternalConfig, LoadsAndRejects) {
   EXPECT_EQ(e.deny_status, 403u);
   EXPECT_EQ(e.headers, "Authorization: Bearer x\r\n");
   EXPECT_EQ((*ok)[1].name, "ext_proc_1");
+  std::string rendered;
+  JsonWriter w(rendered);
+  WriteProcessorsConfig(w, *ok);
+  EXPECT_NE(rendered.find(R"("url":"http://127.0.0.1:9000/check")"), std::string::npos) << rendered;
+  EXPECT_NE(rendered.find(R"("headers":["Authorization"])"), std::string::npos) << rendered;
+  EXPECT_EQ(rendered.find("Bearer"), std::string::npos) << rendered;  // values stay secret
+  EXPECT_NE(rendered.find(R"("target":"127.0.0.1:9001")"), std::string::npos) << rendered;
   auto chain = BuildPayloadChain(*ok);
   ASSERT_TRUE(chain.ok());
   ASSERT_EQ(chain->request.size(), 2u);
