@@ -8,7 +8,9 @@
 // over the text deltas) that the relay owns in the request context. Processors are built from
 // their typed configuration at load time, owned by the Runtime snapshot (PayloadChain), and
 // called on worker threads concurrently: they keep no per-request state of their own and never
-// block.
+// block. A request processor that asks a service (payload/external_processor.h: webhook,
+// ext_proc) says so through external(); the payload phase then awaits its asynchronous form on
+// the worker's event loop instead of calling Process(). Built-in processors stay synchronous.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +22,7 @@
 namespace tokenway {
 
 struct InspectedRequest;
+class ExternalRequestProcessor;
 
 // What a request processor sees of a request.
 struct PayloadRequest {
@@ -38,6 +41,9 @@ struct RequestVerdict {
   std::string code;     // kReject: tokenway's error code
   std::string message;  // kReject: the error message
   std::string body;     // kReplace: the new body
+  // kReject: when not empty, the JSON error body to send as is instead of the OpenAI-shaped one
+  // built from `message` and `code` (an external processor's own error body).
+  std::string reply_body;
   // Any kind: names of what a processor flagged (comma-separated), for the access log's
   // `payload` field and the response header x-tokenway-flagged. Accumulates along the chain.
   std::string flagged;
@@ -51,6 +57,9 @@ class RequestProcessor {
   virtual bool Applies(std::string_view model, std::string_view tenant) const { return true; }
   // Worker threads, concurrently. `verdict` starts as kPass.
   virtual void Process(const PayloadRequest& request, RequestVerdict& verdict) const = 0;
+  // Non-null for a processor that waits for a service: the payload phase calls its awaitable
+  // form (payload/external_processor.h) instead of Process().
+  virtual const ExternalRequestProcessor* external() const { return nullptr; }
 };
 
 // A response processor's answer for one event or body. kEnd (streams only): the stream ends

@@ -29,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-#include "bench/ext_proc_call.h"
+#include "http/ext_proc_call.h"
 
 namespace tokenway::bench {
 

@@ -1,5 +1,6 @@
 // Worker: one event loop on one thread, its own SO_REUSEPORT listener, and everything a request
-// needs on the way (upstream connection pool, body inspector, metrics, access-log buffer).
+// needs on the way (upstream connection pool, body inspector, metrics, access-log buffer, the JSON
+// client external payload processors call their services with).
 //
 // A request stays on the worker that accepted its connection. The control thread talks to a
 // worker only by posting to its io_context: a new Runtime snapshot, the start of a drain, stop.
@@ -19,6 +20,7 @@
 #include "common/usage.h"
 #include "control/runtime.h"
 #include "http/deadline_sweep.h"
+#include "http/json_client.h"
 #include "http/upstream_pool.h"
 #include "telemetry/access_log.h"
 #include "telemetry/metrics.h"
@@ -65,6 +67,7 @@ class Worker {
   WorkerMetrics& metrics() { return metrics_; }
   DeadlineSweep& sweep() { return sweep_; }
   UpstreamPool& upstreams() { return upstreams_; }
+  JsonClient& json_client() { return *json_client_; }
   RequestInspector& inspector() { return inspector_; }
   UsageReader& usage_reader() { return usage_reader_; }
   AccessLogBuffer& access_log() { return access_log_; }
@@ -95,6 +98,7 @@ class Worker {
   std::vector<Pinned> retired_;
   DeadlineSweep sweep_;
   UpstreamPool upstreams_;
+  std::optional<JsonClient> json_client_;  // on *ioc_; its idle connections close before it
   RequestInspector inspector_;
   UsageReader usage_reader_;
   AccessLogBuffer access_log_;

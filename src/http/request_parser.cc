@@ -50,6 +50,7 @@ void RequestParser::on_field_impl(http::field name, boost::beast::string_view na
     case http::field::upgrade:
       return;
     case http::field::host:
+      if (host_count == 0) host = SliceOf(value);
       if (host_count < 255) ++host_count;
       return;
     case http::field::transfer_encoding:

@@ -55,6 +55,7 @@ class RequestParser final : public boost::beast::http::basic_parser<true> {
   uint8_t tracestate_count = 0;
   bool expect_continue = false;
   uint8_t host_count = 0;
+  Slice host;  // the first Host header's value
   bool has_transfer_encoding = false;
   // Why the parser refused the request when the reason is tokenway's own rule rather than HTTP
   // syntax (missing or duplicate Host, Transfer-Encoding on HTTP/1.0, a long chunk extension);

@@ -4,9 +4,12 @@
 
 #include "common/json_writer.h"
 #include "common/yaml_fields.h"
+#include "http/json_client.h"
+#include "payload/ext_proc_processor.h"
 #include "payload/payload_metrics.h"
 #include "payload/pii_scanner.h"
 #include "payload/scan_processor.h"
+#include "payload/webhook_processor.h"
 
 namespace tokenway {
 
@@ -111,6 +114,67 @@ class ProcessorsLoader : public YamlFields {
     if (n["action"]) action("action", p.images.action);
     p.images.data_urls = p.images.action;
     if (n["data_urls"]) action("data_urls", p.images.data_urls);
+  void LoadExternal(const YAML::Node& n, const std::string& f, ProcessorConfig& p) const {
+    ExternalProcessorConfig& e = p.external;
+    if (p.type == "webhook") {
+      if (n["target"]) Fail(n["target"], Join(f, "target"), "applies to ext_proc processors only");
+      if (!n["url"]) Fail(n, f, "a webhook processor needs a url (http://host[:port]/path)");
+      e.url = String(n["url"], Join(f, "url"));
+      auto target = ParseHttpUrl(e.url);
+      if (!target.ok()) Fail(n["url"], Join(f, "url"), target.status().message());
+      if (const YAML::Node& h = n["headers"]) {
+        if (!h.IsMap()) Fail(h, Join(f, "headers"), "must map header names to values");
+        for (const auto& kv : h) {
+          const std::string name = kv.first.as<std::string>();
+          const std::string value = String(kv.second, Join(f, "headers." + name));
+          const bool bad_name = name.empty() || name.find_first_of(" \t\r\n:") != std::string::npos;
+          if (bad_name || value.find_first_of("\r\n") != std::string::npos) {
+            Fail(kv.second, Join(f, "headers." + name), "is not a valid header line");
+          }
+          e.headers.append(name).append(": ").append(value).append("\r\n");
+        }
+      }
+    } else {
+      if (n["url"])
+        Fail(n["url"], Join(f, "url"), "applies to webhook processors (ext_proc: target)");
+      if (n["headers"])
+        Fail(n["headers"], Join(f, "headers"), "applies to webhook processors only");
+      if (!n["target"]) Fail(n, f, "an ext_proc processor needs a target (host:port)");
+      e.url = String(n["target"], Join(f, "target"));
+      if (e.url.empty() || e.url.find("://") != std::string::npos) {
+        Fail(n["target"], Join(f, "target"),
+             "must be a gRPC target such as host:port or dns:///host:port");
+      }
+    }
+    if (n["timeout"]) {
+      e.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+          Dur(n["timeout"], Join(f, "timeout")));
+      if (e.timeout.count() < 1 || e.timeout > std::chrono::minutes(1)) {
+        Fail(n["timeout"], Join(f, "timeout"), "must be between 1ms and 60s");
+      }
+    }
+    if (const YAML::Node& m = n["failure_mode"]) {
+      const std::string mode = String(m, Join(f, "failure_mode"));
+      if (mode == "open") {
+        e.failure_mode = FailureMode::kOpen;
+      } else if (mode == "closed") {
+        e.failure_mode = FailureMode::kClosed;
+      } else {
+        Fail(m, Join(f, "failure_mode"), "must be open or closed, got '" + mode + "'");
+      }
+    }
+    if (n["max_concurrency"]) {
+      e.max_concurrency =
+          Integer<uint32_t>(n["max_concurrency"], Join(f, "max_concurrency"), 1, 1000000);
+    }
+    if (n["retries"]) e.retries = Integer<uint32_t>(n["retries"], Join(f, "retries"), 0, 5);
+    if (n["deny_status"]) {
+      e.deny_status = Integer<uint32_t>(n["deny_status"], Join(f, "deny_status"), 400, 599);
+    }
+    if (n["max_answer_bytes"]) {
+      e.max_answer_bytes =
+          Integer<size_t>(n["max_answer_bytes"], Join(f, "max_answer_bytes"), 64, size_t{64} << 20);
+    }
   }
 
   std::vector<ProcessorConfig> Load(const YAML::Node& node) {
@@ -123,7 +187,8 @@ class ProcessorsLoader : public YamlFields {
       ExpectMap(n, f,
                 {"name", "type", "match", "request", "response", "window", "patterns", "detectors",
                  "max_prompt_tokens", "deny_fields", "text", "mode", "client_system", "action",
-                 "data_urls"});
+                 "data_urls", "url", "target", "timeout", "failure_mode", "max_concurrency",
+                 "retries", "deny_status", "max_answer_bytes", "headers"});
       ProcessorConfig p;
       if (!n["type"]) Fail(n, f, "needs a type (" + TypeList() + ")");
       p.type = String(n["type"], Join(f, "type"));
@@ -143,6 +208,7 @@ class ProcessorsLoader : public YamlFields {
       if (n["request"]) p.request = Bool(n["request"], Join(f, "request"));
       if (n["response"]) p.response = Bool(n["response"], Join(f, "response"));
       if (n["window"]) p.window = Integer<uint32_t>(n["window"], Join(f, "window"), 8, 4096);
+      const bool external = p.type == "webhook" || p.type == "ext_proc";
       const bool scans = p.type == "patterns" || p.type == "pii";
       for (const char* k : {"request", "response", "window"}) {
         if (!scans && n[k]) Fail(n[k], Join(f, k), "applies to patterns and pii processors only");
@@ -157,6 +223,14 @@ class ProcessorsLoader : public YamlFields {
         for (const char* k : {"max_prompt_tokens", "deny_fields"}) {
           if (n[k]) Fail(n[k], Join(f, k), "applies to limits processors only");
         }
+      }
+      if (!external) {
+        for (const char* k : {"url", "target", "timeout", "failure_mode", "max_concurrency",
+                              "retries", "deny_status", "max_answer_bytes", "headers"}) {
+          if (n[k]) Fail(n[k], Join(f, k), "applies to webhook and ext_proc processors only");
+        }
+      } else {
+        LoadExternal(n, f, p);
       }
       if (p.type == "patterns") {
         const YAML::Node& list = n["patterns"];
@@ -215,8 +289,9 @@ class ProcessorsLoader : public YamlFields {
 }  // namespace
 
 const std::vector<std::string>& KnownProcessorTypes() {
-  static const std::vector<std::string> types = {"patterns", "pii", "limits", "system_prompt",
-                                                 "images"};
+  static const std::vector<std::string> types = {"patterns",      "pii",    "limits",
+                                                 "system_prompt", "images", "webhook",
+                                                 "ext_proc"};
   return types;
 }
 
@@ -253,6 +328,19 @@ StatusOr<PayloadChain> BuildPayloadChain(const std::vector<ProcessorConfig>& pro
       chain.request.push_back(std::make_unique<ImagePartsProcessor>(p.name, p.match, p.images));
       continue;
     }
+    if (p.type == "webhook") {
+      auto target = ParseHttpUrl(p.external.url);
+      if (!target.ok()) {
+        return Status::Error("processor '" + p.name + "': " + target.status().message());
+      }
+      chain.request.push_back(
+          std::make_unique<WebhookProcessor>(p.name, p.match, p.external, std::move(*target)));
+      continue;
+    }
+    if (p.type == "ext_proc") {
+      chain.request.push_back(std::make_unique<ExtProcProcessor>(p.name, p.match, p.external));
+      continue;
+    }
     auto scanner = BuildScanner(p);
     if (!scanner.ok()) {
       return Status::Error("processor '" + p.name + "': " + scanner.status().message());
@@ -284,7 +372,27 @@ void WriteProcessorsConfig(JsonWriter& w, const std::vector<ProcessorConfig>& pr
     for (const auto& t : p.match.tenants) w.String(t);
     w.EndArray();
     w.EndObject();
-    if (p.type == "limits") {
+    if (p.type == "webhook" || p.type == "ext_proc") {
+      const ExternalProcessorConfig& e = p.external;
+      w.Key(p.type == "webhook" ? "url" : "target").String(e.url);
+      w.Key("timeout_ms").Int(e.timeout.count());
+      w.Key("failure_mode").String(e.failure_mode == FailureMode::kOpen ? "open" : "closed");
+      w.Key("max_concurrency").Int(e.max_concurrency);
+      w.Key("retries").Int(e.retries);
+      w.Key("deny_status").Int(e.deny_status);
+      w.Key("max_answer_bytes").Int(static_cast<int64_t>(e.max_answer_bytes));
+      if (p.type == "webhook") {
+        // Header values may be credentials: only their names are shown.
+        w.Key("headers").BeginArray();
+        for (size_t at = 0; at < e.headers.size();) {
+          const size_t colon = e.headers.find(':', at);
+          const size_t end = e.headers.find("\r\n", at);
+          w.String(std::string_view(e.headers).substr(at, colon - at));
+          at = end + 2;
+        }
+        w.EndArray();
+      }
+    } else if (p.type == "limits") {
       w.Key("max_prompt_tokens").Int(p.limits.max_prompt_tokens);
       w.Key("deny_fields").BeginArray();
       for (const auto& d : p.limits.deny_fields) w.String(d);

@@ -1,6 +1,6 @@
 // PayloadConfig: the `processors:` section of the configuration — an ordered list of payload
-// processors, each with a `match`, a `type` (patterns, pii, limits, system_prompt,
-// images) and its settings — its YAML
+// processors, each with a `match`, a `type` (patterns, pii, limits, system_prompt, images, and
+// the external webhook and ext_proc) and its settings — its YAML
 // loader, its JSON rendering, and BuildPayloadChain, which turns it into the Runtime's
 // PayloadChain.
 //
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "payload/image_parts_processor.h"
+#include "payload/external_processor.h"
 #include "payload/limits_processor.h"
 #include "payload/pattern_scanner.h"
 #include "payload/processor_match.h"
@@ -29,7 +30,7 @@ class JsonWriter;
 
 struct ProcessorConfig {
   std::string name;  // default: <type>_<index>; names metrics and errors
-  std::string type;  // patterns | pii | limits | system_prompt | images
+  std::string type;  // patterns | pii | limits | system_prompt | images | webhook | ext_proc
   ProcessorMatch match;
   bool request = true;                      // patterns/pii: scan prompts
   bool response = true;                     // patterns/pii: scan responses
@@ -39,6 +40,7 @@ struct ProcessorConfig {
   LimitsProcessorConfig limits;                               // type limits
   SystemPromptConfig system_prompt;                           // type system_prompt
   ImagePartsConfig images;                                    // type images
+  ExternalProcessorConfig external;                           // types webhook and ext_proc
 };
 
 // The types accepted in processors[].type.

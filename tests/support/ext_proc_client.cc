@@ -49,9 +49,9 @@
 #include <string>
 
 #include "bench/envoy_exchange.h"
-#include "bench/ext_proc_call.h"
 #include "common/json_writer.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "http/ext_proc_call.h"
 
 namespace {
 

@@ -6,8 +6,11 @@
 // and write the stream without locks. Messages travel as raw bytes (a generic stub), so a caller
 // can also send bytes that are not a ProcessingRequest (malformed-input tests).
 //
-// Used by the EPP load generator (src/bench/epp_load.cc) and the scripted test client
-// (tests/support/ext_proc_client.cc), one call per request. The call keeps itself alive until
+// Used by the `ext_proc` payload processor (payload/ext_proc_processor.cc, tokenway as the client
+// of a user's ext_proc service, on a worker's loop), the EPP load generator (src/bench/epp_load.cc)
+// and the scripted test client (tests/support/ext_proc_client.cc), one call per request. The
+// mutexes below are per call and only ever contended by gRPC's thread handing over one answer;
+// no two requests share one. The call keeps itself alive until
 // gRPC reports the stream done, and holds the io_context's work count until then, so a loop
 // does not stop under an unfinished stream. Not thread-safe: use it from its loop's thread
 // (only the write queue is shared with gRPC's threads, so writes need no hop through the loop).
@@ -30,7 +33,7 @@
 
 #include "envoy/service/ext_proc/v3/external_processor.pb.h"
 
-namespace tokenway::bench {
+namespace tokenway {
 
 // A wake-up for one coroutine waiting on the loop's thread: Wait() returns after the next
 // Notify() (or at once if one is pending).
@@ -120,4 +123,4 @@ class ExtProcCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   std::mutex done_mu_;  // OnDone's post() against its handler (see OnDone)
 };
 
-}  // namespace tokenway::bench
+}  // namespace tokenway

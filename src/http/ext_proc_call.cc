@@ -1,4 +1,4 @@
-#include "bench/ext_proc_call.h"
+#include "http/ext_proc_call.h"
 
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/support/proto_buffer_reader.h>
@@ -8,7 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <mutex>
 
-namespace tokenway::bench {
+namespace tokenway {
 
 namespace asio = boost::asio;
 
@@ -207,4 +207,4 @@ asio::awaitable<grpc::Status> ExtProcCall::Finish() {
   co_return status_;
 }
 
-}  // namespace tokenway::bench
+}  // namespace tokenway
