@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <set>
@@ -157,6 +158,123 @@ class Loader : public YamlFields {
       }
     }
     if (auto n = node["window"]) x.window = Dur(n, f + ".window");
+  }
+
+  // models[i].versions, .sticky, .response_model and .shadow (the model's other fields are read
+  // by the caller).
+  void LoadVersions(const YAML::Node& m, const std::string& f, const GatewayConfig& c,
+                    ModelConfig& model) const {
+    const YAML::Node& list = m["versions"];
+    if (!list.IsSequence() || list.size() == 0) {
+      Fail(list, f + ".versions", "must be a non-empty list");
+    }
+    if (list.size() > kMaxModelVersions) {
+      Fail(list, f + ".versions", "at most " + std::to_string(kMaxModelVersions) + " versions");
+    }
+    double total = 0;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const YAML::Node& v = list[i];
+      const std::string g = f + ".versions[" + std::to_string(i) + "]";
+      ExpectMap(v, g, {"name", "model", "pool", "weight", "match"});
+      ModelVersionConfig version;
+      if (!v["name"]) Fail(v, g + ".name", "is required");
+      version.name = String(v["name"], g + ".name");
+      if (version.name.empty()) Fail(v["name"], g + ".name", "must not be empty");
+      for (const auto& earlier : model.versions) {
+        if (earlier.name == version.name) {
+          Fail(v["name"], g + ".name", "version '" + version.name + "' is defined twice");
+        }
+      }
+      version.model = v["model"] ? String(v["model"], g + ".model") : version.name;
+      if (version.model.empty()) Fail(v["model"], g + ".model", "must not be empty");
+      if (!v["pool"]) Fail(v, g + ".pool", "is required");
+      version.pool = String(v["pool"], g + ".pool");
+      bool pool_known = std::any_of(c.pools.begin(), c.pools.end(),
+                                    [&](const PoolConfig& p) { return p.name == version.pool; });
+      if (!pool_known) Fail(v["pool"], g + ".pool", "no pool named '" + version.pool + "'");
+      if (auto n = v["weight"]) version.weight = Weight(n, g + ".weight");
+      if (auto n = v["match"]) {
+        ExpectMap(n, g + ".match", {"headers", "tenants"});
+        if (auto h = n["headers"]) {
+          if (!h.IsMap()) Fail(h, g + ".match.headers", "must be a mapping of header: value");
+          for (const auto& kv : h) {
+            std::string name = kv.first.as<std::string>();
+            const std::string hf = g + ".match.headers." + name;
+            if (!IsHeaderName(name)) Fail(kv.first, hf, "'" + name + "' is not a header name");
+            std::transform(name.begin(), name.end(), name.begin(),
+                           [](unsigned char ch) { return std::tolower(ch); });
+            version.match.headers[name] = String(kv.second, hf);
+          }
+        }
+        if (auto t = n["tenants"]) {
+          if (!t.IsSequence()) Fail(t, g + ".match.tenants", "must be a list of tenant names");
+          for (size_t k = 0; k < t.size(); ++k) {
+            version.match.tenants.push_back(
+                String(t[k], g + ".match.tenants[" + std::to_string(k) + "]"));
+          }
+        }
+      }
+      total += version.weight;
+      model.versions.push_back(std::move(version));
+    }
+    if (!(total > 0)) {
+      Fail(list, f + ".versions", "the versions' weights must add up to more than 0");
+    }
+    if (auto n = m["sticky"]) {
+      ExpectMap(n, f + ".sticky", {"by"});
+      if (!n["by"]) Fail(n, f + ".sticky.by", "is required: user, tenant or header: <name>");
+      const YAML::Node& by = n["by"];
+      if (by.IsMap()) {
+        ExpectMap(by, f + ".sticky.by", {"header"});
+        model.sticky.by = StickyBy::kHeader;
+        model.sticky.header = String(by["header"], f + ".sticky.by.header");
+        if (!IsHeaderName(model.sticky.header)) {
+          Fail(by["header"], f + ".sticky.by.header",
+               "'" + model.sticky.header + "' is not a header name");
+        }
+      } else {
+        const std::string s = String(by, f + ".sticky.by");
+        if (s == "user") {
+          model.sticky.by = StickyBy::kUser;
+        } else if (s == "tenant") {
+          model.sticky.by = StickyBy::kTenant;
+        } else {
+          Fail(by, f + ".sticky.by", "must be user, tenant or {header: <name>}, got '" + s + "'");
+        }
+      }
+    }
+    if (auto n = m["response_model"]) {
+      const std::string s = String(n, f + ".response_model");
+      if (s == "alias") {
+        model.response_model = ResponseModel::kAlias;
+      } else if (s == "version") {
+        model.response_model = ResponseModel::kVersion;
+      } else {
+        Fail(n, f + ".response_model", "must be alias or version, got '" + s + "'");
+      }
+    }
+    if (auto n = m["shadow"]) {
+      ExpectMap(n, f + ".shadow", {"version", "percent", "max_concurrency"});
+      if (!n["version"]) Fail(n, f + ".shadow.version", "is required");
+      model.shadow.version = String(n["version"], f + ".shadow.version");
+      bool known =
+          std::any_of(model.versions.begin(), model.versions.end(),
+                      [&](const ModelVersionConfig& v) { return v.name == model.shadow.version; });
+      if (!known) {
+        Fail(n["version"], f + ".shadow.version",
+             "no version named '" + model.shadow.version + "' in " + f + ".versions");
+      }
+      if (auto p = n["percent"]) {
+        model.shadow.percent = Weight(p, f + ".shadow.percent");
+        if (model.shadow.percent > 100) {
+          Fail(p, f + ".shadow.percent", "must be between 0 and 100");
+        }
+      }
+      if (auto k = n["max_concurrency"]) {
+        model.shadow.max_concurrency =
+            static_cast<uint32_t>(Unsigned(k, f + ".shadow.max_concurrency", 1, 100000));
+      }
+    }
   }
 
   static bool IsHeaderName(std::string_view name) {
@@ -826,7 +944,9 @@ class Loader : public YamlFields {
     for (size_t i = 0; i < models.size(); ++i) {
       const YAML::Node& m = models[i];
       std::string f = "models[" + std::to_string(i) + "]";
-      ExpectMap(m, f, {"name", "pool", "parent", "priority"});
+      ExpectMap(
+          m, f,
+          {"name", "pool", "parent", "priority", "versions", "sticky", "response_model", "shadow"});
       ModelConfig model;
       if (!m["name"]) Fail(m, f + ".name", "is required");
       model.name = String(m["name"], f + ".name");
@@ -835,8 +955,13 @@ class Loader : public YamlFields {
           Fail(m["name"], f + ".name", "model '" + model.name + "' is defined twice");
         }
       }
-      if (!m["pool"]) Fail(m, f + ".pool", "is required");
-      model.pool = String(m["pool"], f + ".pool");
+      if (auto n = m["versions"]) LoadVersions(m, f, c, model);
+      if (!m["pool"] && model.versions.empty()) Fail(m, f + ".pool", "is required");
+      if (m["pool"]) {
+        model.pool = String(m["pool"], f + ".pool");
+      } else {
+        model.pool = model.versions.front().pool;
+      }
       if (auto n = m["parent"]) model.parent = String(n, f + ".parent");
       if (auto n = m["priority"]) {
         model.priority = static_cast<int32_t>(Signed(n, f + ".priority", -1000000, 1000000));
@@ -939,6 +1064,64 @@ double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint)
   return endpoint.accelerator.empty() || it == pool.accelerators.end() ? 1.0 : it->second;
 }
 
+namespace {
+
+// models[].versions, sticky and shadow of one model (ParseConfig has checked the same while
+// walking the YAML; quick-flag and programmatic configurations come through here only).
+Status ValidateVersions(const ModelConfig& m, const std::set<std::string>& pool_names) {
+  if (m.versions.empty()) {
+    if (m.shadow.enabled()) {
+      return Status::Error("model '" + m.name + "': shadow needs versions");
+    }
+    return Status::Ok();
+  }
+  if (m.versions.size() > kMaxModelVersions) {
+    return Status::Error("model '" + m.name + "': at most " + std::to_string(kMaxModelVersions) +
+                         " versions");
+  }
+  std::set<std::string> names;
+  double total = 0;
+  for (const auto& v : m.versions) {
+    if (v.name.empty()) return Status::Error("model '" + m.name + "': a version has no name");
+    if (!names.insert(v.name).second) {
+      return Status::Error("model '" + m.name + "': version '" + v.name + "' is defined twice");
+    }
+    if (v.model.empty()) {
+      return Status::Error("model '" + m.name + "': version '" + v.name + "' has no model");
+    }
+    if (!pool_names.count(v.pool)) {
+      return Status::Error("model '" + m.name + "': version '" + v.name + "' names unknown pool '" +
+                           v.pool + "'");
+    }
+    if (!(v.weight >= 0) || !std::isfinite(v.weight)) {
+      return Status::Error("model '" + m.name + "': version '" + v.name + "' needs a weight >= 0");
+    }
+    total += v.weight;
+  }
+  if (!(total > 0)) {
+    return Status::Error("model '" + m.name +
+                         "': the versions' weights must add up to more than 0");
+  }
+  if (m.sticky.by == StickyBy::kHeader && m.sticky.header.empty()) {
+    return Status::Error("model '" + m.name + "': sticky.by header needs a header name");
+  }
+  if (!m.shadow.version.empty()) {
+    if (!names.count(m.shadow.version)) {
+      return Status::Error("model '" + m.name + "': shadow.version '" + m.shadow.version +
+                           "' is not one of its versions");
+    }
+    if (!(m.shadow.percent >= 0) || m.shadow.percent > 100) {
+      return Status::Error("model '" + m.name + "': shadow.percent must be between 0 and 100");
+    }
+    if (m.shadow.max_concurrency < 1) {
+      return Status::Error("model '" + m.name + "': shadow.max_concurrency must be >= 1");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ValidateConfig(const GatewayConfig& c) {
   if (c.listen.empty() && !c.epp.enabled()) {
     return Status::Error("listen may be empty only when epp.listen serves the endpoint picker");
@@ -998,6 +1181,7 @@ Status ValidateConfig(const GatewayConfig& c) {
     if (!pool_names.count(m.pool)) {
       return Status::Error("model '" + m.name + "' names unknown pool '" + m.pool + "'");
     }
+    if (auto st = ValidateVersions(m, pool_names); !st.ok()) return st;
   }
   for (const auto& m : c.models) {
     if (!m.parent.empty() && !model_names.count(m.parent)) {

@@ -26,6 +26,7 @@
 #include "routing/endpoint_state.h"
 #include "routing/flow_controller.h"
 #include "routing/scheduler_config.h"
+#include "routing/version_split.h"
 #include "telemetry/access_log.h"
 #include "telemetry/otlp_exporter.h"
 #include "tokenway/status.h"
@@ -73,9 +74,14 @@ double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint)
 
 struct ModelConfig {
   std::string name;      // what clients send in "model" and see in GET /v1/models
-  std::string pool;      // pool that serves it
+  std::string pool;      // pool that serves it (with versions: the first version's by default)
   std::string parent;    // base model when this is a LoRA adapter; empty otherwise
   int32_t priority = 0;  // flow-control priority; negative: sheddable under saturation
+  // Versions of this alias (routing/version_split.h); empty: the model is served as named.
+  std::vector<ModelVersionConfig> versions;
+  StickyConfig sticky;
+  ResponseModel response_model = ResponseModel::kAlias;
+  ShadowConfig shadow;
 };
 
 struct LimitsConfig {

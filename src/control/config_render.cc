@@ -131,6 +131,50 @@ void WritePool(JsonWriter& w, const PoolConfig& pool) {
   w.EndObject();
 }
 
+void WriteVersions(JsonWriter& w, const ModelConfig& m) {
+  w.Key("versions").BeginArray();
+  for (const ModelVersionConfig& v : m.versions) {
+    w.BeginObject();
+    w.Key("name").String(v.name);
+    w.Key("model").String(v.model);
+    w.Key("pool").String(v.pool);
+    w.Key("weight").Number(v.weight);
+    if (!v.match.empty()) {
+      w.Key("match").BeginObject();
+      w.Key("headers").BeginObject();
+      for (const auto& [name, value] : v.match.headers) w.Key(name).String(value);
+      w.EndObject();
+      w.Key("tenants").BeginArray();
+      for (const auto& t : v.match.tenants) w.String(t);
+      w.EndArray();
+      w.EndObject();
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("sticky").BeginObject();
+  switch (m.sticky.by) {
+    case StickyBy::kUser:
+      w.Key("by").String("user");
+      break;
+    case StickyBy::kTenant:
+      w.Key("by").String("tenant");
+      break;
+    case StickyBy::kHeader:
+      w.Key("by").BeginObject().Key("header").String(m.sticky.header).EndObject();
+      break;
+  }
+  w.EndObject();
+  w.Key("response_model").String(m.response_model == ResponseModel::kAlias ? "alias" : "version");
+  if (!m.shadow.version.empty()) {
+    w.Key("shadow").BeginObject();
+    w.Key("version").String(m.shadow.version);
+    w.Key("percent").Number(m.shadow.percent);
+    w.Key("max_concurrency").Uint(m.shadow.max_concurrency);
+    w.EndObject();
+  }
+}
+
 }  // namespace
 
 std::string RenderConfigJson(const GatewayConfig& c) {
@@ -244,6 +288,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
     w.Key("pool").String(m.pool);
     if (!m.parent.empty()) w.Key("parent").String(m.parent);
     w.Key("priority").Int(m.priority);
+    if (!m.versions.empty()) WriteVersions(w, m);
     w.EndObject();
   }
   w.EndArray();

@@ -21,6 +21,7 @@
 #include "routing/engine_adapter.h"
 #include "routing/flow_controller.h"
 #include "routing/prefix_index.h"
+#include "routing/version_split.h"
 #include "tokenway/payload.h"
 #include "tokenway/picker.h"
 
@@ -58,11 +59,38 @@ struct Pool {
   FlowView flow_view() const { return {&flow_config, endpoint_states}; }
 };
 
+// One version of a model alias (models[].versions[]) as the resolve phase splits to it.
+struct RouteVersion {
+  std::string name;   // metrics, access log, span, x-tokenway-version
+  std::string model;  // the model name sent upstream
+  const Pool* pool = nullptr;
+  uint16_t metrics_slot = 0;  // MetricSlots::versions
+  uint64_t seed = 0;          // VersionSeed(name)
+  // Its split weight, shared with the process-wide VersionWeights (set at run time by the
+  // control thread; a relaxed load per request).
+  std::shared_ptr<VersionWeight> weight;
+  VersionMatchConfig match;  // header names lower-case
+};
+
 struct ModelRoute {
   std::string name;
-  const Pool* pool = nullptr;
+  const Pool* pool = nullptr;  // with versions: the pool of the alias as configured (metrics)
   uint16_t metrics_slot = 0;
   int32_t priority = 0;
+  // Versions (empty: the model is served as named), in configuration order; the split's
+  // key, the name responses report, and the shadow candidate (index into versions; -1: none).
+  std::vector<RouteVersion> versions;
+  StickyConfig sticky;
+  ResponseModel response_model = ResponseModel::kAlias;
+  int32_t shadow = -1;
+  double shadow_percent = 0;
+  uint32_t shadow_max_concurrency = 0;
+  const RouteVersion* FindVersion(std::string_view version) const {
+    for (const RouteVersion& v : versions) {
+      if (v.name == version) return &v;
+    }
+    return nullptr;
+  }
 };
 
 struct StringHash {
@@ -107,7 +135,9 @@ class EndpointRegistry {
 
 // Per pool name, the state that outlives Runtime snapshots: the flow controller (queued requests
 // keep waiting across a reload) and the prefix-cache index (what the engines probably cache does
-// not change because the configuration did). Control thread, except DropAll at shutdown.
+// not change because the configuration did); and per model version its split weight (a weight
+// set at run time survives reloads). Control thread, except DropAll at shutdown and the
+// weights' readers (routing/version_split.h).
 class PoolStateRegistry {
  public:
   std::shared_ptr<FlowController> Flow(const std::string& pool);
@@ -120,8 +150,12 @@ class PoolStateRegistry {
   std::vector<std::shared_ptr<FlowController>> Flows() const;
   // Drops every queued request without waking it (shutdown, after the workers stopped).
   void DropAll();
+  // The run-time weights of every model version, by alias and version name.
+  VersionWeights& versions() { return versions_; }
+  const VersionWeights& versions() const { return versions_; }
 
  private:
+  VersionWeights versions_;
   struct PrefixEntry {
     std::shared_ptr<PrefixIndex> index;
     PrefixIndexConfig config;

@@ -250,6 +250,18 @@ std::string AdminServer::RenderMetrics() const {
     }
     in.models.push_back(m);
   }
+  std::vector<std::string> versions = view_.slots->versions.Names();
+  in.versions.reserve(versions.size());
+  for (const std::string& key : versions) {
+    VersionSeries v;
+    std::tie(v.model, v.version) = SplitVersionSlotKey(key);
+    if (const ModelRoute* route = rt->FindModel(v.model)) {
+      if (const RouteVersion* rv = route->FindVersion(v.version)) {
+        v.weight = rv->weight->weight.load(std::memory_order_relaxed);
+      }
+    }
+    in.versions.push_back(v);
+  }
   in.pools.reserve(rt->pools.size());
   for (const auto& pool : rt->pools) {
     PoolSeries& p = in.pools.emplace_back();

@@ -63,6 +63,9 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   requested_model.clear();
   may_inject_usage = true;
   outgoing = OutgoingBody{request_body, {}, {}};
+  version = nullptr;
+  response_model_from = {};
+  response_model_to = {};
   refreshed_runtime.reset();
   restrict_to_subset = false;
   endpoint_subset.clear();

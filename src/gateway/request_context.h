@@ -71,8 +71,10 @@ struct RequestRecord {
   uint16_t model_slot = 0;
   uint16_t pool_slot = 0;      // 0 until routed
   uint16_t endpoint_slot = 0;  // 0 until forwarded
+  uint16_t version_slot = 0;   // 0: the model has no versions
   std::string request_id;
-  std::string_view tenant;  // empty: no tenant
+  std::string_view version;  // the model version the split chose; empty: none
+  std::string_view tenant;   // empty: no tenant
   std::string_view pool;
   std::string_view endpoint;
   std::string_view picker;      // the pool's picker, for the access log's route
@@ -251,6 +253,12 @@ struct RequestContext {
   // endpoint-picker front door cannot when the Gateway does not send it the response body).
   bool may_inject_usage = true;
   OutgoingBody outgoing;
+  // The alias's version the split chose (ctx.route is then the alias), or null. With
+  // response_model: alias and a version served under another name, responses' "model" is
+  // rewritten from response_model_from back to response_model_to.
+  const RouteVersion* version = nullptr;
+  std::string_view response_model_from;
+  std::string_view response_model_to;
 
   // --- 5 route ---
   // Set by the endpoint-picker front door when the Gateway restricts the pick to a subset of

@@ -31,6 +31,7 @@ enum class AccessLogField : uint8_t {
   kTenant,
   kOperation,
   kModel,
+  kVersion,  // the model version the split chose, or null
   kPool,
   kEndpoint,
   kStatus,

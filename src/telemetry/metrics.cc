@@ -1,5 +1,7 @@
 #include "telemetry/metrics.h"
 
+#include <algorithm>
+
 namespace tokenway {
 
 NameSlots::NameSlots(size_t capacity, std::string first) : capacity_(capacity) {
@@ -36,6 +38,94 @@ std::string EndpointSlotKey(std::string_view pool, std::string_view url) {
   key.append(pool).push_back(kEndpointKeySeparator);
   key.append(url);
   return key;
+}
+
+std::string VersionSlotKey(std::string_view model, std::string_view version) {
+  return EndpointSlotKey(model, version);
+}
+
+std::pair<std::string_view, std::string_view> SplitVersionSlotKey(std::string_view key) {
+  size_t at = key.find(kEndpointKeySeparator);
+  if (at == std::string_view::npos) return {key, {}};
+  return {key.substr(0, at), key.substr(at + 1)};
+}
+
+double HistogramTotals::Quantile(double q, std::span<const double> bounds) const {
+  if (count == 0 || bounds.empty()) return 0;
+  const double rank = q * static_cast<double>(count);
+  uint64_t below = 0;
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    const uint64_t in = buckets[i];
+    if (in > 0 && static_cast<double>(below + in) >= rank) {
+      const double lower = i == 0 ? 0.0 : bounds[i - 1];
+      const double into = (rank - static_cast<double>(below)) / static_cast<double>(in);
+      return lower + (bounds[i] - lower) * std::max(0.0, into);
+    }
+    below += in;
+  }
+  return bounds.back();
+}
+
+HistogramTotals HistogramTotals::Minus(const HistogramTotals& earlier) const {
+  HistogramTotals d;
+  for (size_t i = 0; i < buckets.size(); ++i) d.buckets[i] = buckets[i] - earlier.buckets[i];
+  d.count = count - earlier.count;
+  d.sum = sum - earlier.sum;
+  return d;
+}
+
+VersionTotals VersionTotals::Minus(const VersionTotals& e) const {
+  VersionTotals d;
+  d.requests = requests - e.requests;
+  d.errors = errors - e.errors;
+  d.input_tokens = input_tokens - e.input_tokens;
+  d.output_tokens = output_tokens - e.output_tokens;
+  d.time_to_first_token = time_to_first_token.Minus(e.time_to_first_token);
+  d.time_per_output_token = time_per_output_token.Minus(e.time_per_output_token);
+  for (size_t i = 0; i < shadow.size(); ++i) d.shadow[i] = shadow[i] - e.shadow[i];
+  d.shadow_output_tokens = shadow_output_tokens - e.shadow_output_tokens;
+  d.shadow_time_to_first_token = shadow_time_to_first_token.Minus(e.shadow_time_to_first_token);
+  d.shadow_time_per_output_token =
+      shadow_time_per_output_token.Minus(e.shadow_time_per_output_token);
+  return d;
+}
+
+namespace {
+
+void AddHistogram(HistogramTotals& into, const Histogram& h, double scale) {
+  for (size_t i = 0; i < into.buckets.size(); ++i) {
+    into.buckets[i] += h.buckets[i].load(std::memory_order_relaxed);
+  }
+  into.count += h.count.load(std::memory_order_relaxed);
+  into.sum += static_cast<double>(h.sum.load(std::memory_order_relaxed)) / scale;
+}
+
+}  // namespace
+
+VersionTotals SumVersion(std::span<const WorkerMetrics* const> workers, uint16_t slot) {
+  VersionTotals t;
+  if (slot >= kMaxVersionSlots) return t;
+  for (const WorkerMetrics* w : workers) {
+    const WorkerMetrics::VersionFamilies& v = w->versions[slot];
+    t.requests += v.requests.load(std::memory_order_relaxed);
+    t.errors += v.errors.load(std::memory_order_relaxed);
+    t.input_tokens += v.input_tokens.load(std::memory_order_relaxed);
+    t.output_tokens += v.output_tokens.load(std::memory_order_relaxed);
+    AddHistogram(t.time_to_first_token, v.time_to_first_token, 1e6);
+    AddHistogram(t.time_per_output_token, v.time_per_output_token, 1e6);
+    for (size_t i = 0; i < kShadowOutcomes; ++i) {
+      t.shadow[i] += v.shadow[i].load(std::memory_order_relaxed);
+    }
+    t.shadow_output_tokens += v.shadow_output_tokens.load(std::memory_order_relaxed);
+    AddHistogram(t.shadow_time_to_first_token, v.shadow_time_to_first_token, 1e6);
+    AddHistogram(t.shadow_time_per_output_token, v.shadow_time_per_output_token, 1e6);
+  }
+  return t;
+}
+
+VersionTotals SumVersion(std::span<WorkerMetrics* const> workers, uint16_t slot) {
+  std::vector<const WorkerMetrics*> all(workers.begin(), workers.end());
+  return SumVersion(std::span<const WorkerMetrics* const>(all), slot);
 }
 
 StatusClass ClassOf(int status) {
@@ -105,6 +195,7 @@ void WorkerMetrics::CountRequest(const RequestSample& sample) {
     r.prompt_tokens = r.completion_tokens = r.cached_tokens = -1;
   }
   CountRequest(r.model_slot, r.status, r.seconds);
+  if (r.version_slot != kNoSlot) CountVersion(r, false);
   if (r.first_byte >= 0) time_to_first_byte[r.model_slot].Observe(r.first_byte);
   const bool ok = r.status >= 200 && r.status < 300;
   if (ok) CountTokens(r.model_slot, r.prompt_tokens, r.completion_tokens, r.cached_tokens);
@@ -152,6 +243,36 @@ void WorkerMetrics::CountRequest(const RequestSample& sample) {
   }
 }
 
+void WorkerMetrics::CountVersion(const RequestSample& r, bool shadow) {
+  if (r.version_slot == kNoSlot || r.version_slot >= kMaxVersionSlots) return;
+  VersionFamilies& v = versions[r.version_slot];
+  const bool ok = r.status >= 200 && r.status < 300;
+  const bool reported = ok && !r.usage_estimated;
+  if (shadow) {
+    Count(r.version_slot, ok ? ShadowOutcome::kCompleted : ShadowOutcome::kFailed);
+    if (reported && r.completion_tokens > 0) {
+      v.shadow_output_tokens.fetch_add(r.completion_tokens, std::memory_order_relaxed);
+    }
+  } else {
+    v.requests.fetch_add(1, std::memory_order_relaxed);
+    if (r.status >= 500) v.errors.fetch_add(1, std::memory_order_relaxed);
+    if (reported && r.prompt_tokens > 0) {
+      v.input_tokens.fetch_add(r.prompt_tokens, std::memory_order_relaxed);
+    }
+    if (reported && r.completion_tokens > 0) {
+      v.output_tokens.fetch_add(r.completion_tokens, std::memory_order_relaxed);
+    }
+  }
+  if (!ok || !r.stream || r.first_byte < 0) return;
+  Histogram& ttft = shadow ? v.shadow_time_to_first_token : v.time_to_first_token;
+  ttft.Observe(r.first_byte, kGenAiTtftBuckets, 1e6);
+  if (r.completion_tokens > 1) {
+    double tpot = (r.seconds - r.first_byte) / static_cast<double>(r.completion_tokens - 1);
+    Histogram& h = shadow ? v.shadow_time_per_output_token : v.time_per_output_token;
+    h.Observe(tpot, kGenAiTpotBuckets, 1e6);
+  }
+}
+
 void WorkerMetrics::CountTokens(uint16_t model_slot, int64_t prompt, int64_t completion,
                                 int64_t cached) {
   if (prompt < 0 && completion < 0) {
@@ -163,6 +284,22 @@ void WorkerMetrics::CountTokens(uint16_t model_slot, int64_t prompt, int64_t com
     completion_tokens[model_slot].fetch_add(completion, std::memory_order_relaxed);
   }
   if (cached > 0) cached_tokens[model_slot].fetch_add(cached, std::memory_order_relaxed);
+}
+
+std::string_view ShadowOutcomeName(ShadowOutcome o) {
+  switch (o) {
+    case ShadowOutcome::kCompleted:
+      return "completed";
+    case ShadowOutcome::kFailed:
+      return "failed";
+    case ShadowOutcome::kSkippedConcurrency:
+      return "skipped_concurrency";
+    case ShadowOutcome::kSkippedSaturated:
+      return "skipped_saturated";
+    case ShadowOutcome::kCount:
+      break;
+  }
+  return "unknown";
 }
 
 std::string_view UpstreamErrorName(UpstreamError e) {

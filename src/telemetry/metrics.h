@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace tokenway {
@@ -21,6 +22,7 @@ namespace tokenway {
 inline constexpr size_t kMaxModelSlots = 128;
 inline constexpr size_t kMaxPoolSlots = 64;
 inline constexpr size_t kMaxEndpointSlots = 512;
+inline constexpr size_t kMaxVersionSlots = 64;
 inline constexpr size_t kUnknownModelSlot = 0;
 inline constexpr size_t kNoSlot = 0;  // pools and endpoints: slot 0 is "none"
 
@@ -47,9 +49,14 @@ struct MetricSlots {
   NameSlots pools{kMaxPoolSlots, ""};
   // Keyed EndpointSlotKey(pool, url).
   NameSlots endpoints{kMaxEndpointSlots, ""};
+  // Keyed VersionSlotKey(model, version): the versions of models[].versions.
+  NameSlots versions{kMaxVersionSlots, ""};
 };
 inline constexpr char kEndpointKeySeparator = '\x1f';
 std::string EndpointSlotKey(std::string_view pool, std::string_view url);
+// A version slot's key, and back (the model alias and the version name).
+std::string VersionSlotKey(std::string_view model, std::string_view version);
+std::pair<std::string_view, std::string_view> SplitVersionSlotKey(std::string_view key);
 
 // HTTP status codes tracked individually; anything else lands in "other" of its class.
 inline constexpr std::array<int, 19> kTrackedStatuses = {
@@ -157,6 +164,7 @@ struct RequestSample {
   uint16_t model_slot = 0;
   uint16_t pool_slot = 0;      // 0: never routed to a pool
   uint16_t endpoint_slot = 0;  // 0: never forwarded
+  uint16_t version_slot = 0;   // 0: the model has no versions
   uint8_t operation = 0;       // Operation
   int status = 0;
   bool stream = false;
@@ -170,9 +178,52 @@ struct RequestSample {
   bool usage_estimated = false;
 };
 
+// How a shadow copy of a request ended (tokenway_shadow_requests_total{outcome}).
+enum class ShadowOutcome : uint8_t {
+  kCompleted,           // the candidate answered 2xx; its answer was read and discarded
+  kFailed,              // the candidate answered an error or the exchange failed
+  kSkippedConcurrency,  // shadow.max_concurrency copies were already in flight on the worker
+  kSkippedSaturated,    // the candidate's pool is saturated or has no eligible endpoint
+  kCount
+};
+inline constexpr size_t kShadowOutcomes = static_cast<size_t>(ShadowOutcome::kCount);
+std::string_view ShadowOutcomeName(ShadowOutcome o);
+
+// A histogram summed over the workers (control thread readers, e.g. a rollout's analysis).
+struct HistogramTotals {
+  std::array<uint64_t, kMaxHistogramBuckets + 1> buckets{};  // per bucket, not cumulative
+  uint64_t count = 0;
+  double sum = 0;  // in the histogram's unit (seconds)
+  // The q-quantile (0..1) by linear interpolation inside the bucket that holds it, as
+  // Prometheus' histogram_quantile does; the last finite bound when it falls in +Inf; 0 when
+  // empty.
+  double Quantile(double q, std::span<const double> bounds) const;
+  // This window's figures: these totals minus an earlier reading of the same histogram.
+  HistogramTotals Minus(const HistogramTotals& earlier) const;
+};
+
+// One model version's figures summed over the workers (SumVersion).
+struct VersionTotals {
+  uint64_t requests = 0;      // finished requests routed to the version (shadow copies apart)
+  uint64_t errors = 0;        // of them answered 5xx (upstream failures included)
+  uint64_t input_tokens = 0;  // successful requests' reported usage
+  uint64_t output_tokens = 0;
+  HistogramTotals time_to_first_token;    // successful streams; bounds kGenAiTtftBuckets
+  HistogramTotals time_per_output_token;  // successful streams; bounds kGenAiTpotBuckets
+  // Shadow copies (shadow.version): by outcome, and the figures of those the version answered.
+  std::array<uint64_t, kShadowOutcomes> shadow{};
+  uint64_t shadow_output_tokens = 0;
+  HistogramTotals shadow_time_to_first_token;
+  HistogramTotals shadow_time_per_output_token;
+  VersionTotals Minus(const VersionTotals& earlier) const;
+};
+
 struct WorkerMetrics {
   // Counts one finished request in every family it belongs to.
   void CountRequest(const RequestSample& r);
+  // The version families only (CountRequest calls it; shadow copies call it with shadow set:
+  // their figures count apart from the client's requests, in the shadow_* members).
+  void CountVersion(const RequestSample& r, bool shadow);
   void CountRequest(uint16_t model_slot, int status, double seconds);
   void CountTokens(uint16_t model_slot, int64_t prompt, int64_t completion, int64_t cached);
 
@@ -215,6 +266,27 @@ struct WorkerMetrics {
   };
   std::array<PoolFamilies, kMaxPoolSlots> pools{};
 
+  // Per model version (slot of VersionSlotKey): what a rollout compares between versions.
+  // Requests a version served for clients, and apart from them the shadow copies it answered.
+  struct VersionFamilies {
+    std::atomic<uint64_t> requests{0};
+    std::atomic<uint64_t> errors{0};  // 5xx, upstream failures included
+    std::atomic<uint64_t> input_tokens{0};
+    std::atomic<uint64_t> output_tokens{0};
+    Histogram time_to_first_token;    // kGenAiTtftBuckets, successful streams
+    Histogram time_per_output_token;  // kGenAiTpotBuckets
+    std::atomic<uint64_t> shadow_output_tokens{0};
+    std::array<std::atomic<uint64_t>, kShadowOutcomes> shadow{};
+    Histogram shadow_time_to_first_token;
+    Histogram shadow_time_per_output_token;
+    // Shadow copies in flight on this worker (the worker compares it with max_concurrency).
+    std::atomic<int64_t> shadow_in_flight{0};
+  };
+  std::array<VersionFamilies, kMaxVersionSlots> versions{};
+  void Count(uint16_t version_slot, ShadowOutcome o) {
+    versions[version_slot].shadow[static_cast<size_t>(o)].fetch_add(1, std::memory_order_relaxed);
+  }
+
   std::array<std::atomic<uint64_t>, static_cast<size_t>(UpstreamError::kCount)> upstream_errors{};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(ClientError::kCount)> client_errors{};
   std::atomic<int64_t> in_flight{0};
@@ -247,5 +319,10 @@ struct WorkerMetrics {
     epp_decisions[static_cast<size_t>(d)].fetch_add(1, std::memory_order_relaxed);
   }
 };
+
+// A version's figures summed over the workers' metrics (relaxed loads; any thread, typically
+// the control thread once per analysis tick).
+VersionTotals SumVersion(std::span<const WorkerMetrics* const> workers, uint16_t version_slot);
+VersionTotals SumVersion(std::span<WorkerMetrics* const> workers, uint16_t version_slot);
 
 }  // namespace tokenway

@@ -122,6 +122,80 @@ void WriteGenAi(Scrape& scrape, std::span<const ModelSeries> models) {
        [](const GenAi& g) -> const Histogram& { return g.time_per_output_token; });
 }
 
+// Per model version (models[].versions): what a rollout compares, the split's weights, and
+// the shadow copies.
+void WriteVersions(Scrape& scrape, std::span<const VersionSeries> versions) {
+  PrometheusText& t = scrape.t;
+  using Families = WorkerMetrics::VersionFamilies;
+  auto counter = [&](std::string_view name, std::string_view help, auto member) {
+    t.Family(name, "counter", help);
+    for (size_t s = 1; s < versions.size(); ++s) {
+      uint64_t v = scrape.Sum([&](const WorkerMetrics& w) -> const std::atomic<uint64_t>& {
+        return member(w.versions[s]);
+      });
+      if (v) t.Sample(name, {{"model", versions[s].model}, {"version", versions[s].version}}, v);
+    }
+  };
+  auto histogram = [&](std::string_view name, std::string_view help, std::span<const double> bounds,
+                       auto member) {
+    t.Family(name, "histogram", help);
+    for (size_t s = 1; s < versions.size(); ++s) {
+      scrape.Histogram(name, {{"model", versions[s].model}, {"version", versions[s].version}},
+                       bounds, 1e6, [&](const WorkerMetrics& w) -> const tokenway::Histogram& {
+                         return member(w.versions[s]);
+                       });
+    }
+  };
+  t.Family("tokenway_model_version_weight", "gauge",
+           "The weight the split gives each configured model version now (configured, or set at "
+           "run time).");
+  for (size_t s = 1; s < versions.size(); ++s) {
+    if (versions[s].weight < 0) continue;
+    t.Sample("tokenway_model_version_weight",
+             {{"model", versions[s].model}, {"version", versions[s].version}}, versions[s].weight);
+  }
+  counter("tokenway_model_version_requests_total",
+          "Client requests a model version served (split or match rule).",
+          [](const Families& f) -> const std::atomic<uint64_t>& { return f.requests; });
+  counter("tokenway_model_version_errors_total",
+          "Client requests of a model version answered 5xx (upstream failures included).",
+          [](const Families& f) -> const std::atomic<uint64_t>& { return f.errors; });
+  counter("tokenway_model_version_input_tokens_total",
+          "Input tokens of a model version's successful requests (reported usage).",
+          [](const Families& f) -> const std::atomic<uint64_t>& { return f.input_tokens; });
+  counter("tokenway_model_version_output_tokens_total",
+          "Output tokens of a model version's successful requests (reported usage).",
+          [](const Families& f) -> const std::atomic<uint64_t>& { return f.output_tokens; });
+  histogram("tokenway_model_version_time_to_first_token_seconds",
+            "Time to the first token of a model version's successful streams.", kGenAiTtftBuckets,
+            [](const Families& f) -> const tokenway::Histogram& { return f.time_to_first_token; });
+  histogram("tokenway_model_version_time_per_output_token_seconds",
+            "Time per output token after the first of a model version's successful streams.",
+            kGenAiTpotBuckets, [](const Families& f) -> const tokenway::Histogram& {
+              return f.time_per_output_token;
+            });
+  t.Family("tokenway_shadow_requests_total", "counter",
+           "Shadow copies of requests mirrored to a candidate version, by outcome.");
+  for (size_t s = 1; s < versions.size(); ++s) {
+    for (size_t o = 0; o < kShadowOutcomes; ++o) {
+      uint64_t v = scrape.Sum([&](const WorkerMetrics& w) -> const std::atomic<uint64_t>& {
+        return w.versions[s].shadow[o];
+      });
+      if (!v) continue;
+      t.Sample("tokenway_shadow_requests_total",
+               {{"model", versions[s].model},
+                {"version", versions[s].version},
+                {"outcome", ShadowOutcomeName(static_cast<ShadowOutcome>(o))}},
+               v);
+    }
+  }
+  histogram("tokenway_shadow_time_to_first_token_seconds",
+            "Time to the first token of the shadow copies a candidate version answered.",
+            kGenAiTtftBuckets, [](const Families& f) -> const tokenway::Histogram& {
+              return f.shadow_time_to_first_token;
+            });
+}
+
 }  // namespace
 
 std::string RenderMetricsExposition(const ExpositionInput& in) {
@@ -177,6 +251,8 @@ std::string RenderMetricsExposition(const ExpositionInput& in) {
                {{"model", models[s].name}, {"pool", models[s].pool}, {"type", type}}, v);
     }
   }
+  WriteVersions(scrape, in.versions);
+
   t.Family("tokenway_requests_without_usage_total", "counter",
            "Successful requests whose token usage could not be determined.");
   for (size_t s = 0; s < models.size(); ++s) {

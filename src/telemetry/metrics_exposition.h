@@ -30,6 +30,13 @@ struct ModelSeries {
   std::string_view provider;  // gen_ai.provider.name (the pool's engine)
 };
 
+// One version slot of MetricSlots::versions, in slot order (slot 0, "none", included).
+struct VersionSeries {
+  std::string_view model;    // the alias clients name
+  std::string_view version;  // models[].versions[].name
+  double weight = -1;        // the split's current weight; < 0: not in the configuration
+};
+
 // One endpoint of a pool as it is at scrape time (EndpointState, copied by the caller).
 struct EndpointSeries {
   std::string_view url;
@@ -86,8 +93,9 @@ struct ScalingSeries {
 
 struct ExpositionInput {
   std::span<WorkerMetrics* const> workers;
-  std::vector<ModelSeries> models;  // every model slot, configured or not
-  std::vector<PoolSeries> pools;    // the configured pools, in configuration order
+  std::vector<ModelSeries> models;      // every model slot, configured or not
+  std::vector<VersionSeries> versions;  // every version slot, configured or not
+  std::vector<PoolSeries> pools;        // the configured pools, in configuration order
   std::vector<ScalingSeries> scaling;
   // Sections rendered by their own units, called at their place in the document; may be empty.
   std::function<void(PrometheusText&)> trace_section;

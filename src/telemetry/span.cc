@@ -182,6 +182,7 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
     a.String("error.type", error_type);
   }
   if (!s.pool.empty()) a.String("tokenway.pool", s.pool);
+  if (!s.version.empty()) a.String("tokenway.model_version", s.version);
   a.String("tokenway.request_id", s.request_id);
   a.Double("tokenway.queue_time_ms", s.queue_time_ms);
   a.Int("tokenway.retries", s.retries);

@@ -28,6 +28,7 @@ struct SpanRecord {
   std::string_view provider;        // gen_ai.provider.name
   std::string_view endpoint_url;    // empty when no endpoint was chosen
   std::string_view pool;
+  std::string_view version;  // the model version the split chose (tokenway.model_version)
   std::string_view request_id;
   std::string_view error_code;  // tokenway's error code, empty when none
   int64_t start_unix_ns = 0;

@@ -53,6 +53,7 @@ void WriteAccessLog(RequestContext& ctx, double seconds) {
   if (key(F::kTenant)) AppendOptionalString(o, rec.tenant);
   if (key(F::kOperation)) AppendJsonString(o, OperationName(ctx.inspected.operation));
   if (key(F::kModel)) AppendJsonString(o, ctx.inspected.model);
+  if (key(F::kVersion)) AppendOptionalString(o, rec.version);
   if (key(F::kPool)) AppendJsonString(o, rec.pool);
   if (key(F::kEndpoint)) AppendJsonString(o, rec.endpoint);
   if (key(F::kStatus)) AppendJsonInt(o, rec.status);

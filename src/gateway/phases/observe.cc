@@ -16,6 +16,7 @@ void Observe(RequestContext& ctx) {
   sample.model_slot = rec.model_slot;
   sample.pool_slot = rec.pool_slot;
   sample.endpoint_slot = rec.endpoint_slot;
+  sample.version_slot = rec.version_slot;
   sample.operation = static_cast<uint8_t>(ctx.operation);
   sample.status = rec.status;
   sample.stream = rec.stream;

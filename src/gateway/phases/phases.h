@@ -44,6 +44,12 @@ boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& cli
 // 4. Sends the request upstream as `model`: the body re-serialised once with only its "model"
 // token replaced, ctx.inspected updated in place (no second parse). No-op for the same name.
 void RewriteModel(RequestContext& ctx, std::string_view model);
+// 4. The version of an alias with versions that the request goes to: a match rule's, else the
+// weighted sticky split's; null for a model without versions. Pure (no rewrite, no record).
+const RouteVersion* ChooseVersion(const RequestContext& ctx, const ModelRoute& route);
+// 4. The split step: for an alias with versions, records the chosen version (ctx.version,
+// ctx.route, the record's version) and rewrites the body for the version's model.
+void SplitVersion(RequestContext& ctx);
 
 // 5. Route: finds the model's pool (404 when none), waits for admission on a saturated
 // flow-controlled pool (the client watch cancels the wait if the client leaves), and picks the

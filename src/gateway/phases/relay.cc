@@ -20,6 +20,7 @@
 
 #include "common/duration.h"
 #include "common/openai_error.h"
+#include "common/response_model.h"
 #include "common/scope_exit.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -161,6 +162,7 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
   head.clear();
   head.append("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
   head.append("X-Request-Id: ").append(rec.request_id).append("\r\n");
+  if (!rec.version.empty()) head.append("X-Tokenway-Version: ").append(rec.version).append("\r\n");
   head.append(ctx.governance.headers());
   if (!rec.payload_flags.empty()) {
     head.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
@@ -340,6 +342,7 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
   out.append("\r\nContent-Length: ");
   AppendDecimal(out, body.size());
   out.append("\r\nX-Request-Id: ").append(rec.request_id).append("\r\n");
+  if (!rec.version.empty()) out.append("X-Tokenway-Version: ").append(rec.version).append("\r\n");
   out.append(ctx.governance.headers());
   if (!rec.payload_flags.empty()) {
     out.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
@@ -383,6 +386,27 @@ StreamEventAction FromVerdict(RequestContext& ctx, ResponseVerdict v) {
   }
 }
 
+// A version served under another name with response_model: alias — the event's "model" back to
+// the alias: `data` kept becomes one replacement event; replacement events are rewritten in place.
+StreamEventAction ReportAlias(RequestContext& ctx, std::string_view data,
+                              StreamEventAction action) {
+  if (ctx.response_model_from.empty()) return action;
+  const std::string_view from = ctx.response_model_from, to = ctx.response_model_to;
+  std::vector<std::string>& events = ctx.stream_events;
+  if (action == StreamEventAction::kKeep) {
+    if (events.empty()) events.emplace_back();
+    events.resize(1);
+    return ReplaceResponseModel(data, from, to, events[0]) ? StreamEventAction::kReplace
+                                                           : StreamEventAction::kKeep;
+  }
+  if (action == StreamEventAction::kReplace || action == StreamEventAction::kEnd) {
+    for (std::string& e : events) {
+      if (ReplaceResponseModel(e, from, to, ctx.processed)) e.swap(ctx.processed);
+    }
+  }
+  return action;
+}
+
 }  // namespace
 
 StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) {
@@ -405,8 +429,8 @@ StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) 
   }
   if (data.empty()) return StreamEventAction::kKeep;
   if (++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
-  if (!StreamProcessorsRunning(ctx)) return StreamEventAction::kKeep;
-  return FromVerdict(ctx, RunStreamProcessors(ctx, data));
+  if (!StreamProcessorsRunning(ctx)) return ReportAlias(ctx, data, StreamEventAction::kKeep);
+  return ReportAlias(ctx, data, FromVerdict(ctx, RunStreamProcessors(ctx, data)));
 }
 
 StreamEventAction FinishStreamEvents(RequestContext& ctx) {
@@ -423,15 +447,27 @@ WholeBodyAction RelayWholeBody(RequestContext& ctx, std::string& body) {
   if (!ctx.worker.usage_reader().ReadInPlace(body, reading)) return WholeBodyAction::kNotJson;
   if (reading.has_usage) rec.usage = reading.usage;
   if (rec.trace.sampled()) rec.response_model.assign(reading.model);
-  if (ctx.runtime->payload.response.empty()) return WholeBodyAction::kKeep;
-  switch (RunResponseProcessors(ctx, body, ctx.processed)) {
-    case ResponseVerdict::kDrop:
-      return WholeBodyAction::kWithheld;
-    case ResponseVerdict::kReplace:
-      return WholeBodyAction::kReplace;
-    default:
-      return WholeBodyAction::kKeep;
+  WholeBodyAction action = WholeBodyAction::kKeep;
+  if (!ctx.runtime->payload.response.empty()) {
+    switch (RunResponseProcessors(ctx, body, ctx.processed)) {
+      case ResponseVerdict::kDrop:
+        return WholeBodyAction::kWithheld;
+      case ResponseVerdict::kReplace:
+        action = WholeBodyAction::kReplace;
+        break;
+      default:
+        break;
+    }
   }
+  // A version served under another name with response_model: alias.
+  if (ctx.response_model_from.empty()) return action;
+  const std::string_view from = ctx.response_model_from, to = ctx.response_model_to;
+  if (action == WholeBodyAction::kKeep) {
+    if (ReplaceResponseModel(body, from, to, ctx.processed)) return WholeBodyAction::kReplace;
+  } else if (ReplaceResponseModel(ctx.processed, from, to, ctx.scratch)) {
+    ctx.processed.swap(ctx.scratch);
+  }
+  return action;
 }
 
 asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client) {

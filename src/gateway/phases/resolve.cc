@@ -5,6 +5,15 @@
 // the client's name in ctx.requested_model. Last, when a stream did not ask for usage and
 // streaming.inject_usage is on, the outgoing body is edited to ask for it: one insertion, sent as
 // pieces around the body's bytes (OutgoingBody), never copied.
+//
+// The version split (models[].versions): a match rule (headers, tenants) chooses a version
+// first; otherwise weighted rendezvous hashing of the sticky key (routing/version_split.h) over
+// the versions' current weights, so a client stays on its version while weights move, and a
+// weight raised only draws new clients onto its version. The route phase then sends the request
+// to the chosen version's pool.
+#include <algorithm>
+#include <array>
+
 #include "common/io_buffer.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -33,8 +42,82 @@ void RewriteModel(RequestContext& ctx, std::string_view model) {
   ctx.record.request_bytes = size;
 }
 
+namespace {
+
+bool MatchesVersion(const RequestContext& ctx, const VersionMatchConfig& match) {
+  if (match.empty()) return false;
+  for (const auto& [name, value] : match.headers) {
+    if (!ctx.parser || ctx.parser->FindHeader(ctx.base, name) != value) return false;
+  }
+  if (!match.tenants.empty()) {
+    const std::string_view tenant = ctx.record.tenant;
+    if (tenant.empty()) return false;
+    bool listed = false;
+    for (const std::string& t : match.tenants) listed = listed || t == tenant;
+    if (!listed) return false;
+  }
+  return true;
+}
+
+// The key that keeps a client on one version: models[].sticky's source, else the request id
+// (a request without one is split on its own, not sticky).
+std::string_view StickyKey(const RequestContext& ctx, const StickyConfig& sticky) {
+  std::string_view key;
+  switch (sticky.by) {
+    case StickyBy::kUser:
+      key = ctx.inspected.user;
+      break;
+    case StickyBy::kTenant:
+      key = ctx.record.tenant;
+      break;
+    case StickyBy::kHeader:
+      if (ctx.parser) key = ctx.parser->FindHeader(ctx.base, sticky.header);
+      break;
+  }
+  return key.empty() ? std::string_view(ctx.record.request_id) : key;
+}
+
+}  // namespace
+
+const RouteVersion* ChooseVersion(const RequestContext& ctx, const ModelRoute& route) {
+  const std::vector<RouteVersion>& versions = route.versions;
+  if (versions.empty()) return nullptr;
+  for (const RouteVersion& v : versions) {
+    if (MatchesVersion(ctx, v.match)) return &v;
+  }
+  std::array<double, kMaxModelVersions> weights;
+  std::array<uint64_t, kMaxModelVersions> seeds;
+  const size_t n = std::min(versions.size(), kMaxModelVersions);
+  for (size_t i = 0; i < n; ++i) {
+    weights[i] = versions[i].weight->weight.load(std::memory_order_relaxed);
+    seeds[i] = versions[i].seed;
+  }
+  const int chosen = PickVersion(StickyKeyHash(StickyKey(ctx, route.sticky)),
+                                 std::span<const double>(weights.data(), n),
+                                 std::span<const uint64_t>(seeds.data(), n));
+  // Every weight set to 0 at run time: the first version (the configuration's stable one).
+  return &versions[chosen < 0 ? 0 : static_cast<size_t>(chosen)];
+}
+
+void SplitVersion(RequestContext& ctx) {
+  const ModelRoute* route = ctx.runtime->FindModel(ctx.inspected.model);
+  if (!route || route->versions.empty()) return;
+  const RouteVersion* version = ChooseVersion(ctx, *route);
+  ctx.route = route;
+  ctx.version = version;
+  ctx.record.version = version->name;
+  ctx.record.version_slot = version->metrics_slot;
+  if (route->response_model == ResponseModel::kAlias && version->model != route->name) {
+    ctx.response_model_from = version->model;
+    ctx.response_model_to = route->name;
+  }
+  RewriteModel(ctx, version->model);
+}
+
 boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& client) {
   ctx.requested_model.assign(ctx.inspected.model);
+  // Last resolution step: an alias with versions → the version the split chooses.
+  SplitVersion(ctx);
   ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
   const InspectedRequest& req = ctx.inspected;
   if (req.stream && !req.include_usage && ctx.runtime->config.streaming.inject_usage &&

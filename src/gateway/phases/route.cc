@@ -1,7 +1,8 @@
 // Phase 5 of the request path: route. The model names its pool (404 when the snapshot has no
-// such model); a flow-controlled pool admits the request or makes it wait (admission.cc); the
-// pool's eligible endpoints (healthy, not ejected) go to its Picker, which returns them ordered:
-// the first is tried first, the rest are retry targets.
+// such model; an alias's version chosen by the resolve phase names its own); a flow-controlled pool
+// admits the request or makes it wait (admission.cc); the pool's eligible endpoints (healthy, not
+// ejected) go to its Picker, which returns them ordered: the first is tried first, the rest are
+// retry targets.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -91,14 +92,18 @@ asio::awaitable<PhaseResult> WaitForEndpoint(RequestContext& ctx, ClientLink& cl
       ctx.refreshed_runtime.reset();
       ctx.refreshed_runtime.emplace(ctx.worker);
       ctx.runtime = ctx.refreshed_runtime->get();
-      const ModelRoute* route = ctx.runtime->FindModel(ctx.inspected.model);
-      if (!route) {
+      const ModelRoute* route = ctx.runtime->FindModel(
+          ctx.version ? std::string_view(ctx.route->name) : ctx.inspected.model);
+      const RouteVersion* version =
+          ctx.version && route ? route->FindVersion(ctx.version->name) : nullptr;
+      if (!route || (ctx.version && !version)) {
         m.Count(ClientError::kUnknownModel);
-        co_return ctx.Fail(404, "The model '" + ctx.inspected.model + "' does not exist",
+        co_return ctx.Fail(404, "The model '" + ctx.requested_model + "' does not exist",
                            "model_not_found", "model");
       }
       ctx.route = route;
-      ctx.pool = route->pool;
+      ctx.pool = version ? version->pool : route->pool;
+      if (version) ctx.version = version;
     }
     CollectCandidates(ctx, *ctx.pool, now);
     if (!ctx.candidates.empty()) co_return PhaseResult::kContinue;
@@ -117,7 +122,8 @@ asio::awaitable<PhaseResult> WaitForEndpoint(RequestContext& ctx, ClientLink& cl
 asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
   WorkerMetrics& m = ctx.worker.metrics();
   RequestRecord& rec = ctx.record;
-  const ModelRoute* route = ctx.runtime->FindModel(ctx.inspected.model);
+  // A version the resolve phase chose names its alias's route and its own pool.
+  const ModelRoute* route = ctx.version ? ctx.route : ctx.runtime->FindModel(ctx.inspected.model);
   if (!route) {
     m.Count(ClientError::kUnknownModel);
     co_return ctx.Fail(404, "The model '" + ctx.inspected.model + "' does not exist",
@@ -125,7 +131,7 @@ asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
   }
   ctx.route = route;
   rec.model_slot = route->metrics_slot;
-  const Pool& pool = *route->pool;
+  const Pool& pool = ctx.version ? *ctx.version->pool : *route->pool;
   ctx.pool = &pool;
   rec.pool = pool.name;
   rec.engine = EngineKindName(pool.engine);

@@ -70,6 +70,7 @@ void ExportSpan(const RequestContext& ctx, int64_t end_ns) {
                                              : std::string_view("unknown");
   s.endpoint_url = rec.endpoint;
   s.pool = rec.pool;
+  s.version = rec.version;
   s.request_id = rec.request_id;
   s.error_code = rec.error_code;
   s.start_unix_ns = MonotonicToUnixNanos(rec.start_ns);
