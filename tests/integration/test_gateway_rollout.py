@@ -8,7 +8,9 @@ restart in the middle resume at the same step; manual pause, resume, promote and
 """
 import json
 import os
+import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -43,7 +45,7 @@ models:
 upstream:
   max_attempts: 1
 rollouts:
-  state_file: {state_file}
+  state_file: "{state_file}"
   tick: {tick}
   models:
     - model: {ALIAS}
@@ -292,6 +294,31 @@ class RolloutTest(unittest.TestCase):
             self.assertEqual(gw.metric("tokenway_rollout_transitions_total", model=ALIAS), 5)
             with open(self.state_file) as f:
                 self.assertEqual(json.load(f)["rollouts"][0]["state"], "promoted")
+            # The families are valid exposition text.
+            if shutil.which("promtool"):
+                check = subprocess.run(["promtool", "check", "metrics"], input=gw.metrics(),
+                                       capture_output=True, text=True)
+                self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+
+@unittest.skipIf(shutil.which("chromium") is None, "chromium is not installed; the status page "
+                                                  "is not rendered")
+class RolloutStatusPageTest(unittest.TestCase):
+    def test_status_page_shows_the_rollout(self):
+        from test_status_page import chromium, section
+        steps = "[{weight: 10, bake: 1h}, {weight: 100}]"
+        with Sim(1, ["--model", STABLE_MODEL]) as stable, \
+                Sim(1, ["--model", CANDIDATE_MODEL]) as candidate, \
+                Gateway(rollout_yaml(stable.urls, candidate.urls, "", steps,
+                                     "{window: 10s}")) as gw:
+            request("POST", gw.admin + "/admin/rollouts/chat/pause")
+            dom = chromium(gw.admin + "/", "--dump-dom")
+            row = section(dom, "data-rollout", ALIAS)
+            self.assertIsNotNone(row, dom[:4000])
+            self.assertIn('data-state="paused"', row)
+            self.assertIn("v2 <span class=\"muted\">vs</span> v1", row)
+            self.assertIn("10 %", row)
+            self.assertIn("manual pause", row)
 
 
 if __name__ == "__main__":
