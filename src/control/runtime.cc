@@ -1,6 +1,7 @@
 #include "control/runtime.h"
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 
@@ -81,6 +82,20 @@ std::vector<std::shared_ptr<FlowController>> PoolStateRegistry::Flows() const {
 
 void PoolStateRegistry::DropAll() {
   for (const auto& c : Flows()) c->DropAll();
+}
+
+const RouteVersion* ModelRoute::Split(uint64_t key_hash) const {
+  if (versions.empty()) return nullptr;
+  std::array<double, kMaxModelVersions> weights;
+  std::array<uint64_t, kMaxModelVersions> seeds;
+  const size_t n = std::min(versions.size(), kMaxModelVersions);
+  for (size_t i = 0; i < n; ++i) {
+    weights[i] = versions[i].weight->weight.load(std::memory_order_relaxed);
+    seeds[i] = versions[i].seed;
+  }
+  const int chosen = PickVersion(key_hash, std::span<const double>(weights.data(), n),
+                                 std::span<const uint64_t>(seeds.data(), n));
+  return &versions[chosen < 0 ? 0 : static_cast<size_t>(chosen)];
 }
 
 namespace {

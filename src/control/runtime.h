@@ -85,6 +85,10 @@ struct ModelRoute {
   int32_t shadow = -1;
   double shadow_percent = 0;
   uint32_t shadow_max_concurrency = 0;
+  // The weighted sticky split over the versions' current weights (routing/version_split.h) for
+  // the hash of a request's sticky key: the first version when no weight is positive (all set to
+  // 0 at run time), null for a model without versions. Worker threads; relaxed loads only.
+  const RouteVersion* Split(uint64_t key_hash) const;
   const RouteVersion* FindVersion(std::string_view version) const {
     for (const RouteVersion& v : versions) {
       if (v.name == version) return &v;

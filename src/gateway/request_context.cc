@@ -73,6 +73,7 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   pool = nullptr;
   fallbacks.clear();
   flow_release = nullptr;
+  own_target.clear();
   endpoint = nullptr;
   load.reset();
   conn.reset();

@@ -277,6 +277,8 @@ struct RequestContext {
   void FinishFlowRelease();
 
   // --- 6 forward / 7 relay ---
+  // A request tokenway makes itself (a shadow copy) has no parser: the path it is sent to.
+  std::string own_target;
   const PoolEndpoint* endpoint = nullptr;  // of the current attempt
   std::optional<EndpointLoad> load;
   std::unique_ptr<UpstreamConnection> conn;

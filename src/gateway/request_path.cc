@@ -21,6 +21,7 @@ boost::asio::awaitable<void> ServeInferenceRequest(RequestContext& ctx, ClientLi
   if (r == PhaseResult::kContinue) r = co_await Resolve(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Route(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Forward(ctx, client);
+  if (r == PhaseResult::kContinue) StartShadow(ctx);
   if (r == PhaseResult::kContinue) r = co_await Relay(ctx, client);
   if (r == PhaseResult::kRespond) co_await client.Respond(ctx.reply, ctx.record.request_id);
 }

@@ -19,4 +19,5 @@ tw_integration_test(gateway_keda SCRIPT tests/integration/test_gateway_keda.py T
 if(TARGET ext_proc_client)
   tw_integration_test(gateway_epp SCRIPT tests/integration/test_gateway_epp.py TIMEOUT 300)
 endif()
+tw_integration_test(gateway_versions SCRIPT tests/integration/test_gateway_versions.py TIMEOUT 300)
 tw_integration_test(gateway_rollout SCRIPT tests/integration/test_gateway_rollout.py TIMEOUT 300)

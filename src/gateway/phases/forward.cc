@@ -43,11 +43,21 @@ PhaseResult ClientGone(RequestContext& ctx, ClientLink& client) {
 
 // The upstream request head: the client's end-to-end headers, the gateway's own.
 void BuildUpstreamHead(RequestContext& ctx, const PoolEndpoint& endpoint) {
-  const RequestParser& parser = *ctx.parser;
   const RequestRecord& rec = ctx.record;
-  const char* base = ctx.base;
   std::string& head = ctx.upstream_head;
   head.clear();
+  char digits[24];
+  if (!ctx.parser) {
+    // A request of tokenway's own (a shadow copy): no client headers to pass on.
+    head.append("POST ").append(ctx.own_target).append(" HTTP/1.1\r\nHost: ");
+    head.append(endpoint.host_header).append("\r\nContent-Type: application/json\r\n");
+    head.append("X-Request-Id: ").append(rec.request_id).append("\r\nContent-Length: ");
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, ctx.outgoing.size());
+    head.append(digits, end).append("\r\n\r\n");
+    return;
+  }
+  const RequestParser& parser = *ctx.parser;
+  const char* base = ctx.base;
   head.append("POST ").append(parser.target.in(base)).append(" HTTP/1.1\r\nHost: ");
   head.append(endpoint.host_header).append("\r\n");
   const bool drop_tracestate = rec.drop_tracestate && parser.tracestate_count > 0;
@@ -61,7 +71,6 @@ void BuildUpstreamHead(RequestContext& ctx, const PoolEndpoint& endpoint) {
   AppendTraceParent(ctx, head);
   if (parser.content_type.empty()) head.append("Content-Type: application/json\r\n");
   head.append("X-Request-Id: ").append(rec.request_id).append("\r\nContent-Length: ");
-  char digits[24];
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, ctx.outgoing.size());
   head.append(digits, end).append("\r\n\r\n");
 }

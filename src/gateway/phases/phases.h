@@ -59,6 +59,10 @@ boost::asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& clien
 // 6. Forwards to the fallbacks in order until one answers with a response to relay: kContinue
 // with ctx.response (the head; a whole body also collected in ctx.response_body) and ctx.conn.
 boost::asio::awaitable<PhaseResult> Forward(RequestContext& ctx, ClientLink& client);
+// 6. Shadow traffic: once the primary is forwarded, a share of an alias's requests is mirrored
+// to its shadow.version as a detached copy on this worker (shadow.cc); the primary never waits
+// for it. No-op for models without shadow and requests outside the share.
+void StartShadow(RequestContext& ctx);
 // 7. Relays the response the current attempt holds (ctx.response, ctx.conn): a stream event by
 // event, or the collected body in one write.
 boost::asio::awaitable<PhaseResult> Relay(RequestContext& ctx, ClientLink& client);

@@ -11,9 +11,6 @@
 // the versions' current weights, so a client stays on its version while weights move, and a
 // weight raised only draws new clients onto its version. The route phase then sends the request
 // to the chosen version's pool.
-#include <algorithm>
-#include <array>
-
 #include "common/io_buffer.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -80,23 +77,11 @@ std::string_view StickyKey(const RequestContext& ctx, const StickyConfig& sticky
 }  // namespace
 
 const RouteVersion* ChooseVersion(const RequestContext& ctx, const ModelRoute& route) {
-  const std::vector<RouteVersion>& versions = route.versions;
-  if (versions.empty()) return nullptr;
-  for (const RouteVersion& v : versions) {
+  if (route.versions.empty()) return nullptr;
+  for (const RouteVersion& v : route.versions) {
     if (MatchesVersion(ctx, v.match)) return &v;
   }
-  std::array<double, kMaxModelVersions> weights;
-  std::array<uint64_t, kMaxModelVersions> seeds;
-  const size_t n = std::min(versions.size(), kMaxModelVersions);
-  for (size_t i = 0; i < n; ++i) {
-    weights[i] = versions[i].weight->weight.load(std::memory_order_relaxed);
-    seeds[i] = versions[i].seed;
-  }
-  const int chosen = PickVersion(StickyKeyHash(StickyKey(ctx, route.sticky)),
-                                 std::span<const double>(weights.data(), n),
-                                 std::span<const uint64_t>(seeds.data(), n));
-  // Every weight set to 0 at run time: the first version (the configuration's stable one).
-  return &versions[chosen < 0 ? 0 : static_cast<size_t>(chosen)];
+  return route.Split(StickyKeyHash(StickyKey(ctx, route.sticky)));
 }
 
 void SplitVersion(RequestContext& ctx) {

@@ -40,6 +40,7 @@ void BeginTrace(RequestContext& ctx) {
 }
 
 void AppendTraceParent(const RequestContext& ctx, std::string& head) {
+  if (!ctx.parser) return;  // a request of tokenway's own carries no trace context
   const RequestParser& parser = *ctx.parser;
   const TraceContext& t = ctx.record.trace;
   if (t.active) {
