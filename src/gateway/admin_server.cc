@@ -201,12 +201,14 @@ std::pair<int, std::string> AdminServer::RolloutAction(std::string_view rest) {
   std::string model;
   if (slash == std::string_view::npos || slash == 0 ||
       !PercentDecode(rest.substr(0, slash), model)) {
+    if (view_.rollouts) view_.rollouts->CountInvalidAction();
     AppendOpenAiError(body, "expected /admin/rollouts/<model>/<pause|resume|promote|abort>",
                       "invalid_request_error", "", "not_found");
     return {404, body};
   }
   auto action = ParseRolloutAction(rest.substr(slash + 1));
   if (!action) {
+    if (view_.rollouts) view_.rollouts->CountInvalidAction();
     AppendOpenAiError(body,
                       "unknown rollout action '" + std::string(rest.substr(slash + 1)) +
                           "' (pause, resume, promote, abort)",

@@ -241,6 +241,14 @@ void RolloutController::TickOne(Rollout& r, int64_t now_ms) {
 
 RolloutActionResult RolloutController::Act(std::string_view model, RolloutAction action,
                                            int64_t now_ms) {
+  RolloutActionResult result = Apply(model, action, now_ms);
+  const size_t outcome = result.http_status == 200 ? 0 : result.http_status == 404 ? 1 : 2;
+  ++actions_[static_cast<size_t>(action)][outcome];
+  return result;
+}
+
+RolloutActionResult RolloutController::Apply(std::string_view model, RolloutAction action,
+                                             int64_t now_ms) {
   auto it = rollouts_.find(model);
   if (it == rollouts_.end()) {
     return {404, "no rollout for model '" + std::string(model) + "'"};
@@ -389,6 +397,19 @@ void RolloutController::RenderMetrics(PrometheusText& t) const {
                c.verdicts[v]);
     }
   }
+  t.Family("tokenway_rollout_actions_total", "counter",
+           "Manual rollout actions on the admin listener, by action and result (ok, not_found, "
+           "conflict; action invalid: an unknown action or a malformed path).");
+  static constexpr std::string_view kActions[] = {"pause", "resume", "promote", "abort"};
+  static constexpr std::string_view kResults[] = {"ok", "not_found", "conflict"};
+  for (size_t a = 0; a < actions_.size(); ++a) {
+    for (size_t r = 0; r < actions_[a].size(); ++r) {
+      t.Sample("tokenway_rollout_actions_total", {{"action", kActions[a]}, {"result", kResults[r]}},
+               actions_[a][r]);
+    }
+  }
+  t.Sample("tokenway_rollout_actions_total", {{"action", "invalid"}, {"result", "not_found"}},
+           invalid_actions_);
   t.Family("tokenway_rollout_state_file_errors_total", "counter",
            "Rollout state file reads or writes that failed.");
   t.Sample("tokenway_rollout_state_file_errors_total", {}, state_file_errors_);

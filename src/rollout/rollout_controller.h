@@ -62,8 +62,12 @@ class RolloutController {
   void Configure(const RolloutsConfig& config, int64_t now_unix_ms);
   // One analysis round (and any transition it causes) for every rollout.
   void Tick(int64_t now_unix_ms);
-  // pause | resume | promote | abort for the rollout of alias `model`.
+  // pause | resume | promote | abort for the rollout of alias `model`. Counted by action and
+  // result (tokenway_rollout_actions_total).
   RolloutActionResult Act(std::string_view model, RolloutAction action, int64_t now_unix_ms);
+  // A manual request the admin listener could not read (unknown action, malformed path):
+  // counted as action "invalid".
+  void CountInvalidAction() { ++invalid_actions_; }
 
   // GET /admin/rollouts.
   void WriteStatusJson(JsonWriter& w, int64_t now_unix_ms) const;
@@ -97,6 +101,7 @@ class RolloutController {
   void ApplyWeights(const Rollout& r);
   void Persist();
   void TickOne(Rollout& r, int64_t now_ms);
+  RolloutActionResult Apply(std::string_view model, RolloutAction action, int64_t now_ms);
 
   RolloutBackend& backend_;
   std::string state_file_;
@@ -105,6 +110,9 @@ class RolloutController {
   std::map<std::string, Rollout, std::less<>> rollouts_;         // by alias
   std::map<std::string, Counters, std::less<>> counters_;        // outlive the rollouts
   uint64_t state_file_errors_ = 0;
+  // Manual actions by RolloutAction and result (0 done, 1 not found, 2 not allowed).
+  std::array<std::array<uint64_t, 3>, 4> actions_{};
+  uint64_t invalid_actions_ = 0;
 };
 
 }  // namespace tokenway

@@ -212,6 +212,13 @@ TEST_F(AdminServerTest, RolloutsDocumentAndActions) {
   const std::string metrics = admin.RenderMetrics();
   EXPECT_NE(metrics.find(R"(tokenway_rollout_state{model="org/llama",state="aborted"} 1)"),
             std::string::npos);
+  for (const char* sample :
+       {R"(tokenway_rollout_actions_total{action="pause",result="ok"} 1)",
+        R"(tokenway_rollout_actions_total{action="pause",result="conflict"} 1)",
+        R"(tokenway_rollout_actions_total{action="pause",result="not_found"} 1)",
+        R"(tokenway_rollout_actions_total{action="invalid",result="not_found"} 3)"}) {
+    EXPECT_NE(metrics.find(sample), std::string::npos) << sample << "\n" << metrics;
+  }
 }
 
 }  // namespace
