@@ -711,9 +711,10 @@ class Loader : public YamlFields {
       throw YamlFieldError{source_ + ":1:1: (root): the file is empty"};
     }
     ExpectMap(root, "",
-              {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
-               "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models", "governance", "kubernetes", "autoscaling", "epp", "processors"});
+              {"listen",     "admin",          "workers", "drain_timeout", "reload_poll_interval",
+               "limits",     "upstream",       "health",  "streaming",     "access_log",
+               "tracing",    "engine_metrics", "pools",   "models",        "governance",
+               "kubernetes", "autoscaling",    "epp",     "processors",    "rollouts"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -994,6 +995,11 @@ class Loader : public YamlFields {
       if (!processors.ok()) throw YamlFieldError{processors.status().message()};
       c.processors = std::move(*processors);
     }
+    if (auto r = root["rollouts"]) {
+      auto rollouts = LoadRolloutsConfig(r, source_);
+      if (!rollouts.ok()) throw YamlFieldError{rollouts.status().message()};
+      c.rollouts = std::move(*rollouts);
+    }
     auto status = ValidateConfig(c);
     if (!status.ok()) Fail(root, "(config)", status.message());
     return c;
@@ -1205,6 +1211,21 @@ Status ValidateConfig(const GatewayConfig& c) {
     for (const auto& [m, limits] : t.per_model) {
       if (!model_names.count(m)) {
         return Status::Error("governance tenant '" + t.name + "' limits unknown model '" + m + "'");
+      }
+    }
+  }
+  for (const auto& r : c.rollouts.rollouts) {
+    const ModelConfig* model = nullptr;
+    for (const auto& m : c.models) {
+      if (m.name == r.model) model = &m;
+    }
+    if (!model) return Status::Error("rollout names unknown model '" + r.model + "'");
+    for (const std::string* version : {&r.candidate, &r.stable}) {
+      bool found = false;
+      for (const auto& v : model->versions) found = found || v.name == *version;
+      if (!found) {
+        return Status::Error("rollout of model '" + r.model + "' names '" + *version +
+                             "', which is not one of its versions");
       }
     }
   }

@@ -23,6 +23,7 @@
 #include "control/scaling_signals.h"
 #include "governance/governance_config.h"
 #include "payload/payload_config.h"
+#include "rollout/rollout_config.h"
 #include "routing/endpoint_state.h"
 #include "routing/flow_controller.h"
 #include "routing/scheduler_config.h"
@@ -169,6 +170,8 @@ struct GatewayConfig {
   EppConfig epp;                // endpoint-picker front door; off unless epp.listen is set
   // Payload processors of phases 3 and 6, in order (payload/payload_config.h); empty: none.
   std::vector<ProcessorConfig> processors;
+  // Progressive rollouts of model versions (rollout/rollout_config.h); empty: none.
+  RolloutsConfig rollouts;
 };
 
 // Parses YAML text; `source` names the file in error messages.

@@ -299,6 +299,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   w.EndObject();
   WriteGovernanceJson(w.Key("governance"), c.governance);
   WriteProcessorsConfig(w.Key("processors"), c.processors);
+  WriteRolloutsConfigJson(w.Key("rollouts"), c.rollouts);
   w.EndObject();
   return out;
 }

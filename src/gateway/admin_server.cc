@@ -19,7 +19,9 @@
 #include "gateway/keda_scaler.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
+#include "governance/limiter.h"
 #include "payload/payload_metrics.h"
+#include "rollout/rollout_controller.h"
 #include "telemetry/metrics_exposition.h"
 
 namespace tokenway {
@@ -28,6 +30,35 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using asio::ip::tcp;
+
+namespace {
+
+constexpr std::string_view kRolloutsPath = "/admin/rollouts";
+
+// %XX escapes of a path segment (a model name may hold '/', sent as %2F); false when malformed.
+bool PercentDecode(std::string_view in, std::string& out) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
+}  // namespace
 
 AdminServer::AdminServer(asio::io_context& ioc, AdminView view)
     : ioc_(ioc), acceptor_(ioc), view_(std::move(view)) {}
@@ -95,7 +126,21 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     std::string_view path = target.substr(0, target.find('?'));
     res.result(http::status::ok);
     res.set(http::field::content_type, "application/json");
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    const bool rollout_action = path.size() > kRolloutsPath.size() + 1 &&
+                                path.starts_with(kRolloutsPath) &&
+                                path[kRolloutsPath.size()] == '/';
+    if (rollout_action) {
+      if (req.method() != http::verb::post) {
+        res.result(http::status::method_not_allowed);
+        res.set(http::field::allow, "POST");
+        AppendOpenAiError(res.body(), "use POST", "invalid_request_error", "",
+                          "method_not_allowed");
+      } else {
+        auto [status, body] = RolloutAction(path.substr(kRolloutsPath.size() + 1));
+        res.result(static_cast<http::status>(status));
+        res.body() = std::move(body);
+      }
+    } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
       AppendOpenAiError(res.body(), "use GET", "invalid_request_error", "", "method_not_allowed");
     } else if (path == "/") {
@@ -125,6 +170,8 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
       res.body() = RenderEndpoints();
     } else if (path == "/admin/config") {
       res.body() = view_.runtime()->config_json;
+    } else if (path == kRolloutsPath) {
+      res.body() = RenderRollouts();
     } else {
       res.result(http::status::not_found);
       AppendOpenAiError(res.body(), "unknown admin path", "invalid_request_error", "", "not_found");
@@ -135,6 +182,53 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     auto [wec, wn] = co_await http::async_write(stream, res, kNoThrow);
     if (wec || !res.keep_alive()) co_return;
   }
+}
+
+std::string AdminServer::RenderRollouts() const {
+  std::string out;
+  JsonWriter w(out);
+  if (view_.rollouts) {
+    view_.rollouts->WriteStatusJson(w, UnixMillis());
+  } else {
+    w.BeginObject().Key("state_file").Null().Key("rollouts").BeginArray().EndArray().EndObject();
+  }
+  return out;
+}
+
+std::pair<int, std::string> AdminServer::RolloutAction(std::string_view rest) {
+  std::string body;
+  const size_t slash = rest.rfind('/');
+  std::string model;
+  if (slash == std::string_view::npos || slash == 0 ||
+      !PercentDecode(rest.substr(0, slash), model)) {
+    if (view_.rollouts) view_.rollouts->CountInvalidAction();
+    AppendOpenAiError(body, "expected /admin/rollouts/<model>/<pause|resume|promote|abort>",
+                      "invalid_request_error", "", "not_found");
+    return {404, body};
+  }
+  auto action = ParseRolloutAction(rest.substr(slash + 1));
+  if (!action) {
+    if (view_.rollouts) view_.rollouts->CountInvalidAction();
+    AppendOpenAiError(body,
+                      "unknown rollout action '" + std::string(rest.substr(slash + 1)) +
+                          "' (pause, resume, promote, abort)",
+                      "invalid_request_error", "", "not_found");
+    return {404, body};
+  }
+  if (!view_.rollouts) {
+    AppendOpenAiError(body, "no rollout for model '" + model + "'", "invalid_request_error", "",
+                      "not_found");
+    return {404, body};
+  }
+  RolloutActionResult result = view_.rollouts->Act(model, *action, UnixMillis());
+  if (result.http_status != 200) {
+    AppendOpenAiError(body, result.message, "invalid_request_error", "",
+                      result.http_status == 404 ? "not_found" : "conflict");
+    return {result.http_status, body};
+  }
+  JsonWriter w(body);
+  w.BeginObject().Key("model").String(model).Key("state").String(result.message).EndObject();
+  return {200, body};
 }
 
 std::string AdminServer::RenderEndpoints() const {
@@ -331,6 +425,9 @@ std::string AdminServer::RenderMetrics() const {
   }
   if (view_.discovery) {
     in.discovery_section = [&](PrometheusText& t) { view_.discovery->RenderMetrics(t); };
+  }
+  if (view_.rollouts) {
+    in.rollout_section = [&](PrometheusText& t) { view_.rollouts->RenderMetrics(t); };
   }
   in.reloads_ok = view_.reloads_ok->load(std::memory_order_relaxed);
   in.reloads_failed = view_.reloads_failed->load(std::memory_order_relaxed);

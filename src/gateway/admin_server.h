@@ -1,6 +1,6 @@
 // AdminServer: the admin listener (/ (status page), /healthz, /readyz, /metrics, /admin/endpoints,
-// /admin/config), served on the control thread so scrapes never compete with the data plane's
-// event loops.
+// /admin/config, /admin/rollouts and POST /admin/rollouts/<model>/<action>), served on the
+// control thread so scrapes never compete with the data plane's event loops.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -9,6 +9,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "control/runtime.h"
@@ -20,6 +22,7 @@ struct GatewayShared;
 class ScalingSignals;
 class Discovery;
 class KedaScaler;
+class RolloutController;
 
 // What the admin endpoints read. Everything here is safe to read from the control thread.
 struct AdminView {
@@ -32,6 +35,8 @@ struct AdminView {
   const ScalingSignals* scaling = nullptr;  // null: no scaling signals
   const Discovery* discovery = nullptr;     // null: no Kubernetes discovery
   const KedaScaler* keda = nullptr;         // null: no KEDA external scaler
+  // Progressive rollouts (/admin/rollouts and its actions); control thread, like the listener.
+  RolloutController* rollouts = nullptr;  // null: no rollout controller
 };
 
 class AdminServer {
@@ -44,6 +49,9 @@ class AdminServer {
   // Rendered documents (also used by tests).
   std::string RenderMetrics() const;
   std::string RenderEndpoints() const;
+  std::string RenderRollouts() const;
+  // POST /admin/rollouts/<model>/<action>: the HTTP status and the JSON body to answer.
+  std::pair<int, std::string> RolloutAction(std::string_view path_after_prefix);
   bool Ready(std::string& reason) const;
 
  private:

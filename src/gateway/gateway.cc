@@ -16,12 +16,15 @@
 #include "control/discovery.h"
 #include "control/engine_scraper.h"
 #include "control/health_checker.h"
+#include "control/rollout_versions.h"
 #include "control/runtime.h"
 #include "control/scaling_signals.h"
 #include "gateway/admin_server.h"
 #include "gateway/epp_server.h"
 #include "gateway/keda_scaler.h"
 #include "gateway/worker.h"
+#include "governance/limiter.h"
+#include "rollout/rollout_controller.h"
 
 namespace tokenway {
 
@@ -130,6 +133,13 @@ class Process {
       LogError("cannot listen on " + config.listen + ": " + e.code().message());
       return 1;
     }
+    // Rollouts set their versions' weights before the first request is served.
+    std::vector<WorkerMetrics*> figures;
+    for (auto& m : metrics_) figures.push_back(m.get());
+    rollout_backend_ = std::make_unique<VersionsRolloutBackend>(
+        pool_states_.versions(), [this] { return current_; }, std::move(figures));
+    rollouts_ = std::make_unique<RolloutController>(*rollout_backend_);
+    rollouts_->Configure(config.rollouts, UnixMillis());
     AdminView view;
     view.shared = &shared_;
     for (auto& m : metrics_) view.metrics.push_back(m.get());
@@ -139,6 +149,7 @@ class Process {
     view.reloads_failed = &reloads_failed_;
     view.scaling = &scaling_;
     view.discovery = discovery_.get();
+    view.rollouts = rollouts_.get();
     // The KEDA scaler answers from the first signals on, so they exist before it listens.
     UpdateScalingSignals();
     if (config.keda.enabled) {
@@ -187,6 +198,7 @@ class Process {
     scraper_ = std::make_unique<EngineScraper>(ioc_, [this] { return current_; });
     scraper_->Start();
     KickFlows();
+    TickRollouts();
     if (!options_.config_path.empty()) {
       stamp_ = FileStamp::Of(options_.config_path);
       PollConfigFile();
@@ -339,6 +351,9 @@ class Process {
     base_config_ = config;
     ++generation_;
     current_ = *rt;
+    // The new snapshot's version cells exist now; the rollouts' weights are in them before any
+    // worker serves from it.
+    rollouts_->Configure(config.rollouts, UnixMillis());
     for (auto& w : workers_) w->Publish(current_);
     reloads_ok_.fetch_add(1);
     LogInfo("configuration reloaded (" + why + "), generation " + std::to_string(generation_));
@@ -376,6 +391,15 @@ class Process {
     scaling_timer_.expires_after(std::chrono::seconds(1));
     scaling_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec) UpdateScalingSignals();
+    });
+  }
+
+  // The rollouts' analysis round (rollout/rollout_controller.h), every rollouts.tick.
+  void TickRollouts() {
+    rollouts_->Tick(UnixMillis());
+    rollout_timer_.expires_after(current_->config.rollouts.tick);
+    rollout_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) TickRollouts();
     });
   }
 
@@ -454,6 +478,7 @@ class Process {
   asio::steady_timer flow_timer_{ioc_};
   asio::steady_timer scaling_timer_{ioc_};
   asio::steady_timer epp_timer_{ioc_};
+  asio::steady_timer rollout_timer_{ioc_};
   GatewayShared shared_;
   EndpointRegistry endpoints_;
   PoolStateRegistry pool_states_;
@@ -470,6 +495,8 @@ class Process {
   GatewayConfig base_config_;  // the running configuration as loaded (no discovered endpoints)
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<KedaScaler> keda_;  // after scaling_ and metrics_, which it reads
+  std::unique_ptr<VersionsRolloutBackend> rollout_backend_;  // reads metrics_, current_
+  std::unique_ptr<RolloutController> rollouts_;              // drives rollout_backend_
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
   uint64_t generation_ = 0;

@@ -104,6 +104,7 @@ struct ExpositionInput {
   std::function<void(PrometheusText&)> governance_section;
   std::function<void(PrometheusText&)> payload_section;    // payload processors (payload/)
   std::function<void(PrometheusText&)> discovery_section;  // Kubernetes discovery (control/)
+  std::function<void(PrometheusText&)> rollout_section;    // progressive rollouts (rollout/)
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;
   uint64_t generation = 0;

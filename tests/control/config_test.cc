@@ -1079,3 +1079,44 @@ TEST(ConfigTest, ProcessorErrorsNameTheFileLineAndField) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(ConfigTest, RolloutsSectionLoadsAndNamesKnownModels) {
+  const std::string base =
+      "pools: [{name: p, endpoints: [http://127.0.0.1:9000]}]\n"
+      "models: [{name: m, versions: [{name: a, pool: p, weight: 1}, {name: b, pool: p}]}]\n";
+  auto r = ParseConfig(base +
+                           "rollouts:\n"
+                           "  state_file: /tmp/r.json\n"
+                           "  models:\n"
+                           "    - {model: m, candidate: b, stable: a, steps: [{weight: 100}]}\n",
+                       "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->rollouts.rollouts.size(), 1u);
+  EXPECT_EQ(r->rollouts.state_file, "/tmp/r.json");
+  EXPECT_NE(RenderConfigJson(*r).find(R"("rollouts":{"state_file":"/tmp/r.json")"),
+            std::string::npos);
+  auto bad = ParseConfig(
+      base + "rollouts: {models: [{model: x, candidate: b, stable: a, steps: [{weight: 100}]}]}\n",
+      "gw.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("rollout names unknown model 'x'"), std::string::npos)
+      << bad.status().message();
+  auto version = ParseConfig(
+      base + "rollouts: {models: [{model: m, candidate: c, stable: a, steps: [{weight: 100}]}]}\n",
+      "gw.yaml");
+  ASSERT_FALSE(version.ok());
+  EXPECT_NE(version.status().message().find("names 'c', which is not one of its versions"),
+            std::string::npos)
+      << version.status().message();
+  auto field = ParseConfig(base + "rollouts: {tick: soon}\n", "gw.yaml");
+  ASSERT_FALSE(field.ok());
+  EXPECT_NE(field.status().message().find("gw.yaml:3:"), std::string::npos)
+      << field.status().message();
+  EXPECT_NE(field.status().message().find("rollouts.tick"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tokenway

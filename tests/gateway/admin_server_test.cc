@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <map>
+
 #include "common/duration.h"
 #include "control/scaling_signals.h"
 #include "gateway/worker.h"
+#include "rollout/rollout_controller.h"
 
 namespace tokenway {
 namespace {
@@ -148,6 +151,74 @@ TEST_F(AdminServerTest, ScalingSignalsAppearInMetricsAndEndpoints) {
   std::string json = admin_->RenderEndpoints();
   ASSERT_EQ(parser.parse(json).get(endpoints), simdjson::SUCCESS) << json;
   EXPECT_EQ(uint64_t(endpoints["pools"].at(0)["scaling"]["ready_endpoints"]), 2u);
+}
+
+// The rollout endpoints: status document, actions with percent-encoded model names, errors.
+class NoVersions : public RolloutBackend {
+ public:
+  bool ReadFigures(std::string_view, std::string_view, VersionFigures&) override { return false; }
+  void SetWeight(std::string_view, std::string_view version, uint32_t percent) override {
+    last[std::string(version)] = percent;
+  }
+  void ResetWeight(std::string_view, std::string_view) override {}
+  std::map<std::string, uint32_t> last;
+};
+
+TEST_F(AdminServerTest, RolloutsDocumentAndActions) {
+  EXPECT_EQ(admin_->RenderRollouts(), R"({"state_file":null,"rollouts":[]})");
+  EXPECT_EQ(admin_->RolloutAction("llama/pause").first, 404);
+
+  NoVersions backend;
+  RolloutController controller(backend);
+  RolloutsConfig config;
+  RolloutConfig r;
+  r.model = "org/llama";
+  r.candidate = "v2";
+  r.stable = "v1";
+  r.steps = {{10, std::chrono::minutes(1)}, {100, {}}};
+  config.rollouts.push_back(r);
+  controller.Configure(config, 1000);
+  AdminView view;
+  view.shared = &shared_;
+  view.metrics = {&metrics_};
+  view.slots = &slots_;
+  view.runtime = [this] { return runtime_; };
+  view.reloads_ok = &reloads_ok_;
+  view.reloads_failed = &reloads_failed_;
+  view.rollouts = &controller;
+  AdminServer admin(ioc_, std::move(view));
+
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string json = admin.RenderRollouts();
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  simdjson::dom::element first = doc["rollouts"].at(0);
+  EXPECT_EQ(std::string_view(first["model"]), "org/llama");
+  EXPECT_EQ(std::string_view(first["state"]), "progressing");
+  EXPECT_EQ(uint64_t(first["weights"]["v2"]), 10u);
+
+  auto [status, body] = admin.RolloutAction("org%2Fllama/pause");
+  EXPECT_EQ(status, 200) << body;
+  EXPECT_EQ(body, R"({"model":"org/llama","state":"paused"})");
+  EXPECT_EQ(admin.RolloutAction("org%2Fllama/pause").first, 409);
+  EXPECT_EQ(admin.RolloutAction("org/llama/resume").first, 200);  // a raw '/' works too
+  EXPECT_EQ(admin.RolloutAction("org%2Fllama/abort").first, 200);
+  EXPECT_EQ(backend.last["v2"], 0u);
+  EXPECT_EQ(backend.last["v1"], 100u);
+  EXPECT_EQ(admin.RolloutAction("org%2Fllama/restart").first, 404);
+  EXPECT_EQ(admin.RolloutAction("org%2/abort").first, 404);  // malformed escape
+  EXPECT_EQ(admin.RolloutAction("pause").first, 404);
+  EXPECT_EQ(admin.RolloutAction("other/pause").first, 404);
+  const std::string metrics = admin.RenderMetrics();
+  EXPECT_NE(metrics.find(R"(tokenway_rollout_state{model="org/llama",state="aborted"} 1)"),
+            std::string::npos);
+  for (const char* sample :
+       {R"(tokenway_rollout_actions_total{action="pause",result="ok"} 1)",
+        R"(tokenway_rollout_actions_total{action="pause",result="conflict"} 1)",
+        R"(tokenway_rollout_actions_total{action="pause",result="not_found"} 1)",
+        R"(tokenway_rollout_actions_total{action="invalid",result="not_found"} 3)"}) {
+    EXPECT_NE(metrics.find(sample), std::string::npos) << sample << "\n" << metrics;
+  }
 }
 
 }  // namespace
