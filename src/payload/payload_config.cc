@@ -114,6 +114,8 @@ class ProcessorsLoader : public YamlFields {
     if (n["action"]) action("action", p.images.action);
     p.images.data_urls = p.images.action;
     if (n["data_urls"]) action("data_urls", p.images.data_urls);
+  }
+
   void LoadExternal(const YAML::Node& n, const std::string& f, ProcessorConfig& p) const {
     ExternalProcessorConfig& e = p.external;
     if (p.type == "webhook") {
