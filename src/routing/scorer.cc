@@ -25,4 +25,12 @@ void ScoreLowerIsBetter(std::span<double> scores) {
   }
 }
 
+size_t CandidatePosition(std::span<const PickCandidate> candidates, uint32_t endpoint) {
+  if (endpoint < candidates.size() && candidates[endpoint].index == endpoint) return endpoint;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (candidates[i].index == endpoint) return i;
+  }
+  return candidates.size();
+}
+
 }  // namespace tokenway
