@@ -11,13 +11,6 @@ namespace tokenway {
 
 namespace {
 
-uint64_t Mix(uint64_t x) {  // splitmix64 finaliser: a well-spread weight per (key, endpoint)
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 // The endpoint's load as every replica can see it alike (see the header).
 double Load(const ScoringContext& ctx, const EndpointState& s) {
   if (s.engine.Fresh(ctx.now_ns, ctx.stale_after_ns)) {
@@ -43,19 +36,11 @@ uint64_t ConsistentPrefixScorer::Key(const ScoringContext& ctx) const {
   return ctx.prefix_blocks[k - 1] | 1;  // never 0
 }
 
-uint64_t ConsistentPrefixScorer::Weight(uint64_t key, const PickCandidate& c) const {
-  uint64_t h = 0;
-  if (c.index < endpoints_) {
-    h = url_hash_[c.index].load(std::memory_order_relaxed);
-    if (h == 0) {
-      // Racing workers compute the same value; either store is right.
-      h = XXH3_64bits(c.state->url.data(), c.state->url.size()) | 1;
-      url_hash_[c.index].store(h, std::memory_order_relaxed);
-    }
-  } else {
-    h = XXH3_64bits(c.state->url.data(), c.state->url.size()) | 1;
-  }
-  return Mix(key ^ h);
+uint64_t ConsistentPrefixScorer::UrlHash(const PickCandidate& c) const {
+  const uint64_t h = XXH3_64bits(c.state->url.data(), c.state->url.size()) | 1;
+  // Racing workers compute the same value; either store is right.
+  if (c.index < endpoints_) url_hash_[c.index].store(h, std::memory_order_relaxed);
+  return h;
 }
 
 void ConsistentPrefixScorer::Nominate(const ScoringContext& ctx,

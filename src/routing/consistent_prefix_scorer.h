@@ -48,7 +48,20 @@ class ConsistentPrefixScorer final : public Scorer {
   // The affinity key, or 0 when the request has no full block.
   uint64_t Key(const ScoringContext& ctx) const;
   // Rendezvous weight of `c` for `key`.
-  uint64_t Weight(uint64_t key, const PickCandidate& c) const;
+  uint64_t Weight(uint64_t key, const PickCandidate& c) const {
+    uint64_t h = c.index < endpoints_ ? url_hash_[c.index].load(std::memory_order_relaxed) : 0;
+    if (h == 0) [[unlikely]]
+      h = UrlHash(c);
+    return Mix(key ^ h);
+  }
+  // Computes (and for pool endpoints keeps) the hash of c's URL.
+  uint64_t UrlHash(const PickCandidate& c) const;
+  static uint64_t Mix(uint64_t x) {  // splitmix64 finaliser: a well-spread weight per pair
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  }
 
   AffinityConfig config_;
   uint32_t endpoints_;

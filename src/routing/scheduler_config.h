@@ -71,8 +71,9 @@ std::string JoinNames(const std::string_view (&names)[N]) {
 
 // Fills scorers and picker for a preset. GIE's default profile: queue 2, KV cache 2, prefix 3,
 // max-score. tokenway's: the prefix index and replica-consistent prefix affinity with bounded
-// load, balanced by queue depth, KV cache and outstanding tokens, scoring a sample of 64 (plus
-// the nominated endpoints) in pools larger than that (docs/benchmarks.md, "The tokenway
+// load, balanced by queue depth, KV cache and outstanding tokens, a strong LoRA-adapter
+// affinity (it decides nothing in pools without adapters), scoring a sample of 64 (plus the
+// nominated endpoints) in pools larger than that (docs/benchmarks.md, "The tokenway
 // preset"). False for an unknown preset.
 inline bool ExpandSchedulerPreset(std::string_view preset, SchedulerConfig& c) {
   if (preset == "gie-default") {
@@ -81,11 +82,8 @@ inline bool ExpandSchedulerPreset(std::string_view preset, SchedulerConfig& c) {
     return true;
   }
   if (preset == "tokenway") {
-    c.scorers = {{"prefix-cache", 3},
-                 {"consistent-prefix", 2},
-                 {"queue-depth", 2},
-                 {"kv-cache", 1},
-                 {"outstanding-tokens", 2}};
+    c.scorers = {{"prefix-cache", 3}, {"consistent-prefix", 4},  {"queue-depth", 2},
+                 {"kv-cache", 1},     {"outstanding-tokens", 2}, {"lora-affinity", 8}};
     c.picker = "max-score";
     c.sample = 64;
     return true;

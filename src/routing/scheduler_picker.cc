@@ -98,6 +98,9 @@ std::span<const PickCandidate> SchedulerPicker::Sample(const ScoringContext& sc,
   for (PickCandidate& c : sampled) {
     marked[c.index] = 0;
     c = all[c.index];
+    // The scorers read these two lines of every sampled endpoint: start the misses together.
+    __builtin_prefetch(&c.state->in_flight);
+    __builtin_prefetch(&c.state->engine);
   }
   return sampled;
 }

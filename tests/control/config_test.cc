@@ -498,7 +498,7 @@ TEST(ConfigTest, TokenwayPresetAndAffinity) {
       "gw.yaml");
   ASSERT_TRUE(r.ok()) << r.status().message();
   const SchedulerConfig& a = r->pools[0].scheduler;
-  ASSERT_EQ(a.scorers.size(), 5u);
+  ASSERT_EQ(a.scorers.size(), 6u);
   EXPECT_EQ(a.scorers[1].name, "consistent-prefix");
   EXPECT_EQ(a.sample, 64u);
   EXPECT_EQ(a.affinity.blocks, 16u);
