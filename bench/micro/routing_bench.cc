@@ -95,7 +95,7 @@ void BM_PickGieDefault(benchmark::State& state) {
 }
 BENCHMARK(BM_PickGieDefault)->Arg(8)->Arg(100)->Arg(1000);
 
-// pick() with the tokenway preset (prefix 3, consistent-prefix 4, queue 2, KV 1, outstanding
+// pick() with the tokenway preset (prefix 3, consistent-prefix 3, queue 2, KV 1, outstanding
 // tokens 2; pools over 64 + 16 endpoints score a sample of 64 plus the nominated endpoints), same
 // prompt. Arg: endpoints.
 void BM_PickTokenway(benchmark::State& state) {

@@ -82,7 +82,7 @@ inline bool ExpandSchedulerPreset(std::string_view preset, SchedulerConfig& c) {
     return true;
   }
   if (preset == "tokenway") {
-    c.scorers = {{"prefix-cache", 3}, {"consistent-prefix", 4},  {"queue-depth", 2},
+    c.scorers = {{"prefix-cache", 3}, {"consistent-prefix", 3},  {"queue-depth", 2},
                  {"kv-cache", 1},     {"outstanding-tokens", 2}, {"lora-affinity", 8}};
     c.picker = "max-score";
     c.sample = 64;
