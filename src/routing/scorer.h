@@ -67,7 +67,8 @@ class Scorer {
 };
 
 // Position of the candidate for pool endpoint `endpoint`, or candidates.size() when it is not a
-// candidate. O(1) when the candidates are the whole pool in order, else a scan.
+// candidate. O(1) when the candidates are the whole pool in order, O(log n) when they are in
+// ascending index order, else a scan.
 size_t CandidatePosition(std::span<const PickCandidate> candidates, uint32_t endpoint);
 
 // Turns loads into scores in place: on entry scores[i] holds candidate i's load, or NaN when
