@@ -810,6 +810,13 @@ class Loader : public YamlFields {
       }
       if (auto n = p["engine"]) pool.engine = Engine(n, f + ".engine");
       if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);
+      if (!p["policy"] && !p["scheduler"]) {
+        // A pool that sets no policy gets the tokenway scheduling profile (docs/benchmarks.md,
+        // "The tokenway preset": no worse than gie-default on any workload measured).
+        pool.scheduler.enabled = true;
+        pool.scheduler.preset = "tokenway";
+        ExpandSchedulerPreset(pool.scheduler.preset, pool.scheduler);
+      }
       if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
       if (auto n = p["autoscaling"]) LoadAutoscaling(n, f + ".autoscaling", pool.autoscaling);
       if (auto n = p["accelerators"]) LoadAccelerators(n, f + ".accelerators", pool);

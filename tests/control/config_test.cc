@@ -128,7 +128,11 @@ TEST(ConfigTest, FullFileParsesEveryField) {
   EXPECT_EQ(c.pools[0].endpoints[0].port, 8000);
   EXPECT_EQ(c.pools[0].endpoints[1].host, "::1");
   EXPECT_EQ(c.pools[0].endpoints[1].port, 8001);
-  EXPECT_EQ(c.pools[1].policy, "least-request");  // the default
+  // No policy and no scheduler: the tokenway scheduling profile.
+  EXPECT_TRUE(c.pools[1].scheduler.enabled);
+  EXPECT_EQ(c.pools[1].scheduler.preset, "tokenway");
+  EXPECT_EQ(c.pools[1].scheduler.sample, 64u);
+  EXPECT_FALSE(c.pools[0].scheduler.enabled);  // an explicit policy keeps its picker
   ASSERT_EQ(c.models.size(), 3u);
   EXPECT_EQ(c.models[1].name, "llama-3-8b-sql");
   EXPECT_EQ(c.models[1].pool, "gpu-a");
