@@ -385,7 +385,9 @@ class Loader : public YamlFields {
   }
 
   void LoadScheduler(const YAML::Node& node, const std::string& f, SchedulerConfig& x) const {
-    ExpectMap(node, f, {"preset", "filters", "scorers", "picker", "prefix", "session_header"});
+    ExpectMap(node, f,
+              {"preset", "filters", "scorers", "picker", "prefix", "session_header", "affinity",
+               "sample"});
     x.enabled = true;
     if (auto n = node["preset"]) {
       x.preset = String(n, f + ".preset");
@@ -483,6 +485,32 @@ class Loader : public YamlFields {
         x.prefix.max_blocks =
             static_cast<uint32_t>(Unsigned(n, f + ".prefix.max_blocks", 1, 1u << 20));
       }
+    }
+    LoadAffinityAndSample(node, f, x);
+  }
+
+  // pools[].scheduler.affinity (the consistent-prefix scorer) and pools[].scheduler.sample.
+  void LoadAffinityAndSample(const YAML::Node& node, const std::string& f,
+                             SchedulerConfig& x) const {
+    if (auto a = node["affinity"]) {
+      ExpectMap(a, f + ".affinity", {"blocks", "epsilon"});
+      bool scored = std::any_of(x.scorers.begin(), x.scorers.end(), [](const ScorerConfig& sc) {
+        return sc.name == "consistent-prefix";
+      });
+      if (!scored) Fail(a, f + ".affinity", "needs the consistent-prefix scorer in scorers");
+      if (auto n = a["blocks"]) {
+        x.affinity.blocks = static_cast<uint32_t>(Unsigned(n, f + ".affinity.blocks", 1, 4096));
+      }
+      if (auto n = a["epsilon"]) {
+        x.affinity.epsilon = Weight(n, f + ".affinity.epsilon");
+        if (x.affinity.epsilon <= 0 || x.affinity.epsilon > 10) {
+          Fail(n, f + ".affinity.epsilon", "must be in (0, 10]");
+        }
+      }
+    }
+    if (auto n = node["sample"]) {
+      x.sample = static_cast<uint32_t>(Unsigned(n, f + ".sample", 0, 1u << 20));
+      if (x.sample > 0 && x.sample < 2) Fail(n, f + ".sample", "must be 0 (off) or at least 2");
     }
   }
 
@@ -901,6 +929,13 @@ class Loader : public YamlFields {
       }
       if (auto n = p["engine"]) pool.engine = Engine(n, f + ".engine");
       if (auto n = p["scheduler"]) LoadScheduler(n, f + ".scheduler", pool.scheduler);
+      if (!p["policy"] && !p["scheduler"]) {
+        // A pool that sets no policy gets the tokenway scheduling profile (docs/benchmarks.md,
+        // "The tokenway preset": no worse than gie-default on any workload measured).
+        pool.scheduler.enabled = true;
+        pool.scheduler.preset = "tokenway";
+        ExpandSchedulerPreset(pool.scheduler.preset, pool.scheduler);
+      }
       if (auto n = p["flow_control"]) LoadFlowControl(n, f + ".flow_control", pool.flow_control);
       if (auto n = p["autoscaling"]) LoadAutoscaling(n, f + ".autoscaling", pool.autoscaling);
       if (auto n = p["accelerators"]) LoadAccelerators(n, f + ".accelerators", pool);

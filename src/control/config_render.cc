@@ -33,6 +33,11 @@ void WriteScheduler(JsonWriter& w, const SchedulerConfig& sc) {
   w.Key("capacity").Uint(sc.prefix.capacity);
   w.Key("max_blocks").Uint(sc.prefix.max_blocks);
   w.EndObject();
+  w.Key("affinity").BeginObject();
+  w.Key("blocks").Uint(sc.affinity.blocks);
+  w.Key("epsilon").Number(sc.affinity.epsilon);
+  w.EndObject();
+  w.Key("sample").Uint(sc.sample);
   w.EndObject();
 }
 

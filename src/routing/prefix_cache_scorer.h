@@ -13,6 +13,9 @@ class PrefixCacheScorer final : public Scorer {
  public:
   void Score(const ScoringContext& ctx, std::span<const PickCandidate> candidates,
              std::span<double> scores) const override;
+  // The endpoints holding the prompt's first block (at most PrefixMatch::kMax).
+  void Nominate(const ScoringContext& ctx, std::span<const PickCandidate> candidates,
+                Nominations& out) const override;
   std::string_view name() const override { return "prefix-cache"; }
 };
 

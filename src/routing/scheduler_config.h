@@ -25,6 +25,14 @@ struct FilterConfig {
   double kv_threshold = 0.8;     // GIE's default
 };
 
+// The `consistent-prefix` scorer (routing/consistent_prefix_scorer.h): the leading prompt blocks
+// that make a request's affinity key, and how far above the mean load an endpoint may go before
+// its prefix groups spill to the next endpoint of their rendezvous order.
+struct AffinityConfig {
+  uint32_t blocks = 16;   // leading blocks of the key (16 × 64 B: the first 1 KiB of the prompt)
+  double epsilon = 0.25;  // bound = ceil((1 + epsilon) × (total load + 1) / candidates)
+};
+
 struct SchedulerConfig {
   bool enabled = false;  // false: the pool uses its simple `policy`
   std::string preset;    // "gie-default" or empty; when set, `scorers`/`picker` hold its expansion
@@ -35,15 +43,19 @@ struct SchedulerConfig {
   // Request header whose value is the session-affinity key (e.g. "x-session-id"); empty: the
   // request's `user` field only.
   std::string session_header;
+  AffinityConfig affinity;
+  // Pools larger than this score a sample of this many random candidates plus the ones the
+  // scorers nominate (prefix holders, rendezvous choices) instead of every candidate; 0: all.
+  uint32_t sample = 0;
 };
 
 inline constexpr std::string_view kScorerNames[] = {
-    "queue-depth",  "kv-cache",         "least-request", "lora-affinity",
-    "prefix-cache", "session-affinity", "capacity",      "outstanding-tokens"};
+    "queue-depth",      "kv-cache", "least-request",      "lora-affinity",    "prefix-cache",
+    "session-affinity", "capacity", "outstanding-tokens", "consistent-prefix"};
 inline constexpr std::string_view kFilterNames[] = {"saturation"};
 inline constexpr std::string_view kSchedulerPickerNames[] = {"max-score", "weighted-random",
                                                              "power-of-two"};
-inline constexpr std::string_view kSchedulerPresets[] = {"gie-default"};
+inline constexpr std::string_view kSchedulerPresets[] = {"gie-default", "tokenway"};
 
 template <size_t N>
 bool IsKnownName(const std::string_view (&names)[N], std::string_view name) {
@@ -58,11 +70,22 @@ std::string JoinNames(const std::string_view (&names)[N]) {
 }
 
 // Fills scorers and picker for a preset. GIE's default profile: queue 2, KV cache 2, prefix 3,
-// max-score. False for an unknown preset.
+// max-score. tokenway's: the prefix index and replica-consistent prefix affinity with bounded
+// load, balanced by queue depth, KV cache and outstanding tokens, a strong LoRA-adapter
+// affinity (it decides nothing in pools without adapters), scoring a sample of 64 (plus the
+// nominated endpoints) in pools larger than that (docs/benchmarks.md, "The tokenway
+// preset"). False for an unknown preset.
 inline bool ExpandSchedulerPreset(std::string_view preset, SchedulerConfig& c) {
   if (preset == "gie-default") {
     c.scorers = {{"queue-depth", 2}, {"kv-cache", 2}, {"prefix-cache", 3}};
     c.picker = "max-score";
+    return true;
+  }
+  if (preset == "tokenway") {
+    c.scorers = {{"prefix-cache", 3}, {"consistent-prefix", 3},  {"queue-depth", 2},
+                 {"kv-cache", 1},     {"outstanding-tokens", 2}, {"lora-affinity", 8}};
+    c.picker = "max-score";
+    c.sample = 64;
     return true;
   }
   return false;

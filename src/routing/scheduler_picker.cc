@@ -17,6 +17,8 @@ struct Scratch {
   std::vector<uint64_t> blocks;
   std::vector<PickCandidate> filtered;
   std::vector<uint32_t> order;
+  std::vector<PickCandidate> sampled;
+  std::vector<uint8_t> marked;     // by position in the pick's candidates; all 0 between picks
   std::vector<double> per_scorer;  // scorer-major, only when the caller asks for scores
 };
 
@@ -36,26 +38,71 @@ uint64_t Mix(uint64_t x) {  // splitmix64 step: independent draws from one rando
 
 SchedulerPicker::SchedulerPicker(const SchedulerConfig& config, uint32_t endpoints,
                                  int64_t stale_after_ns, std::shared_ptr<PrefixIndex> prefix_index)
-    : stale_after_ns_(stale_after_ns) {
+    : stale_after_ns_(stale_after_ns), blocks_(config.prefix), sample_(config.sample) {
+  blocks_.max_blocks = 0;
   for (const auto& fc : config.filters) {
     if (auto filter = MakeFilter(fc)) filters_.push_back(std::move(filter));
   }
   for (const auto& sc : config.scorers) {
-    auto scorer = MakeScorer(sc.name);
+    auto scorer = MakeScorer(sc.name, config, endpoints);
     if (!scorer) continue;
     if (sc.name == "prefix-cache" && !prefix_index_) {
       prefix_index_ = prefix_index && prefix_index->endpoints() == endpoints
                           ? std::move(prefix_index)
                           : std::make_shared<PrefixIndex>(config.prefix, endpoints);
     }
+    if (sc.name == "consistent-prefix" && !prefix_index_) {
+      // Only the key's leading blocks, unless the prefix index wants them all.
+      blocks_.max_blocks = std::min(config.prefix.max_blocks, config.affinity.blocks);
+    }
     scorers_.push_back({std::move(scorer), sc.weight});
   }
+  if (prefix_index_) blocks_ = prefix_index_->config();
   if (config.picker == "weighted-random") choice_ = Choice::kWeightedRandom;
   if (config.picker == "power-of-two") choice_ = Choice::kPowerOfTwo;
 }
 
 const std::vector<double>& SchedulerPicker::LastScoresForTest() {
   return ThreadScratch().total;
+}
+
+std::span<const PickCandidate> SchedulerPicker::Sample(const ScoringContext& sc,
+                                                       std::span<const PickCandidate> all,
+                                                       uint64_t random,
+                                                       std::vector<PickCandidate>& sampled,
+                                                       std::vector<uint8_t>& marked) const {
+  const size_t n = all.size();
+  if (marked.size() < n) marked.resize(n, 0);
+  sampled.clear();
+  // The marks are cleared again from the sampled candidates' positions, kept in their `index`
+  // field until the end (the candidates are copied back over them last).
+  auto take = [&](size_t pos) {
+    if (marked[pos]) return;
+    marked[pos] = 1;
+    sampled.push_back({static_cast<uint32_t>(pos), nullptr});
+  };
+  Nominations nominated;
+  for (const auto& w : scorers_) w.scorer->Nominate(sc, all, nominated);
+  for (uint32_t k = 0; k < nominated.size(); ++k) {
+    if (nominated[k] < n) take(nominated[k]);
+  }
+  // Random positions; a repeat is skipped, and the tries are bounded at twice the sample (the
+  // pool is larger than the sample, so a short sample is rare and only a little short).
+  const size_t want = sampled.size() + sample_;
+  uint64_t r = Mix(random ^ 0x5851f42d4c957f2dull);
+  for (size_t tries = 0; sampled.size() < want && tries < 2 * size_t{sample_}; ++tries) {
+    r = Mix(r);
+    __extension__ using U128 = unsigned __int128;
+    take(static_cast<size_t>((static_cast<U128>(r) * n) >> 64));
+  }
+  for (PickCandidate& c : sampled) {
+    marked[c.index] = 0;
+    c = all[c.index];
+    // The scorers read these two lines of every sampled endpoint: start the misses together.
+    __builtin_prefetch(&c.state->in_flight);
+    __builtin_prefetch(&c.state->engine);
+  }
+  return sampled;
 }
 
 void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate> all,
@@ -65,7 +112,25 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
   sc.pick = &ctx;
   sc.now_ns = ctx.now_ns != 0 ? ctx.now_ns : MonotonicNanos();
   sc.stale_after_ns = stale_after_ns_;
+  s.blocks.clear();
+  if (ctx.request) {
+    sc.model_hash = LoraNameHash(ctx.request->model);
+    if (blocks_.max_blocks > 0) {
+      PrefixIndex::HashBlocks(ctx.request->model, ctx.request->prompt_text, blocks_.block_bytes,
+                              blocks_.max_blocks, s.blocks);
+    }
+  }
+  sc.prefix_blocks = s.blocks;
+  sc.prefix_index = prefix_index_.get();
+  PrefixMatch match;
+  if (prefix_index_ && !s.blocks.empty()) {
+    match = prefix_index_->MatchAll(s.blocks);
+    sc.prefix_match = &match;
+  }
   std::span<const PickCandidate> candidates = all;
+  if (sample_ > 0 && all.size() > sample_ + Nominations::kCapacity) {
+    candidates = Sample(sc, all, ctx.random, s.sampled, s.marked);
+  }
   for (const auto& filter : filters_) {
     // In place on the second and later filters: Apply writes index k only after reading it.
     s.filtered.resize(candidates.size());
@@ -75,17 +140,6 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
     candidates = s.filtered;
   }
   const size_t n = candidates.size();
-  s.blocks.clear();
-  if (ctx.request) {
-    sc.model_hash = LoraNameHash(ctx.request->model);
-    if (prefix_index_) {
-      const PrefixIndexConfig& pc = prefix_index_->config();
-      PrefixIndex::HashBlocks(ctx.request->model, ctx.request->prompt_text, pc.block_bytes,
-                              pc.max_blocks, s.blocks);
-    }
-  }
-  sc.prefix_blocks = s.blocks;
-  sc.prefix_index = prefix_index_.get();
   s.total.assign(n, 0.0);
   s.one.resize(n);
   const bool keep_scores = ctx.report && ctx.report->scores;

@@ -1,9 +1,11 @@
 // SchedulerPicker: the scheduling framework behind pools[].scheduler — weighted scorers, then a
 // picker over the total score — packaged as a Picker so the forwarding code is unchanged.
 //
-// Per pick (worker thread, concurrently): run the filters (keeping the unfiltered set if they
-// would leave nothing), hash the prompt into prefix blocks once (only when a
-// prefix-cache scorer is configured), run each scorer over all candidates (scores in [0,1]), add
+// Per pick (worker thread, concurrently): hash the prompt into prefix blocks once (only when a
+// prefix-cache or consistent-prefix scorer is configured) and look them up in the prefix index
+// once; in a pool larger than `sample` (when set), keep only the candidates the scorers nominate
+// plus `sample` random others; run the filters (keeping the unfiltered set if they
+// would leave nothing); run each scorer over all candidates (scores in [0,1]), add
 // weight × score, choose the first endpoint with the configured picker (max-score with random
 // tie-break, weighted-random proportional to score, or power-of-two over scores), then order the
 // rest by descending score as fallbacks. The chosen endpoint learns the request's prefix blocks.
@@ -48,11 +50,21 @@ class SchedulerPicker final : public Picker {
     std::unique_ptr<Scorer> scorer;
     double weight;
   };
+  // The candidates of a large pool that are scored: the scorers' nominations plus sample_ random
+  // others (no repeats). Fills `sampled`; `marked` is scratch, all 0 on entry and on return.
+  std::span<const PickCandidate> Sample(const ScoringContext& sc,
+                                        std::span<const PickCandidate> all, uint64_t random,
+                                        std::vector<PickCandidate>& sampled,
+                                        std::vector<uint8_t>& marked) const;
+
   std::vector<std::unique_ptr<Filter>> filters_;
   std::vector<Weighted> scorers_;
   Choice choice_ = Choice::kMaxScore;
   int64_t stale_after_ns_;
   std::shared_ptr<PrefixIndex> prefix_index_;  // only when a prefix-cache scorer is configured
+  // How the prompt is cut into blocks; max_blocks 0: no scorer needs the blocks.
+  PrefixIndexConfig blocks_;
+  uint32_t sample_ = 0;  // pools[].scheduler.sample (0: score every candidate)
 };
 
 }  // namespace tokenway

@@ -25,4 +25,24 @@ void ScoreLowerIsBetter(std::span<double> scores) {
   }
 }
 
+size_t CandidatePosition(std::span<const PickCandidate> candidates, uint32_t endpoint) {
+  if (endpoint < candidates.size() && candidates[endpoint].index == endpoint) return endpoint;
+  // The front doors list the eligible endpoints in pool order: a binary search finds it there
+  // (on any other order it only fails, and the scan below decides).
+  size_t lo = 0, hi = candidates.size();
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (candidates[mid].index < endpoint) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo < candidates.size() && candidates[lo].index == endpoint) return lo;
+  for (size_t i = 0; i < candidates.size(); ++i) {  // any other order
+    if (candidates[i].index == endpoint) return i;
+  }
+  return candidates.size();
+}
+
 }  // namespace tokenway

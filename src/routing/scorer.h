@@ -17,6 +17,7 @@
 namespace tokenway {
 
 class PrefixIndex;
+struct PrefixMatch;
 
 // Per-pick inputs computed once by the SchedulerPicker.
 struct ScoringContext {
@@ -26,6 +27,26 @@ struct ScoringContext {
   uint64_t model_hash = 0;                  // LoraNameHash(request model)
   std::span<const uint64_t> prefix_blocks;  // chained block hashes of the prompt (may be empty)
   PrefixIndex* prefix_index = nullptr;      // the pool's index (null if no prefix scorer)
+  // prefix_index->MatchAll(prefix_blocks), looked up once per pick by the SchedulerPicker (null:
+  // not looked up; a scorer that needs it does the lookup itself).
+  const PrefixMatch* prefix_match = nullptr;
+};
+
+// Positions of candidates a scorer expects to score high, for a picker that scores only a sample
+// of a large pool (pools[].scheduler.sample): nominated candidates are always in the sample.
+class Nominations {
+ public:
+  static constexpr uint32_t kCapacity = 16;
+  void push_back(uint32_t position) {
+    if (size_ < kCapacity) items_[size_++] = position;
+  }
+  uint32_t size() const { return size_; }
+  uint32_t operator[](uint32_t i) const { return items_[i]; }
+  void clear() { size_ = 0; }
+
+ private:
+  uint32_t items_[kCapacity] = {};
+  uint32_t size_ = 0;
 };
 
 class Scorer {
@@ -34,8 +55,21 @@ class Scorer {
   // Writes scores[i] ∈ [0,1] for candidates[i].
   virtual void Score(const ScoringContext& ctx, std::span<const PickCandidate> candidates,
                      std::span<double> scores) const = 0;
+  // Adds the positions (in `candidates`) of the few candidates this scorer would score highest,
+  // if it can find them without reading every candidate's state; the default nominates none.
+  virtual void Nominate(const ScoringContext& ctx, std::span<const PickCandidate> candidates,
+                        Nominations& out) const {
+    (void)ctx;
+    (void)candidates;
+    (void)out;
+  }
   virtual std::string_view name() const = 0;
 };
+
+// Position of the candidate for pool endpoint `endpoint`, or candidates.size() when it is not a
+// candidate. O(1) when the candidates are the whole pool in order, O(log n) when they are in
+// ascending index order, else a scan.
+size_t CandidatePosition(std::span<const PickCandidate> candidates, uint32_t endpoint);
 
 // Turns loads into scores in place: on entry scores[i] holds candidate i's load, or NaN when
 // its signals are unknown; on return the lowest load scores 1, the highest 0, linearly between

@@ -3,6 +3,7 @@
 #include <iterator>
 
 #include "routing/capacity_scorer.h"
+#include "routing/consistent_prefix_scorer.h"
 #include "routing/kv_cache_scorer.h"
 #include "routing/least_request_scorer.h"
 #include "routing/lora_affinity_scorer.h"
@@ -14,7 +15,8 @@
 
 namespace tokenway {
 
-std::unique_ptr<Scorer> MakeScorer(std::string_view name) {
+std::unique_ptr<Scorer> MakeScorer(std::string_view name, const SchedulerConfig& config,
+                                   uint32_t endpoints) {
   if (name == "queue-depth") return std::make_unique<QueueDepthScorer>();
   if (name == "kv-cache") return std::make_unique<KvCacheScorer>();
   if (name == "least-request") return std::make_unique<LeastRequestScorer>();
@@ -23,6 +25,9 @@ std::unique_ptr<Scorer> MakeScorer(std::string_view name) {
   if (name == "session-affinity") return std::make_unique<SessionAffinityScorer>();
   if (name == "outstanding-tokens") return std::make_unique<OutstandingTokensScorer>();
   if (name == "capacity") return std::make_unique<CapacityScorer>();
+  if (name == "consistent-prefix") {
+    return std::make_unique<ConsistentPrefixScorer>(config.affinity, endpoints);
+  }
   return nullptr;
 }
 

@@ -14,7 +14,9 @@
 namespace tokenway {
 
 // Returns nullptr for an unknown name (configuration validation rejects those first).
-std::unique_ptr<Scorer> MakeScorer(std::string_view name);
+// `config` and `endpoints` (the pool's size) parameterise the scorers that need them.
+std::unique_ptr<Scorer> MakeScorer(std::string_view name, const SchedulerConfig& config = {},
+                                   uint32_t endpoints = 0);
 // Known scorer names, for validation messages.
 const std::vector<std::string>& KnownScorers();
 // Returns nullptr for an unknown filter name.

@@ -128,7 +128,11 @@ TEST(ConfigTest, FullFileParsesEveryField) {
   EXPECT_EQ(c.pools[0].endpoints[0].port, 8000);
   EXPECT_EQ(c.pools[0].endpoints[1].host, "::1");
   EXPECT_EQ(c.pools[0].endpoints[1].port, 8001);
-  EXPECT_EQ(c.pools[1].policy, "least-request");  // the default
+  // No policy and no scheduler: the tokenway scheduling profile.
+  EXPECT_TRUE(c.pools[1].scheduler.enabled);
+  EXPECT_EQ(c.pools[1].scheduler.preset, "tokenway");
+  EXPECT_EQ(c.pools[1].scheduler.sample, 64u);
+  EXPECT_FALSE(c.pools[0].scheduler.enabled);  // an explicit policy keeps its picker
   ASSERT_EQ(c.models.size(), 3u);
   EXPECT_EQ(c.models[1].name, "llama-3-8b-sql");
   EXPECT_EQ(c.models[1].pool, "gpu-a");
@@ -301,6 +305,21 @@ INSTANTIATE_TEST_SUITE_P(
                   "pools:\n  - name: p\n    scheduler: {preset: magic}\n"
                   "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
                   3, "pools[0].scheduler.preset", "unknown preset 'magic'"},
+        ErrorCase{"AffinityWithoutItsScorer",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: gie-default\n"
+                  "      affinity: {blocks: 8}\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.affinity", "needs the consistent-prefix scorer"},
+        ErrorCase{"AffinityEpsilonZero",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: tokenway\n"
+                  "      affinity: {epsilon: 0}\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.affinity.epsilon", "(0, 10]"},
+        ErrorCase{"SampleOfOne",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: tokenway\n"
+                  "      sample: 1\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.sample", "at least 2"},
         ErrorCase{"SchedulerWithoutScorers",
                   "pools:\n  - name: p\n    scheduler: {picker: max-score}\n"
                   "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: p}\n",
@@ -472,6 +491,29 @@ TEST(ConfigTest, SchedulerAndEngineMetrics) {
   simdjson::dom::element doc;
   ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
   EXPECT_NE(json.find("\"preset\":\"gie-default\""), std::string::npos) << json;
+}
+
+TEST(ConfigTest, TokenwayPresetAndAffinity) {
+  auto r = ParseConfig(
+      "pools:\n  - name: a\n    scheduler: {preset: tokenway}\n    endpoints: [http://h:1]\n"
+      "  - name: b\n    scheduler:\n      scorers: [{name: consistent-prefix}]\n"
+      "      affinity: {blocks: 4, epsilon: 0.5}\n      sample: 0\n"
+      "    endpoints: [http://h:2]\nmodels:\n  - {name: m, pool: a}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const SchedulerConfig& a = r->pools[0].scheduler;
+  ASSERT_EQ(a.scorers.size(), 6u);
+  EXPECT_EQ(a.scorers[1].name, "consistent-prefix");
+  EXPECT_EQ(a.sample, 64u);
+  EXPECT_EQ(a.affinity.blocks, 16u);
+  const SchedulerConfig& b = r->pools[1].scheduler;
+  EXPECT_EQ(b.affinity.blocks, 4u);
+  EXPECT_EQ(b.affinity.epsilon, 0.5);
+  EXPECT_EQ(b.sample, 0u);
+  std::string json = RenderConfigJson(*r);
+  EXPECT_NE(json.find("\"affinity\":{\"blocks\":4,\"epsilon\":0.5},\"sample\":0"),
+            std::string::npos)
+      << json;
 }
 
 TEST(ConfigTest, EveryEngineNameIsAccepted) {

@@ -331,3 +331,156 @@ TEST(SchedulerPickerTest, LongPromptPicksDoNotAllocateInSteadyState) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+// A request of prefix group `group` with its own question.
+InspectedRequest GroupRequest(int group, int question) {
+  InspectedRequest req;
+  req.model = "m";
+  req.prompt_text = "system " + std::to_string(group) + ": " +
+                    std::string(2048, static_cast<char>('a' + group % 26)) + "\nuser: question " +
+                    std::to_string(question) + "\n";
+  return req;
+}
+
+TEST(SchedulerPickerTest, ReplicasWithTheTokenwayPresetAgreeOnEveryGroupsFirstChoice) {
+  // Two gateway replicas (own pickers, own prefix indexes) in front of one fleet, the
+  // candidates listed in a different order by each: the consistent-prefix scorer makes them
+  // send each group to the same endpoint from its first request on.
+  constexpr size_t kEndpoints = 16;
+  FakePool pool(kEndpoints);
+  SchedulerConfig c;
+  ASSERT_TRUE(ExpandSchedulerPreset("tokenway", c));
+  c.enabled = true;
+  SchedulerPicker a(c, kEndpoints, kStale), b(c, kEndpoints, kStale);
+  std::vector<PickCandidate> reversed(pool.candidates().rbegin(), pool.candidates().rend());
+  std::mt19937_64 rng(3);
+  std::set<uint32_t> used;
+  for (int group = 0; group < 40; ++group) {
+    for (int q = 0; q < 3; ++q) {
+      InspectedRequest req = GroupRequest(group, q);
+      PickContext ctx;
+      ctx.request = &req;
+      ctx.random = rng();
+      FallbackList out_a, out_b;
+      a.Pick(ctx, pool.candidates(), out_a);
+      ctx.random = rng();
+      b.Pick(ctx, reversed, out_b);
+      ASSERT_EQ(out_a[0], out_b[0]) << "group " << group << " request " << q;
+      used.insert(out_a[0]);
+    }
+  }
+  EXPECT_GE(used.size(), kEndpoints / 2);  // groups spread over the fleet
+}
+
+TEST(SchedulerPickerTest, ConsistentPrefixSpillsToTheSameNextEndpointWhenOverTheBound) {
+  constexpr size_t kEndpoints = 8;
+  FakePool pool(kEndpoints);
+  SchedulerPicker a(Config({{"consistent-prefix", 1}}), kEndpoints, kStale);
+  SchedulerPicker b(Config({{"consistent-prefix", 1}}), kEndpoints, kStale);
+  InspectedRequest req = GroupRequest(7, 0);
+  PickContext ctx;
+  ctx.request = &req;
+  FallbackList out;
+  a.Pick(ctx, pool.candidates(), out);
+  const uint32_t home = out[0];
+  // The home endpoint's engine reports 40 running, the others 2: the bound is
+  // ceil(1.25 × (54 + 1) / 8) = 9, so the group spills, and both replicas spill alike.
+  for (size_t i = 0; i < kEndpoints; ++i) pool[i].engine.running = i == home ? 40 : 2;
+  out.clear();
+  a.Pick(ctx, pool.candidates(), out);
+  const uint32_t spill = out[0];
+  EXPECT_NE(spill, home);
+  FallbackList other;
+  b.Pick(ctx, pool.candidates(), other);
+  EXPECT_EQ(other[0], spill);
+  // Back under the bound: home again.
+  pool[home].engine.running = 2;
+  out.clear();
+  a.Pick(ctx, pool.candidates(), out);
+  EXPECT_EQ(out[0], home);
+  // Stale engine signals: the replica's own in-flight counts decide.
+  for (size_t i = 0; i < kEndpoints; ++i) pool[i].engine.updated_at_ns = 0;
+  SchedulerPicker fresh_clock(Config({{"consistent-prefix", 1}}), kEndpoints, 1);
+  pool[home].in_flight = 50;
+  out.clear();
+  fresh_clock.Pick(ctx, pool.candidates(), out);
+  EXPECT_NE(out[0], home);
+}
+
+TEST(SchedulerPickerTest, SampledPicksKeepNominatedEndpointsAndMatchTheFullPick) {
+  // 1,000 endpoints, sample 32: the prefix holder and the rendezvous choice are always scored,
+  // so prefix affinity holds exactly as when every endpoint is scored; fallbacks are distinct.
+  constexpr size_t kEndpoints = 1000;
+  FakePool pool(kEndpoints);
+  for (size_t i = 0; i < kEndpoints; ++i) {
+    pool[i].engine.waiting = 1;
+    pool[i].engine.running = 2;
+  }
+  SchedulerConfig c = Config({{"prefix-cache", 3}, {"consistent-prefix", 2}, {"queue-depth", 1}});
+  SchedulerConfig full_config = c;
+  c.sample = 32;
+  SchedulerPicker sampled(c, kEndpoints, kStale), full(full_config, kEndpoints, kStale);
+  std::mt19937_64 rng(9);
+  for (int group = 0; group < 30; ++group) {
+    InspectedRequest req = GroupRequest(group, 0);
+    PickContext ctx;
+    ctx.request = &req;
+    ctx.random = rng();
+    FallbackList s, f;
+    sampled.Pick(ctx, pool.candidates(), s);
+    full.Pick(ctx, pool.candidates(), f);
+    EXPECT_EQ(s[0], f[0]) << group;
+    EXPECT_EQ(s.size(), FallbackList::kCapacity);
+    std::set<uint32_t> distinct;
+    for (uint32_t k = 0; k < s.size(); ++k) distinct.insert(s[k]);
+    EXPECT_EQ(distinct.size(), s.size());
+    for (int q = 1; q < 4; ++q) {  // the group stays where it went
+      InspectedRequest next = GroupRequest(group, q);
+      ctx.request = &next;
+      ctx.random = rng();
+      FallbackList again;
+      sampled.Pick(ctx, pool.candidates(), again);
+      EXPECT_EQ(again[0], s[0]) << group;
+    }
+  }
+}
+
+TEST(SchedulerPickerTest, SampledPicksReachEveryEndpoint) {
+  // Load-only scoring over a sample: every endpoint is sometimes in the sample and wins there.
+  constexpr size_t kEndpoints = 200;
+  FakePool pool(kEndpoints);
+  SchedulerConfig c = Config({{"queue-depth", 1}});
+  c.sample = 16;
+  SchedulerPicker picker(c, kEndpoints, kStale);
+  auto counts = Histogram(picker, pool, 20000);
+  EXPECT_EQ(counts.size(), kEndpoints);
+}
+
+TEST(SchedulerPickerTest, SampledPicksDoNotAllocateInSteadyState) {
+  constexpr size_t kEndpoints = 1000;
+  FakePool pool(kEndpoints);
+  SchedulerConfig c;
+  ASSERT_TRUE(ExpandSchedulerPreset("tokenway", c));
+  c.enabled = true;
+  SchedulerPicker picker(c, kEndpoints, kStale);
+  InspectedRequest req = GroupRequest(1, 0);
+  PickContext ctx;
+  ctx.request = &req;
+  FallbackList out;
+  picker.Pick(ctx, pool.candidates(), out);
+  const uint64_t before = g_allocations.load();
+  for (int i = 0; i < 50; ++i) {
+    req.prompt_text[static_cast<size_t>(i % 7) * 100] = static_cast<char>('a' + i % 20);
+    ctx.random = static_cast<uint64_t>(i) * 1299709;
+    out.clear();
+    picker.Pick(ctx, pool.candidates(), out);
+    ASSERT_GT(out.size(), 0u);
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0u);
+}
+
+}  // namespace
+}  // namespace tokenway

@@ -298,3 +298,23 @@ TEST(ScorerRegistryTest, EveryKnownNameBuilds) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(CandidatePositionTest, FindsEndpointsInAnyOrder) {
+  std::vector<PickCandidate> full, subset, reversed;
+  for (uint32_t i = 0; i < 10; ++i) full.push_back({i, nullptr});
+  for (uint32_t i = 0; i < 10; i += 3) subset.push_back({i, nullptr});  // 0 3 6 9
+  reversed.assign(full.rbegin(), full.rend());
+  EXPECT_EQ(CandidatePosition(full, 7), 7u);
+  EXPECT_EQ(CandidatePosition(subset, 6), 2u);
+  EXPECT_EQ(CandidatePosition(subset, 9), 3u);
+  EXPECT_EQ(CandidatePosition(subset, 4), subset.size());
+  EXPECT_EQ(CandidatePosition(reversed, 2), 7u);
+  EXPECT_EQ(CandidatePosition(reversed, 12), reversed.size());
+  EXPECT_EQ(CandidatePosition({}, 0), 0u);
+}
+
+}  // namespace
+}  // namespace tokenway
