@@ -79,7 +79,10 @@ RouteDecision SemanticRouter::Apply(semantic::Classification c, std::string_view
   const int counted = d.route;
   decisions_[static_cast<size_t>(counted) * kRouteReasons + static_cast<size_t>(d.reason)]
       ->fetch_add(1, std::memory_order_relaxed);
-  if (d.reason == RouteReason::kDenied) d.route = -1;
+  if (d.reason == RouteReason::kDenied) {
+    d.refused = d.route;
+    d.route = -1;
+  }
   return d;
 }
 

@@ -25,6 +25,7 @@ namespace tokenway {
 
 struct RouteDecision {
   int route = -1;       // the route taken (index into config().routes); -1 when denied
+  int refused = -1;     // when denied: the route refused (the classified one, or the default)
   int classified = -1;  // the classifier's route; -1 when the text had no features
   float confidence = 0.0f;
   RouteReason reason = RouteReason::kClassified;

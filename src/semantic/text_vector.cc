@@ -270,4 +270,11 @@ void TextVectorizer::Fold(const SparseVector& v, std::span<float> out) {
   Normalize(out);
 }
 
+void LexicalEmbedding(std::string_view text, std::span<float> out) {
+  static const TextVectorizer vectorizer;
+  thread_local SparseVector v;
+  vectorizer.Vectorize(text, v);
+  TextVectorizer::Fold(v, out);
+}
+
 }  // namespace tokenway::semantic

@@ -104,4 +104,10 @@ class TextVectorizer {
   std::vector<float> idf_;
 };
 
+// The deterministic lexical embedding tokenway-sim answers /v1/embeddings with, and that stands
+// in for an embedding model in tests and benchmarks: the text's vector under default options
+// without IDF, folded to out.size() dimensions (unit length; all zeros for a text without
+// features). Similar texts get close vectors.
+void LexicalEmbedding(std::string_view text, std::span<float> out);
+
 }  // namespace tokenway::semantic

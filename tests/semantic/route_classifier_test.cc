@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "semantic/embedding_classifier.h"
 #include "semantic/route_eval_set.h"
 
 namespace tokenway::semantic {
@@ -146,6 +147,70 @@ TEST(RouteClassifierTest, TrainingIsDeterministic) {
     ASSERT_EQ(x.route, y.route);
     ASSERT_EQ(x.confidence, y.confidence);
   }
+}
+
+}  // namespace
+}  // namespace tokenway::semantic
+
+namespace tokenway::semantic {
+namespace {
+
+// The embedding path: the deterministic embeddings tokenway-sim's /v1/embeddings answers with
+// (LexicalEmbedding, 256 and the default 1024 dimensions), classified by nearest centroid.
+TEST(EmbeddingClassifierTest, SimEmbeddingsThroughNearestCentroid) {
+  const auto routes = testing::EvalRoutes();
+  for (size_t dim : {256u, 1024u}) {
+    std::vector<std::vector<std::vector<float>>> examples(routes.size());
+    for (size_t r = 0; r < routes.size(); ++r) {
+      for (const auto& e : routes[r].examples) {
+        examples[r].emplace_back(dim);
+        LexicalEmbedding(e, examples[r].back());
+      }
+      for (const auto& k : routes[r].keywords) {
+        examples[r].emplace_back(dim);
+        LexicalEmbedding(k, examples[r].back());
+      }
+    }
+    auto c = EmbeddingClassifier::Build(examples);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    const auto set = testing::EvalSet();
+    std::vector<std::vector<int>> confusion(routes.size(), std::vector<int>(routes.size(), 0));
+    size_t right = 0;
+    std::vector<float> v(dim);
+    for (const auto& p : set) {
+      LexicalEmbedding(p.text, v);
+      const Classification got = c->Classify(v);
+      ASSERT_GE(got.route, 0);
+      ++confusion[p.route][got.route];
+      right += got.route == p.route;
+    }
+    const double accuracy = double(right) / set.size();
+    std::printf(
+        "embedding (sim, %zu-d, nearest centroid, scale %.0f): accuracy %.1f%% on %zu "
+        "prompts\n%-14s",
+        dim, c->scale(), 100 * accuracy, set.size(), "truth\\pred");
+    for (const auto& route : routes) std::printf("%14s", route.name.c_str());
+    std::printf("\n");
+    for (size_t t = 0; t < routes.size(); ++t) {
+      std::printf("%-14s", routes[t].name.c_str());
+      for (int n : confusion[t]) std::printf("%14d", n);
+      std::printf("\n");
+    }
+    EXPECT_GE(accuracy, 0.70);
+  }
+}
+
+TEST(EmbeddingClassifierTest, BadInputIsRejected) {
+  EXPECT_FALSE(EmbeddingClassifier::Build({{{1, 0}}}).ok());
+  EXPECT_FALSE(EmbeddingClassifier::Build({{{1, 0}}, {}}).ok());
+  EXPECT_FALSE(EmbeddingClassifier::Build({{{1, 0}}, {{1, 0, 0}}}).ok());
+  EXPECT_FALSE(EmbeddingClassifier::Build({{{0, 0}}, {{1, 0}}}).ok());
+  auto c = EmbeddingClassifier::Build({{{1, 0}, {0.9f, 0.1f}}, {{0, 1}, {0.1f, 0.9f}}});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->Classify(std::vector<float>{0.8f, 0.2f}).route, 0);
+  EXPECT_EQ(c->Classify(std::vector<float>{0.2f, 0.8f}).route, 1);
+  EXPECT_EQ(c->Classify(std::vector<float>{0, 0}).route, -1);
+  EXPECT_EQ(c->Classify(std::vector<float>{1, 0, 0}).route, -1);
 }
 
 }  // namespace

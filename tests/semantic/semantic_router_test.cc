@@ -150,6 +150,7 @@ TEST(SemanticRouterTest, TenantRestrictionsSendOthersToTheDefaultOrDenyThem) {
   EXPECT_EQ(d.route, -1);
   EXPECT_EQ(d.reason, RouteReason::kDenied);
   EXPECT_EQ(d.classified, 0);
+  EXPECT_EQ(d.refused, 0);
 
   PrometheusText t;
   SemanticMetrics::Global().Render(t);
