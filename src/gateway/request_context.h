@@ -84,6 +84,7 @@ struct RequestRecord {
   std::string semantic_route;
   float route_confidence = 0.0f;  // the classifier's confidence in its route
   std::string_view route_reason;  // classified, below_threshold, tenant_restricted, ...
+  std::string_view route_by;      // "lexical" or "embeddings": the classifier that decided
   TokenUsage usage;
   // The usage above was not reported by the model server but estimated by tokenway (a stream
   // that ended without a usage block): prompt tokens from the token estimator, completion

@@ -26,6 +26,8 @@ Worker::Worker(uint32_t id, GatewayShared& shared, WorkerMetrics& metrics)
       rng_(std::random_device{}() ^ (static_cast<uint64_t>(id) << 32)) {
   acceptor_.emplace(*ioc_);
   tick_timer_.emplace(*ioc_);
+  json_client_ = std::make_unique<JsonClient>(*ioc_);
+  route_embeddings_ = std::make_unique<RouteEmbeddings>(*json_client_);
 }
 
 Worker::~Worker() {
@@ -33,6 +35,7 @@ Worker::~Worker() {
   acceptor_.reset();
   tick_timer_.reset();
   upstreams_.CloseAll();
+  json_client_->CloseAll();
   ioc_.reset();  // destroys suspended sessions while the members they use still exist
 }
 
@@ -148,6 +151,7 @@ void Worker::Tick() {
   for (ClientSession* s : sessions_) s->ArmClientWatch();
   if (runtime_) {
     upstreams_.CloseIdleBefore(now - runtime_->config.upstream.idle_connection_timeout.count());
+    json_client_->CloseIdleBefore(now - runtime_->config.upstream.idle_connection_timeout.count());
   }
   access_log_.Flush(shared_.access_log.get());
   tick_timer_->expires_after(kTickInterval);

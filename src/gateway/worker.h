@@ -18,7 +18,9 @@
 #include "common/request_inspector.h"
 #include "common/usage.h"
 #include "control/runtime.h"
+#include "gateway/route_embeddings.h"
 #include "http/deadline_sweep.h"
+#include "http/json_client.h"
 #include "http/upstream_pool.h"
 #include "telemetry/access_log.h"
 #include "telemetry/metrics.h"
@@ -65,6 +67,9 @@ class Worker {
   WorkerMetrics& metrics() { return metrics_; }
   DeadlineSweep& sweep() { return sweep_; }
   UpstreamPool& upstreams() { return upstreams_; }
+  // Side services the request path calls (a semantic router's embeddings backend).
+  JsonClient& json_client() { return *json_client_; }
+  RouteEmbeddings& route_embeddings() { return *route_embeddings_; }
   RequestInspector& inspector() { return inspector_; }
   UsageReader& usage_reader() { return usage_reader_; }
   AccessLogBuffer& access_log() { return access_log_; }
@@ -95,6 +100,8 @@ class Worker {
   std::vector<Pinned> retired_;
   DeadlineSweep sweep_;
   UpstreamPool upstreams_;
+  std::unique_ptr<JsonClient> json_client_;
+  std::unique_ptr<RouteEmbeddings> route_embeddings_;
   RequestInspector inspector_;
   UsageReader usage_reader_;
   AccessLogBuffer access_log_;

@@ -6,6 +6,7 @@
 
 #include "common/json_writer.h"
 #include "common/yaml_fields.h"
+#include "http/json_client.h"
 
 namespace tokenway {
 namespace {
@@ -37,7 +38,7 @@ class RouterLoader : public YamlFields {
   }
 
   RouterConfig Load(const YAML::Node& node, const std::string& field) {
-    ExpectMap(node, field, {"routes", "default", "threshold", "classifier"});
+    ExpectMap(node, field, {"routes", "default", "threshold", "classifier", "embeddings"});
     RouterConfig r;
     const YAML::Node routes = node["routes"];
     if (!routes) Fail(node, Join(field, "routes"), "is required");
@@ -88,6 +89,21 @@ class RouterLoader : public YamlFields {
         Fail(c, Join(field, "classifier"), "must be auto, centroid or logistic");
       }
     }
+    if (auto e = node["embeddings"]) {
+      const std::string f = Join(field, "embeddings");
+      ExpectMap(e, f, {"url", "model", "timeout", "cache_entries"});
+      if (!e["url"]) Fail(e, Join(f, "url"), "is required: the /v1/embeddings endpoint");
+      r.embeddings.url = String(e["url"], Join(f, "url"));
+      if (auto target = ParseHttpUrl(r.embeddings.url); !target.ok()) {
+        Fail(e["url"], Join(f, "url"), target.status().message());
+      }
+      if (!e["model"]) Fail(e, Join(f, "model"), "is required: the embedding model's name");
+      r.embeddings.model = String(e["model"], Join(f, "model"));
+      if (auto t = e["timeout"]) r.embeddings.timeout = Dur(t, Join(f, "timeout"));
+      if (auto c = e["cache_entries"]) {
+        r.embeddings.cache_entries = Integer<uint32_t>(c, Join(f, "cache_entries"), 0, 1u << 24);
+      }
+    }
     return r;
   }
 };
@@ -126,6 +142,15 @@ void WriteRouterConfig(JsonWriter& w, const RouterConfig& r) {
   w.Key("default").String(r.default_route);
   w.Key("threshold").Double(r.threshold);
   w.Key("classifier").String(semantic::ClassifierKindName(r.classifier));
+  if (r.embeddings.enabled()) {
+    w.Key("embeddings").BeginObject();
+    w.Key("url").String(r.embeddings.url);
+    w.Key("model").String(r.embeddings.model);
+    w.Key("timeout_ms")
+        .Int(std::chrono::duration_cast<std::chrono::milliseconds>(r.embeddings.timeout).count());
+    w.Key("cache_entries").Uint(r.embeddings.cache_entries);
+    w.EndObject();
+  }
   w.EndObject();
 }
 

@@ -5,8 +5,11 @@
 // /admin/config by WriteRouterConfig. docs/configuration.md documents each field.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "common/duration.h"
 
 #include "semantic/route_classifier.h"
 #include "tokenway/status.h"
@@ -28,11 +31,23 @@ struct RouteConfig {
   std::vector<std::string> tenants;
 };
 
+// router.embeddings: classify prompts by their embedding from an OpenAI-compatible /v1/embeddings
+// endpoint (nearest centroid of the routes' embedded examples) instead of the lexical classifier,
+// which stays the fallback when the backend fails or is slow.
+struct RouterEmbeddingsConfig {
+  std::string url;    // http://host:port/v1/embeddings; empty: no embeddings backend
+  std::string model;  // the embedding model named in each call
+  Duration timeout = std::chrono::milliseconds(100);  // per prompt; then the lexical classifier
+  uint32_t cache_entries = 4096;  // per worker: prompt embeddings kept (LRU); 0: no cache
+  bool enabled() const { return !url.empty(); }
+};
+
 struct RouterConfig {
   std::vector<RouteConfig> routes;
   std::string default_route;  // a route's name: below the threshold, or when a tenant may not
   double threshold = 0.35;    // minimum confidence for the classified route
   semantic::ClassifierKind classifier = semantic::ClassifierKind::kAuto;
+  RouterEmbeddingsConfig embeddings;
   bool enabled() const { return !routes.empty(); }
 };
 

@@ -4,8 +4,10 @@ model it served), carry `x-tokenway-route: <route>; confidence=<c>` (plain and s
 logged with the access log's `semantic_route` field and counted in
 tokenway_semantic_route_total; a tenant not allowed a route gets the default route, and a 403
 when the default is not allowed either; a prompt the classifier is unsure of takes the default;
-/v1/models lists the virtual model. tokenway-sim's /v1/embeddings answers in the OpenAI shape
-with deterministic embeddings in which similar texts are close."""
+/v1/models lists the virtual model. With an embeddings backend (tokenway-sim's /v1/embeddings)
+prompts are classified by their embeddings; a backend slower than the router's timeout falls back
+to the lexical classifier, counted as backend_fallback. tokenway-sim's /v1/embeddings answers in
+the OpenAI shape with deterministic embeddings in which similar texts are close."""
 import base64
 import hashlib
 import json
@@ -236,6 +238,77 @@ governance:
         st, hdrs, _, raw = self.chat("Write a Python function.", model="coder")
         self.assertEqual(st, 200, raw)
         self.assertNotIn("x-tokenway-route", hdrs)
+
+
+class EmbeddingsBackendTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        loras = sum((["--lora", t] for t in TARGETS.values()), [])
+        cls.sim = Sim(count=1, args=["--speed", "50", "--max-loras", "8"] + loras)
+        cls.embedder = Sim(count=1)
+        cls.slow = Sim(count=1)
+        twtest.set_faults(cls.slow.urls[0], slow_start_ms=1500)
+        eps = "\n".join(f"      - {u}" for u in cls.sim.urls)
+        adapters = "".join(f"  - name: {t}\n    pool: p\n    parent: {MODEL}\n"
+                           for t in TARGETS.values())
+        tenantless = ROUTER.replace("          tenants: [acme]\n", "")
+        backend = (f"\n      embeddings: {{url: '{cls.embedder.urls[0]}/v1/embeddings', "
+                   f"model: '{MODEL}', timeout: 2s, cache_entries: 16}}")
+        slow = (f"\n      embeddings: {{url: '{cls.slow.urls[0]}/v1/embeddings', "
+                f"model: '{MODEL}', timeout: 50ms}}")
+        cls.gw = Gateway(f"""
+pools:
+  - name: p
+    endpoints:
+{eps}
+models:
+  - name: {MODEL}
+    pool: p
+{adapters}  - name: auto
+    router:{tenantless}{backend}
+  - name: auto-slow
+    router:{tenantless}{slow}
+""", workers=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        for s in (cls.sim, cls.embedder, cls.slow):
+            s.stop()
+
+    def chat(self, model, prompt):
+        return post_json(self.gw.base + "/v1/chat/completions",
+                         chat_body(model, prompt, max_tokens=8))
+
+    def test_prompts_are_classified_by_their_embeddings(self):
+        right = 0
+        for route, prompt in PROMPTS:
+            st, hdrs, body, raw = self.chat("auto", prompt)
+            self.assertEqual(st, 200, raw)
+            self.assertIsNotNone(route_header(hdrs)[0], hdrs)
+            right += body["model"] == TARGETS[route]
+        # Lexical embeddings without IDF are a weaker classifier than the lexical one.
+        self.assertGreaterEqual(right, 7, "embedding path routed too few prompts right")
+        self.assertEqual(self.gw.metric("tokenway_semantic_route_total", model="auto",
+                                        reason="backend_fallback"), 0)
+        self.assertTrue(twtest.wait_until(
+            lambda: any((l.get("semantic_route") or {}).get("by") == "embeddings"
+                        for l in self.gw.access_log())))
+        # The same prompt again is answered from the worker's cache, the same way.
+        st, hdrs1, _, _ = self.chat("auto", PROMPTS[0][1])
+        st, hdrs2, _, _ = self.chat("auto", PROMPTS[0][1])
+        self.assertEqual(hdrs1["x-tokenway-route"], hdrs2["x-tokenway-route"])
+
+    def test_slow_backend_falls_back_to_the_lexical_classifier(self):
+        before = self.gw.metric("tokenway_semantic_route_total", model="auto-slow",
+                                reason="backend_fallback")
+        for route, prompt in PROMPTS[:4]:
+            st, hdrs, body, raw = self.chat("auto-slow", prompt)
+            self.assertEqual(st, 200, raw)
+            self.assertEqual(body["model"], TARGETS[route], prompt)
+            self.assertEqual(route_header(hdrs)[0], route)
+        self.assertEqual(self.gw.metric("tokenway_semantic_route_total", model="auto-slow",
+                                        reason="backend_fallback"), before + 4)
 
 
 class SimEmbeddingsTest(unittest.TestCase):

@@ -117,6 +117,8 @@ void WriteAccessLog(RequestContext& ctx, double seconds) {
       AppendJsonDouble(o, rec.route_confidence);
       o.append(",\"reason\":");
       AppendJsonString(o, rec.route_reason);
+      o.append(",\"by\":");
+      AppendJsonString(o, rec.route_by);
       o.push_back('}');
     }
   }

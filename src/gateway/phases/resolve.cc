@@ -8,8 +8,10 @@
 //
 // Resolution steps, in order:
 //   semantic routing  a virtual model (models[].router) → the target of the route its prompt is
-//                     classified into (semantic/semantic_router.h); the decision is recorded for
-//                     the x-tokenway-route header, the access log and the span.
+//                     classified into (semantic/semantic_router.h; with an embeddings backend
+//                     through the worker's RouteEmbeddings, gateway/route_embeddings.h); the
+//                     decision is recorded for the x-tokenway-route header, the access log and
+//                     the span.
 #include <algorithm>
 #include <cmath>
 
@@ -53,14 +55,10 @@ void AppendRouteHeaderValue(const RequestRecord& rec, std::string& out) {
 
 namespace {
 
-// Semantic routing: classifies the prompt of a request to a virtual model and sends it to the
-// decided route's target; 403 when the tenant may use neither that route nor the default.
-PhaseResult RouteVirtualModel(RequestContext& ctx, const SemanticRouter& router) {
-  const InspectedRequest& req = ctx.inspected;
+// Semantic routing, after the decision: records it and sends the request to the decided route's
+// target; 403 when the tenant may use neither the classified route nor the default.
+PhaseResult TakeRoute(RequestContext& ctx, const SemanticRouter& router, const RouteDecision& d) {
   RequestRecord& rec = ctx.record;
-  const std::string_view text =
-      SemanticRouter::RoutingText(req.prompt_text, req.operation == Operation::kChatCompletions);
-  const RouteDecision d = router.Decide(text, rec.tenant);
   rec.route_confidence = d.confidence;
   rec.route_reason = RouteReasonName(d.reason);
   if (d.route < 0) {
@@ -82,7 +80,23 @@ PhaseResult RouteVirtualModel(RequestContext& ctx, const SemanticRouter& router)
 boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& client) {
   ctx.requested_model.assign(ctx.inspected.model);
   if (const SemanticRouter* router = ctx.runtime->FindRouter(ctx.inspected.model)) {
-    if (PhaseResult r = RouteVirtualModel(ctx, *router); r != PhaseResult::kContinue) co_return r;
+    // Semantic routing: the prompt (its last user message) classified by its embedding when the
+    // router has an embeddings backend, else lexically, in place.
+    const InspectedRequest& req = ctx.inspected;
+    const std::string_view text =
+        SemanticRouter::RoutingText(req.prompt_text, req.operation == Operation::kChatCompletions);
+    RouteDecision d;
+    ctx.record.route_by = "lexical";
+    if (router->config().embeddings.enabled()) {
+      bool by_embeddings = false;
+      d = co_await ctx.worker.route_embeddings().Decide(
+          ctx.runtime->routers.find(ctx.inspected.model)->second, text, ctx.record.tenant,
+          &by_embeddings);
+      if (by_embeddings) ctx.record.route_by = "embeddings";
+    } else {
+      d = router->Decide(text, ctx.record.tenant);
+    }
+    if (PhaseResult r = TakeRoute(ctx, *router, d); r != PhaseResult::kContinue) co_return r;
   }
   ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
   const InspectedRequest& req = ctx.inspected;
