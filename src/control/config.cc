@@ -958,6 +958,12 @@ namespace {
 Status ValidateRouters(const GatewayConfig& c) {
   for (const auto& m : c.models) {
     if (!m.router.enabled()) continue;
+    const std::string& pool = m.router.embeddings.pool;
+    if (!pool.empty() && std::none_of(c.pools.begin(), c.pools.end(),
+                                      [&](const PoolConfig& p) { return p.name == pool; })) {
+      return Status::Error("model '" + m.name + "' router.embeddings names unknown pool '" + pool +
+                           "'");
+    }
     for (const RouteConfig& route : m.router.routes) {
       const std::string where = "model '" + m.name + "' route '" + route.name + "'";
       auto target = std::find_if(c.models.begin(), c.models.end(),

@@ -197,7 +197,13 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
   models.BeginObject().Key("object").String("list").Key("data").BeginArray();
   for (const auto& mc : config.models) {
     if (mc.router.enabled()) {
-      auto router = SemanticRouter::Build(mc.name, mc.router);
+      std::vector<std::string> embedding_urls;
+      if (!mc.router.embeddings.pool.empty()) {
+        for (const PoolEndpoint& pe : by_name.at(mc.router.embeddings.pool)->endpoints) {
+          embedding_urls.push_back(pe.url + "/v1/embeddings");
+        }
+      }
+      auto router = SemanticRouter::Build(mc.name, mc.router, std::move(embedding_urls));
       if (!router.ok()) return router.status();
       rt->routers.emplace(mc.name, std::move(*router));
     } else {

@@ -87,8 +87,10 @@ RouteEmbeddings::State* RouteEmbeddings::StateFor(
   std::erase_if(states_, [](const std::unique_ptr<State>& s) { return s->router.expired(); });
   auto state = std::make_unique<State>();
   state->router = router;
-  auto target = ParseHttpUrl(router->config().embeddings.url);
-  if (target.ok()) state->target = std::move(*target);
+  for (const std::string& url : router->embedding_urls()) {
+    auto target = ParseHttpUrl(url);
+    if (target.ok()) state->targets.push_back(std::move(*target));
+  }
   states_.push_back(std::move(state));
   return states_.back().get();
 }
@@ -115,7 +117,7 @@ boost::asio::awaitable<void> RouteEmbeddings::FetchCentroids(
                              std::chrono::milliseconds(kMinCentroidTimeout));
   options.max_response_bytes = 64 * 1024 * 1024;
   state->fetching = true;
-  JsonResponse response = co_await client_.Post(state->target, body, options);
+  JsonResponse response = co_await client_.Post(NextTarget(state), body, options);
   state->fetching = false;
   if (response.ok() && response.status == 200) {
     auto embeddings = ParseEmbeddings(parser_, response.body, inputs.size());
@@ -146,7 +148,7 @@ boost::asio::awaitable<std::optional<std::vector<float>>> RouteEmbeddings::Embed
   AppendRequest(body, config, {text});
   JsonPostOptions options;
   options.timeout = Millis(config.timeout);
-  JsonResponse response = co_await client_.Post(state->target, body, options);
+  JsonResponse response = co_await client_.Post(NextTarget(state), body, options);
   if (!response.ok() || response.status != 200) co_return std::nullopt;
   auto embeddings = ParseEmbeddings(parser_, response.body, 1);
   if (!embeddings.ok()) co_return std::nullopt;
@@ -168,7 +170,7 @@ boost::asio::awaitable<RouteDecision> RouteEmbeddings::Decide(
   *by_embeddings = false;
   State* state = StateFor(router);
   if (!state->centroids && !state->fetching && MonotonicNanos() >= state->retry_after_ns &&
-      !state->target.host.empty()) {
+      !state->targets.empty()) {
     co_await FetchCentroids(router, state);
   }
   if (state->centroids) {

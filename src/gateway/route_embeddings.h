@@ -2,7 +2,8 @@
 // one per worker, used by the resolve phase on the worker's thread only.
 //
 // A prompt is classified by its embedding — fetched from the configured OpenAI-compatible
-// /v1/embeddings endpoint through the worker's JsonClient, or found in the worker's LRU cache
+// /v1/embeddings endpoint (or the endpoints of the configured pool, in turn) through the worker's
+// JsonClient, or found in the worker's LRU cache
 // keyed by the prompt's xxh3 hash — against the centroids of the routes' examples and keywords,
 // which this worker embeds in one batched call on its first request to the router (calls again at
 // most once a second while that fails). Whenever the backend cannot answer in time (timeout,
@@ -48,7 +49,8 @@ class RouteEmbeddings {
  private:
   struct State {
     std::weak_ptr<const SemanticRouter> router;
-    HttpTarget target;
+    std::vector<HttpTarget> targets;  // the router's embedding_urls(), called in turn
+    size_t next_target = 0;
     std::optional<semantic::EmbeddingClassifier> centroids;
     bool fetching = false;
     int64_t retry_after_ns = 0;
@@ -59,6 +61,9 @@ class RouteEmbeddings {
   State* StateFor(const std::shared_ptr<const SemanticRouter>& router);
   boost::asio::awaitable<void> FetchCentroids(std::shared_ptr<const SemanticRouter> router,
                                               State* state);
+  static const HttpTarget& NextTarget(State* state) {
+    return state->targets[state->next_target++ % state->targets.size()];
+  }
   boost::asio::awaitable<std::optional<std::vector<float>>> Embed(
       std::shared_ptr<const SemanticRouter> router, State* state, std::string_view text);
 

@@ -91,11 +91,18 @@ class RouterLoader : public YamlFields {
     }
     if (auto e = node["embeddings"]) {
       const std::string f = Join(field, "embeddings");
-      ExpectMap(e, f, {"url", "model", "timeout", "cache_entries"});
-      if (!e["url"]) Fail(e, Join(f, "url"), "is required: the /v1/embeddings endpoint");
-      r.embeddings.url = String(e["url"], Join(f, "url"));
-      if (auto target = ParseHttpUrl(r.embeddings.url); !target.ok()) {
-        Fail(e["url"], Join(f, "url"), target.status().message());
+      ExpectMap(e, f, {"url", "pool", "model", "timeout", "cache_entries"});
+      if (!e["url"] == !e["pool"]) {
+        Fail(e, f, "needs either url (an /v1/embeddings endpoint) or pool, not both");
+      }
+      if (e["pool"]) {
+        r.embeddings.pool = String(e["pool"], Join(f, "pool"));
+        if (r.embeddings.pool.empty()) Fail(e["pool"], Join(f, "pool"), "must not be empty");
+      } else {
+        r.embeddings.url = String(e["url"], Join(f, "url"));
+        if (auto target = ParseHttpUrl(r.embeddings.url); !target.ok()) {
+          Fail(e["url"], Join(f, "url"), target.status().message());
+        }
       }
       if (!e["model"]) Fail(e, Join(f, "model"), "is required: the embedding model's name");
       r.embeddings.model = String(e["model"], Join(f, "model"));
@@ -144,7 +151,11 @@ void WriteRouterConfig(JsonWriter& w, const RouterConfig& r) {
   w.Key("classifier").String(semantic::ClassifierKindName(r.classifier));
   if (r.embeddings.enabled()) {
     w.Key("embeddings").BeginObject();
-    w.Key("url").String(r.embeddings.url);
+    if (r.embeddings.pool.empty()) {
+      w.Key("url").String(r.embeddings.url);
+    } else {
+      w.Key("pool").String(r.embeddings.pool);
+    }
     w.Key("model").String(r.embeddings.model);
     w.Key("timeout_ms")
         .Int(std::chrono::duration_cast<std::chrono::milliseconds>(r.embeddings.timeout).count());

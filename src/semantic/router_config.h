@@ -35,11 +35,13 @@ struct RouteConfig {
 // endpoint (nearest centroid of the routes' embedded examples) instead of the lexical classifier,
 // which stays the fallback when the backend fails or is slow.
 struct RouterEmbeddingsConfig {
-  std::string url;    // http://host:port/v1/embeddings; empty: no embeddings backend
-  std::string model;  // the embedding model named in each call
+  std::string url;  // http://host:port/v1/embeddings; empty: see `pool`
+  std::string
+      pool;  // or: a configured pool serving the embedding model (its endpoints' /v1/embeddings)
+  std::string model;                                  // the embedding model named in each call
   Duration timeout = std::chrono::milliseconds(100);  // per prompt; then the lexical classifier
   uint32_t cache_entries = 4096;  // per worker: prompt embeddings kept (LRU); 0: no cache
-  bool enabled() const { return !url.empty(); }
+  bool enabled() const { return !url.empty() || !pool.empty(); }
 };
 
 struct RouterConfig {

@@ -6,8 +6,8 @@
 
 namespace tokenway {
 
-StatusOr<std::shared_ptr<const SemanticRouter>> SemanticRouter::Build(const std::string& model,
-                                                                      const RouterConfig& config) {
+StatusOr<std::shared_ptr<const SemanticRouter>> SemanticRouter::Build(
+    const std::string& model, const RouterConfig& config, std::vector<std::string> embedding_urls) {
   std::vector<semantic::RouteExamples> routes;
   for (const RouteConfig& r : config.routes) routes.push_back({r.name, r.examples, r.keywords});
   semantic::ClassifierOptions options;
@@ -22,6 +22,11 @@ StatusOr<std::shared_ptr<const SemanticRouter>> SemanticRouter::Build(const std:
   for (RouteConfig& route : r->config_.routes)
     std::sort(route.tenants.begin(), route.tenants.end());
   r->classifier_ = std::move(*classifier);
+  if (!config.embeddings.url.empty()) {
+    r->embedding_urls_ = {config.embeddings.url};
+  } else if (!config.embeddings.pool.empty()) {
+    r->embedding_urls_ = std::move(embedding_urls);
+  }
   r->default_route_ = -1;
   for (size_t i = 0; i < config.routes.size(); ++i) {
     if (config.routes[i].name == config.default_route) r->default_route_ = static_cast<int>(i);

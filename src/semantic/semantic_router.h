@@ -34,8 +34,11 @@ struct RouteDecision {
 class SemanticRouter {
  public:
   // `model` is the virtual model's name (metric label). Trains the classifier.
-  static StatusOr<std::shared_ptr<const SemanticRouter>> Build(const std::string& model,
-                                                               const RouterConfig& config);
+  // `embedding_urls`: the /v1/embeddings URLs of an embeddings backend given as a pool (its
+  // endpoints in the snapshot being built); with embeddings.url that URL is used instead.
+  static StatusOr<std::shared_ptr<const SemanticRouter>> Build(
+      const std::string& model, const RouterConfig& config,
+      std::vector<std::string> embedding_urls = {});
 
   // Classifies `text` (see RoutingText) with the lexical classifier and decides for `tenant`
   // (empty: no tenant). Counts the decision and the classify time.
@@ -54,6 +57,9 @@ class SemanticRouter {
   const RouterConfig& config() const { return config_; }
   const RouteConfig& route(int i) const { return config_.routes[static_cast<size_t>(i)]; }
   const semantic::RouteClassifier& classifier() const { return *classifier_; }
+  // Where the embeddings backend is called, in turn (empty without one, or for a pool without
+  // endpoints yet).
+  const std::vector<std::string>& embedding_urls() const { return embedding_urls_; }
   bool Allowed(int route, std::string_view tenant) const;
 
  private:
@@ -63,6 +69,7 @@ class SemanticRouter {
   RouterConfig config_;
   int default_route_ = 0;
   std::shared_ptr<const semantic::RouteClassifier> classifier_;
+  std::vector<std::string> embedding_urls_;
   std::vector<std::atomic<uint64_t>*> decisions_;  // [route * kRouteReasons + reason]
   ClassifyTiming* timing_ = nullptr;
 };

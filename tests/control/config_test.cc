@@ -1097,6 +1097,14 @@ TEST(ConfigTest, VirtualModelWithRouter) {
   EXPECT_EQ(m.router.embeddings.model, "e5");
   EXPECT_EQ(m.router.embeddings.timeout, std::chrono::milliseconds(80));
   EXPECT_EQ(m.router.embeddings.cache_entries, 4096u);
+  std::string by_pool = kVirtualModel;
+  by_pool.replace(by_pool.find("url: \"http://127.0.0.1:9/v1/embeddings\""),
+                  std::string("url: \"http://127.0.0.1:9/v1/embeddings\"").size(), "pool: p");
+  auto p = ParseConfig(by_pool, "gw.yaml");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->models[2].router.embeddings.pool, "p");
+  EXPECT_TRUE(p->models[2].router.embeddings.url.empty());
+  EXPECT_TRUE(p->models[2].router.embeddings.enabled());
 }
 
 TEST(ConfigTest, VirtualModelErrors) {
@@ -1112,6 +1120,8 @@ TEST(ConfigTest, VirtualModelErrors) {
       {"url: \"http://127.0.0.1:9/v1/embeddings\"", "url: \"https://x/v1/embeddings\"",
        "models[2].router.embeddings.url"},
       {"model: e5, ", "", "models[2].router.embeddings.model: is required"},
+      {"url: \"http://127.0.0.1:9/v1/embeddings\"", "pool: gpu", "unknown pool 'gpu'"},
+      {"url: \"http://127.0.0.1:9/v1/embeddings\"", "url: \"http://h:1/e\", pool: p", "either url"},
   };
   for (const Case& c : cases) {
     std::string yaml = kVirtualModel;

@@ -252,8 +252,9 @@ class EmbeddingsBackendTest(unittest.TestCase):
         adapters = "".join(f"  - name: {t}\n    pool: p\n    parent: {MODEL}\n"
                            for t in TARGETS.values())
         tenantless = ROUTER.replace("          tenants: [acme]\n", "")
-        backend = (f"\n      embeddings: {{url: '{cls.embedder.urls[0]}/v1/embeddings', "
-                   f"model: '{MODEL}', timeout: 2s, cache_entries: 16}}")
+        # The healthy backend as a pool of its own, the slow one by URL.
+        backend = (f"\n      embeddings: {{pool: embedders, model: '{MODEL}', timeout: 2s, "
+                   f"cache_entries: 16}}")
         slow = (f"\n      embeddings: {{url: '{cls.slow.urls[0]}/v1/embeddings', "
                 f"model: '{MODEL}', timeout: 50ms}}")
         cls.gw = Gateway(f"""
@@ -261,6 +262,8 @@ pools:
   - name: p
     endpoints:
 {eps}
+  - name: embedders
+    endpoints: [{cls.embedder.urls[0]}]
 models:
   - name: {MODEL}
     pool: p

@@ -213,3 +213,29 @@ TEST(SemanticRouterTest, UntrainableRoutesFailTheBuild) {
 
 }  // namespace
 }  // namespace tokenway
+
+namespace tokenway {
+namespace {
+
+TEST(SemanticRouterTest, EmbeddingUrlsComeFromTheUrlOrThePool) {
+  auto config = Load(std::string(kRouter) +
+                     "embeddings: {url: 'http://10.0.0.1:8000/v1/embeddings', model: e5}\n");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  auto by_url = SemanticRouter::Build("auto-test-5", *config, {"http://ignored:1/v1/embeddings"});
+  ASSERT_TRUE(by_url.ok());
+  EXPECT_EQ((*by_url)->embedding_urls(),
+            std::vector<std::string>{"http://10.0.0.1:8000/v1/embeddings"});
+  config->embeddings.url.clear();
+  config->embeddings.pool = "embedders";
+  auto by_pool = SemanticRouter::Build("auto-test-5", *config,
+                                       {"http://a:1/v1/embeddings", "http://b:1/v1/embeddings"});
+  ASSERT_TRUE(by_pool.ok());
+  EXPECT_EQ((*by_pool)->embedding_urls().size(), 2u);
+  auto lexical = SemanticRouter::Build("auto-test-5", *Load(kRouter));
+  ASSERT_TRUE(lexical.ok());
+  EXPECT_TRUE((*lexical)->embedding_urls().empty());
+  EXPECT_FALSE(Load(std::string(kRouter) + "embeddings: {model: e5}\n").ok());
+}
+
+}  // namespace
+}  // namespace tokenway
