@@ -5,10 +5,10 @@
 The layers, lowest first; a folder may include its own headers, the public interfaces in
 include/tokenway/, and the folders of lower layers:
 
-    common < http < {routing, governance, telemetry, payload, rollout} < control < gateway < main
+    common < http < {routing, governance, telemetry, payload, rollout, semantic} < control < gateway < main
 
-Within the routing/governance/telemetry/payload/rollout layer the only allowed edges are
-governance -> telemetry, payload -> telemetry and rollout -> telemetry (they render their metric
+Within the routing/governance/telemetry/payload/rollout/semantic layer the only allowed edges are
+governance -> telemetry, payload -> telemetry, rollout -> telemetry and semantic -> telemetry (they render their metric
 families with telemetry's PrometheusText). sim and bench sit beside
 gateway: they may include every folder below gateway (and bench the simulator's headers), never
 gateway or main, and only main may include them. include/tokenway/ includes nothing from src/.
@@ -24,12 +24,13 @@ import tempfile
 LAYERS = [
     ["common"],
     ["http"],
-    ["routing", "governance", "telemetry", "payload", "rollout"],
+    ["routing", "governance", "telemetry", "payload", "rollout", "semantic"],
     ["control"],
     ["gateway"],
     ["main"],
 ]
-SIBLING_EDGES = {("governance", "telemetry"), ("payload", "telemetry"), ("rollout", "telemetry")}
+SIBLING_EDGES = {("governance", "telemetry"), ("payload", "telemetry"), ("rollout", "telemetry"),
+                 ("semantic", "telemetry")}
 BESIDE_GATEWAY = {"sim": set(), "bench": {"sim"}, "fleetsim": {"sim", "bench"}}  # folder -> extra folders it may include
 INTERFACES = "tokenway"  # include/tokenway/: the public interfaces, includable from anywhere
 

@@ -980,9 +980,9 @@ class Loader : public YamlFields {
     for (size_t i = 0; i < models.size(); ++i) {
       const YAML::Node& m = models[i];
       std::string f = "models[" + std::to_string(i) + "]";
-      ExpectMap(
-          m, f,
-          {"name", "pool", "parent", "priority", "versions", "sticky", "response_model", "shadow"});
+      ExpectMap(m, f,
+                {"name", "pool", "parent", "priority", "versions", "sticky", "response_model",
+                 "shadow", "router"});
       ModelConfig model;
       if (!m["name"]) Fail(m, f + ".name", "is required");
       model.name = String(m["name"], f + ".name");
@@ -991,8 +991,24 @@ class Loader : public YamlFields {
           Fail(m["name"], f + ".name", "model '" + model.name + "' is defined twice");
         }
       }
+      if (auto r = m["router"]) {
+        // A virtual model: its routes name the models that serve it.
+        if (m["pool"] || m["parent"] || m["priority"] || m["versions"] || m["sticky"] ||
+            m["response_model"] || m["shadow"]) {
+          Fail(m, f,
+               "model '" + model.name +
+                   "' has a router, so it takes no pool, parent, priority or versions");
+        }
+        auto router = LoadRouterConfig(r, f + ".router", source_);
+        if (!router.ok()) throw YamlFieldError{router.status().message()};
+        model.router = std::move(*router);
+        c.models.push_back(std::move(model));
+        continue;
+      }
       if (auto n = m["versions"]) LoadVersions(m, f, c, model);
-      if (!m["pool"] && model.versions.empty()) Fail(m, f + ".pool", "is required");
+      if (!m["pool"] && model.versions.empty()) {
+        Fail(m, f + ".pool", "is required (or a router: for a virtual model)");
+      }
       if (m["pool"]) {
         model.pool = String(m["pool"], f + ".pool");
       } else {
@@ -1161,6 +1177,41 @@ Status ValidateVersions(const ModelConfig& m, const std::set<std::string>& pool_
   return Status::Ok();
 }
 
+// Virtual models: every route's target is a configured model that is not itself virtual (so a
+// request is routed once and routes cannot loop), and every tenant a route names exists.
+Status ValidateRouters(const GatewayConfig& c) {
+  for (const auto& m : c.models) {
+    if (!m.router.enabled()) continue;
+    const std::string& pool = m.router.embeddings.pool;
+    if (!pool.empty() && std::none_of(c.pools.begin(), c.pools.end(),
+                                      [&](const PoolConfig& p) { return p.name == pool; })) {
+      return Status::Error("model '" + m.name + "' router.embeddings names unknown pool '" + pool +
+                           "'");
+    }
+    for (const RouteConfig& route : m.router.routes) {
+      const std::string where = "model '" + m.name + "' route '" + route.name + "'";
+      auto target = std::find_if(c.models.begin(), c.models.end(),
+                                 [&](const ModelConfig& t) { return t.name == route.target; });
+      if (target == c.models.end()) {
+        return Status::Error(where + " targets unknown model '" + route.target + "'");
+      }
+      if (target->router.enabled()) {
+        return Status::Error(where + " targets '" + route.target +
+                             "', a virtual model itself; a route must name a served model");
+      }
+      for (const std::string& tenant : route.tenants) {
+        const bool known = std::any_of(c.governance.tenants.begin(), c.governance.tenants.end(),
+                                       [&](const auto& t) { return t.name == tenant; });
+        if (!known) {
+          return Status::Error(where + " names unknown tenant '" + tenant +
+                               "' (tenants come from the governance section)");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ValidateConfig(const GatewayConfig& c) {
@@ -1219,11 +1270,13 @@ Status ValidateConfig(const GatewayConfig& c) {
     if (!model_names.insert(m.name).second) {
       return Status::Error("model '" + m.name + "' is defined twice");
     }
+    if (m.router.enabled()) continue;
     if (!pool_names.count(m.pool)) {
       return Status::Error("model '" + m.name + "' names unknown pool '" + m.pool + "'");
     }
     if (auto st = ValidateVersions(m, pool_names); !st.ok()) return st;
   }
+  if (Status s = ValidateRouters(c); !s.ok()) return s;
   for (const auto& m : c.models) {
     if (!m.parent.empty() && !model_names.count(m.parent)) {
       return Status::Error("model '" + m.name + "' names unknown parent '" + m.parent + "'");

@@ -214,30 +214,42 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
   VersionWeights local_weights;
   VersionWeights& weights = pools ? pools->versions() : local_weights;
   for (const auto& mc : config.models) {
-    ModelRoute route;
-    route.name = mc.name;
-    route.pool = by_name.at(mc.pool);
-    route.metrics_slot = slots.models.SlotFor(mc.name);
-    route.priority = mc.priority;
-    route.sticky = mc.sticky;
-    route.response_model = mc.response_model;
-    for (const ModelVersionConfig& vc : mc.versions) {
-      RouteVersion v;
-      v.name = vc.name;
-      v.model = vc.model;
-      v.pool = by_name.at(vc.pool);
-      v.metrics_slot = slots.versions.SlotFor(VersionSlotKey(mc.name, vc.name));
-      v.seed = VersionSeed(vc.name);
-      v.weight = weights.Cell(mc.name, vc.name, vc.weight);
-      v.match = vc.match;
-      if (mc.shadow.enabled() && vc.name == mc.shadow.version) {
-        route.shadow = static_cast<int32_t>(route.versions.size());
-        route.shadow_percent = mc.shadow.percent;
-        route.shadow_max_concurrency = mc.shadow.max_concurrency;
+    if (mc.router.enabled()) {
+      std::vector<std::string> embedding_urls;
+      if (!mc.router.embeddings.pool.empty()) {
+        for (const PoolEndpoint& pe : by_name.at(mc.router.embeddings.pool)->endpoints) {
+          embedding_urls.push_back(pe.url + "/v1/embeddings");
+        }
       }
-      route.versions.push_back(std::move(v));
+      auto router = SemanticRouter::Build(mc.name, mc.router, std::move(embedding_urls));
+      if (!router.ok()) return router.status();
+      rt->routers.emplace(mc.name, std::move(*router));
+    } else {
+      ModelRoute route;
+      route.name = mc.name;
+      route.pool = by_name.at(mc.pool);
+      route.metrics_slot = slots.models.SlotFor(mc.name);
+      route.priority = mc.priority;
+      route.sticky = mc.sticky;
+      route.response_model = mc.response_model;
+      for (const ModelVersionConfig& vc : mc.versions) {
+        RouteVersion v;
+        v.name = vc.name;
+        v.model = vc.model;
+        v.pool = by_name.at(vc.pool);
+        v.metrics_slot = slots.versions.SlotFor(VersionSlotKey(mc.name, vc.name));
+        v.seed = VersionSeed(vc.name);
+        v.weight = weights.Cell(mc.name, vc.name, vc.weight);
+        v.match = vc.match;
+        if (mc.shadow.enabled() && vc.name == mc.shadow.version) {
+          route.shadow = static_cast<int32_t>(route.versions.size());
+          route.shadow_percent = mc.shadow.percent;
+          route.shadow_max_concurrency = mc.shadow.max_concurrency;
+        }
+        route.versions.push_back(std::move(v));
+      }
+      rt->models.emplace(mc.name, route);
     }
-    rt->models.emplace(mc.name, route);
     WriteModelObject(models, mc, created);
     std::string one;
     JsonWriter model(one);

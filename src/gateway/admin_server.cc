@@ -22,6 +22,7 @@
 #include "governance/limiter.h"
 #include "payload/payload_metrics.h"
 #include "rollout/rollout_controller.h"
+#include "semantic/semantic_metrics.h"
 #include "telemetry/metrics_exposition.h"
 
 namespace tokenway {
@@ -415,6 +416,7 @@ std::string AdminServer::RenderMetrics() const {
     RenderTraceMetrics(t, view_.shared ? view_.shared->traces.get() : nullptr);
   };
   in.payload_section = [](PrometheusText& t) { PayloadMetrics::Global().Render(t); };
+  in.semantic_section = [](PrometheusText& t) { SemanticMetrics::Global().Render(t); };
   if (rt->governance) {
     in.governance_section = [&](PrometheusText& t) {
       rt->governance->state->RenderMetrics(t, rt->governance.get());

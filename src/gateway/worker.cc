@@ -27,6 +27,7 @@ Worker::Worker(uint32_t id, GatewayShared& shared, WorkerMetrics& metrics)
   acceptor_.emplace(*ioc_);
   json_client_.emplace(*ioc_);
   tick_timer_.emplace(*ioc_);
+  route_embeddings_ = std::make_unique<RouteEmbeddings>(*json_client_);
 }
 
 Worker::~Worker() {

@@ -19,6 +19,7 @@
 #include "common/request_inspector.h"
 #include "common/usage.h"
 #include "control/runtime.h"
+#include "gateway/route_embeddings.h"
 #include "http/deadline_sweep.h"
 #include "http/json_client.h"
 #include "http/upstream_pool.h"
@@ -67,7 +68,10 @@ class Worker {
   WorkerMetrics& metrics() { return metrics_; }
   DeadlineSweep& sweep() { return sweep_; }
   UpstreamPool& upstreams() { return upstreams_; }
+  // Side services the request path calls (webhook processors, a semantic router's embeddings
+  // backend).
   JsonClient& json_client() { return *json_client_; }
+  RouteEmbeddings& route_embeddings() { return *route_embeddings_; }
   RequestInspector& inspector() { return inspector_; }
   UsageReader& usage_reader() { return usage_reader_; }
   AccessLogBuffer& access_log() { return access_log_; }
@@ -99,6 +103,7 @@ class Worker {
   DeadlineSweep sweep_;
   UpstreamPool upstreams_;
   std::optional<JsonClient> json_client_;  // on *ioc_; its idle connections close before it
+  std::unique_ptr<RouteEmbeddings> route_embeddings_;
   RequestInspector inspector_;
   UsageReader usage_reader_;
   AccessLogBuffer access_log_;

@@ -1160,5 +1160,76 @@ TEST(ConfigTest, RolloutsSectionLoadsAndNamesKnownModels) {
   EXPECT_NE(field.status().message().find("rollouts.tick"), std::string::npos);
 }
 
+constexpr const char* kVirtualModel = R"(pools:
+  - name: p
+    endpoints: [http://h:1]
+models:
+  - name: coder
+    pool: p
+  - name: chat
+    pool: p
+  - name: auto
+    router:
+      routes:
+        - {name: code, target: coder, keywords: [python, function], tenants: [acme]}
+        - {name: talk, target: chat, examples: ["hello there"]}
+      default: talk
+      threshold: 0.5
+      embeddings: {url: "http://127.0.0.1:9/v1/embeddings", model: e5, timeout: 80ms}
+governance:
+  tenants:
+    - name: acme
+      keys: [{id: a, key: sk-acme-0123456789}]
+)";
+
+TEST(ConfigTest, VirtualModelWithRouter) {
+  auto r = ParseConfig(kVirtualModel, "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const ModelConfig& m = r->models[2];
+  EXPECT_TRUE(m.router.enabled());
+  EXPECT_TRUE(m.pool.empty());
+  ASSERT_EQ(m.router.routes.size(), 2u);
+  EXPECT_EQ(m.router.routes[0].tenants, std::vector<std::string>{"acme"});
+  EXPECT_EQ(m.router.default_route, "talk");
+  EXPECT_EQ(m.router.embeddings.model, "e5");
+  EXPECT_EQ(m.router.embeddings.timeout, std::chrono::milliseconds(80));
+  EXPECT_EQ(m.router.embeddings.cache_entries, 4096u);
+  std::string by_pool = kVirtualModel;
+  by_pool.replace(by_pool.find("url: \"http://127.0.0.1:9/v1/embeddings\""),
+                  std::string("url: \"http://127.0.0.1:9/v1/embeddings\"").size(), "pool: p");
+  auto p = ParseConfig(by_pool, "gw.yaml");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->models[2].router.embeddings.pool, "p");
+  EXPECT_TRUE(p->models[2].router.embeddings.url.empty());
+  EXPECT_TRUE(p->models[2].router.embeddings.enabled());
+}
+
+TEST(ConfigTest, VirtualModelErrors) {
+  struct Case {
+    std::string from, to, error;
+  };
+  const Case cases[] = {
+      {"target: coder", "target: nope", "targets unknown model 'nope'"},
+      {"target: coder", "target: auto", "a virtual model itself"},
+      {"tenants: [acme]", "tenants: [globex]", "unknown tenant 'globex'"},
+      {"  - name: auto\n", "  - name: auto\n    pool: p\n", "takes no pool, parent or priority"},
+      {"default: talk", "default: code2", "no route named 'code2'"},
+      {"url: \"http://127.0.0.1:9/v1/embeddings\"", "url: \"https://x/v1/embeddings\"",
+       "models[2].router.embeddings.url"},
+      {"model: e5, ", "", "models[2].router.embeddings.model: is required"},
+      {"url: \"http://127.0.0.1:9/v1/embeddings\"", "pool: gpu", "unknown pool 'gpu'"},
+      {"url: \"http://127.0.0.1:9/v1/embeddings\"", "url: \"http://h:1/e\", pool: p", "either url"},
+  };
+  for (const Case& c : cases) {
+    std::string yaml = kVirtualModel;
+    const size_t at = yaml.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    yaml.replace(at, c.from.size(), c.to);
+    auto r = ParseConfig(yaml, "gw.yaml");
+    ASSERT_FALSE(r.ok()) << c.to;
+    EXPECT_NE(r.status().message().find(c.error), std::string::npos) << r.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace tokenway

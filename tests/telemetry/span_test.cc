@@ -92,6 +92,8 @@ SpanRecord Sample(const TraceContext& t, const PickScores& scores) {
   s.retries = 1;
   s.priority = 2;
   s.queue_time_ms = 1.5;
+  s.semantic_route = "code";
+  s.route_confidence = 0.875;
   s.scores = &scores;
   return s;
 }
@@ -150,6 +152,8 @@ TEST(SpanTest, EncodesOtlpJsonAsTheSpecRequires) {
   EXPECT_EQ(std::string_view(a["tokenway.retries"].value), "1");
   EXPECT_EQ(std::string_view(a["tokenway.priority"].value), "2");
   EXPECT_EQ(double(a["tokenway.queue_time_ms"].value), 1.5);
+  EXPECT_EQ(std::string_view(a["tokenway.route"].value), "code");
+  EXPECT_EQ(double(a["tokenway.route.confidence"].value), 0.875);
   EXPECT_EQ(double(a["tokenway.score.total"].value), 2.5);
   EXPECT_EQ(double(a["tokenway.score.queue_depth"].value), 1.0);
   EXPECT_EQ(double(a["tokenway.score.kv_cache"].value), 0.5);

@@ -50,6 +50,10 @@ const RouteVersion* ChooseVersion(const RequestContext& ctx, const ModelRoute& r
 // 4. The split step: for an alias with versions, records the chosen version (ctx.version,
 // ctx.route, the record's version) and rewrites the body for the version's model.
 void SplitVersion(RequestContext& ctx);
+// 4. Appends the x-tokenway-route header value of a request a virtual model routed
+// ("code; confidence=0.87"); both front doors send it with the response head when
+// ctx.record.semantic_route is set.
+void AppendRouteHeaderValue(const RequestRecord& rec, std::string& out);
 
 // 5. Route: finds the model's pool (404 when none), waits for admission on a saturated
 // flow-controlled pool (the client watch cancels the wait if the client leaves), and picks the

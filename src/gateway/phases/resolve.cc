@@ -6,11 +6,22 @@
 // streaming.inject_usage is on, the outgoing body is edited to ask for it: one insertion, sent as
 // pieces around the body's bytes (OutgoingBody), never copied.
 //
-// The version split (models[].versions): a match rule (headers, tenants) chooses a version
-// first; otherwise weighted rendezvous hashing of the sticky key (routing/version_split.h) over
-// the versions' current weights, so a client stays on its version while weights move, and a
-// weight raised only draws new clients onto its version. The route phase then sends the request
-// to the chosen version's pool.
+// Resolution steps, in order:
+//   semantic routing  a virtual model (models[].router) → the target of the route its prompt is
+//                     classified into (semantic/semantic_router.h; with an embeddings backend
+//                     through the worker's RouteEmbeddings, gateway/route_embeddings.h); the
+//                     decision is recorded for the x-tokenway-route header, the access log and
+//                     the span.
+//   version split     an alias with versions (models[].versions): a match rule (headers,
+//                     tenants) chooses a version first; otherwise weighted rendezvous hashing of
+//                     the sticky key (routing/version_split.h) over the versions' current weights,
+//                     so a client stays on its version while weights move, and a weight raised
+//                     only draws new clients onto its version. The route phase then sends the
+//                     request to the chosen version's pool. It runs after semantic routing, so a
+//                     route may target an alias.
+#include <algorithm>
+#include <cmath>
+
 #include "common/io_buffer.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -39,6 +50,16 @@ void RewriteModel(RequestContext& ctx, std::string_view model) {
   ctx.body = std::string_view(ctx.replaced_body.data(), size);
   ctx.padding = IoBuffer::kPadding;
   ctx.record.request_bytes = size;
+}
+
+void AppendRouteHeaderValue(const RequestRecord& rec, std::string& out) {
+  out.append(rec.semantic_route);
+  out.append("; confidence=");
+  const long hundredths = std::lround(std::clamp(rec.route_confidence, 0.0f, 1.0f) * 100.0f);
+  out.push_back(static_cast<char>('0' + hundredths / 100));
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + (hundredths / 10) % 10));
+  out.push_back(static_cast<char>('0' + hundredths % 10));
 }
 
 namespace {
@@ -76,6 +97,26 @@ std::string_view StickyKey(const RequestContext& ctx, const StickyConfig& sticky
   return key.empty() ? std::string_view(ctx.record.request_id) : key;
 }
 
+// Semantic routing, after the decision: records it and sends the request to the decided route's
+// target; 403 when the tenant may use neither the classified route nor the default.
+PhaseResult TakeRoute(RequestContext& ctx, const SemanticRouter& router, const RouteDecision& d) {
+  RequestRecord& rec = ctx.record;
+  rec.route_confidence = d.confidence;
+  rec.route_reason = RouteReasonName(d.reason);
+  if (d.route < 0) {
+    const RouteConfig& refused = router.route(d.refused);
+    rec.semantic_route.assign(refused.name);
+    return ctx.Fail(403,
+                    "The model '" + router.model() + "' has no route this tenant may use (route '" +
+                        refused.name + "' is restricted to other tenants)",
+                    "route_not_allowed", "model");
+  }
+  const RouteConfig& route = router.route(d.route);
+  rec.semantic_route.assign(route.name);
+  RewriteModel(ctx, route.target);
+  return PhaseResult::kContinue;
+}
+
 }  // namespace
 
 const RouteVersion* ChooseVersion(const RequestContext& ctx, const ModelRoute& route) {
@@ -103,6 +144,25 @@ void SplitVersion(RequestContext& ctx) {
 
 boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& client) {
   ctx.requested_model.assign(ctx.inspected.model);
+  if (const SemanticRouter* router = ctx.runtime->FindRouter(ctx.inspected.model)) {
+    // Semantic routing: the prompt (its last user message) classified by its embedding when the
+    // router has an embeddings backend, else lexically, in place.
+    const InspectedRequest& req = ctx.inspected;
+    const std::string_view text =
+        SemanticRouter::RoutingText(req.prompt_text, req.operation == Operation::kChatCompletions);
+    RouteDecision d;
+    ctx.record.route_by = "lexical";
+    if (router->config().embeddings.enabled()) {
+      bool by_embeddings = false;
+      d = co_await ctx.worker.route_embeddings().Decide(
+          ctx.runtime->routers.find(ctx.inspected.model)->second, text, ctx.record.tenant,
+          &by_embeddings);
+      if (by_embeddings) ctx.record.route_by = "embeddings";
+    } else {
+      d = router->Decide(text, ctx.record.tenant);
+    }
+    if (PhaseResult r = TakeRoute(ctx, *router, d); r != PhaseResult::kContinue) co_return r;
+  }
   // Last resolution step: an alias with versions → the version the split chooses.
   SplitVersion(ctx);
   ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
