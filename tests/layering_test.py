@@ -5,11 +5,11 @@
 The layers, lowest first; a folder may include its own headers, the public interfaces in
 include/tokenway/, and the folders of lower layers:
 
-    common < http < {routing, governance, telemetry, payload} < control < gateway < main
+    common < http < {routing, governance, telemetry, payload, cache} < control < gateway < main
 
-Within the routing/governance/telemetry/payload layer the only allowed edges are governance ->
-telemetry and payload -> telemetry (both render their metric families with telemetry's
-PrometheusText). sim and bench sit beside
+Within the routing/governance/telemetry/payload/cache layer the only allowed edges are
+governance -> telemetry, payload -> telemetry and cache -> telemetry (all render their metric
+families with telemetry's PrometheusText). sim and bench sit beside
 gateway: they may include every folder below gateway (and bench the simulator's headers), never
 gateway or main, and only main may include them. include/tokenway/ includes nothing from src/.
 
@@ -24,12 +24,12 @@ import tempfile
 LAYERS = [
     ["common"],
     ["http"],
-    ["routing", "governance", "telemetry", "payload"],
+    ["routing", "governance", "telemetry", "payload", "cache"],
     ["control"],
     ["gateway"],
     ["main"],
 ]
-SIBLING_EDGES = {("governance", "telemetry"), ("payload", "telemetry")}
+SIBLING_EDGES = {("governance", "telemetry"), ("payload", "telemetry"), ("cache", "telemetry")}
 BESIDE_GATEWAY = {"sim": set(), "bench": {"sim"}, "fleetsim": {"sim", "bench"}}  # folder -> extra folders it may include
 INTERFACES = "tokenway"  # include/tokenway/: the public interfaces, includable from anywhere
 

@@ -593,9 +593,10 @@ class Loader : public YamlFields {
       throw YamlFieldError{source_ + ":1:1: (root): the file is empty"};
     }
     ExpectMap(root, "",
-              {"listen", "admin", "workers", "drain_timeout", "reload_poll_interval", "limits",
-               "upstream", "health", "streaming", "access_log", "tracing", "engine_metrics",
-               "pools", "models", "governance", "kubernetes", "autoscaling", "epp", "processors"});
+              {"listen",     "admin",          "workers", "drain_timeout", "reload_poll_interval",
+               "limits",     "upstream",       "health",  "streaming",     "access_log",
+               "tracing",    "engine_metrics", "pools",   "models",        "governance",
+               "kubernetes", "autoscaling",    "epp",     "processors",    "cache"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -863,6 +864,11 @@ class Loader : public YamlFields {
       auto governance = LoadGovernanceConfig(g, source_);
       if (!governance.ok()) throw YamlFieldError{governance.status().message()};
       c.governance = std::move(*governance);
+    }
+    if (auto k = root["cache"]) {
+      auto cache = LoadCacheConfig(k, source_);
+      if (!cache.ok()) throw YamlFieldError{cache.status().message()};
+      c.cache = std::move(*cache);
     }
     if (auto p = root["processors"]) {
       auto processors = LoadProcessorsConfig(p, source_);

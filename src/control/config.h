@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/cache_config.h"
 #include "common/duration.h"
 #include "control/discovery_config.h"
 #include "control/scaling_signals.h"
@@ -163,6 +164,8 @@ struct GatewayConfig {
   EppConfig epp;                // endpoint-picker front door; off unless epp.listen is set
   // Payload processors of phases 3 and 6, in order (payload/payload_config.h); empty: none.
   std::vector<ProcessorConfig> processors;
+  // The response cache (cache/cache_config.h); off unless a `cache:` section is present.
+  CacheConfig cache;
 };
 
 // Parses YAML text; `source` names the file in error messages.

@@ -254,6 +254,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   w.EndObject();
   WriteGovernanceJson(w.Key("governance"), c.governance);
   WriteProcessorsConfig(w.Key("processors"), c.processors);
+  WriteCacheConfig(w.Key("cache"), c.cache);
   w.EndObject();
   return out;
 }

@@ -12,6 +12,7 @@
 
 #include "common/duration.h"
 #include "common/json_writer.h"
+#include "common/log.h"
 #include "common/openai_error.h"
 #include "common/request_inspector.h"
 #include "control/discovery.h"
@@ -95,7 +96,18 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     std::string_view path = target.substr(0, target.find('?'));
     res.result(http::status::ok);
     res.set(http::field::content_type, "application/json");
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    if (path == "/admin/cache/purge") {
+      if (req.method() != http::verb::post) {
+        res.result(http::status::method_not_allowed);
+        res.set(http::field::allow, "POST");
+        AppendOpenAiError(res.body(), "use POST", "invalid_request_error", "",
+                          "method_not_allowed");
+      } else {
+        http::status status = http::status::ok;
+        PurgeCache(target, status, res.body());
+        res.result(status);
+      }
+    } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
       AppendOpenAiError(res.body(), "use GET", "invalid_request_error", "", "method_not_allowed");
     } else if (path == "/") {
@@ -135,6 +147,78 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     auto [wec, wn] = co_await http::async_write(stream, res, kNoThrow);
     if (wec || !res.keep_alive()) co_return;
   }
+}
+
+namespace {
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The value of query parameter `name` in `target`, percent-decoded ('+' is a space); false when
+// it is malformed. Absent: true with an empty value.
+bool QueryParam(std::string_view target, std::string_view name, std::string& value) {
+  value.clear();
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return true;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '+') {
+        value.push_back(' ');
+      } else if (raw[i] == '%') {
+        if (i + 2 >= raw.size()) return false;
+        const int hi = HexDigit(raw[i + 1]), lo = HexDigit(raw[i + 2]);
+        if (hi < 0 || lo < 0) return false;
+        value.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+      } else {
+        value.push_back(raw[i]);
+      }
+    }
+    return true;
+  }
+  return true;
+}
+
+}  // namespace
+
+void AdminServer::PurgeCache(std::string_view target, http::status& status,
+                             std::string& body) const {
+  std::string tenant, model;
+  if (!QueryParam(target, "tenant", tenant) || !QueryParam(target, "model", model)) {
+    status = http::status::bad_request;
+    AppendOpenAiError(body, "tenant and model must be percent-encoded", "invalid_request_error", "",
+                      "bad_query");
+    return;
+  }
+  ResponseCache* cache = view_.shared ? view_.shared->cache.get() : nullptr;
+  if (!cache) {
+    status = http::status::not_found;
+    AppendOpenAiError(body, "the response cache is not running", "invalid_request_error", "",
+                      "cache_off");
+    return;
+  }
+  const ResponseCache::Purged p = cache->Purge(tenant, model);
+  LogInfo("cache purge (tenant '" + tenant + "', model '" + model +
+          "'): " + std::to_string(p.memory) + " entries in process, " + std::to_string(p.redis) +
+          " in Redis" + (p.redis_error.empty() ? "" : " (" + p.redis_error + ")"));
+  if (!p.redis_error.empty()) status = http::status::bad_gateway;
+  JsonWriter w(body);
+  w.BeginObject();
+  w.Key("tenant").String(tenant).Key("model").String(model);
+  w.Key("purged").Uint(p.memory).Key("purged_redis").Uint(p.redis);
+  if (!p.redis_error.empty()) w.Key("error").String(p.redis_error);
+  w.EndObject();
 }
 
 std::string AdminServer::RenderEndpoints() const {
@@ -323,7 +407,13 @@ std::string AdminServer::RenderMetrics() const {
   in.reloads_ok = view_.reloads_ok->load(std::memory_order_relaxed);
   in.reloads_failed = view_.reloads_failed->load(std::memory_order_relaxed);
   in.generation = rt->generation;
-  return RenderMetricsExposition(in);
+  std::string out = RenderMetricsExposition(in);
+  if (view_.shared && view_.shared->cache) {
+    PrometheusText t;
+    view_.shared->cache->Render(t);
+    out.append(t.str());
+  }
+  return out;
 }
 
 }  // namespace tokenway

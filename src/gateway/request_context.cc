@@ -63,6 +63,7 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   requested_model.clear();
   may_inject_usage = true;
   outgoing = OutgoingBody{request_body, {}, {}};
+  cache.Reset();
   refreshed_runtime.reset();
   restrict_to_subset = false;
   endpoint_subset.clear();
