@@ -827,7 +827,7 @@ class Loader : public YamlFields {
     for (size_t i = 0; i < models.size(); ++i) {
       const YAML::Node& m = models[i];
       std::string f = "models[" + std::to_string(i) + "]";
-      ExpectMap(m, f, {"name", "pool", "parent", "priority"});
+      ExpectMap(m, f, {"name", "pool", "parent", "priority", "router"});
       ModelConfig model;
       if (!m["name"]) Fail(m, f + ".name", "is required");
       model.name = String(m["name"], f + ".name");
@@ -836,7 +836,19 @@ class Loader : public YamlFields {
           Fail(m["name"], f + ".name", "model '" + model.name + "' is defined twice");
         }
       }
-      if (!m["pool"]) Fail(m, f + ".pool", "is required");
+      if (auto r = m["router"]) {
+        // A virtual model: its routes name the models that serve it.
+        if (m["pool"] || m["parent"] || m["priority"]) {
+          Fail(m, f,
+               "model '" + model.name + "' has a router, so it takes no pool, parent or priority");
+        }
+        auto router = LoadRouterConfig(r, f + ".router", source_);
+        if (!router.ok()) throw YamlFieldError{router.status().message()};
+        model.router = std::move(*router);
+        c.models.push_back(std::move(model));
+        continue;
+      }
+      if (!m["pool"]) Fail(m, f + ".pool", "is required (or a router: for a virtual model)");
       model.pool = String(m["pool"], f + ".pool");
       if (auto n = m["parent"]) model.parent = String(n, f + ".parent");
       if (auto n = m["priority"]) {
@@ -945,6 +957,39 @@ double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint)
   return endpoint.accelerator.empty() || it == pool.accelerators.end() ? 1.0 : it->second;
 }
 
+namespace {
+
+// Virtual models: every route's target is a configured model that is not itself virtual (so a
+// request is routed once and routes cannot loop), and every tenant a route names exists.
+Status ValidateRouters(const GatewayConfig& c) {
+  for (const auto& m : c.models) {
+    if (!m.router.enabled()) continue;
+    for (const RouteConfig& route : m.router.routes) {
+      const std::string where = "model '" + m.name + "' route '" + route.name + "'";
+      auto target = std::find_if(c.models.begin(), c.models.end(),
+                                 [&](const ModelConfig& t) { return t.name == route.target; });
+      if (target == c.models.end()) {
+        return Status::Error(where + " targets unknown model '" + route.target + "'");
+      }
+      if (target->router.enabled()) {
+        return Status::Error(where + " targets '" + route.target +
+                             "', a virtual model itself; a route must name a served model");
+      }
+      for (const std::string& tenant : route.tenants) {
+        const bool known = std::any_of(c.governance.tenants.begin(), c.governance.tenants.end(),
+                                       [&](const auto& t) { return t.name == tenant; });
+        if (!known) {
+          return Status::Error(where + " names unknown tenant '" + tenant +
+                               "' (tenants come from the governance section)");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ValidateConfig(const GatewayConfig& c) {
   if (c.listen.empty() && !c.epp.enabled()) {
     return Status::Error("listen may be empty only when epp.listen serves the endpoint picker");
@@ -1001,10 +1046,12 @@ Status ValidateConfig(const GatewayConfig& c) {
     if (!model_names.insert(m.name).second) {
       return Status::Error("model '" + m.name + "' is defined twice");
     }
+    if (m.router.enabled()) continue;
     if (!pool_names.count(m.pool)) {
       return Status::Error("model '" + m.name + "' names unknown pool '" + m.pool + "'");
     }
   }
+  if (Status s = ValidateRouters(c); !s.ok()) return s;
   for (const auto& m : c.models) {
     if (!m.parent.empty() && !model_names.count(m.parent)) {
       return Status::Error("model '" + m.name + "' names unknown parent '" + m.parent + "'");

@@ -4,9 +4,10 @@
 // It is composed of the components' own typed configs, each declared next to its code
 // (SchedulerConfig in routing/scheduler_config.h, FlowControlConfig in routing/flow_controller.h,
 // PassiveHealthConfig in routing/endpoint_state.h, AccessLogConfig in telemetry/access_log.h,
-// TracingConfig in telemetry/otlp_exporter.h, AutoscalingConfig and KedaScalerConfig in
-// control/scaling_signals.h, GovernanceConfig in governance/governance_config.h, ProcessorConfig
-// in payload/payload_config.h); config.cc walks the YAML into them.
+// TracingConfig in telemetry/otlp_exporter.h, RouterConfig in semantic/router_config.h,
+// AutoscalingConfig and KedaScalerConfig in control/scaling_signals.h, GovernanceConfig in
+// governance/governance_config.h, ProcessorConfig in payload/payload_config.h); config.cc walks the
+// YAML into them.
 //
 // Loaded and validated once on the control thread, at start-up and on reload; the request path
 // never sees this struct directly, only the immutable Runtime built from it. Every error names
@@ -27,6 +28,7 @@
 #include "routing/endpoint_state.h"
 #include "routing/flow_controller.h"
 #include "routing/scheduler_config.h"
+#include "semantic/router_config.h"
 #include "telemetry/access_log.h"
 #include "telemetry/otlp_exporter.h"
 #include "tokenway/status.h"
@@ -74,9 +76,12 @@ double EffectiveCapacity(const PoolConfig& pool, const EndpointConfig& endpoint)
 
 struct ModelConfig {
   std::string name;      // what clients send in "model" and see in GET /v1/models
-  std::string pool;      // pool that serves it
+  std::string pool;      // pool that serves it; empty for a virtual model (router)
   std::string parent;    // base model when this is a LoRA adapter; empty otherwise
   int32_t priority = 0;  // flow-control priority; negative: sheddable under saturation
+  // A virtual model: no pool of its own; each request goes to the model of the route its prompt
+  // is classified into (semantic/router_config.h).
+  RouterConfig router;
 };
 
 struct LimitsConfig {

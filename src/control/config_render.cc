@@ -241,6 +241,11 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   for (const ModelConfig& m : c.models) {
     w.BeginObject();
     w.Key("name").String(m.name);
+    if (m.router.enabled()) {
+      WriteRouterConfig(w.Key("router"), m.router);
+      w.EndObject();
+      continue;
+    }
     w.Key("pool").String(m.pool);
     if (!m.parent.empty()) w.Key("parent").String(m.parent);
     w.Key("priority").Int(m.priority);

@@ -196,12 +196,18 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
   JsonWriter models(rt->models_json);
   models.BeginObject().Key("object").String("list").Key("data").BeginArray();
   for (const auto& mc : config.models) {
-    ModelRoute route;
-    route.name = mc.name;
-    route.pool = by_name.at(mc.pool);
-    route.metrics_slot = slots.models.SlotFor(mc.name);
-    route.priority = mc.priority;
-    rt->models.emplace(mc.name, route);
+    if (mc.router.enabled()) {
+      auto router = SemanticRouter::Build(mc.name, mc.router);
+      if (!router.ok()) return router.status();
+      rt->routers.emplace(mc.name, std::move(*router));
+    } else {
+      ModelRoute route;
+      route.name = mc.name;
+      route.pool = by_name.at(mc.pool);
+      route.metrics_slot = slots.models.SlotFor(mc.name);
+      route.priority = mc.priority;
+      rt->models.emplace(mc.name, route);
+    }
     WriteModelObject(models, mc, created);
     std::string one;
     JsonWriter model(one);

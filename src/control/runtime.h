@@ -21,6 +21,7 @@
 #include "routing/engine_adapter.h"
 #include "routing/flow_controller.h"
 #include "routing/prefix_index.h"
+#include "semantic/semantic_router.h"
 #include "tokenway/payload.h"
 #include "tokenway/picker.h"
 
@@ -87,6 +88,17 @@ struct Runtime {
   const ModelRoute* FindModel(std::string_view name) const {
     auto it = models.find(name);
     return it == models.end() ? nullptr : &it->second;
+  }
+
+  // Virtual models (models[].router), by name, with their trained classifiers. A virtual model
+  // has no ModelRoute: the resolve phase sends its requests to a route's target first.
+  std::unordered_map<std::string, std::shared_ptr<const SemanticRouter>, StringHash,
+                     std::equal_to<>>
+      routers;
+  const SemanticRouter* FindRouter(std::string_view name) const {
+    if (routers.empty()) return nullptr;
+    auto it = routers.find(name);
+    return it == routers.end() ? nullptr : it->second.get();
   }
 };
 

@@ -21,6 +21,7 @@
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
 #include "payload/payload_metrics.h"
+#include "semantic/semantic_metrics.h"
 #include "telemetry/metrics_exposition.h"
 
 namespace tokenway {
@@ -393,6 +394,7 @@ std::string AdminServer::RenderMetrics() const {
     RenderTraceMetrics(t, view_.shared ? view_.shared->traces.get() : nullptr);
   };
   in.payload_section = [](PrometheusText& t) { PayloadMetrics::Global().Render(t); };
+  in.semantic_section = [](PrometheusText& t) { SemanticMetrics::Global().Render(t); };
   if (rt->governance) {
     in.governance_section = [&](PrometheusText& t) {
       rt->governance->state->RenderMetrics(t, rt->governance.get());

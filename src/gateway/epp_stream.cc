@@ -700,6 +700,11 @@ void EppStream::OnResponseHeaders() {
   HeaderMutation* mutation = c->mutable_header_mutation();
   SetHeaderLines(mutation, ctx_.governance.headers());
   SetHeaderLines(mutation, ctx_.cache.header_line());
+  if (!rec.semantic_route.empty()) {
+    std::string value;
+    AppendRouteHeaderValue(rec, value);
+    SetHeader(mutation, "x-tokenway-route", value);
+  }
   if ((response_sse_ && (rec.usage_injected || processors)) || response_hold_) {
     mutation->add_remove_headers("content-length");  // the body may change size
   }

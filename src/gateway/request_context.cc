@@ -10,7 +10,10 @@ void RequestRecord::Reset() {
   std::string code = std::move(error_code);
   std::string model = std::move(response_model);
   std::string flags = std::move(payload_flags);
+  std::string route = std::move(semantic_route);
   *this = RequestRecord{};
+  semantic_route = std::move(route);
+  semantic_route.clear();
   payload_flags = std::move(flags);
   payload_flags.clear();
   request_id = std::move(id);

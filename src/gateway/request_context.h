@@ -125,6 +125,10 @@ struct RequestRecord {
   uint32_t prefix_matched = 0;  // of those, held by the chosen endpoint (estimate)
   std::string error_code;       // tokenway's own code when it produced or cut the response
   std::string payload_flags;    // what payload processors flagged, comma-separated
+  // The route a virtual model's router chose (resolve phase); empty: the model was not virtual.
+  std::string semantic_route;
+  float route_confidence = 0.0f;  // the classifier's confidence in its route
+  std::string_view route_reason;  // classified, below_threshold, tenant_restricted, ...
   TokenUsage usage;
   // The usage above was not reported by the model server but estimated by tokenway (a stream
   // that ended without a usage block): prompt tokens from the token estimator, completion

@@ -3,8 +3,11 @@
 #include <simdjson.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "common/prompt_text.h"
+#include "common/tokenizer.h"
+#include "semantic/text_vector.h"
 
 namespace tokenway::sim {
 namespace {
@@ -126,6 +129,118 @@ void AppendFinish(std::string& out, std::string_view finish_reason) {
 }
 
 }  // namespace
+
+std::variant<EmbeddingsSpec, ApiError> ParseEmbeddingsRequest(std::string_view body) {
+  simdjson::dom::parser parser;
+  element doc;
+  if (auto error = parser.parse(body.data(), body.size()).get(doc); error != simdjson::SUCCESS) {
+    return BadRequest(std::string("Invalid JSON in request body: ") +
+                      simdjson::error_message(error));
+  }
+  simdjson::dom::object object;
+  if (doc.get_object().get(object) != simdjson::SUCCESS) {
+    return BadRequest("Request body must be a JSON object");
+  }
+  EmbeddingsSpec spec;
+  std::string_view text;
+  if (object["model"].get_string().get(text) != simdjson::SUCCESS) {
+    return BadRequest("'model' is required and must be a string");
+  }
+  spec.model = text;
+  element input;
+  if (object["input"].get(input) != simdjson::SUCCESS) return BadRequest("'input' is required");
+  if (input.get_string().get(text) == simdjson::SUCCESS) {
+    spec.inputs.emplace_back(text);
+  } else {
+    simdjson::dom::array list;
+    if (input.get_array().get(list) != simdjson::SUCCESS || list.size() == 0) {
+      return BadRequest("'input' must be a string or a non-empty list of strings");
+    }
+    if (list.size() > 2048) return BadRequest("'input' may hold at most 2048 strings");
+    for (element item : list) {
+      if (item.get_string().get(text) != simdjson::SUCCESS) {
+        return BadRequest(
+            "'input' must be a string or a non-empty list of strings "
+            "(token arrays are not supported)");
+      }
+      spec.inputs.emplace_back(text);
+    }
+  }
+  element value;
+  if (object["encoding_format"].get(value) == simdjson::SUCCESS && !value.is_null()) {
+    if (value.get_string().get(text) != simdjson::SUCCESS ||
+        (text != "float" && text != "base64")) {
+      return BadRequest("'encoding_format' must be 'float' or 'base64'");
+    }
+    spec.base64 = text == "base64";
+  }
+  if (object["dimensions"].get(value) == simdjson::SUCCESS && !value.is_null()) {
+    int64_t n = 0;
+    if (value.get_int64().get(n) != simdjson::SUCCESS || n < 1 || n > 4096) {
+      return BadRequest("'dimensions' must be an integer between 1 and 4096");
+    }
+    spec.dimensions = static_cast<uint32_t>(n);
+  }
+  return spec;
+}
+
+std::string EmbeddingsResponse(const EmbeddingsSpec& spec, std::string_view id, int64_t created) {
+  static constexpr char kBase64[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out = "{\"id\":";
+  AppendJsonString(out, id);
+  out += ",\"object\":\"list\",\"created\":";
+  AppendInt(out, created);
+  out += ",\"model\":";
+  AppendJsonString(out, spec.model);
+  out += ",\"data\":[";
+  std::vector<float> embedding(spec.dimensions);
+  int64_t tokens = 0;
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    tokens += static_cast<int64_t>(tokenizer::CountTokens(spec.inputs[i]));
+    semantic::LexicalEmbedding(spec.inputs[i], embedding);
+    if (i) out.push_back(',');
+    out += "{\"index\":";
+    AppendInt(out, static_cast<int64_t>(i));
+    out += ",\"object\":\"embedding\",\"embedding\":";
+    if (spec.base64) {
+      // Little-endian float32 bytes, base64-encoded (what OpenAI clients decode).
+      std::string bytes(embedding.size() * 4, '\0');
+      for (size_t k = 0; k < embedding.size(); ++k) {
+        uint32_t bits;
+        std::memcpy(&bits, &embedding[k], 4);
+        for (int b = 0; b < 4; ++b) bytes[k * 4 + b] = static_cast<char>((bits >> (8 * b)) & 0xFF);
+      }
+      out.push_back('"');
+      for (size_t k = 0; k < bytes.size(); k += 3) {
+        const uint32_t n = (uint32_t(uint8_t(bytes[k])) << 16) |
+                           (k + 1 < bytes.size() ? uint32_t(uint8_t(bytes[k + 1])) << 8 : 0) |
+                           (k + 2 < bytes.size() ? uint32_t(uint8_t(bytes[k + 2])) : 0);
+        out.push_back(kBase64[(n >> 18) & 63]);
+        out.push_back(kBase64[(n >> 12) & 63]);
+        out.push_back(k + 1 < bytes.size() ? kBase64[(n >> 6) & 63] : '=');
+        out.push_back(k + 2 < bytes.size() ? kBase64[n & 63] : '=');
+      }
+      out.push_back('"');
+    } else {
+      out.push_back('[');
+      char number[32];
+      for (size_t k = 0; k < embedding.size(); ++k) {
+        if (k) out.push_back(',');
+        const int n = std::snprintf(number, sizeof number, "%.7g", double(embedding[k]));
+        out.append(number, static_cast<size_t>(n));
+      }
+      out.push_back(']');
+    }
+    out.push_back('}');
+  }
+  out += "],\"usage\":{\"prompt_tokens\":";
+  AppendInt(out, tokens);
+  out += ",\"total_tokens\":";
+  AppendInt(out, tokens);
+  out += "}}";
+  return out;
+}
 
 std::variant<GenerationSpec, ApiError> ParseGenerationRequest(ApiKind kind, std::string_view body) {
   simdjson::dom::parser parser;

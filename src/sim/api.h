@@ -77,6 +77,18 @@ struct AdapterEntry {
 std::string ModelListJson(std::string_view base_model, int64_t max_model_len, int64_t created,
                           const std::vector<AdapterEntry>& adapters);
 
+// A validated /v1/embeddings request (OpenAI shape).
+struct EmbeddingsSpec {
+  std::string model;
+  std::vector<std::string> inputs;  // `input`: a string or a list of strings
+  uint32_t dimensions = 1024;       // `dimensions`, 1 .. 4096
+  bool base64 = false;              // encoding_format "base64" (little-endian float32)
+};
+std::variant<EmbeddingsSpec, ApiError> ParseEmbeddingsRequest(std::string_view body);
+// The response: one lexical embedding (semantic/text_vector.h LexicalEmbedding) per input, and
+// usage.prompt_tokens the token count of all inputs.
+std::string EmbeddingsResponse(const EmbeddingsSpec& spec, std::string_view id, int64_t created);
+
 // Parses {"lora_name": ..., "lora_path": ...}; lora_path optional when `require_path` is false.
 std::variant<AdapterEntry, ApiError> ParseLoraRequest(std::string_view body, bool require_path);
 

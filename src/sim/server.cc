@@ -427,6 +427,10 @@ class SimServer::Endpoint {
       if (result.index() == 1) co_return Reply{true};  // client went away
       co_return std::get<0>(result);
     }
+    if (target == "/v1/embeddings") {
+      if (!post) co_return co_await RespondError(socket, 405, "Method Not Allowed", keep_alive);
+      co_return co_await ServeEmbeddings(socket, request.body(), keep_alive);
+    }
     if (target == "/health") {
       if (!get) co_return co_await RespondError(socket, 405, "Method Not Allowed", keep_alive);
       co_return co_await Respond(socket, faults_.health_fail ? 503 : 200, "", "", keep_alive);
@@ -527,6 +531,43 @@ class SimServer::Endpoint {
     const double u = Uniform();
     return std::max<int64_t>(
         1, static_cast<int64_t>(std::ceil(-options_.output_len_mean * std::log1p(-u))));
+  }
+
+  // /v1/embeddings: the lexical embedding of each input, answered at once (after
+  // fault-slow-start-ms, and subject to the error and rate-limit faults like generation).
+  awaitable<Reply> ServeEmbeddings(tcp::socket& socket, std::string body, bool keep_alive) {
+    auto parsed = ParseEmbeddingsRequest(body);
+    if (auto* error = std::get_if<ApiError>(&parsed)) {
+      co_return co_await RespondError(socket, error->status, error->message, keep_alive);
+    }
+    const EmbeddingsSpec spec = std::get<EmbeddingsSpec>(std::move(parsed));
+    const bool known = spec.model == options_.engine.model_name ||
+                       std::any_of(adapters_.begin(), adapters_.end(),
+                                   [&](const AdapterEntry& a) { return a.name == spec.model; });
+    if (!known) {
+      co_return co_await RespondError(socket, 404, "The model `" + spec.model + "` does not exist.",
+                                      keep_alive);
+    }
+    if (faults_.error_rate > 0 && Uniform() < faults_.error_rate) {
+      co_return co_await RespondError(socket, 500, "Simulated engine failure (fault injection)",
+                                      keep_alive);
+    }
+    if (faults_.rate_limit_rate > 0 && Uniform() < faults_.rate_limit_rate) {
+      co_return co_await RespondError(socket, 429, "Simulated rate limit (fault injection)",
+                                      keep_alive);
+    }
+    if (faults_.slow_start_ms > 0) {
+      asio::steady_timer delay(socket.get_executor(),
+                               std::chrono::milliseconds(faults_.slow_start_ms));
+      co_await delay.async_wait(kNoThrow);
+    }
+    const std::string id = "embd-" + std::to_string(++embedding_requests_);
+    const int64_t created =
+        static_cast<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count());
+    co_return co_await Respond(socket, 200, "application/json",
+                               EmbeddingsResponse(spec, id, created), keep_alive);
   }
 
   awaitable<Reply> ServeGeneration(tcp::socket& socket, ApiKind kind, std::string body,
@@ -694,6 +735,7 @@ class SimServer::Endpoint {
   std::mt19937_64 rng_;
   FaultConfig faults_;
   std::vector<AdapterEntry> adapters_;
+  uint64_t embedding_requests_ = 0;
   std::unordered_map<uint64_t, Generation*> generations_;
   std::vector<double> lateness_us_;
   std::size_t lateness_next_ = 0;

@@ -44,7 +44,8 @@ constexpr std::string_view kFieldNames[] = {"ts",
                                             "response_bytes",
                                             "prompt_hash",
                                             "payload",
-                                            "error"};
+                                            "error",
+                                            "semantic_route"};
 static_assert(std::size(kFieldNames) == static_cast<size_t>(AccessLogField::kCount));
 
 std::atomic<uint64_t> next_sink_id{1};

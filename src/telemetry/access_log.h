@@ -52,6 +52,7 @@ enum class AccessLogField : uint8_t {
   kPromptHash,
   kPayload,  // what payload processors flagged ("email,phone"), or null
   kError,
+  kSemanticRoute,  // a virtual model's route {route, target, confidence, reason}, or null
   kCount
 };
 using AccessLogFields = uint32_t;  // bit i: field i

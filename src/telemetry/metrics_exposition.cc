@@ -479,6 +479,7 @@ std::string RenderMetricsExposition(const ExpositionInput& in) {
 
   if (in.governance_section) in.governance_section(t);
   if (in.payload_section) in.payload_section(t);
+  if (in.semantic_section) in.semantic_section(t);
   if (in.discovery_section) in.discovery_section(t);
   t.Family("tokenway_config_reloads_total", "counter", "Configuration reloads by result.");
   t.Sample("tokenway_config_reloads_total", {{"result", "success"}}, in.reloads_ok);

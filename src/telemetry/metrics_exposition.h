@@ -95,6 +95,7 @@ struct ExpositionInput {
   std::function<void(PrometheusText&)> keda_section;  // KEDA external scaler (gateway/)
   std::function<void(PrometheusText&)> governance_section;
   std::function<void(PrometheusText&)> payload_section;    // payload processors (payload/)
+  std::function<void(PrometheusText&)> semantic_section;   // semantic router (semantic/)
   std::function<void(PrometheusText&)> discovery_section;  // Kubernetes discovery (control/)
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;

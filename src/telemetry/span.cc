@@ -186,6 +186,10 @@ void AppendOtlpSpan(std::string& out, const SpanRecord& s) {
   a.Double("tokenway.queue_time_ms", s.queue_time_ms);
   a.Int("tokenway.retries", s.retries);
   a.Int("tokenway.priority", s.priority);
+  if (!s.semantic_route.empty()) {
+    a.String("tokenway.route", s.semantic_route);
+    a.Double("tokenway.route.confidence", s.route_confidence);
+  }
   if (s.scores && s.scores->filled) {
     a.Double("tokenway.score.total", s.scores->total);
     for (uint32_t k = 0; k < s.scores->count; ++k) a.Score(s.scores->names[k], s.scores->values[k]);

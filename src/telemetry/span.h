@@ -43,6 +43,8 @@ struct SpanRecord {
   int32_t priority = 0;
   double queue_time_ms = 0;
   const PickScores* scores = nullptr;
+  std::string_view semantic_route;  // a virtual model's route (tokenway.route); empty: none
+  double route_confidence = 0;      // tokenway.route.confidence
 };
 
 // Appends one OTLP `Span` JSON object (no separator).

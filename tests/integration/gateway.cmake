@@ -19,4 +19,5 @@ tw_integration_test(gateway_keda SCRIPT tests/integration/test_gateway_keda.py T
 if(TARGET ext_proc_client)
   tw_integration_test(gateway_epp SCRIPT tests/integration/test_gateway_epp.py TIMEOUT 300)
 endif()
+tw_integration_test(gateway_semantic_routing SCRIPT tests/integration/test_gateway_semantic_routing.py TIMEOUT 180)
 tw_integration_test(gateway_cache SCRIPT tests/integration/test_gateway_cache.py TIMEOUT 240)

@@ -105,6 +105,21 @@ void WriteAccessLog(RequestContext& ctx, double seconds) {
   }
   if (key(F::kPayload)) AppendOptionalString(o, rec.payload_flags);
   if (key(F::kError)) AppendOptionalString(o, rec.error_code);
+  if (key(F::kSemanticRoute)) {
+    if (rec.semantic_route.empty()) {
+      o.append("null");
+    } else {
+      o.append("{\"route\":");
+      AppendJsonString(o, rec.semantic_route);
+      o.append(",\"requested_model\":");
+      AppendJsonString(o, ctx.requested_model);
+      o.append(",\"confidence\":");
+      AppendJsonDouble(o, rec.route_confidence);
+      o.append(",\"reason\":");
+      AppendJsonString(o, rec.route_reason);
+      o.push_back('}');
+    }
+  }
   if (sep == '{') o.push_back('{');
   o.append("}\n");
   worker.access_log().MaybeFlush(worker.shared().access_log.get());

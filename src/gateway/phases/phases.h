@@ -45,6 +45,10 @@ boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& cli
 // 4. Sends the request upstream as `model`: the body re-serialised once with only its "model"
 // token replaced, ctx.inspected updated in place (no second parse). No-op for the same name.
 void RewriteModel(RequestContext& ctx, std::string_view model);
+// 4. Appends the x-tokenway-route header value of a request a virtual model routed
+// ("code; confidence=0.87"); both front doors send it with the response head when
+// ctx.record.semantic_route is set.
+void AppendRouteHeaderValue(const RequestRecord& rec, std::string& out);
 
 // 4b. The response cache (phases/cache.cc): computes the request's key and looks it up (the
 // in-process store, then Redis when configured; a busy shard or a slow Redis is a miss). A hit

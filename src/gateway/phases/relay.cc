@@ -166,6 +166,11 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
   if (!rec.payload_flags.empty()) {
     head.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
   }
+  if (!rec.semantic_route.empty()) {
+    head.append("X-Tokenway-Route: ");
+    AppendRouteHeaderValue(rec, head);
+    head.append("\r\n");
+  }
   head.append(chunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
   if (chunked && !client.keep_alive()) head.append("Connection: close\r\n");
   head.append("\r\n");
@@ -345,6 +350,11 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
   if (status == 200) out.append(ctx.cache.header_line());
   if (!rec.payload_flags.empty()) {
     out.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
+  }
+  if (!rec.semantic_route.empty()) {
+    out.append("X-Tokenway-Route: ");
+    AppendRouteHeaderValue(rec, out);
+    out.append("\r\n");
   }
   if (!client.keep_alive()) out.append("Connection: close\r\n");
   out.append("\r\n");

@@ -5,6 +5,14 @@
 // the client's name in ctx.requested_model. Last, when a stream did not ask for usage and
 // streaming.inject_usage is on, the outgoing body is edited to ask for it: one insertion, sent as
 // pieces around the body's bytes (OutgoingBody), never copied.
+//
+// Resolution steps, in order:
+//   semantic routing  a virtual model (models[].router) → the target of the route its prompt is
+//                     classified into (semantic/semantic_router.h); the decision is recorded for
+//                     the x-tokenway-route header, the access log and the span.
+#include <algorithm>
+#include <cmath>
+
 #include "common/io_buffer.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -33,8 +41,49 @@ void RewriteModel(RequestContext& ctx, std::string_view model) {
   ctx.record.request_bytes = size;
 }
 
+void AppendRouteHeaderValue(const RequestRecord& rec, std::string& out) {
+  out.append(rec.semantic_route);
+  out.append("; confidence=");
+  const long hundredths = std::lround(std::clamp(rec.route_confidence, 0.0f, 1.0f) * 100.0f);
+  out.push_back(static_cast<char>('0' + hundredths / 100));
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + (hundredths / 10) % 10));
+  out.push_back(static_cast<char>('0' + hundredths % 10));
+}
+
+namespace {
+
+// Semantic routing: classifies the prompt of a request to a virtual model and sends it to the
+// decided route's target; 403 when the tenant may use neither that route nor the default.
+PhaseResult RouteVirtualModel(RequestContext& ctx, const SemanticRouter& router) {
+  const InspectedRequest& req = ctx.inspected;
+  RequestRecord& rec = ctx.record;
+  const std::string_view text =
+      SemanticRouter::RoutingText(req.prompt_text, req.operation == Operation::kChatCompletions);
+  const RouteDecision d = router.Decide(text, rec.tenant);
+  rec.route_confidence = d.confidence;
+  rec.route_reason = RouteReasonName(d.reason);
+  if (d.route < 0) {
+    const RouteConfig& refused = router.route(d.refused);
+    rec.semantic_route.assign(refused.name);
+    return ctx.Fail(403,
+                    "The model '" + router.model() + "' has no route this tenant may use (route '" +
+                        refused.name + "' is restricted to other tenants)",
+                    "route_not_allowed", "model");
+  }
+  const RouteConfig& route = router.route(d.route);
+  rec.semantic_route.assign(route.name);
+  RewriteModel(ctx, route.target);
+  return PhaseResult::kContinue;
+}
+
+}  // namespace
+
 boost::asio::awaitable<PhaseResult> Resolve(RequestContext& ctx, ClientLink& client) {
   ctx.requested_model.assign(ctx.inspected.model);
+  if (const SemanticRouter* router = ctx.runtime->FindRouter(ctx.inspected.model)) {
+    if (PhaseResult r = RouteVirtualModel(ctx, *router); r != PhaseResult::kContinue) co_return r;
+  }
   ctx.outgoing = OutgoingBody{ctx.body, {}, {}};
   const InspectedRequest& req = ctx.inspected;
   if (req.stream && !req.include_usage && ctx.runtime->config.streaming.inject_usage &&

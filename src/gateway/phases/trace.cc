@@ -87,6 +87,8 @@ void ExportSpan(const RequestContext& ctx, int64_t end_ns) {
   s.priority = rec.priority;
   s.queue_time_ms = static_cast<double>(rec.queue_ns) / 1e6;
   s.scores = &rec.scores;
+  s.semantic_route = rec.semantic_route;
+  s.route_confidence = rec.route_confidence;
   exporter->Submit(ctx.worker.id(), [&s](std::string& out) { AppendOtlpSpan(out, s); });
 }
 
