@@ -152,6 +152,30 @@ void CacheStats::Render(PrometheusText& t, uint64_t bytes, uint64_t entries,
         "Redis store operations that failed, timed out or found the queue full.", c.remote_errors);
   total("tokenway_cache_remote_stores_total", "Answers written to the Redis store.",
         c.remote_stores);
+  total("tokenway_cache_semantic_busy_total",
+        "Semantic lookups or adds that found the index locked by another thread.", c.semantic_busy);
+  total("tokenway_cache_semantic_full_total",
+        "Prompt vectors not added because the semantic index was at max_entries.", c.semantic_full);
+  total("tokenway_cache_semantic_stale_total",
+        "Semantic matches whose answer had left the store (counted as misses).", c.semantic_stale);
+  t.Family("tokenway_cache_semantic_entries", "gauge",
+           "Prompt vectors in the semantic index, by tenant and model.");
+  each([&](const CacheStatsRow& r) {
+    const SemanticIndex* index = r.semantic.load(std::memory_order_acquire);
+    if (!index) return;
+    t.Sample("tokenway_cache_semantic_entries", {{"tenant", r.tenant}, {"model", r.model}},
+             static_cast<uint64_t>(index->size()));
+  });
+  t.Family("tokenway_cache_semantic_similarity", "histogram",
+           "Prompt similarity (cosine of lexical vectors) of semantic cache hits.");
+  uint64_t counts[CacheTotals::kSimilarityBuckets];
+  for (size_t i = 0; i < CacheTotals::kSimilarityBuckets; ++i) {
+    counts[i] = c.similarity[i].load(std::memory_order_relaxed);
+  }
+  t.Histogram("tokenway_cache_semantic_similarity", {}, CacheTotals::kSimilarityBounds, counts,
+              CacheTotals::kSimilarityBuckets,
+              c.similarity[CacheTotals::kSimilarityBuckets].load(std::memory_order_relaxed),
+              static_cast<double>(c.similarity_sum_micro.load(std::memory_order_relaxed)) / 1e6);
 }
 
 }  // namespace tokenway

@@ -76,7 +76,9 @@ void ResponseReader::ReadChoice(dom::element choice, bool stream, ResponseAssemb
   if (choice[stream ? "delta" : "message"].get(message) == simdjson::SUCCESS &&
       message.is_object()) {
     dom::element calls;
-    if (message["tool_calls"].get(calls) == simdjson::SUCCESS && !calls.is_null()) {
+    // vLLM sends "tool_calls": [] with plain answers; only calls made count.
+    if (message["tool_calls"].get(calls) == simdjson::SUCCESS && !calls.is_null() &&
+        !(calls.is_array() && dom::array(calls).size() == 0)) {
       a.unusable = true;
     }
     if (message["function_call"].get(calls) == simdjson::SUCCESS && !calls.is_null()) {

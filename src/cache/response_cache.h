@@ -13,6 +13,8 @@
 #include "cache/cache_stats.h"
 #include "cache/memory_store.h"
 #include "cache/redis_store.h"
+#include "cache/semantic_index.h"
+#include "semantic/text_vector.h"
 #include "tokenway/status.h"
 
 namespace tokenway {
@@ -37,10 +39,18 @@ class ResponseCache {
   // Null until a configuration used the Redis backend.
   RedisStore* redis() { return redis_.load(std::memory_order_acquire); }
 
+  // Any thread: the semantic index of `row` (created on first use with `config`'s sizes).
+  SemanticIndex& SemanticFor(CacheStatsRow& row, const CacheSemanticConfig& config);
+  // Any thread: the prompt's lexical vector folded to `dimension` floats into `out` (empty when
+  // the text has no features); `scratch` keeps its capacity across calls.
+  void Vectorize(std::string_view text, uint32_t dimension, semantic::SparseVector& scratch,
+                 std::vector<float>& out) const;
+
   // Admin thread: removes the entries of `tenant` and/or `model` (empty: any) from both stores;
   // how many in-process entries and Redis keys were removed.
   struct Purged {
     size_t memory = 0;
+    size_t semantic = 0;  // prompt vectors forgotten
     size_t redis = 0;
     std::string redis_error;  // empty when Redis was not used or answered
   };
@@ -54,6 +64,9 @@ class ResponseCache {
   CacheStats stats_;
   std::mutex mu_;  // control and admin threads: creating the Redis store
   std::unique_ptr<RedisStore> redis_owner_;
+  // IDF not fitted: every feature weighs the same, so no corpus is needed and the vectors of
+  // two prompts do not depend on what else was stored.
+  const semantic::TextVectorizer vectorizer_;
   std::atomic<RedisStore*> redis_{nullptr};
 };
 

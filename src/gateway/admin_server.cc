@@ -218,6 +218,7 @@ void AdminServer::PurgeCache(std::string_view target, http::status& status,
   w.BeginObject();
   w.Key("tenant").String(tenant).Key("model").String(model);
   w.Key("purged").Uint(p.memory).Key("purged_redis").Uint(p.redis);
+  w.Key("purged_semantic").Uint(p.semantic);
   if (!p.redis_error.empty()) w.Key("error").String(p.redis_error);
   w.EndObject();
 }

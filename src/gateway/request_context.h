@@ -84,6 +84,10 @@ struct RequestCacheState {
   CacheStatsRow* row = nullptr;  // the (tenant, model) counters
   ResponseAssembly assembly;
   TokenUsage charge;  // a hit: what governance charges (cache.charge)
+  // With cache.semantic: the prompt's folded vector and the hash of the request's other
+  // parameters, computed at lookup and filed with the answer when it is stored.
+  std::vector<float> vector;
+  uint64_t params = 0;
   // The response header line that reports the outcome (empty for kOff).
   std::string_view header_line() const {
     switch (outcome) {
@@ -105,6 +109,8 @@ struct RequestCacheState {
     row = nullptr;
     assembly.Reset();
     charge = TokenUsage{};
+    vector.clear();
+    params = 0;
   }
 };
 

@@ -149,9 +149,9 @@ TEST(ResponseReaderTest, TruncatedFilteredToolAndMultiChoiceAnswersAreNotStorabl
   EXPECT_FALSE(a.storable());
   a.Reset();
   reader.ReadBody(
-      R"({"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]})",
+      R"({"choices":[{"index":0,"message":{"role":"assistant","content":"ok","tool_calls":[]},"finish_reason":"stop"}]})",
       a);
-  EXPECT_TRUE(a.storable());
+  EXPECT_TRUE(a.storable()) << "an empty tool_calls list is no tool call";
   EXPECT_EQ(a.content, "ok");
   a.Reset();
   reader.ReadStreamEvent(R"({"choices":[{"index":0,"delta":{"content":"x"}}]})", a);

@@ -62,6 +62,18 @@ def sim_requests(sim):
     return total
 
 
+def ask(gw, b, headers=None, stream=False):
+    """One request; returns once the gateway has settled it (an answer is stored at settle,
+    which runs just after the response was written)."""
+    gw.sent = getattr(gw, "sent", 0) + 1
+    if stream:
+        r = sse_events(gw.base + URL, b, headers)
+    else:
+        r = post_json(gw.base + URL, b, headers)
+    assert wait_until(lambda: gw.metric("tokenway_requests_total") >= gw.sent, timeout=5)
+    return r
+
+
 def redis_keys(port, pattern):
     """KEYS `pattern` over a raw RESP connection."""
     import socket
@@ -104,7 +116,7 @@ class CacheTest(unittest.TestCase):
     def post(self, b, key=KEY_A, headers=None):
         h = dict(auth(key))
         h.update(headers or {})
-        return post_json(self.gw.base + URL, b, h)
+        return ask(self.gw, b, h)
 
     def settled(self, before, expect):
         """Waits until the simulator has finished `expect` requests more than `before`."""
@@ -148,12 +160,12 @@ class CacheTest(unittest.TestCase):
         b = body("tell me a story (stream)", stream=True,
                  stream_options={"include_usage": True})
         before = sim_requests(self.sim)
-        st, h, events, raw = sse_events(self.gw.base + URL, b, auth(KEY_A))
+        st, h, events, raw = ask(self.gw, b, auth(KEY_A), stream=True)
         self.assertEqual(st, 200, raw)
         self.assertEqual(h["x-tokenway-cache"], "miss")
         original = "".join((json.loads(e)["choices"][0]["delta"].get("content") or "")
                            for e in events[:-1] if json.loads(e).get("choices"))
-        st, h, _, raw = sse_events(self.gw.base + URL, b, auth(KEY_A))
+        st, h, _, raw = ask(self.gw, b, auth(KEY_A), stream=True)
         self.assertEqual(st, 200, raw)
         self.assertEqual(h["x-tokenway-cache"], "hit")
         self.assertTrue(h["content-type"].startswith("text/event-stream"))
@@ -178,7 +190,7 @@ class CacheTest(unittest.TestCase):
         b = body("same question either way")
         st, h, first, _ = self.post(b)
         self.assertEqual(h["x-tokenway-cache"], "miss")
-        st, h, events, raw = sse_events(self.gw.base + URL, dict(b, stream=True), auth(KEY_A))
+        st, h, events, raw = ask(self.gw, dict(b, stream=True), auth(KEY_A), stream=True)
         self.assertEqual(h["x-tokenway-cache"], "hit")
         self.assertNotIn('"usage"', raw.decode(), "no usage chunk unless the client asked")
         text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
@@ -230,7 +242,7 @@ class CacheTest(unittest.TestCase):
         self.assertEqual(h["x-tokenway-cache"], "miss")
         sb = body("cut me short, streamed", max_tokens=3, stream=True)
         for _ in range(2):
-            st, h, _, _ = sse_events(self.gw.base + URL, sb, auth(KEY_A))
+            st, h, _, _ = ask(self.gw, sb, auth(KEY_A), stream=True)
             self.assertEqual(h["x-tokenway-cache"], "miss")
         self.assertGreaterEqual(self.gw.metric("tokenway_cache_not_storable_total"), 4)
 
@@ -269,6 +281,34 @@ class CacheTest(unittest.TestCase):
             self.assertIn("# TYPE " + family + " ", text)
 
 
+class SemanticCacheTest(unittest.TestCase):
+    def test_paraphrase_is_served_from_the_similar_answer(self):
+        with Sim(1, ["--speed", "50", "--output-len-mean", "12"]) as sim:
+            cfg = cache_yaml(sim.urls, cache="cache:\n  semantic: {threshold: 0.85}\n")
+            with Gateway(cfg) as gw:
+                st, h, first, _ = ask(gw, body("What is the capital of France?"),
+                                            auth(KEY_A))
+                self.assertEqual(h["x-tokenway-cache"], "miss")
+                before = sim_requests(sim)
+                st, h, second, _ = ask(gw, body("what is the capital of france"),
+                                             auth(KEY_A))
+                self.assertEqual(h["x-tokenway-cache"], "hit")
+                self.assertEqual(second["choices"][0]["message"]["content"],
+                                 first["choices"][0]["message"]["content"])
+                self.assertEqual(sim_requests(sim), before, "answered without the simulator")
+                self.assertEqual(gw.metric("tokenway_cache_semantic_hits_total", tenant="acme"), 1)
+                self.assertEqual(gw.metric("tokenway_cache_semantic_similarity_count"), 1)
+                # Unrelated prompt, other parameters, other tenant: no semantic match.
+                st, h, _, _ = ask(gw, body("Write a haiku about autumn leaves"),
+                                        auth(KEY_A))
+                self.assertEqual(h["x-tokenway-cache"], "miss")
+                st, h, _, _ = ask(gw, body("what is the capital of france",
+                                                  max_tokens=50), auth(KEY_A))
+                self.assertEqual(h["x-tokenway-cache"], "miss")
+                st, h, _, _ = ask(gw, body("what is the capital of france"), auth(KEY_B))
+                self.assertEqual(h["x-tokenway-cache"], "miss")
+
+
 class CacheChargeTest(unittest.TestCase):
     def test_hits_are_charged_per_config(self):
         with Sim(1, ["--speed", "50", "--output-len-mean", "12"]) as sim:
@@ -276,8 +316,8 @@ class CacheChargeTest(unittest.TestCase):
                 cfg = cache_yaml(sim.urls, cache=f"cache: {{charge: {charge}}}\n")
                 with Gateway(cfg) as gw:
                     b = body("charge " + charge)
-                    st, h, first, _ = post_json(gw.base + URL, b, auth(KEY_A))
-                    st, h, second, _ = post_json(gw.base + URL, b, auth(KEY_A))
+                    st, h, first, _ = ask(gw, b, auth(KEY_A))
+                    st, h, second, _ = ask(gw, b, auth(KEY_A))
                     self.assertEqual(h["x-tokenway-cache"], "hit")
                     u = first["usage"]
                     want = {"none": 0, "input": u["prompt_tokens"],
@@ -290,7 +330,7 @@ class CacheOffTest(unittest.TestCase):
     def test_without_a_cache_section_there_is_no_header(self):
         with Sim(1, ["--speed", "50", "--output-len-mean", "12"]) as sim:
             with Gateway(cache_yaml(sim.urls, cache="", governance=False)) as gw:
-                st, h, _, _ = post_json(gw.base + URL, body("no cache"))
+                st, h, _, _ = ask(gw, body("no cache"))
                 self.assertEqual(st, 200)
                 self.assertNotIn("x-tokenway-cache", h)
 
@@ -306,19 +346,19 @@ class CacheRedisTest(unittest.TestCase):
                 with Gateway(cfg) as g1, Gateway(cfg) as g2:
                     b = body("shared across replicas")
                     before = sim_requests(sim)
-                    st, h, first, _ = post_json(g1.base + URL, b, auth(KEY_A))
+                    st, h, first, _ = ask(g1, b, auth(KEY_A))
                     self.assertEqual(h["x-tokenway-cache"], "miss")
                     # The store to Redis is asynchronous: wait until the key is there.
                     self.assertTrue(wait_until(lambda: len(redis_keys(redis.port, "twc:*")) == 1,
                                                timeout=5))
-                    st, h, second, _ = post_json(g2.base + URL, b, auth(KEY_A))
+                    st, h, second, _ = ask(g2, b, auth(KEY_A))
                     self.assertEqual(h["x-tokenway-cache"], "hit",
                                      "the second gateway found the first one's answer")
                     self.assertEqual(second["choices"][0]["message"]["content"],
                                      first["choices"][0]["message"]["content"])
                     self.assertGreaterEqual(g2.metric("tokenway_cache_remote_hits_total"), 1)
                     # Another tenant does not find it through Redis either.
-                    st, h, _, _ = post_json(g2.base + URL, b, auth(KEY_B))
+                    st, h, _, _ = ask(g2, b, auth(KEY_B))
                     self.assertEqual(h["x-tokenway-cache"], "miss")
                     # Purge through one gateway removes the Redis key for both.
                     st, _, data = request("POST", g2.admin + "/admin/cache/purge?tenant=acme")
@@ -328,11 +368,11 @@ class CacheRedisTest(unittest.TestCase):
                     self.assertEqual(len(redis_keys(redis.port, "twc:*")), 1, "beta's key stays")
                     # g1 still holds its own in-process copy; purge it there too.
                     request("POST", g1.admin + "/admin/cache/purge?tenant=acme")
-                    st, h, _, _ = post_json(g1.base + URL, b, auth(KEY_A))
+                    st, h, _, _ = ask(g1, b, auth(KEY_A))
                     self.assertEqual(h["x-tokenway-cache"], "miss")
                     # Redis dies: lookups time out or fail as misses, requests still succeed.
                     redis.kill()
-                    st, h, _, raw = post_json(g2.base + URL, body("redis is gone"), auth(KEY_A))
+                    st, h, _, raw = ask(g2, body("redis is gone"), auth(KEY_A))
                     self.assertEqual(st, 200, raw)
                     self.assertEqual(h["x-tokenway-cache"], "miss")
                     self.assertGreaterEqual(g2.metric("tokenway_cache_remote_errors_total"), 1)

@@ -11,6 +11,12 @@
 // (length), filtered, errored or tool-calling answer — with its generation time (the latency a
 // later hit saves). Answers that response processors see are not stored: a hit would skip them.
 //
+// Semantic (cache.semantic): when the exact key misses, the prompt's lexical vector
+// (semantic/text_vector.h, folded to a small dense dimension) is looked up among the stored
+// prompts of the same tenant and served model whose other parameters hash the same; the most
+// similar one at or above the threshold answers, if its entry is still stored. The vector is
+// filed with the answer of a miss when it is stored.
+//
 // Opt-outs: a tenant with cache: false; a request with Cache-Control: no-cache (do not read;
 // the fresh answer may be stored) or no-store (do not store). Lookups never wait for another
 // worker: a busy store shard is a miss, a slow Redis (cache.redis.timeout) is a miss.
@@ -156,6 +162,8 @@ boost::asio::awaitable<PhaseResult> LookupCache(RequestContext& ctx, ClientLink&
     c.row->bypasses[static_cast<size_t>(bypass)].fetch_add(1, std::memory_order_relaxed);
     co_return PhaseResult::kContinue;
   }
+  // Before any wait: the builder's parse belongs to this request only until the next one's Build.
+  if (config.semantic.enabled) c.params = ctx.worker.cache_keys().Params();
   c.store = !directives.no_store && !ResponseProcessorsApply(ctx);
   if (directives.no_store) totals.client_no_store.fetch_add(1, std::memory_order_relaxed);
   if (directives.no_cache) {
@@ -200,6 +208,32 @@ boost::asio::awaitable<PhaseResult> LookupCache(RequestContext& ctx, ClientLink&
     }
     (r == RedisStore::Result::kMiss ? totals.remote_misses : totals.remote_errors)
         .fetch_add(1, std::memory_order_relaxed);
+  }
+  if (config.semantic.enabled && !ctx.inspected.prompt_text.empty()) {
+    // A similar prompt with the same other parameters, for the same tenant and served model.
+    thread_local semantic::SparseVector sparse;
+    cache->Vectorize(ctx.inspected.prompt_text, config.semantic.dimension, sparse, c.vector);
+    if (!c.vector.empty()) {
+      CacheKey similar;
+      float similarity = 0;
+      switch (cache->SemanticFor(*c.row, config.semantic)
+                  .Find(c.vector, c.params, config.semantic.threshold, similar, similarity)) {
+        case SemanticIndex::Result::kFound:
+          if (cache->memory().Find(similar, now, entry) == MemoryStore::Lookup::kHit) {
+            c.semantic = true;
+            totals.ObserveSimilarity(similarity);
+            c.store = false;
+            co_return ServeHit(ctx, entry->response);
+          }
+          totals.semantic_stale.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case SemanticIndex::Result::kBusy:
+          totals.semantic_busy.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case SemanticIndex::Result::kNone:
+          break;
+      }
+    }
   }
   c.outcome = RequestCacheState::Outcome::kMiss;
   c.row->misses.fetch_add(1, std::memory_order_relaxed);
@@ -248,6 +282,18 @@ void StoreCachedAnswer(RequestContext& ctx) {
   switch (cache->memory().Put(c.key, std::move(entry), now + config.ttl.count())) {
     case MemoryStore::Store::kStored:
       c.row->stores.fetch_add(1, std::memory_order_relaxed);
+      if (config.semantic.enabled && !c.vector.empty()) {
+        switch (cache->SemanticFor(*c.row, config.semantic).Insert(c.vector, c.params, c.key)) {
+          case SemanticIndex::Add::kBusy:
+            totals.semantic_busy.fetch_add(1, std::memory_order_relaxed);
+            break;
+          case SemanticIndex::Add::kFull:
+            totals.semantic_full.fetch_add(1, std::memory_order_relaxed);
+            break;
+          case SemanticIndex::Add::kAdded:
+            break;
+        }
+      }
       break;
     case MemoryStore::Store::kTooLarge:
       totals.too_large.fetch_add(1, std::memory_order_relaxed);
