@@ -122,5 +122,38 @@ void BM_CacheSemanticLookup(benchmark::State& state) {
 }
 BENCHMARK(BM_CacheSemanticLookup)->Arg(1000)->Arg(100000)->Unit(benchmark::kMicrosecond);
 
+// The prompt's vector alone (vectorise + fold), and the index search alone.
+void BM_CachePromptVector(benchmark::State& state) {
+  semantic::TextVectorizer vectorizer;
+  std::vector<float> dense(256);
+  semantic::SparseVector sparse;
+  const std::string q = Question(4242) + " please";
+  for (auto _ : state) {
+    vectorizer.Vectorize(q, sparse);
+    semantic::TextVectorizer::Fold(sparse, dense);
+    benchmark::DoNotOptimize(dense.data());
+  }
+}
+BENCHMARK(BM_CachePromptVector)->Unit(benchmark::kMicrosecond);
+
+void BM_CacheSemanticSearch(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  SemanticFixture fixture(n);
+  std::vector<std::vector<float>> queries(64, std::vector<float>(256));
+  semantic::SparseVector sparse;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    fixture.vectorizer.Vectorize(Question((i * 7919) % n) + " please", sparse);
+    semantic::TextVectorizer::Fold(sparse, queries[i]);
+  }
+  size_t i = 0;
+  for (auto _ : state) {
+    CacheKey key;
+    float similarity = 0;
+    benchmark::DoNotOptimize(
+        fixture.index.Find(queries[i++ % queries.size()], 1, 0.8f, key, similarity));
+  }
+}
+BENCHMARK(BM_CacheSemanticSearch)->Arg(1000)->Arg(100000)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace tokenway

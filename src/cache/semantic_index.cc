@@ -12,14 +12,23 @@ namespace {
 
 constexpr size_t kGraphM = 16;
 constexpr size_t kEfConstruction = 64;
-constexpr size_t kEfSearch = 48;
+constexpr size_t kEfSearch = 32;
 constexpr size_t kInitialCapacity = 1024;
 // Approximate search returns this many candidates; the first with matching parameters wins.
 constexpr size_t kCandidates = 8;
 
+// Eight independent partial sums: without them each addition waits for the previous one
+// (floating-point addition is not reassociated without -ffast-math) and the scan runs at one
+// multiply-add per four cycles instead of vector speed.
 float DotDense(const float* a, const float* b, size_t n) {
+  float acc[8] = {};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  }
   float s = 0;
-  for (size_t i = 0; i < n; ++i) s += a[i] * b[i];
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (float x : acc) s += x;
   return s;
 }
 
