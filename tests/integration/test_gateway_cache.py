@@ -309,6 +309,35 @@ class SemanticCacheTest(unittest.TestCase):
                 self.assertEqual(h["x-tokenway-cache"], "miss")
 
 
+class CacheEppTest(unittest.TestCase):
+    def test_hit_on_the_endpoint_picker_door_is_an_immediate_response(self):
+        from test_gateway_epp import EppGateway, epp_yaml, exchanges
+        with Sim(1, ["--speed", "50", "--output-len-mean", "12"]) as sim:
+            with EppGateway(lambda port: epp_yaml(sim.urls, port, extra="cache: {}\n")) as gw:
+                for n, stream in ((1, False), (3, True)):
+                    b = body("asked through Envoy", stream=stream)
+                    first = exchanges(gw.epp_port, b)[0]
+                    self.assertEqual(first["status"], 200, first)
+                    self.assertTrue(wait_until(
+                        lambda: gw.metric("tokenway_cache_stores_total") >= 1, timeout=5))
+                    self.assertTrue(wait_until(
+                        lambda: gw.metric("tokenway_requests_total") >= n, timeout=5))
+                    second = exchanges(gw.epp_port, b)[0]
+                    self.assertEqual(second["outcome"], "immediate", second)
+                    self.assertEqual(second["immediate_status"], 200, second)
+                    self.assertEqual(second["immediate_headers"]["x-tokenway-cache"], "hit")
+                    if stream:
+                        self.assertTrue(second["immediate_headers"]["content-type"]
+                                        .startswith("text/event-stream"))
+                        events = parse_sse(second["immediate_body"].encode())
+                        self.assertEqual(events[-1], "[DONE]")
+                    else:
+                        answer = json.loads(second["immediate_body"])
+                        self.assertEqual(answer["choices"][0]["finish_reason"], "stop")
+                        self.assertEqual(answer["usage"]["prompt_tokens_details"]["cached_tokens"],
+                                         answer["usage"]["prompt_tokens"])
+
+
 class CacheChargeTest(unittest.TestCase):
     def test_hits_are_charged_per_config(self):
         with Sim(1, ["--speed", "50", "--output-len-mean", "12"]) as sim:
