@@ -279,6 +279,12 @@ class CacheTest(unittest.TestCase):
                        "tokenway_cache_stores_total", "tokenway_cache_evictions_total",
                        "tokenway_cache_bytes", "tokenway_cache_entries"):
             self.assertIn("# TYPE " + family + " ", text)
+        import shutil
+        import subprocess
+        if shutil.which("promtool"):
+            check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                                   capture_output=True)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
 
 class SemanticCacheTest(unittest.TestCase):
