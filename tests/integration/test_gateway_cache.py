@@ -313,6 +313,14 @@ class SemanticCacheTest(unittest.TestCase):
                 self.assertEqual(h["x-tokenway-cache"], "miss")
                 st, h, _, _ = ask(gw, body("what is the capital of france"), auth(KEY_B))
                 self.assertEqual(h["x-tokenway-cache"], "miss")
+                # Lexically close, but another number: a different question.
+                ask(gw, body("How do I request an invoice in region 12?"), auth(KEY_A))
+                st, h, _, _ = ask(gw, body("how do I request an invoice in region 12"),
+                                  auth(KEY_A))
+                self.assertEqual(h["x-tokenway-cache"], "hit")
+                st, h, _, _ = ask(gw, body("How do I request an invoice in region 13?"),
+                                  auth(KEY_A))
+                self.assertEqual(h["x-tokenway-cache"], "miss")
 
 
 class CacheEppTest(unittest.TestCase):
