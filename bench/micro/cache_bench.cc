@@ -5,6 +5,7 @@
 // Run: make bench-micro (docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -94,14 +95,17 @@ struct SemanticFixture {
   SemanticIndex index;
 };
 
+// One index per size for every benchmark (building 100k vectors into HNSW takes seconds).
+SemanticFixture& FixtureOf(size_t n) {
+  static std::map<size_t, std::unique_ptr<SemanticFixture>> fixtures;
+  auto& f = fixtures[n];
+  if (!f) f = std::make_unique<SemanticFixture>(n);
+  return *f;
+}
+
 void BM_CacheSemanticLookup(benchmark::State& state) {
   const size_t n = static_cast<size_t>(state.range(0));
-  static std::unique_ptr<SemanticFixture> fixture;
-  static size_t built = 0;
-  if (!fixture || built != n) {
-    fixture = std::make_unique<SemanticFixture>(n);
-    built = n;
-  }
+  SemanticFixture* fixture = &FixtureOf(n);
   std::vector<float> dense(256);
   semantic::SparseVector sparse;
   uint64_t i = 0, found = 0;
@@ -138,7 +142,7 @@ BENCHMARK(BM_CachePromptVector)->Unit(benchmark::kMicrosecond);
 
 void BM_CacheSemanticSearch(benchmark::State& state) {
   const size_t n = static_cast<size_t>(state.range(0));
-  SemanticFixture fixture(n);
+  SemanticFixture& fixture = FixtureOf(n);
   std::vector<std::vector<float>> queries(64, std::vector<float>(256));
   semantic::SparseVector sparse;
   for (size_t i = 0; i < queries.size(); ++i) {
