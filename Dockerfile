@@ -8,6 +8,7 @@ RUN apt-get update \
       build-essential cmake ninja-build pkg-config python3 \
       libboost1.81-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libxxhash-dev \
       libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libhiredis-dev libre2-dev libutf8proc-dev \
+      libhnswlib-dev \
       libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=(build-essential cmake ninja-build ccache pkg-config python3 curl
       libboost1.81-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev libxxhash-dev
-      libgtest-dev libgmock-dev libbenchmark-dev prometheus chromium libssl-dev libhiredis-dev libre2-dev libutf8proc-dev
+      libgtest-dev libgmock-dev libbenchmark-dev prometheus chromium libssl-dev libhiredis-dev libre2-dev libutf8proc-dev libhnswlib-dev
       redis-server python3-yaml libgrpc++-dev libprotobuf-dev protobuf-compiler
       protobuf-compiler-grpc)
 if [[ "${1:-}" == "--bench" ]]; then

@@ -5,11 +5,12 @@
 The layers, lowest first; a folder may include its own headers, the public interfaces in
 include/tokenway/, and the folders of lower layers:
 
-    common < http < {routing, governance, telemetry, payload, rollout, semantic} < control < gateway < main
+    common < http < {routing, governance, telemetry, payload, rollout, semantic, cache} < control < gateway < main
 
-Within the routing/governance/telemetry/payload/rollout/semantic layer the only allowed edges are
-governance -> telemetry, payload -> telemetry, rollout -> telemetry and semantic -> telemetry (they render their metric
-families with telemetry's PrometheusText). sim and bench sit beside
+Within the routing/governance/telemetry/payload/rollout/semantic/cache layer the only allowed edges
+are governance -> telemetry, payload -> telemetry, rollout -> telemetry, semantic -> telemetry,
+cache -> telemetry (they render their metric families with telemetry's PrometheusText) and
+cache -> semantic (the semantic cache compares prompts with semantic's text vectors). sim and bench sit beside
 gateway: they may include every folder below gateway (and bench the simulator's headers), never
 gateway or main, and only main may include them. include/tokenway/ includes nothing from src/.
 
@@ -24,13 +25,13 @@ import tempfile
 LAYERS = [
     ["common"],
     ["http"],
-    ["routing", "governance", "telemetry", "payload", "rollout", "semantic"],
+    ["routing", "governance", "telemetry", "payload", "rollout", "semantic", "cache"],
     ["control"],
     ["gateway"],
     ["main"],
 ]
 SIBLING_EDGES = {("governance", "telemetry"), ("payload", "telemetry"), ("rollout", "telemetry"),
-                 ("semantic", "telemetry")}
+                 ("semantic", "telemetry"), ("cache", "telemetry"), ("cache", "semantic")}
 BESIDE_GATEWAY = {"sim": set(), "bench": {"sim"}, "fleetsim": {"sim", "bench"}}  # folder -> extra folders it may include
 INTERFACES = "tokenway"  # include/tokenway/: the public interfaces, includable from anywhere
 

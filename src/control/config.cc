@@ -742,7 +742,8 @@ class Loader : public YamlFields {
               {"listen",     "admin",          "workers", "drain_timeout", "reload_poll_interval",
                "limits",     "upstream",       "health",  "streaming",     "access_log",
                "tracing",    "engine_metrics", "pools",   "models",        "governance",
-               "kubernetes", "autoscaling",    "epp",     "processors",    "rollouts"});
+               "kubernetes", "autoscaling",    "epp",     "processors",    "rollouts",
+               "cache"});
     if (auto n = root["listen"]) c.listen = String(n, "listen");
     if (auto n = root["admin"]) c.admin = String(n, "admin");
     if (auto n = root["workers"]) c.workers = static_cast<uint32_t>(Unsigned(n, "workers", 0, 256));
@@ -1040,6 +1041,11 @@ class Loader : public YamlFields {
       auto governance = LoadGovernanceConfig(g, source_);
       if (!governance.ok()) throw YamlFieldError{governance.status().message()};
       c.governance = std::move(*governance);
+    }
+    if (auto k = root["cache"]) {
+      auto cache = LoadCacheConfig(k, source_);
+      if (!cache.ok()) throw YamlFieldError{cache.status().message()};
+      c.cache = std::move(*cache);
     }
     if (auto p = root["processors"]) {
       auto processors = LoadProcessorsConfig(p, source_);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/cache_config.h"
 #include "common/duration.h"
 #include "control/discovery_config.h"
 #include "control/scaling_signals.h"
@@ -178,6 +179,8 @@ struct GatewayConfig {
   std::vector<ProcessorConfig> processors;
   // Progressive rollouts of model versions (rollout/rollout_config.h); empty: none.
   RolloutsConfig rollouts;
+  // The response cache (cache/cache_config.h); off unless a `cache:` section is present.
+  CacheConfig cache;
 };
 
 // Parses YAML text; `source` names the file in error messages.

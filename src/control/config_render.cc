@@ -310,6 +310,7 @@ std::string RenderConfigJson(const GatewayConfig& c) {
   WriteGovernanceJson(w.Key("governance"), c.governance);
   WriteProcessorsConfig(w.Key("processors"), c.processors);
   WriteRolloutsConfigJson(w.Key("rollouts"), c.rollouts);
+  WriteCacheConfig(w.Key("cache"), c.cache);
   w.EndObject();
   return out;
 }

@@ -12,6 +12,7 @@
 
 #include "common/duration.h"
 #include "common/json_writer.h"
+#include "common/log.h"
 #include "common/openai_error.h"
 #include "common/request_inspector.h"
 #include "control/discovery.h"
@@ -36,8 +37,9 @@ namespace {
 
 constexpr std::string_view kRolloutsPath = "/admin/rollouts";
 
-// %XX escapes of a path segment (a model name may hold '/', sent as %2F); false when malformed.
-bool PercentDecode(std::string_view in, std::string& out) {
+// %XX escapes of a path segment (a model name may hold '/', sent as %2F) or, with plus_is_space,
+// of a query value; false when malformed.
+bool PercentDecode(std::string_view in, std::string& out, bool plus_is_space = false) {
   auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -47,7 +49,7 @@ bool PercentDecode(std::string_view in, std::string& out) {
   out.clear();
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] != '%') {
-      out.push_back(in[i]);
+      out.push_back(plus_is_space && in[i] == '+' ? ' ' : in[i]);
       continue;
     }
     if (i + 2 >= in.size()) return false;
@@ -130,16 +132,23 @@ asio::awaitable<void> AdminServer::Serve(tcp::socket socket) {
     const bool rollout_action = path.size() > kRolloutsPath.size() + 1 &&
                                 path.starts_with(kRolloutsPath) &&
                                 path[kRolloutsPath.size()] == '/';
-    if (rollout_action) {
+    const bool cache_purge = path == "/admin/cache/purge";
+    if (rollout_action || cache_purge) {
       if (req.method() != http::verb::post) {
         res.result(http::status::method_not_allowed);
         res.set(http::field::allow, "POST");
         AppendOpenAiError(res.body(), "use POST", "invalid_request_error", "",
                           "method_not_allowed");
       } else {
-        auto [status, body] = RolloutAction(path.substr(kRolloutsPath.size() + 1));
-        res.result(static_cast<http::status>(status));
-        res.body() = std::move(body);
+        if (cache_purge) {
+          http::status status = http::status::ok;
+          PurgeCache(target, status, res.body());
+          res.result(status);
+        } else {
+          auto [status, body] = RolloutAction(path.substr(kRolloutsPath.size() + 1));
+          res.result(static_cast<http::status>(status));
+          res.body() = std::move(body);
+        }
       }
     } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
@@ -230,6 +239,59 @@ std::pair<int, std::string> AdminServer::RolloutAction(std::string_view rest) {
   JsonWriter w(body);
   w.BeginObject().Key("model").String(model).Key("state").String(result.message).EndObject();
   return {200, body};
+}
+
+namespace {
+
+// The value of query parameter `name` in `target`, percent-decoded ('+' is a space); false when
+// it is malformed. Absent: true with an empty value.
+bool QueryParam(std::string_view target, std::string_view name, std::string& value) {
+  value.clear();
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return true;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    return PercentDecode(raw, value, /*plus_is_space=*/true);
+  }
+  return true;
+}
+
+}  // namespace
+
+void AdminServer::PurgeCache(std::string_view target, http::status& status,
+                             std::string& body) const {
+  std::string tenant, model;
+  if (!QueryParam(target, "tenant", tenant) || !QueryParam(target, "model", model)) {
+    status = http::status::bad_request;
+    AppendOpenAiError(body, "tenant and model must be percent-encoded", "invalid_request_error", "",
+                      "bad_query");
+    return;
+  }
+  ResponseCache* cache = view_.shared ? view_.shared->cache.get() : nullptr;
+  if (!cache) {
+    status = http::status::not_found;
+    AppendOpenAiError(body, "the response cache is not running", "invalid_request_error", "",
+                      "cache_off");
+    return;
+  }
+  const ResponseCache::Purged p = cache->Purge(tenant, model);
+  LogInfo("cache purge (tenant '" + tenant + "', model '" + model +
+          "'): " + std::to_string(p.memory) + " entries in process, " + std::to_string(p.redis) +
+          " in Redis" + (p.redis_error.empty() ? "" : " (" + p.redis_error + ")"));
+  if (!p.redis_error.empty()) status = http::status::bad_gateway;
+  JsonWriter w(body);
+  w.BeginObject();
+  w.Key("tenant").String(tenant).Key("model").String(model);
+  w.Key("purged").Uint(p.memory).Key("purged_redis").Uint(p.redis);
+  w.Key("purged_semantic").Uint(p.semantic);
+  if (!p.redis_error.empty()) w.Key("error").String(p.redis_error);
+  w.EndObject();
 }
 
 std::string AdminServer::RenderEndpoints() const {
@@ -434,7 +496,13 @@ std::string AdminServer::RenderMetrics() const {
   in.reloads_ok = view_.reloads_ok->load(std::memory_order_relaxed);
   in.reloads_failed = view_.reloads_failed->load(std::memory_order_relaxed);
   in.generation = rt->generation;
-  return RenderMetricsExposition(in);
+  std::string out = RenderMetricsExposition(in);
+  if (view_.shared && view_.shared->cache) {
+    PrometheusText t;
+    view_.shared->cache->Render(t);
+    out.append(t.str());
+  }
+  return out;
 }
 
 }  // namespace tokenway

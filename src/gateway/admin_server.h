@@ -1,11 +1,13 @@
 // AdminServer: the admin listener (/ (status page), /healthz, /readyz, /metrics, /admin/endpoints,
-// /admin/config, /admin/rollouts and POST /admin/rollouts/<model>/<action>), served on the
-// control thread so scrapes never compete with the data plane's event loops.
+// /admin/config, /admin/rollouts, POST /admin/rollouts/<model>/<action> and POST
+// /admin/cache/purge), served on the control thread so scrapes never compete with the data
+// plane's event loops.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/status.hpp>
 #include <functional>
 #include <memory>
 #include <string>
@@ -57,6 +59,10 @@ class AdminServer {
  private:
   boost::asio::awaitable<void> AcceptLoop();
   boost::asio::awaitable<void> Serve(boost::asio::ip::tcp::socket socket);
+  // POST /admin/cache/purge?tenant=&model=: removes the response cache's entries of a tenant
+  // and/or a served model (both absent: all) from the in-process and the Redis store.
+  void PurgeCache(std::string_view target, boost::beast::http::status& status,
+                  std::string& body) const;
 
   boost::asio::io_context& ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;

@@ -311,10 +311,11 @@ asio::awaitable<bool> ClientSession::Write(std::span<const asio::const_buffer> b
 }
 
 asio::awaitable<bool> ClientSession::WriteLocal(int status, std::string_view body,
-                                                std::string_view extra_headers) {
+                                                std::string_view extra_headers,
+                                                std::string_view content_type) {
   out_.clear();
   AppendStatusLine(out_, status);
-  out_.append("Content-Type: application/json\r\nContent-Length: ");
+  out_.append("Content-Type: ").append(content_type).append("\r\nContent-Length: ");
   char digits[24];
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, body.size());
   out_.append(digits, end).append("\r\n");
@@ -336,7 +337,7 @@ asio::awaitable<bool> ClientSession::WriteLocalError(int status, std::string_vie
 }
 
 asio::awaitable<bool> ClientSession::Respond(const LocalReply& reply, std::string_view request_id) {
-  co_return co_await WriteLocal(reply.status, reply.body, reply.headers);
+  co_return co_await WriteLocal(reply.status, reply.body, reply.headers, reply.content_type);
 }
 
 void ClientSession::WatchClient(tcp::socket* upstream, asio::steady_timer* queue_timer) {

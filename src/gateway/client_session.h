@@ -73,7 +73,8 @@ class ClientSession final : public ClientLink {
                                         size_t padding);
   // A local answer; HEAD requests get the head alone (with the Content-Length of the body).
   boost::asio::awaitable<bool> WriteLocal(int status, std::string_view body,
-                                          std::string_view extra_headers = {});
+                                          std::string_view extra_headers = {},
+                                          std::string_view content_type = "application/json");
   boost::asio::awaitable<bool> WriteLocalError(int status, std::string_view message,
                                                std::string_view code, std::string_view param = {},
                                                std::string_view extra_headers = {});

@@ -414,6 +414,7 @@ asio::awaitable<void> EppStream::RunPhases(EppStream* self) {
   if (r == PhaseResult::kContinue) r = co_await Govern(ctx);
   if (r == PhaseResult::kContinue) r = co_await ProcessPayload(ctx, *self);
   if (r == PhaseResult::kContinue) r = co_await Resolve(ctx, *self);
+  if (r == PhaseResult::kContinue) r = co_await LookupCache(ctx, *self);
   if (r == PhaseResult::kContinue) r = co_await Route(ctx, *self);
   self->phases_running_ = false;
   if (self->cancelled_) {
@@ -592,7 +593,7 @@ void EppStream::SendImmediate(const LocalReply& reply, std::string_view request_
   auto* ir = r->mutable_immediate_response();
   ir->mutable_status()->set_code(static_cast<envoy::type::v3::StatusCode>(reply.status));
   HeaderMutation* h = ir->mutable_headers();
-  SetHeader(h, "content-type", "application/json");
+  SetHeader(h, "content-type", reply.content_type);
   if (!request_id.empty()) SetHeader(h, "x-request-id", request_id);
   SetHeaderLines(h, reply.headers);
   ir->mutable_body()->assign(reply.body);
@@ -698,6 +699,7 @@ void EppStream::OnResponseHeaders() {
                    (duplex || response_body_mode_ == BodySendMode::BUFFERED);
   HeaderMutation* mutation = c->mutable_header_mutation();
   SetHeaderLines(mutation, ctx_.governance.headers());
+  SetHeaderLines(mutation, ctx_.cache.header_line());
   if (!rec.semantic_route.empty()) {
     std::string value;
     AppendRouteHeaderValue(rec, value);

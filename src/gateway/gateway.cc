@@ -92,6 +92,8 @@ class Process {
       return 1;
     }
     current_ = *rt;
+    // The response cache outlives reloads (which may turn it on or change its bounds).
+    shared_.cache = std::make_shared<ResponseCache>(config.cache);
     // The HTTP front door may be off when the endpoint-picker front door serves.
     const bool listen_http = !config.listen.empty();
     auto listen = ParseListenAddress(listen_http ? config.listen : "127.0.0.1:0");
@@ -218,6 +220,7 @@ class Process {
     if (epp_) epp_->Stop();    // while the workers still run the streams' last steps
     discovery_->Stop();
     governance_->Stop();  // before the workers: no Redis answer may outlive their event loops
+    if (shared_.cache) shared_.cache->Stop();  // the same for the response cache's Redis store
     for (auto& w : workers_) w->Stop();
     pool_states_.DropAll();
     workers_.clear();
@@ -354,6 +357,7 @@ class Process {
     // The new snapshot's version cells exist now; the rollouts' weights are in them before any
     // worker serves from it.
     rollouts_->Configure(config.rollouts, UnixMillis());
+    shared_.cache->Apply(config.cache);
     for (auto& w : workers_) w->Publish(current_);
     reloads_ok_.fetch_add(1);
     LogInfo("configuration reloaded (" + why + "), generation " + std::to_string(generation_));

@@ -69,6 +69,7 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   version = nullptr;
   response_model_from = {};
   response_model_to = {};
+  cache.Reset();
   refreshed_runtime.reset();
   restrict_to_subset = false;
   endpoint_subset.clear();

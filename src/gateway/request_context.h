@@ -2,11 +2,11 @@
 // path, and the small interface the phases use to reach the client that sent it.
 //
 // The phases (src/gateway/phases/, declared in phases.h) run in request order — inspect, govern,
-// process payload, route, forward, relay, settle, observe — each taking the context and
-// returning a PhaseResult. A front door (the HTTP ClientSession today; the endpoint-picker
-// protocol next) owns one context per connection or stream, reuses it across requests so its
-// strings and vectors keep their capacity, and runs the phases it needs: the HTTP front door all
-// of them, an endpoint-picker front door inspect → govern → payload → route.
+// process payload, resolve, cache lookup, route, forward, relay, settle, observe — each taking the
+// context and returning a PhaseResult. A front door (the HTTP ClientSession today; the
+// endpoint-picker protocol next) owns one context per connection or stream, reuses it across
+// requests so its strings and vectors keep their capacity, and runs the phases it needs: the HTTP
+// front door all of them, an endpoint-picker front door inspect → govern → payload → route.
 //
 // Threading: a context lives on one worker thread and is only touched there.
 #pragma once
@@ -23,6 +23,9 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/cache_key.h"
+#include "cache/cache_stats.h"
+#include "cache/cached_response.h"
 #include "common/request_inspector.h"
 #include "common/sse.h"
 #include "common/usage.h"
@@ -54,12 +57,60 @@ enum class PhaseResult : uint8_t {
 // A local answer (an error, mostly) that a phase leaves for the front door to send.
 struct LocalReply {
   int status = 0;
-  std::string body;     // JSON
+  std::string body;     // JSON, or an event stream (a cached answer to a streamed request)
   std::string headers;  // extra header lines, each ending in "\r\n"
+  std::string_view content_type = "application/json";
   void Clear() {
     status = 0;
     body.clear();
     headers.clear();
+    content_type = "application/json";
+  }
+};
+
+// What the response cache did for one request (phases/cache.cc: looked up right after resolve,
+// the answer of a miss stored at settle).
+struct RequestCacheState {
+  enum class Outcome : uint8_t {
+    kOff,     // no cache for this request's configuration or model: no header
+    kBypass,  // not cacheable, or the client or tenant opted out of reading
+    kMiss,
+    kHit,
+  };
+  Outcome outcome = Outcome::kOff;
+  bool semantic = false;  // the hit was found by prompt similarity
+  bool store = false;     // the answer of this request may be stored (collected in `assembly`)
+  CacheKey key;
+  CacheStatsRow* row = nullptr;  // the (tenant, model) counters
+  ResponseAssembly assembly;
+  TokenUsage charge;  // a hit: what governance charges (cache.charge)
+  // With cache.semantic: the prompt's folded vector and the hash of the request's other
+  // parameters, computed at lookup and filed with the answer when it is stored.
+  std::vector<float> vector;
+  uint64_t params = 0;
+  // The response header line that reports the outcome (empty for kOff).
+  std::string_view header_line() const {
+    switch (outcome) {
+      case Outcome::kBypass:
+        return "X-Tokenway-Cache: bypass\r\n";
+      case Outcome::kMiss:
+        return "X-Tokenway-Cache: miss\r\n";
+      case Outcome::kHit:
+        return "X-Tokenway-Cache: hit\r\n";
+      default:
+        return {};
+    }
+  }
+  void Reset() {
+    outcome = Outcome::kOff;
+    semantic = false;
+    store = false;
+    key = CacheKey{};
+    row = nullptr;
+    assembly.Reset();
+    charge = TokenUsage{};
+    vector.clear();
+    params = 0;
   }
 };
 
@@ -264,6 +315,9 @@ struct RequestContext {
   const RouteVersion* version = nullptr;
   std::string_view response_model_from;
   std::string_view response_model_to;
+
+  // --- 4b cache ---
+  RequestCacheState cache;
 
   // --- 5 route ---
   // Set by the endpoint-picker front door when the Gateway restricts the pick to a subset of

@@ -19,6 +19,7 @@ boost::asio::awaitable<void> ServeInferenceRequest(RequestContext& ctx, ClientLi
   if (r == PhaseResult::kContinue) r = co_await Govern(ctx);
   if (r == PhaseResult::kContinue) r = co_await ProcessPayload(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Resolve(ctx, client);
+  if (r == PhaseResult::kContinue) r = co_await LookupCache(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Route(ctx, client);
   if (r == PhaseResult::kContinue) r = co_await Forward(ctx, client);
   // A shadow copy starts once the primary has been relayed, so that its work on this worker never

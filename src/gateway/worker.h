@@ -16,6 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include "cache/cache_key.h"
+#include "cache/cached_response.h"
+#include "cache/response_cache.h"
 #include "common/request_inspector.h"
 #include "common/usage.h"
 #include "control/runtime.h"
@@ -37,6 +40,7 @@ struct GatewayShared {
   std::atomic<int64_t> connections{0};
   std::shared_ptr<AccessLogSink> access_log;
   std::shared_ptr<OtlpExporter> traces;  // null when tracing is off
+  std::shared_ptr<ResponseCache> cache;  // created at start; used while cache.enabled
 };
 
 class Worker {
@@ -74,6 +78,8 @@ class Worker {
   RouteEmbeddings& route_embeddings() { return *route_embeddings_; }
   RequestInspector& inspector() { return inspector_; }
   UsageReader& usage_reader() { return usage_reader_; }
+  CacheKeyBuilder& cache_keys() { return cache_keys_; }
+  ResponseReader& response_reader() { return response_reader_; }
   AccessLogBuffer& access_log() { return access_log_; }
   uint64_t NextRandom() { return rng_(); }
   void AddSession(ClientSession* s);
@@ -106,6 +112,8 @@ class Worker {
   std::unique_ptr<RouteEmbeddings> route_embeddings_;
   RequestInspector inspector_;
   UsageReader usage_reader_;
+  CacheKeyBuilder cache_keys_;
+  ResponseReader response_reader_;
   AccessLogBuffer access_log_;
   std::mt19937_64 rng_;
   std::vector<ClientSession*> sessions_;

@@ -123,8 +123,9 @@ class GovernanceLoader : public YamlFields {
       for (size_t i = 0; i < ts.size(); ++i) {
         const YAML::Node& t = ts[i];
         std::string tf = f + ".tenants[" + std::to_string(i) + "]";
-        ExpectMap(t, tf,
-                  {"name", "keys", "models", "priority", "labels", "limits", "max_tokens_cap"});
+        ExpectMap(
+            t, tf,
+            {"name", "keys", "models", "priority", "labels", "limits", "max_tokens_cap", "cache"});
         TenantConfig tc;
         if (!t["name"]) Fail(t, tf + ".name", "is required");
         tc.name = String(t["name"], tf + ".name");
@@ -193,6 +194,7 @@ class GovernanceLoader : public YamlFields {
           }
         }
         if (auto n = t["limits"]) tc.limits = Limits(n, tf + ".limits", true, &tc);
+        if (auto n = t["cache"]) tc.cache = Bool(n, tf + ".cache");
         if (auto n = t["max_tokens_cap"]) {
           tc.max_tokens_cap = Int(n, tf + ".max_tokens_cap", 0, 10'000'000);
         }
@@ -283,6 +285,7 @@ void WriteGovernanceJson(JsonWriter& w, const GovernanceConfig& c) {
     for (const auto& [model, l] : t.per_model) WriteLimits(w.Key(model), l);
     w.EndObject();
     w.Key("max_tokens_cap").Int(t.max_tokens_cap);
+    w.Key("cache").Bool(t.cache);
     w.EndObject();
   }
   w.EndArray();

@@ -53,6 +53,7 @@ struct TenantConfig {
   LimitSpec per_key;                           // applied to each key separately
   std::map<std::string, LimitSpec> per_model;  // model name -> limits within the tenant
   int64_t max_tokens_cap = 0;  // output tokens reserved (and allowed) per request; 0: default
+  bool cache = true;           // false: the response cache is never used for this tenant
 };
 
 struct RedisLimiterConfig {

@@ -73,6 +73,7 @@ StatusOr<std::unique_ptr<TenantTable>> TenantTable::Build(
     t->models = tc.models;
     std::sort(t->models.begin(), t->models.end());
     t->labels = tc.labels;
+    t->cache = tc.cache;
     t->max_tokens_cap = tc.max_tokens_cap > 0 ? tc.max_tokens_cap : config.default_max_tokens;
     t->scope.id = "t:" + tc.name;
     t->scope.limits = tc.limits;

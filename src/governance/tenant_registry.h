@@ -54,6 +54,7 @@ struct Tenant {
   std::vector<std::string> models;  // sorted; empty: every model
   std::map<std::string, std::string> labels;
   int64_t max_tokens_cap = 0;  // effective: the tenant's cap, else governance.default_max_tokens
+  bool cache = true;           // tenants[].cache: may the response cache serve and store it
   LimitScope scope;            // "t:<name>"
   LimitSpec per_key;
   std::map<std::string, LimitScope, std::less<>> per_model;  // "m:<name>:<model>"

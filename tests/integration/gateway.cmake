@@ -24,3 +24,4 @@ tw_integration_test(gateway_versions SCRIPT tests/integration/test_gateway_versi
 tw_integration_test(gateway_external_processors SCRIPT tests/integration/test_gateway_external.py TIMEOUT 120)
 tw_integration_test(gateway_rollout SCRIPT tests/integration/test_gateway_rollout.py TIMEOUT 300)
 tw_integration_test(gateway_semantic_routing SCRIPT tests/integration/test_gateway_semantic_routing.py TIMEOUT 180)
+tw_integration_test(gateway_cache SCRIPT tests/integration/test_gateway_cache.py TIMEOUT 240)

@@ -4,12 +4,13 @@
 //   2 govern    API key → tenant; model permission; token reservation
 //   3 payload   request processors (may rewrite or reject)
 //   4 resolve   the client's model → the model served upstream; usage injection as a body edit
+//  4b cache     the response cache: a hit answers here (JSON or an event stream), a miss goes on
 //   5 route     model → pool; admission under flow control; filters → scorers → picker
 //   6 forward   pooled upstream connection, one gathered write, the response head; retries on
 //               the next endpoint while no byte has reached the client
 //   7 relay     SSE event by event through the response processors, or the whole body
 //   8 settle    usage (reported, or estimated and marked so); reservations settled; the outcome
-//               fed back to endpoint health and flow control
+//               fed back to endpoint health and flow control; a cacheable miss's answer stored
 //   9 observe   metrics, span, access-log line
 //
 // Each phase takes the request's RequestContext, runs on its worker thread, and returns
@@ -54,6 +55,15 @@ void SplitVersion(RequestContext& ctx);
 // ("code; confidence=0.87"); both front doors send it with the response head when
 // ctx.record.semantic_route is set.
 void AppendRouteHeaderValue(const RequestRecord& rec, std::string& out);
+
+// 4b. The response cache (phases/cache.cc): computes the request's key and looks it up (the
+// in-process store, then Redis when configured; a busy shard or a slow Redis is a miss). A hit
+// is kRespond with the answer in ctx.reply (200, JSON or text/event-stream, X-Tokenway-Cache:
+// hit); otherwise kContinue with ctx.cache saying miss or bypass and whether to store.
+boost::asio::awaitable<PhaseResult> LookupCache(RequestContext& ctx, ClientLink& client);
+// 8. Stores the answer of a cacheable miss when it is a complete 200 that ended with
+// finish_reason "stop" (Settle calls it, both front doors).
+void StoreCachedAnswer(RequestContext& ctx);
 
 // 5. Route: finds the model's pool (404 when none), waits for admission on a saturated
 // flow-controlled pool (the client watch cancels the wait if the client leaves), and picks the

@@ -164,6 +164,7 @@ asio::awaitable<PhaseResult> RelayStream(RequestContext& ctx, ClientLink& client
   head.append("X-Request-Id: ").append(rec.request_id).append("\r\n");
   if (!rec.version.empty()) head.append("X-Tokenway-Version: ").append(rec.version).append("\r\n");
   head.append(ctx.governance.headers());
+  head.append(ctx.cache.header_line());
   if (!rec.payload_flags.empty()) {
     head.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
   }
@@ -349,6 +350,7 @@ asio::awaitable<PhaseResult> RelayWhole(RequestContext& ctx, ClientLink& client)
   out.append("\r\nX-Request-Id: ").append(rec.request_id).append("\r\n");
   if (!rec.version.empty()) out.append("X-Tokenway-Version: ").append(rec.version).append("\r\n");
   out.append(ctx.governance.headers());
+  if (status == 200) out.append(ctx.cache.header_line());
   if (!rec.payload_flags.empty()) {
     out.append("X-Tokenway-Flagged: ").append(rec.payload_flags).append("\r\n");
   }
@@ -423,6 +425,7 @@ StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) 
   RequestRecord& rec = ctx.record;
   if (ctx.stream_ended) return StreamEventAction::kDrop;
   std::string_view data = SseEventData(event, ctx.scratch);
+  if (ctx.cache.store) ctx.worker.response_reader().ReadStreamEvent(data, ctx.cache.assembly);
   if (data == "[DONE]") {
     // The processors release what they hold before it.
     const StreamEventAction action = FinishStreamEvents(ctx);
@@ -455,6 +458,7 @@ WholeBodyAction RelayWholeBody(RequestContext& ctx, std::string& body) {
   RequestRecord& rec = ctx.record;
   UsageReading reading;
   if (!ctx.worker.usage_reader().ReadInPlace(body, reading)) return WholeBodyAction::kNotJson;
+  if (ctx.cache.store) ctx.worker.response_reader().ReadBody(body, ctx.cache.assembly);
   if (reading.has_usage) rec.usage = reading.usage;
   if (rec.trace.sampled()) rec.response_model.assign(reading.model);
   WholeBodyAction action = WholeBodyAction::kKeep;

@@ -6,8 +6,9 @@
 // and marked as such (RequestRecord::usage_estimated: the access log's `usage` field says
 // "estimated", the metrics count it in tokenway_requests_without_usage_total and the
 // estimated-token family, never as reported usage). The governance reservation is settled or
-// released exactly once; the endpoint's load and the upstream connection of an unfinished
-// exchange are let go; a flow-controlled pool is told that room may have appeared.
+// released exactly once (a cache hit is charged per cache.charge); a cacheable miss's answer is
+// stored in the response cache (phases/cache.cc); the endpoint's load and the upstream connection
+// of an unfinished exchange are let go; a flow-controlled pool is told that room may have appeared.
 #include "common/duration.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -19,12 +20,18 @@ void Settle(RequestContext& ctx) {
   RequestRecord& rec = ctx.record;
   // Governance settles with what the server reported; without a report, with the relayed events
   // plus the input estimate (a stream) or the reservation (a whole 200).
-  ctx.governance.Finish(rec.usage, rec.stream_events, rec.status);
+  // A cache hit is charged per cache.charge, not with the usage the answer reports.
+  if (ctx.cache.outcome == RequestCacheState::Outcome::kHit) {
+    ctx.governance.Finish(ctx.cache.charge, 0, rec.status);
+  } else {
+    ctx.governance.Finish(rec.usage, rec.stream_events, rec.status);
+  }
   if (!rec.usage.known() && rec.stream_events > 0) {
     rec.usage.prompt_tokens = ctx.prompt_tokens;
     rec.usage.completion_tokens = rec.stream_events;
     rec.usage_estimated = true;
   }
+  StoreCachedAnswer(ctx);
   ctx.load.reset();
   ctx.conn.reset();  // an exchange cut short: the connection cannot be reused
   ctx.ResetResponse();
