@@ -321,6 +321,38 @@ TEST(StreamWindow, EventsWithoutTextPassUnchanged) {
   EXPECT_TRUE(out.empty());
 }
 
+TEST(StreamWindow, EveryEventIsCountedAndOneInSixteenTimed) {
+  auto s = PiiScanner::Create({{"email", ScanAction::kRedact}});
+  ASSERT_TRUE(s.ok());
+  std::shared_ptr<const TextScanner> scanner(std::move(*s));
+  const ScanCounters counters = ScanCounters::Create("pii_timing_test", *scanner);
+  ScanResponseProcessor p("pii", ProcessorMatch{}, scanner, counters, 64);
+  auto state = p.Begin();
+  std::vector<std::string> out;
+  for (int i = 0; i < 15; ++i) {
+    out.clear();
+    p.Process(*state, Chunk(" word"), out);
+  }
+  EXPECT_EQ(counters.response_time->calls.load(), 15u);
+  // The thread's sampling tick started before this test: within 16 more events one is timed.
+  for (int i = 0; i < 16; ++i) {
+    out.clear();
+    p.Process(*state, Chunk(" word"), out);
+  }
+  EXPECT_EQ(counters.response_time->calls.load(), 31u);
+  EXPECT_GT(counters.response_time->nanos.load(), 0u);
+  // A request is timed on every call.
+  const uint64_t before = counters.request_time->nanos.load();
+  ScanRequestProcessor rp("pii", ProcessorMatch{}, scanner, counters);
+  PayloadRequest request{};
+  const std::string body = R"({"model":"m","messages":[{"role":"user","content":"hello there"}]})";
+  request.body = body;
+  RequestVerdict verdict;
+  rp.Process(request, verdict);
+  EXPECT_EQ(counters.request_time->calls.load(), 1u);
+  EXPECT_GT(counters.request_time->nanos.load(), before);
+}
+
 TEST(WholeBody, RedactsAndBlocksAJsonResponse) {
   auto p = Processor(ScanAction::kBlock, ScanAction::kRedact);
   std::string out;
