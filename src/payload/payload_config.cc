@@ -187,10 +187,30 @@ class ProcessorsLoader : public YamlFields {
       const YAML::Node& n = node[i];
       const std::string f = field + "[" + std::to_string(i) + "]";
       ExpectMap(n, f,
-                {"name", "type", "match", "request", "response", "window", "patterns", "detectors",
-                 "max_prompt_tokens", "deny_fields", "text", "mode", "client_system", "action",
-                 "data_urls", "url", "target", "timeout", "failure_mode", "max_concurrency",
-                 "retries", "deny_status", "max_answer_bytes", "headers"});
+                {"name",
+                 "type",
+                 "match",
+                 "request",
+                 "response",
+                 "window",
+                 "patterns",
+                 "detectors",
+                 "max_prompt_tokens",
+                 "deny_fields",
+                 "text",
+                 "mode",
+                 "client_system",
+                 "action",
+                 "data_urls",
+                 "url",
+                 "target",
+                 "timeout",
+                 "failure_mode",
+                 "max_concurrency",
+                 "retries",
+                 "deny_status",
+                 "max_answer_bytes",
+                 "headers"});
       ProcessorConfig p;
       if (!n["type"]) Fail(n, f, "needs a type (" + TypeList() + ")");
       p.type = String(n["type"], Join(f, "type"));
@@ -291,9 +311,8 @@ class ProcessorsLoader : public YamlFields {
 }  // namespace
 
 const std::vector<std::string>& KnownProcessorTypes() {
-  static const std::vector<std::string> types = {"patterns",      "pii",    "limits",
-                                                 "system_prompt", "images", "webhook",
-                                                 "ext_proc"};
+  static const std::vector<std::string> types = {"patterns", "pii",     "limits",  "system_prompt",
+                                                 "images",   "webhook", "ext_proc"};
   return types;
 }
 

@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "payload/image_parts_processor.h"
 #include "payload/external_processor.h"
+#include "payload/image_parts_processor.h"
 #include "payload/limits_processor.h"
 #include "payload/pattern_scanner.h"
 #include "payload/processor_match.h"
