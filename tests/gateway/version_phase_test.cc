@@ -1,7 +1,7 @@
 // The model-version split driven through the real request path in-process: header and tenant
 // match rules before the weighted split, the body rewritten for the version's model and sent to
-// the version's pool, the response's model reported as the alias, x-tokenway-version, and the
-// per-version figures.
+// the version's pool, the response's model reported as the alias, x-tokenway-version, the
+// per-version figures, and a semantic route whose target is the alias (routing, then the split).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -39,6 +39,13 @@ models:
       - {name: v1, model: m, pool: stable, weight: 1}
       - {name: v2, model: m, pool: canary, weight: 0, match: {headers: {X-Canary: "yes"}}}
       - {name: v3, model: m, pool: canary, weight: 0, match: {tenants: [testers]}}
+  - {name: coder, pool: canary}
+  - name: auto
+    router:
+      routes:
+        - {name: talk, target: chat, examples: ["hello there, how are you today"]}
+        - {name: code, target: coder, examples: ["write a python function that sorts a list"]}
+      default: talk
 governance:
   backend: local
   tenants:
@@ -78,10 +85,11 @@ access_log:
   // POSTs a chat request for "chat" with the key and extra header lines; the response head and
   // body.
   void Send(const char* key, const std::string& extra, bool stream, std::string& head,
-            std::string& body) {
-    const std::string json = std::string(R"({"model":"chat","stream":)") +
-                             (stream ? "true" : "false") +
-                             R"(,"max_tokens":4,"messages":[{"role":"user","content":"hi"}]})";
+            std::string& body, const std::string& model = "chat",
+            const std::string& content = "hi") {
+    const std::string json =
+        R"({"model":")" + model + R"(","stream":)" + (stream ? "true" : "false") +
+        R"(,"max_tokens":4,"messages":[{"role":"user","content":")" + content + R"("}]})";
     std::string r = "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n";
     r += "Content-Type: application/json\r\nAuthorization: Bearer " + std::string(key) + "\r\n";
     r += extra;
@@ -167,6 +175,25 @@ TEST_F(VersionPhaseTest, RunTimeWeightMovesTheSplit) {
   Send(kAcmeKey, "", false, head, body);
   EXPECT_EQ(Version(head), "v3") << head;
   EXPECT_EQ(canary_->requests(), 1u);
+}
+
+TEST_F(VersionPhaseTest, SemanticRouteToAnAliasIsSplitAfterwards) {
+  std::string head, body;
+  Send(kAcmeKey, "", false, head, body, "auto", "hello there, how are you doing today");
+  EXPECT_EQ(head.compare(0, 12, "HTTP/1.1 200"), 0) << head << body;
+  // Routed to the alias "chat", then split to its version v1 on the stable pool.
+  EXPECT_NE(head.find("X-Tokenway-Route: talk; confidence="), std::string::npos) << head;
+  EXPECT_EQ(Version(head), "v1") << head;
+  EXPECT_EQ(stable_->requests(), 1u);
+  EXPECT_NE(stable_->last_body().find(R"("model":"m")"), std::string::npos);
+  EXPECT_NE(body.find(R"("model":"chat")"), std::string::npos) << body;
+  EXPECT_EQ(VersionRequests("v1", 1), 1u);
+  // The other route's target has no versions: no version header, its own pool.
+  Send(kAcmeKey, "", false, head, body, "auto", "write a python function that sorts a list");
+  EXPECT_NE(head.find("X-Tokenway-Route: code; confidence="), std::string::npos) << head;
+  EXPECT_EQ(Version(head), "") << head;
+  EXPECT_EQ(canary_->requests(), 1u);
+  EXPECT_NE(canary_->last_body().find(R"("model":"coder")"), std::string::npos);
 }
 
 }  // namespace
