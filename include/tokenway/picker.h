@@ -35,6 +35,24 @@ struct PickScores {
   double values[kCapacity] = {};
 };
 
+// A request's latency objective, from its x-slo-ttft-ms / x-slo-tpot-ms headers (0: the pool's
+// scheduler.slo applies), and whether it may be refused: a sheddable request (priority < 0) that
+// no endpoint is predicted to serve within its objective is refused before it is sent.
+struct RequestSlo {
+  double ttft_s = 0;
+  double tpot_s = 0;
+  bool sheddable = false;
+};
+
+// What the predicted-latency scorer foresaw for one pick.
+struct LatencyPrediction {
+  bool made = false;     // some candidate's model was trained
+  double ttft_s = -1;    // predicted for the chosen endpoint
+  double tpot_s = -1;    // (-1: its TPOT model is not trained yet)
+  double best_cost = 0;  // lowest max(TTFT/SLO, TPOT/SLO) over the candidates (> 1: none meets it)
+  double cached_fraction = 0;  // of the prompt, held by the chosen endpoint (prefix index)
+};
+
 // What a picker tells the request path about its decision, for metrics and traces. Filled only
 // when the caller passes one; pickers that know nothing of a field leave it alone.
 struct PickReport {
@@ -42,6 +60,10 @@ struct PickReport {
       0;  // prompt looked up in the prefix index, in units of block_bytes (0: none)
   uint32_t prefix_matched = 0;   // of those, the units the chosen endpoint is estimated to hold
   PickScores* scores = nullptr;  // when set (sampled traces), the chosen endpoint's scores
+  LatencyPrediction prediction;  // filled by a scheduler with the predicted-latency scorer
+  // The picker chose no endpoint because the request is sheddable and none is predicted to meet
+  // its objective (RequestSlo): the caller answers 429 instead of sending it.
+  bool refused = false;
 };
 
 // What a picker may look at besides the candidates.
@@ -58,6 +80,8 @@ struct PickContext {
   // eligibility check; the fleet simulator passes its virtual time, so staleness, ejection and
   // prefix-index ages follow the simulated clock.
   int64_t now_ns = 0;
+  int64_t prompt_tokens = 0;  // the request's estimated prompt tokens (0: unknown)
+  RequestSlo slo;
 };
 
 // Ordered endpoint indices, best first; bounded so it lives on the stack.

@@ -316,7 +316,23 @@ StatusOr<Experiment> LoadExperiment(const std::string& path) {
             sim.requests = x.as<int64_t>();
           else if (k == "itl_samples")
             sim.itl_samples = x.as<int64_t>();
-          else
+          else if (k == "max_goodput") {
+            for (auto g : x) {
+              std::string gk = g.first.as<std::string>();
+              if (gk == "attainment")
+                sim.goodput_attainment = g.second.as<double>();
+              else if (gk == "steps")
+                sim.goodput_steps = g.second.as<int>();
+              else
+                return Status::Error(path + ": simulation.max_goodput." + gk + ": unknown field");
+            }
+            if (!(sim.goodput_attainment > 0 && sim.goodput_attainment <= 1) ||
+                sim.goodput_steps < 0 || sim.goodput_steps > 20) {
+              return Status::Error(path +
+                                   ": simulation.max_goodput needs attainment in (0, 1] and "
+                                   "steps in [0, 20]");
+            }
+          } else
             return Status::Error(path + ":" + std::to_string(f.first.Mark().line + 1) +
                                  ": simulation." + k + ": unknown field");
         }

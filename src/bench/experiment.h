@@ -50,6 +50,11 @@ struct SimulationSettings {
   double engine_metrics_interval_s = -1;  // < 0: the gateway configuration's
   int64_t requests = 0;                   // > 0: arrivals stop after this many (else duration)
   int64_t itl_samples = 20'000'000;       // inter-token gaps kept for the ITL percentiles
+  // max_goodput: {attainment, steps}: per configuration, the highest offered rate whose SLO
+  // attainment is at least `attainment`, bisected `steps` times between the grid's rates
+  // (0: no search).
+  double goodput_attainment = 0;
+  int goodput_steps = 5;
 };
 
 // An experiment file (docs/bench.md, "Experiments").

@@ -187,6 +187,13 @@ std::string ToJson(const std::vector<RunSummary>& runs, const std::string& meta_
            (r.cached_token_share >= 0 ? Fmt("%.6f", r.cached_token_share) : std::string("null"));
     out += ",\"adapter_loads\":" +
            (r.adapter_loads >= 0 ? Fmt("%.0f", r.adapter_loads) : std::string("null"));
+    if (r.ttft_prediction_mape >= 0) {
+      out += ",\"ttft_prediction_mape\":" + Fmt("%.4f", r.ttft_prediction_mape);
+    }
+    if (r.tpot_prediction_mape >= 0) {
+      out += ",\"tpot_prediction_mape\":" + Fmt("%.4f", r.tpot_prediction_mape);
+    }
+    if (r.slo_refused > 0) out += ",\"slo_refused\":" + std::to_string(r.slo_refused);
     out += '}';
   }
   out += "\n]}\n";
@@ -228,6 +235,19 @@ std::string ToMarkdown(const std::vector<RunSummary>& runs, const std::string& t
            (r.prefix_hit_rate >= 0 ? Fmt("%.1f %%", r.prefix_hit_rate * 100) : "—") + " | " +
            (r.cached_token_share >= 0 ? Fmt("%.1f %%", r.cached_token_share * 100) : "—") + " | " +
            (r.adapter_loads >= 0 ? Fmt("%.0f", r.adapter_loads) : "—") + " |\n";
+  }
+  if (std::any_of(runs.begin(), runs.end(),
+                  [](const RunSummary& r) { return r.ttft_prediction_mape >= 0; })) {
+    out +=
+        "\n## Latency predictions\n\n| config | offered rate | TTFT MAPE | TPOT MAPE | refused "
+        "for their SLO |\n|---|---|---|---|---|\n";
+    for (const auto& r : runs) {
+      if (r.ttft_prediction_mape < 0) continue;
+      out += "| " + r.label + " | " + rate(r) + " | " +
+             Fmt("%.1f %%", r.ttft_prediction_mape * 100) + " | " +
+             (r.tpot_prediction_mape >= 0 ? Fmt("%.1f %%", r.tpot_prediction_mape * 100) : "—") +
+             " | " + std::to_string(r.slo_refused) + " |\n";
+    }
   }
   out += "\n## Errors by kind\n\n| config | offered rate |";
   for (size_t k = 1; k < kErrorKinds; ++k) {

@@ -41,6 +41,11 @@ struct RunSummary {
   double adapter_loads = -1;  // LoRA adapter loads in the fleet during the run; -1: not scraped
   double cached_token_share = -1;  // Σcached_tokens / Σprompt_tokens from usage; -1: not reported
   std::vector<double> ttft_sorted;  // for CDF plots
+  // The latency predictor's mean absolute percentage error over measured streams, each
+  // prediction made before its stream was learned from (simulation of pools with a
+  // predicted-latency scorer; -1: none), and requests refused for their objective.
+  double ttft_prediction_mape = -1, tpot_prediction_mape = -1;
+  int64_t slo_refused = 0;
 };
 
 RunSummary Summarize(const LoadResult& result, const LoadOptions& options, const Slo& slo,

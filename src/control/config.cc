@@ -387,7 +387,7 @@ class Loader : public YamlFields {
   void LoadScheduler(const YAML::Node& node, const std::string& f, SchedulerConfig& x) const {
     ExpectMap(node, f,
               {"preset", "filters", "scorers", "picker", "prefix", "session_header", "affinity",
-               "sample"});
+               "sample", "slo"});
     x.enabled = true;
     if (auto n = node["preset"]) {
       x.preset = String(n, f + ".preset");
@@ -512,6 +512,24 @@ class Loader : public YamlFields {
       x.sample = static_cast<uint32_t>(Unsigned(n, f + ".sample", 0, 1u << 20));
       if (x.sample > 0 && x.sample < 2) Fail(n, f + ".sample", "must be 0 (off) or at least 2");
     }
+    if (auto s = node["slo"]) LoadSlo(s, f + ".slo", x);
+  }
+
+  // pools[].scheduler.slo (the predicted-latency scorer).
+  void LoadSlo(const YAML::Node& node, const std::string& f, SchedulerConfig& x) const {
+    ExpectMap(node, f, {"ttft", "tpot", "min_samples", "shed"});
+    if (!x.PredictsLatency()) Fail(node, f, "needs the predicted-latency scorer in scorers");
+    auto positive = [&](const YAML::Node& n, const std::string& field) {
+      const Duration d = Dur(n, field);
+      if (d.count() <= 0) Fail(n, field, "must be a positive duration");
+      return d;
+    };
+    if (auto n = node["ttft"]) x.slo.ttft = positive(n, f + ".ttft");
+    if (auto n = node["tpot"]) x.slo.tpot = positive(n, f + ".tpot");
+    if (auto n = node["min_samples"]) {
+      x.slo.min_samples = static_cast<uint32_t>(Unsigned(n, f + ".min_samples", 1, 1000000));
+    }
+    if (auto n = node["shed"]) x.slo.shed = Bool(n, f + ".shed");
   }
 
   void LoadTracing(const YAML::Node& t, TracingConfig& x) const {

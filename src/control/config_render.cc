@@ -38,6 +38,12 @@ void WriteScheduler(JsonWriter& w, const SchedulerConfig& sc) {
   w.Key("epsilon").Number(sc.affinity.epsilon);
   w.EndObject();
   w.Key("sample").Uint(sc.sample);
+  w.Key("slo").BeginObject();
+  w.Key("ttft").String(FormatDuration(sc.slo.ttft));
+  w.Key("tpot").String(FormatDuration(sc.slo.tpot));
+  w.Key("min_samples").Uint(sc.slo.min_samples);
+  w.Key("shed").Bool(sc.slo.shed);
+  w.EndObject();
   w.EndObject();
 }
 

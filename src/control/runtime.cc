@@ -150,6 +150,9 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
     if (!ParseEngineKind(pc.engine, pool->engine)) {
       return Status::Error("pool '" + pc.name + "': unknown engine " + pc.engine);
     }
+    pool->stale_after_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)
+            .count();
     if (pc.scheduler.enabled) {
       std::shared_ptr<PrefixIndex> prefix;
       bool wants_prefix =
@@ -161,6 +164,7 @@ StatusOr<std::shared_ptr<const Runtime>> BuildRuntime(
         prefix = pools->Prefix(pc.name, pc.scheduler.prefix, urls);
       }
       pool->session_header = pc.scheduler.session_header;
+      pool->predicts_latency = pc.scheduler.PredictsLatency();
       pool->picker = std::make_unique<SchedulerPicker>(
           pc.scheduler, static_cast<uint32_t>(pc.endpoints.size()),
           std::chrono::duration_cast<std::chrono::nanoseconds>(config.engine_metrics.stale_after)

@@ -49,6 +49,11 @@ struct Pool {
   std::unique_ptr<Picker> picker;         // a simple policy, or a SchedulerPicker
   EngineKind engine = EngineKind::kVllm;  // the pool's default; each endpoint has its own
   std::string session_header;             // pools[].scheduler.session_header; empty: none
+  // The scheduler has a predicted-latency scorer: the request path reads x-slo-* headers and
+  // teaches the endpoints' latency models; engine signals older than stale_after_ns do not count
+  // in their features.
+  bool predicts_latency = false;
+  int64_t stale_after_ns = 0;
   // Flow control (null when the pool has none): the process-wide controller of this pool name,
   // and this snapshot's settings and endpoint states for it (kept for every pool: the scaling
   // signals read the thresholds).

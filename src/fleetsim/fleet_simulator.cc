@@ -35,8 +35,6 @@ enum Kind : uint32_t {
   kScrape,          // target: replica; it scrapes every engine
 };
 
-constexpr int64_t kDefaultDecodeTokens = 256;  // the gateway's estimate without max_tokens
-
 uint64_t Mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -58,8 +56,19 @@ struct Prepared {
   int32_t group = -1;
 };
 
+// What a pool that predicts latency watches of one request: the chosen endpoint's features at
+// dispatch and the pick's predictions, until the stream ends and teaches the model.
+struct Watched {
+  LatencyFeatures features;
+  double predicted_ttft_s = -1;
+  double predicted_tpot_s = -1;
+  int64_t dispatched_ns = 0;
+  int64_t first_ns = 0;  // the first token at the gateway
+};
+
 struct Request {
   std::shared_ptr<const Prepared> prepared;
+  std::unique_ptr<Watched> watched;
   std::shared_ptr<FlowWaiter> waiter;
   const Pool* pool = nullptr;
   EndpointState* state = nullptr;  // the chosen endpoint's state in its replica
@@ -81,6 +90,7 @@ struct Request {
   bool settled = false;
   bool owes_release = false;
   bool finished = false;
+  bool sheddable = false;  // its model's priority is below 0
 };
 
 class SimWaiter final : public FlowWaiter {
@@ -127,6 +137,7 @@ class Simulation {
   void StartStep(uint32_t engine);
   void AtGatewayFirst(uint64_t id);
   void AtGatewayDone(uint64_t id);
+  void Learn(Request& r, int64_t now);
   void Scrape(uint32_t replica);
   double EngineNow(const SimulatedEngine& e) const {
     return static_cast<double>(queue_.now()) / 1e9 * e.speed;
@@ -323,6 +334,7 @@ void Simulation::Route(uint64_t id) {
   const ModelRoute* route = g.runtime->FindModel(p.inspected.model);
   if (!route) return Fail(id, ErrorKind::kHttp4xx, 404);
   r.pool = route->pool;
+  r.sheddable = route->priority < 0;
   for (uint32_t i = 0; i < g.runtime->pools.size(); ++i) {
     if (g.runtime->pools[i].get() == r.pool) r.pool_index = i;
   }
@@ -373,10 +385,32 @@ void Simulation::Dispatch(uint64_t id) {
   pr.adapter = p.adapter;
   pr.prompt_tokens = static_cast<int64_t>(p.tokens.size());
   pr.max_tokens = p.output_tokens;
+  PickReport report;
+  if (pool.predicts_latency) {
+    pr.slo.sheddable = r.sheddable;
+    pr.report = &report;
+  }
   g.random = Mix(g.random);
   const uint32_t chosen = g.policies[r.pool_index]->Choose(pr, candidates, g.random, now);
+  if (chosen == RoutingPolicy::kRefused) {
+    if (r.owes_release) pool.flow->DispatchDone(pool.flow_view(), now);
+    r.owes_release = false;
+    if (!r.warmup) ++result_.slo_refused;
+    return Fail(id, ErrorKind::kHttp4xx, 429);
+  }
   EndpointState& state = *pool.endpoints[chosen].state;
   r.state = &state;
+  if (pool.predicts_latency) {
+    // As the gateway's RequestContext::Dispatch: the endpoint before this request joined it.
+    r.watched = std::make_unique<Watched>();
+    Watched& w = *r.watched;
+    w.features =
+        ComputeLatencyFeatures(state, static_cast<double>(pr.prompt_tokens),
+                               report.prediction.cached_fraction, now, pool.stale_after_ns);
+    w.predicted_ttft_s = report.prediction.made ? report.prediction.ttft_s : -1;
+    w.predicted_tpot_s = report.prediction.made ? report.prediction.tpot_s : -1;
+    w.dispatched_ns = now;
+  }
   r.prefill_load = p.input_tokens;
   r.decode_load = p.inspected.max_tokens > 0 ? p.inspected.max_tokens : kDefaultDecodeTokens;
   state.in_flight.fetch_add(1, std::memory_order_relaxed);
@@ -462,6 +496,7 @@ void Simulation::StepEnd(uint32_t engine) {
 void Simulation::AtGatewayFirst(uint64_t id) {
   Request& r = requests_[id];
   if (!r.state) return;
+  if (r.watched) r.watched->first_ns = queue_.now();
   r.state->prefill_tokens.fetch_sub(std::exchange(r.prefill_load, 0), std::memory_order_relaxed);
 }
 
@@ -474,6 +509,7 @@ void Simulation::AtGatewayDone(uint64_t id) {
     s.decode_tokens.fetch_sub(r.decode_load, std::memory_order_relaxed);
     s.in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (r.error == ErrorKind::kNone) s.RecordSuccess();
+    if (r.watched && r.error == ErrorKind::kNone && load_.options.stream) Learn(r, now);
   }
   if (r.pool && r.pool->flow && r.state) r.pool->flow->Kick(r.pool->flow_view(), now);
   r.finished = true;
@@ -512,6 +548,28 @@ void Simulation::AtGatewayDone(uint64_t id) {
   r.prepared.reset();  // trace requests: free the prompt
   r.waiter.reset();
   if (closed_loop_ && now < stop_starting_ns_) StartRequest(now);
+}
+
+void Simulation::Learn(Request& r, int64_t now) {
+  const Watched& w = *r.watched;
+  if (w.first_ns <= 0) return;
+  const double ttft = static_cast<double>(w.first_ns - w.dispatched_ns) / 1e9;
+  double tpot = -1;
+  if (r.output >= 2) {
+    tpot = static_cast<double>(now - w.first_ns) / 1e9 / static_cast<double>(r.output - 1);
+  }
+  if (!r.warmup) {
+    if (w.predicted_ttft_s >= 0 && ttft > 0) {
+      result_.ttft_error_sum += std::abs(w.predicted_ttft_s - ttft) / ttft;
+      ++result_.ttft_predictions;
+    }
+    if (w.predicted_tpot_s > 0 && tpot > 0) {
+      result_.tpot_error_sum += std::abs(w.predicted_tpot_s - tpot) / tpot;
+      ++result_.tpot_predictions;
+    }
+  }
+  r.state->latency.Learn(w.features, ttft, tpot);
+  r.watched.reset();
 }
 
 void Simulation::Scrape(uint32_t replica) {

@@ -100,6 +100,12 @@ struct FleetResult {
   double prefix_queries = 0, prefix_hits = 0;  // tokens, summed over the engines
   double adapter_loads = 0;
   uint64_t preemptions = 0;
+  // The latency predictor (pools with a predicted-latency scorer), over measured streams: the
+  // prediction made at the pick against what the stream then took, before it was learned from
+  // (held-back, prequential), and requests refused for their objective.
+  double ttft_error_sum = 0, tpot_error_sum = 0;  // Σ |predicted − observed| / observed
+  uint64_t ttft_predictions = 0, tpot_predictions = 0;
+  uint64_t slo_refused = 0;
   uint64_t events = 0;  // events processed
   uint64_t steps = 0;   // engine steps
   double virtual_s = 0;

@@ -9,8 +9,12 @@ uint32_t PickerPolicy::Choose(const PolicyRequest& request,
   pick.request = request.inspected;
   pick.random = random;
   pick.now_ns = now_ns;
+  pick.prompt_tokens = request.prompt_tokens;
+  pick.slo = request.slo;
+  pick.report = request.report;
   fallbacks_.clear();
   picker_.Pick(pick, candidates, fallbacks_);
+  if (fallbacks_.empty() && request.report && request.report->refused) return kRefused;
   return fallbacks_.empty() ? candidates.front().index : fallbacks_[0];
 }
 

@@ -37,6 +37,8 @@ struct PolicyRequest {
   std::string_view adapter;                       // LoRA adapter, empty for the base model
   int64_t prompt_tokens = 0;
   int64_t max_tokens = 0;
+  RequestSlo slo;                // the pool's objective (requests carry no headers here)
+  PickReport* report = nullptr;  // where a picker reports its decision (optional)
 };
 
 class RoutingPolicy {
@@ -44,7 +46,9 @@ class RoutingPolicy {
   virtual ~RoutingPolicy() = default;
   // Chooses one of `candidates` (never empty; the eligible endpoints of the pool, index =
   // position in the pool) at virtual time `now_ns`; returns the chosen candidate's pool index.
-  // `random` is a fresh draw from the replica's seeded generator.
+  // `random` is a fresh draw from the replica's seeded generator. kRefused: the request is refused
+  // (a sheddable request no endpoint is predicted to serve within its objective).
+  static constexpr uint32_t kRefused = UINT32_MAX;
   virtual uint32_t Choose(const PolicyRequest& request, std::span<const PickCandidate> candidates,
                           uint64_t random, int64_t now_ns) = 0;
   virtual std::string_view name() const = 0;

@@ -234,6 +234,13 @@ StatusOr<bench::RunSummary> SimulatePoint(const bench::Experiment& e, const benc
   s.prefix_hits = result->prefix_hits;
   if (s.prefix_queries > 0) s.prefix_hit_rate = s.prefix_hits / s.prefix_queries;
   s.adapter_loads = result->adapter_loads;
+  if (result->ttft_predictions > 0) {
+    s.ttft_prediction_mape = result->ttft_error_sum / static_cast<double>(result->ttft_predictions);
+  }
+  if (result->tpot_predictions > 0) {
+    s.tpot_prediction_mape = result->tpot_error_sum / static_cast<double>(result->tpot_predictions);
+  }
+  s.slo_refused = static_cast<int64_t>(result->slo_refused);
   if (raw) *raw = std::move(*result);
   return s;
 }
@@ -284,7 +291,11 @@ int RunSimulation(const SimulateOptions& opts, const std::atomic<bool>* stop) {
   std::vector<bench::RunSummary> runs;
   std::string costs;
   bool interrupted = false;
+  const double target = e.simulation.goodput_attainment;
+  std::string goodput_table, goodput_json;
+  double first_goodput = 0;
   for (const auto& c : e.configurations) {
+    const size_t first_run = runs.size();
     for (double rate : points) {
       if (stop && stop->load()) interrupted = true;
       if (interrupted) break;
@@ -312,6 +323,62 @@ int RunSimulation(const SimulateOptions& opts, const std::atomic<bool>* stop) {
                      raw.load.records.size(), raw.virtual_s,
                      static_cast<unsigned long long>(raw.events), wall);
       }
+    }
+    if (target > 0 && !interrupted && !e.rates.empty()) {
+      // Maximum goodput at the SLO: the highest offered rate whose attainment is at least the
+      // target, bisected between the grid's last passing rate and the next one.
+      std::vector<std::pair<double, double>> grid;  // rate, attainment
+      for (size_t i = first_run; i < runs.size(); ++i) {
+        grid.emplace_back(runs[i].offered_rate, runs[i].slo_attainment);
+      }
+      std::sort(grid.begin(), grid.end());
+      double lo = 0, lo_att = 0, hi = 0;
+      for (const auto& [r, a] : grid) {
+        if (a >= target) {
+          lo = r;
+          lo_att = a;
+        } else {
+          hi = r;
+          break;
+        }
+      }
+      std::string note;
+      if (lo == 0) {
+        note = "below the lowest rate";
+      } else if (hi == 0) {
+        note = "at least (every rate passed)";
+      } else {
+        for (int step = 0; step < e.simulation.goodput_steps && !interrupted; ++step) {
+          const double mid = (lo + hi) / 2;
+          auto s = SimulatePoint(e, c, mid, *fleet, *workload, stop, nullptr);
+          if (!s.ok()) {
+            std::fprintf(stderr, "tokenway-bench: %s\n", s.status().message().c_str());
+            return 2;
+          }
+          if (stop && stop->load()) interrupted = true;
+          std::fprintf(stderr, "%s  (goodput search: attainment %.3f)\n",
+                       bench::FormatTable({*s}).c_str(), s->slo_attainment);
+          if (s->slo_attainment >= target) {
+            lo = mid;
+            lo_att = s->slo_attainment;
+          } else {
+            hi = mid;
+          }
+        }
+      }
+      const double goodput = lo * lo_att;
+      if (first_goodput == 0) first_goodput = goodput;
+      char row[320];
+      std::snprintf(row, sizeof row, "| %s | %s%s | %.1f %% | %.1f | %.2f | %s |\n", c.name.c_str(),
+                    note.empty() ? "" : (note + " ").c_str(), Num(lo).c_str(), lo_att * 100,
+                    goodput, first_goodput > 0 ? goodput / first_goodput : 0.0,
+                    hi > 0 ? Num(hi).c_str() : "—");
+      goodput_table += row;
+      if (!goodput_json.empty()) goodput_json += ',';
+      goodput_json += "{\"config\":";
+      AppendJsonString(goodput_json, c.name);
+      goodput_json += ",\"rate\":" + Num(lo) + ",\"attainment\":" + Num(lo_att) +
+                      ",\"goodput\":" + Num(goodput) + ",\"failing_rate\":" + Num(hi) + "}";
     }
   }
 
@@ -342,7 +409,12 @@ int RunSimulation(const SimulateOptions& opts, const std::atomic<bool>* stop) {
     AppendJsonString(meta, bench::GatewayYaml(e, e.configurations[i], {"<endpoint>"}));
     meta += '}';
   }
-  meta += "]}";
+  meta += "]";
+  if (target > 0) {
+    meta +=
+        ",\"max_goodput\":{\"attainment\":" + Num(target) + ",\"results\":[" + goodput_json + "]}";
+  }
+  meta += "}";
 
   std::string run_meta = bench::RunMetadataJson(opts.command_line);
   auto field = [&](const std::string& key) {
@@ -381,6 +453,15 @@ int RunSimulation(const SimulateOptions& opts, const std::atomic<bool>* stop) {
   pre += "- date: " + field("date") + "; commit: " + field("git_commit") +
          "; machine: " + field("machine") + "\n";
   if (interrupted) pre += "- **interrupted** (SIGINT): partial results\n";
+  if (target > 0) {
+    pre += "\n## Maximum goodput at the SLO\n\nThe highest offered rate at which at least " +
+           Num(target * 100) + " % of measured requests met the SLO (" + e.slo.ToString() +
+           "), bisected " + std::to_string(e.simulation.goodput_steps) +
+           " times between the grid's last passing rate and the next one; goodput = that rate "
+           "× its attainment.\n\n| configuration | max rate (req/s) | attainment | goodput "
+           "(req/s) | × first | first failing rate |\n|---|---|---|---|---|---|\n" +
+           goodput_table;
+  }
   pre +=
       "\nSimulation cost (wall clock, one thread):\n\n"
       "| configuration | rate | requests | virtual s | events | engine steps | wall s | "

@@ -33,9 +33,6 @@ constexpr size_t kChunkBytes = 62000;
 constexpr size_t kMaxQueuedAnswers = 16;
 // An SSE event longer than this is not held for rewriting.
 constexpr size_t kMaxPendingEventBytes = 4 * 1024 * 1024;
-// Output tokens assumed for a request that sets no max_tokens, for the decode-token estimate
-// (the same assumption as phases/forward.cc).
-constexpr int64_t kDefaultDecodeTokens = 256;
 constexpr std::string_view kDestinationKey = "x-gateway-destination-endpoint";
 constexpr std::string_view kSubsetKey = "x-gateway-destination-endpoint-subset";
 constexpr std::string_view kServedKey = "x-gateway-destination-endpoint-served";
@@ -439,15 +436,7 @@ asio::awaitable<void> EppStream::RunPhases(EppStream* self) {
 
 void EppStream::TakeEndpoint(uint32_t index) {
   const PoolEndpoint& endpoint = ctx_.pool->endpoints[index];
-  const int64_t decode =
-      ctx_.inspected.operation == Operation::kEmbeddings
-          ? 0
-          : (ctx_.inspected.max_tokens > 0 ? ctx_.inspected.max_tokens : kDefaultDecodeTokens);
-  ctx_.load.reset();
-  ctx_.load.emplace(*endpoint.state, ctx_.prompt_tokens, decode);
-  ctx_.endpoint = &endpoint;
-  ctx_.FinishFlowRelease();  // this endpoint's counters now include the request
-  endpoint.state->requests_total.fetch_add(1, std::memory_order_relaxed);
+  ctx_.Dispatch(endpoint);
   ctx_.record.endpoint = endpoint.url;
   ctx_.record.endpoint_slot = endpoint.metrics_slot;
 }

@@ -1,5 +1,8 @@
 #include "gateway/request_context.h"
 
+#include <cmath>
+
+#include "common/duration.h"
 #include "common/openai_error.h"
 #include "control/runtime.h"
 
@@ -33,13 +36,66 @@ EndpointLoad::EndpointLoad(EndpointState& state, int64_t prefill, int64_t decode
 }
 
 EndpointLoad::~EndpointLoad() {
-  PrefillDone();
+  state_.prefill_tokens.fetch_sub(prefill_, std::memory_order_relaxed);
   state_.decode_tokens.fetch_sub(decode_, std::memory_order_relaxed);
   state_.in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void EndpointLoad::PrefillDone() {
   state_.prefill_tokens.fetch_sub(std::exchange(prefill_, 0), std::memory_order_relaxed);
+  if (watched_ && first_event_ns_ == 0) first_event_ns_ = MonotonicNanos();
+}
+
+void EndpointLoad::Watch(const LatencyFeatures& features, double predicted_ttft_s,
+                         double predicted_tpot_s) {
+  watched_ = true;
+  features_ = features;
+  predicted_ttft_s_ = predicted_ttft_s;
+  predicted_tpot_s_ = predicted_tpot_s;
+  dispatched_ns_ = MonotonicNanos();
+}
+
+EndpointLoad::Learned EndpointLoad::Learn(int64_t completion_tokens) {
+  Learned out;
+  if (!watched_ || first_event_ns_ == 0) return out;
+  watched_ = false;
+  const double ttft = static_cast<double>(first_event_ns_ - dispatched_ns_) / 1e9;
+  double tpot = -1;
+  if (completion_tokens >= 2) {
+    tpot = static_cast<double>(MonotonicNanos() - first_event_ns_) / 1e9 /
+           static_cast<double>(completion_tokens - 1);
+  }
+  if (!state_.latency.Learn(features_, ttft, tpot)) return out;
+  if (predicted_ttft_s_ >= 0 && ttft > 0) {
+    out.ttft_error = std::abs(predicted_ttft_s_ - ttft) / ttft;
+  }
+  if (predicted_tpot_s_ > 0 && tpot > 0) out.tpot_error = std::abs(predicted_tpot_s_ - tpot) / tpot;
+  return out;
+}
+
+void RequestContext::Dispatch(const PoolEndpoint& ep) {
+  EndpointState& state = *ep.state;
+  const bool generates = inspected.operation != Operation::kEmbeddings;
+  const int64_t decode =
+      generates ? (inspected.max_tokens > 0 ? inspected.max_tokens : kDefaultDecodeTokens) : 0;
+  // The features are what the endpoint looked like before this request joined it, as the
+  // scorer saw them at the pick.
+  const bool watch = generates && pool && pool->predicts_latency;
+  const bool picked = !fallbacks.empty() && pool && &pool->endpoints[fallbacks[0]] == &ep;
+  LatencyFeatures features;
+  if (watch) {
+    features = ComputeLatencyFeatures(state, static_cast<double>(prompt_tokens),
+                                      picked ? prediction.cached_fraction : 0.0, MonotonicNanos(),
+                                      pool->stale_after_ns);
+  }
+  load.reset();
+  load.emplace(state, prompt_tokens, decode);
+  if (watch) {
+    load->Watch(features, picked ? prediction.ttft_s : -1, picked ? prediction.tpot_s : -1);
+  }
+  endpoint = &ep;
+  FinishFlowRelease();  // this endpoint's counters now include the request
+  state.requests_total.fetch_add(1, std::memory_order_relaxed);
 }
 
 boost::asio::awaitable<bool> ClientLink::Write(std::string_view a, std::string_view b,
@@ -70,6 +126,7 @@ void RequestContext::Reset(const Runtime* snapshot, const RequestParser* request
   response_model_from = {};
   response_model_to = {};
   cache.Reset();
+  prediction = {};
   refreshed_runtime.reset();
   restrict_to_subset = false;
   endpoint_subset.clear();

@@ -172,7 +172,19 @@ class EndpointLoad {
  public:
   EndpointLoad(EndpointState& state, int64_t prefill, int64_t decode);
   ~EndpointLoad();
+  // The first response event: the prefill is over (and, when watched, its time is taken).
   void PrefillDone();
+  // Watch this attempt's latency for the endpoint's model (pools with a predicted-latency
+  // scorer): what the gateway saw of the endpoint at dispatch, and what the picker predicted
+  // (< 0: nothing).
+  void Watch(const LatencyFeatures& features, double predicted_ttft_s, double predicted_tpot_s);
+  // At settle, for a stream that answered: teaches the endpoint's model its TTFT and (with two
+  // tokens or more) TPOT, and gives the relative errors of the predictions (< 0: none).
+  struct Learned {
+    double ttft_error = -1;
+    double tpot_error = -1;
+  };
+  Learned Learn(int64_t completion_tokens);
   EndpointLoad(const EndpointLoad&) = delete;
   EndpointLoad& operator=(const EndpointLoad&) = delete;
 
@@ -180,6 +192,12 @@ class EndpointLoad {
   EndpointState& state_;
   int64_t prefill_;
   int64_t decode_;
+  bool watched_ = false;
+  int64_t dispatched_ns_ = 0;
+  int64_t first_event_ns_ = 0;
+  double predicted_ttft_s_ = -1;
+  double predicted_tpot_s_ = -1;
+  LatencyFeatures features_;
 };
 
 // The request body as it goes upstream: the client's bytes, unchanged, or those bytes with one
@@ -330,6 +348,7 @@ struct RequestContext {
   const ModelRoute* route = nullptr;
   const Pool* pool = nullptr;
   FallbackList fallbacks;
+  LatencyPrediction prediction;  // the predicted-latency scorer's forecast for fallbacks[0]
   // A request released from a flow-control queue owes its controller DispatchDone() once it has
   // taken its endpoint's counters (forward) or given up (settle).
   const Pool* flow_release = nullptr;
@@ -340,6 +359,9 @@ struct RequestContext {
   std::string own_target;
   const PoolEndpoint* endpoint = nullptr;  // of the current attempt
   std::optional<EndpointLoad> load;
+  // An attempt goes to `endpoint`: its load (and, in a pool that predicts latency, the watch
+  // that teaches the endpoint's model) is put on it, and a flow-control release is finished.
+  void Dispatch(const PoolEndpoint& endpoint);
   std::unique_ptr<UpstreamConnection> conn;
   std::optional<ResponseParser> response;
   std::string content_type_storage;  // a finished response's Content-Type capacity, reused

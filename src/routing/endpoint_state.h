@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/duration.h"
+#include "routing/latency_predictor.h"
 
 namespace tokenway {
 
@@ -69,6 +70,10 @@ struct EngineSignals {
   }
 };
 
+// Output tokens the gateway assumes for a request that sets no max_tokens, in the decode-token
+// estimate of EndpointState::decode_tokens (the gateway and the fleet simulator).
+inline constexpr int64_t kDefaultDecodeTokens = 256;
+
 // The hash under which EngineSignals keeps a LoRA adapter name.
 uint64_t LoraNameHash(std::string_view name);
 
@@ -114,6 +119,10 @@ struct EndpointState {
 
   // --- the engine's view: written by the scraper on the control thread, read by scorers ---
   alignas(kCacheLine) EngineSignals engine;
+
+  // --- what this endpoint's requests took, learned by workers when a stream finishes and read
+  // by the predicted-latency scorer at every pick ---
+  alignas(kCacheLine) LatencyModel latency;
 
   // May a new request be sent here? Called by pickers' callers on worker threads.
   bool Eligible(int64_t now_ns) const {

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/duration.h"
 #include "routing/prefix_index.h"
 
 namespace tokenway {
@@ -33,6 +34,17 @@ struct AffinityConfig {
   double epsilon = 0.25;  // bound = ceil((1 + epsilon) × (total load + 1) / candidates)
 };
 
+// The `predicted-latency` scorer (routing/predicted_latency_scorer.h): the objective a request
+// without x-slo-* headers is scored against, how many finished streams an endpoint's model needs
+// before its predictions count, and whether sheddable requests no endpoint is predicted to serve
+// within their objective are refused (429) instead of sent.
+struct SloConfig {
+  Duration ttft = std::chrono::seconds(1);
+  Duration tpot = std::chrono::milliseconds(50);
+  uint32_t min_samples = 32;
+  bool shed = true;
+};
+
 struct SchedulerConfig {
   bool enabled = false;  // false: the pool uses its simple `policy`
   std::string preset;    // "gie-default" or empty; when set, `scorers`/`picker` hold its expansion
@@ -47,11 +59,18 @@ struct SchedulerConfig {
   // Pools larger than this score a sample of this many random candidates plus the ones the
   // scorers nominate (prefix holders, rendezvous choices) instead of every candidate; 0: all.
   uint32_t sample = 0;
+  SloConfig slo;
+  // A predicted-latency scorer is configured: the request path feeds the endpoints' latency
+  // models and reads requests' x-slo-* headers.
+  bool PredictsLatency() const {
+    return std::any_of(scorers.begin(), scorers.end(),
+                       [](const ScorerConfig& s) { return s.name == "predicted-latency"; });
+  }
 };
 
 inline constexpr std::string_view kScorerNames[] = {
-    "queue-depth",      "kv-cache", "least-request",      "lora-affinity",    "prefix-cache",
-    "session-affinity", "capacity", "outstanding-tokens", "consistent-prefix"};
+    "queue-depth",      "kv-cache", "least-request",      "lora-affinity",     "prefix-cache",
+    "session-affinity", "capacity", "outstanding-tokens", "consistent-prefix", "predicted-latency"};
 inline constexpr std::string_view kFilterNames[] = {"saturation"};
 inline constexpr std::string_view kSchedulerPickerNames[] = {"max-score", "weighted-random",
                                                              "power-of-two"};

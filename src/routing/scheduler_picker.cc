@@ -20,6 +20,7 @@ struct Scratch {
   std::vector<PickCandidate> sampled;
   std::vector<uint8_t> marked;     // by position in the pick's candidates; all 0 between picks
   std::vector<double> per_scorer;  // scorer-major, only when the caller asks for scores
+  PredictionScratch predictions;
 };
 
 Scratch& ThreadScratch() {
@@ -58,6 +59,8 @@ SchedulerPicker::SchedulerPicker(const SchedulerConfig& config, uint32_t endpoin
     scorers_.push_back({std::move(scorer), sc.weight});
   }
   if (prefix_index_) blocks_ = prefix_index_->config();
+  predicts_ = config.PredictsLatency();
+  shed_ = config.slo.shed;
   if (config.picker == "weighted-random") choice_ = Choice::kWeightedRandom;
   if (config.picker == "power-of-two") choice_ = Choice::kPowerOfTwo;
 }
@@ -122,6 +125,10 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
   }
   sc.prefix_blocks = s.blocks;
   sc.prefix_index = prefix_index_.get();
+  if (predicts_) {
+    s.predictions.made = false;
+    sc.predictions = &s.predictions;
+  }
   PrefixMatch match;
   if (prefix_index_ && !s.blocks.empty()) {
     match = prefix_index_->MatchAll(s.blocks);
@@ -180,6 +187,26 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
         if (s.total[b] > s.total[first]) first = b;
       }
       break;
+  }
+  if (predicts_) {
+    if (s.predictions.made && ctx.slo.sheddable && shed_ && s.predictions.best_cost > 1.0) {
+      // No endpoint is predicted to meet the objective of a request that may be refused: refuse
+      // it now rather than send it to miss its objective and delay the others.
+      if (ctx.report) {
+        ctx.report->refused = true;
+        ctx.report->prediction.made = true;
+        ctx.report->prediction.best_cost = s.predictions.best_cost;
+      }
+      return;
+    }
+    if (ctx.report && first < s.predictions.cached.size()) {
+      LatencyPrediction& p = ctx.report->prediction;
+      p.made = s.predictions.made;
+      p.ttft_s = s.predictions.ttft[first];
+      p.tpot_s = s.predictions.tpot[first];
+      p.best_cost = s.predictions.best_cost;
+      p.cached_fraction = s.predictions.cached[first];
+    }
   }
   out.push_back(candidates[first].index);
   if (keep_scores) {

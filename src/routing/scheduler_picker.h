@@ -9,6 +9,9 @@
 // weight × score, choose the first endpoint with the configured picker (max-score with random
 // tie-break, weighted-random proportional to score, or power-of-two over scores), then order the
 // rest by descending score as fallbacks. The chosen endpoint learns the request's prefix blocks.
+// With a predicted-latency scorer the pick reports the chosen endpoint's predicted TTFT and TPOT,
+// and a sheddable request that no candidate is predicted to serve within its objective gets no
+// endpoint at all (PickReport::refused; scheduler.slo.shed).
 // Scratch vectors are thread_local so steady-state picks do not allocate. One instance per pool
 // and Runtime; the prefix index is handed over across reloads by the runtime builder.
 #pragma once
@@ -64,7 +67,9 @@ class SchedulerPicker final : public Picker {
   std::shared_ptr<PrefixIndex> prefix_index_;  // only when a prefix-cache scorer is configured
   // How the prompt is cut into blocks; max_blocks 0: no scorer needs the blocks.
   PrefixIndexConfig blocks_;
-  uint32_t sample_ = 0;  // pools[].scheduler.sample (0: score every candidate)
+  uint32_t sample_ = 0;    // pools[].scheduler.sample (0: score every candidate)
+  bool predicts_ = false;  // a predicted-latency scorer is configured
+  bool shed_ = false;      // scheduler.slo.shed: refuse sheddable requests no endpoint can serve
 };
 
 }  // namespace tokenway

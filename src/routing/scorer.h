@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "tokenway/picker.h"
 
@@ -18,6 +19,14 @@ namespace tokenway {
 
 class PrefixIndex;
 struct PrefixMatch;
+
+// Per-candidate predictions the predicted-latency scorer leaves for the picker (scratch owned by
+// the picker, one entry per scored candidate).
+struct PredictionScratch {
+  std::vector<double> ttft, tpot, cached;
+  bool made = false;
+  double best_cost = 0;
+};
 
 // Per-pick inputs computed once by the SchedulerPicker.
 struct ScoringContext {
@@ -30,6 +39,8 @@ struct ScoringContext {
   // prefix_index->MatchAll(prefix_blocks), looked up once per pick by the SchedulerPicker (null:
   // not looked up; a scorer that needs it does the lookup itself).
   const PrefixMatch* prefix_match = nullptr;
+  // Where the predicted-latency scorer writes its predictions (null: nobody reads them).
+  PredictionScratch* predictions = nullptr;
 };
 
 // Positions of candidates a scorer expects to score high, for a picker that scores only a sample

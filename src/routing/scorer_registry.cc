@@ -8,6 +8,7 @@
 #include "routing/least_request_scorer.h"
 #include "routing/lora_affinity_scorer.h"
 #include "routing/outstanding_tokens_scorer.h"
+#include "routing/predicted_latency_scorer.h"
 #include "routing/prefix_cache_scorer.h"
 #include "routing/queue_depth_scorer.h"
 #include "routing/saturation_filter.h"
@@ -28,6 +29,7 @@ std::unique_ptr<Scorer> MakeScorer(std::string_view name, const SchedulerConfig&
   if (name == "consistent-prefix") {
     return std::make_unique<ConsistentPrefixScorer>(config.affinity, endpoints);
   }
+  if (name == "predicted-latency") return std::make_unique<PredictedLatencyScorer>(config.slo);
   return nullptr;
 }
 

@@ -78,6 +78,10 @@ inline constexpr std::array<double, 16> kGenAiTtftBuckets = {
 inline constexpr std::array<double, 13> kGenAiTpotBuckets = {
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5};
 // Picker decision time: microseconds to milliseconds.
+// Relative error |predicted − observed| / observed of the latency predictor (routing/
+// latency_predictor.h).
+inline constexpr std::array<double, 10> kPredictionErrorBuckets = {0.05, 0.1, 0.2, 0.3, 0.5,
+                                                                   0.75, 1,   2,   5,   10};
 inline constexpr std::array<double, 11> kPickerBuckets = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
                                                           1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2};
 inline constexpr size_t kMaxHistogramBuckets = 16;
@@ -263,6 +267,11 @@ struct WorkerMetrics {
     std::atomic<uint64_t> output_tokens{0};
     // Requests of this worker waiting for the pool's first eligible endpoint (scale from zero).
     std::atomic<int64_t> waiting_for_endpoint{0};
+    // The predicted-latency scorer: sheddable requests refused because no endpoint was predicted
+    // to meet their objective, and how far its predictions were from what streams then took.
+    std::atomic<uint64_t> slo_refused{0};
+    Histogram ttft_prediction_error;  // kPredictionErrorBuckets
+    Histogram tpot_prediction_error;
   };
   std::array<PoolFamilies, kMaxPoolSlots> pools{};
 

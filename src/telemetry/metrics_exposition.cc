@@ -459,6 +459,23 @@ std::string RenderMetricsExposition(const ExpositionInput& in) {
   per_pool_histogram("tokenway_pool_time_per_output_token_seconds",
                      "Time per output token after the first of successful streams, by pool.",
                      kGenAiTpotBuckets, 1e6, &PoolFamilies::time_per_output_token);
+  per_pool_histogram("tokenway_latency_prediction_ttft_error_ratio",
+                     "Relative error |predicted - observed| / observed of the predicted TTFT of "
+                     "the chosen endpoint, per finished stream, by pool (predicted-latency "
+                     "scorer).",
+                     kPredictionErrorBuckets, 1e6, &PoolFamilies::ttft_prediction_error);
+  per_pool_histogram("tokenway_latency_prediction_tpot_error_ratio",
+                     "Relative error of the predicted time per output token, as above.",
+                     kPredictionErrorBuckets, 1e6, &PoolFamilies::tpot_prediction_error);
+  t.Family("tokenway_slo_refused_total", "counter",
+           "Sheddable requests refused (429 slo_unattainable) because no endpoint of the pool "
+           "was predicted to serve them within their latency objective.");
+  for (const PoolSeries& pool : in.pools) {
+    t.Sample("tokenway_slo_refused_total", {{"pool", pool.name}},
+             scrape.Sum([&](const WorkerMetrics& w) -> const std::atomic<uint64_t>& {
+               return w.pools[pool.metrics_slot].slo_refused;
+             }));
+  }
   per_pool_histogram("tokenway_picker_duration_seconds",
                      "Time the pool's picker took to choose an endpoint.", kPickerBuckets, 1e9,
                      &PoolFamilies::picker);

@@ -310,6 +310,23 @@ INSTANTIATE_TEST_SUITE_P(
                   "      affinity: {blocks: 8}\n    endpoints: [http://h:1]\nmodels:\n"
                   "  - {name: m, pool: p}\n",
                   5, "pools[0].scheduler.affinity", "needs the consistent-prefix scorer"},
+        ErrorCase{"SloWithoutItsScorer",
+                  "pools:\n  - name: p\n    scheduler:\n      preset: tokenway\n"
+                  "      slo: {ttft: 1s}\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.slo", "needs the predicted-latency scorer"},
+        ErrorCase{"SloZeroTtft",
+                  "pools:\n  - name: p\n    scheduler:\n"
+                  "      scorers: [{name: predicted-latency}]\n"
+                  "      slo: {ttft: 0s}\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.slo.ttft", "positive"},
+        ErrorCase{"SloUnknownField",
+                  "pools:\n  - name: p\n    scheduler:\n"
+                  "      scorers: [{name: predicted-latency}]\n"
+                  "      slo: {p99: 1s}\n    endpoints: [http://h:1]\nmodels:\n"
+                  "  - {name: m, pool: p}\n",
+                  5, "pools[0].scheduler.slo.p99", "unknown field"},
         ErrorCase{"AffinityEpsilonZero",
                   "pools:\n  - name: p\n    scheduler:\n      preset: tokenway\n"
                   "      affinity: {epsilon: 0}\n    endpoints: [http://h:1]\nmodels:\n"
@@ -512,6 +529,27 @@ TEST(ConfigTest, TokenwayPresetAndAffinity) {
   EXPECT_EQ(b.sample, 0u);
   std::string json = RenderConfigJson(*r);
   EXPECT_NE(json.find("\"affinity\":{\"blocks\":4,\"epsilon\":0.5},\"sample\":0"),
+            std::string::npos)
+      << json;
+}
+
+TEST(ConfigTest, PredictedLatencyAndItsObjective) {
+  auto r = ParseConfig(
+      "pools:\n  - name: a\n    scheduler:\n"
+      "      scorers: [{name: prefix-cache}, {name: predicted-latency, weight: 4}]\n"
+      "      slo: {ttft: 800ms, tpot: 40ms, min_samples: 8, shed: false}\n"
+      "    endpoints: [http://h:1]\nmodels:\n  - {name: m, pool: a}\n",
+      "gw.yaml");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const SchedulerConfig& a = r->pools[0].scheduler;
+  EXPECT_TRUE(a.PredictsLatency());
+  EXPECT_EQ(a.slo.ttft, std::chrono::milliseconds(800));
+  EXPECT_EQ(a.slo.tpot, std::chrono::milliseconds(40));
+  EXPECT_EQ(a.slo.min_samples, 8u);
+  EXPECT_FALSE(a.slo.shed);
+  std::string json = RenderConfigJson(*r);
+  EXPECT_NE(json.find("\"slo\":{\"ttft\":\"800ms\",\"tpot\":\"40ms\",\"min_samples\":8,"
+                      "\"shed\":false}"),
             std::string::npos)
       << json;
 }

@@ -342,5 +342,52 @@ TEST(FleetSimulatorTest, UnsimulatedFleetFlagsAreRejected) {
   EXPECT_EQ(ok->profiles.size(), 2u);
 }
 
+// The predicted-latency scorer in simulation: its predictions, each made before the stream it
+// predicts was learned from, are compared with what the stream took (held-back error, MAPE).
+// Fixed seed: the bound guards against a predictor that stops learning.
+bench::Experiment PredictingExperiment(const std::string& extra, const std::string& model_extra) {
+  bench::Experiment e = SmallExperiment(4, "predicted");
+  e.rates = {200};
+  e.duration_s = 6;
+  e.warmup_s = 1;
+  e.configurations.front().policy.clear();
+  e.configurations.front().config =
+      "pools:\n  - name: fleet\n    scheduler:\n      scorers: [{name: prefix-cache, weight: "
+      "3}, {name: queue-depth, weight: 2}, {name: predicted-latency, weight: 4}]\n" +
+      extra + "    endpoints:\n{endpoints}\nmodels:\n  - name: {model}\n    pool: fleet\n" +
+      model_extra;
+  return e;
+}
+
+TEST(FleetSimulatorTest, LatencyPredictionsHaveABoundedHeldBackErrorOnAFixedSeed) {
+  bench::Experiment e = PredictingExperiment("      slo: {min_samples: 16}\n", "");
+  bench::RunSummary s = Simulate(e);
+  EXPECT_EQ(s.error_total, 0);
+  ASSERT_GE(s.ttft_prediction_mape, 0);
+  ASSERT_GE(s.tpot_prediction_mape, 0);
+  std::printf("held-back MAPE: TTFT %.1f %%, TPOT %.1f %% over %lld streams\n",
+              s.ttft_prediction_mape * 100, s.tpot_prediction_mape * 100,
+              static_cast<long long>(s.succeeded));
+  EXPECT_GT(s.succeeded, 1000);
+  EXPECT_LT(s.ttft_prediction_mape, 0.25);  // 15.8 % at the time of writing
+  EXPECT_LT(s.tpot_prediction_mape, 0.05);  // 0.3 %
+  EXPECT_EQ(s.slo_refused, 0);
+  EXPECT_EQ(Json(s), Json(Simulate(e)));  // deterministic with the predictor too
+}
+
+TEST(FleetSimulatorTest, SheddableRequestsNoEndpointCanServeAreRefusedEarly) {
+  // An objective of 2 ms TTFT nobody meets: sheddable requests are refused (429) once the
+  // models are trained; the same objective for requests that may not be shed refuses nothing.
+  bench::Experiment e =
+      PredictingExperiment("      slo: {ttft: 2ms, min_samples: 16}\n", "    priority: -1\n");
+  bench::RunSummary s = Simulate(e);
+  EXPECT_GT(s.slo_refused, s.measured / 2);
+  EXPECT_EQ(s.errors[static_cast<size_t>(bench::ErrorKind::kHttp4xx)], s.slo_refused);
+  bench::RunSummary kept =
+      Simulate(PredictingExperiment("      slo: {ttft: 2ms, min_samples: 16}\n", ""));
+  EXPECT_EQ(kept.slo_refused, 0);
+  EXPECT_EQ(kept.error_total, 0);
+}
+
 }  // namespace
 }  // namespace tokenway::fleetsim

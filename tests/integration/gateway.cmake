@@ -25,3 +25,4 @@ tw_integration_test(gateway_external_processors SCRIPT tests/integration/test_ga
 tw_integration_test(gateway_rollout SCRIPT tests/integration/test_gateway_rollout.py TIMEOUT 300)
 tw_integration_test(gateway_semantic_routing SCRIPT tests/integration/test_gateway_semantic_routing.py TIMEOUT 180)
 tw_integration_test(gateway_cache SCRIPT tests/integration/test_gateway_cache.py TIMEOUT 240)
+tw_integration_test(gateway_slo SCRIPT tests/integration/test_gateway_slo.py TIMEOUT 180)

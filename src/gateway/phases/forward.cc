@@ -28,8 +28,6 @@ namespace {
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
 constexpr size_t kUpstreamReadChunk = 16 * 1024;
-// Output tokens assumed for a request that sets no max_tokens, for the decode-token estimate.
-constexpr int64_t kDefaultDecodeTokens = 256;
 
 enum class Attempt { kRelay, kRetry, kRespond, kDone };
 
@@ -84,15 +82,7 @@ asio::awaitable<Attempt> ForwardOnce(RequestContext& ctx, ClientLink& client,
   EndpointState& state = *endpoint.state;
   const int64_t total_deadline = rec.start_ns + up.total_timeout.count();
   auto bounded = [&](Duration d) { return std::min(MonotonicNanos() + d.count(), total_deadline); };
-  const int64_t decode_tokens =
-      ctx.inspected.operation == Operation::kEmbeddings
-          ? 0
-          : (ctx.inspected.max_tokens > 0 ? ctx.inspected.max_tokens : kDefaultDecodeTokens);
-  ctx.load.reset();
-  ctx.load.emplace(state, ctx.prompt_tokens, decode_tokens);
-  ctx.endpoint = &endpoint;
-  ctx.FinishFlowRelease();  // this endpoint's counters now include the request
-  state.requests_total.fetch_add(1, std::memory_order_relaxed);
+  ctx.Dispatch(endpoint);
   ScopeExit stop_watch([&client] { client.StopWatching(); });
 
   // Every upstream failure is counted; all but 429 (load, not a fault) feed passive ejection.

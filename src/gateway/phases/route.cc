@@ -2,10 +2,16 @@
 // such model; an alias's version chosen by the resolve phase names its own); a flow-controlled pool
 // admits the request or makes it wait (admission.cc); the pool's eligible endpoints (healthy, not
 // ejected) go to its Picker, which returns them ordered: the first is tried first, the rest are
-// retry targets.
+// retry targets. In a pool whose scheduler predicts latency, the request's objective comes from
+// its x-slo-ttft-ms / x-slo-tpot-ms headers (400 when unusable), and a sheddable request
+// (priority < 0) that no endpoint is predicted to serve within it is refused with 429
+// `slo_unattainable` before it is sent.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
 
 #include "common/duration.h"
 #include "common/scope_exit.h"
@@ -22,6 +28,52 @@ asio::awaitable<PhaseResult> Admit(RequestContext& ctx, ClientLink& client);  //
 namespace {
 
 constexpr auto kEndpointPoll = std::chrono::milliseconds(50);
+
+// The objective headers: GIE's names, then llm-d's.
+constexpr std::string_view kSloTtftHeaders[] = {"x-slo-ttft-ms", "x-llm-d-slo-ttft-ms"};
+constexpr std::string_view kSloTpotHeaders[] = {"x-slo-tpot-ms", "x-llm-d-slo-tpot-ms"};
+
+// Reads one objective header into seconds: 0 when absent; false when the value is not a
+// positive number of milliseconds (at most a day).
+bool ReadSloHeader(const RequestContext& ctx, std::span<const std::string_view> names,
+                   double& seconds, std::string_view& name) {
+  seconds = 0;
+  for (std::string_view n : names) {
+    std::string_view v = ctx.parser->FindHeader(ctx.base, n);
+    if (v.empty()) continue;
+    name = n;
+    double ms = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+    if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(ms) || ms <= 0 ||
+        ms > 86'400'000) {
+      return false;
+    }
+    seconds = ms / 1000;
+    return true;
+  }
+  return true;
+}
+
+// The request's objective and whether it may be refused (priority < 0: the admission phase's
+// priority when the pool is flow-controlled, else its tenant's or its model's).
+PhaseResult ReadSlo(RequestContext& ctx, RequestSlo& slo) {
+  std::string_view name;
+  if (!ReadSloHeader(ctx, kSloTtftHeaders, slo.ttft_s, name) ||
+      !ReadSloHeader(ctx, kSloTpotHeaders, slo.tpot_s, name)) {
+    ctx.worker.metrics().Count(ClientError::kInvalidHeader);
+    return ctx.Fail(400,
+                    "header " + std::string(name) +
+                        " must be a positive number of milliseconds (at most 86400000)",
+                    "invalid_slo", name);
+  }
+  int32_t priority = ctx.record.priority;
+  if (!ctx.pool->flow) {
+    const Tenant* tenant = ctx.governance.tenant();
+    priority = tenant && tenant->has_priority ? tenant->priority : ctx.route->priority;
+  }
+  slo.sheddable = priority < 0;
+  return PhaseResult::kContinue;
+}
 
 // The pool's endpoints that may take a request now, into ctx.candidates.
 // With a subset from the Gateway (endpoint-picker protocol), only the endpoints it names.
@@ -172,13 +224,30 @@ asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
   pick.random = ctx.worker.NextRandom();
   pick.now_ns = now;
   pick.session_key = ctx.parser->FindHeader(ctx.base, chosen_pool.session_header);
+  pick.prompt_tokens = ctx.prompt_tokens;
+  if (chosen_pool.predicts_latency && ctx.parser) {
+    PhaseResult read = ReadSlo(ctx, pick.slo);
+    if (read != PhaseResult::kContinue) co_return read;
+  }
   if (rec.trace.sampled()) report.scores = &rec.scores;
   pick.report = &report;
   ctx.fallbacks.clear();
   chosen_pool.picker->Pick(pick, candidates, ctx.fallbacks);
-  if (ctx.fallbacks.empty()) ctx.fallbacks.push_back(candidates.front().index);
   WorkerMetrics::PoolFamilies& pm = m.pools[chosen_pool.metrics_slot];
   pm.picker.Observe(static_cast<double>(MonotonicNanos() - now) / 1e9, kPickerBuckets, 1e9);
+  if (report.refused) {
+    pm.slo_refused.fetch_add(1, std::memory_order_relaxed);
+    char best[32];
+    std::snprintf(best, sizeof best, "%.0f", report.prediction.best_cost * 100);
+    co_return ctx.Fail(429,
+                       "no endpoint of pool '" + chosen_pool.name +
+                           "' is predicted to serve this sheddable request within its latency "
+                           "objective (the best would take " +
+                           best + " % of it); retry later",
+                       "slo_unattainable", {}, "Retry-After: 1\r\n");
+  }
+  if (ctx.fallbacks.empty()) ctx.fallbacks.push_back(candidates.front().index);
+  ctx.prediction = report.prediction;
   rec.picker = chosen_pool.picker->name();
   rec.prefix_blocks = report.prefix_blocks;
   rec.prefix_matched = report.prefix_matched;

@@ -7,8 +7,10 @@
 // "estimated", the metrics count it in tokenway_requests_without_usage_total and the
 // estimated-token family, never as reported usage). The governance reservation is settled or
 // released exactly once (a cache hit is charged per cache.charge); a cacheable miss's answer is
-// stored in the response cache (phases/cache.cc); the endpoint's load and the upstream connection
-// of an unfinished exchange are let go; a flow-controlled pool is told that room may have appeared.
+// stored in the response cache (phases/cache.cc); a stream that answered teaches its endpoint's
+// latency model (pools with a predicted-latency scorer); the endpoint's load and the upstream
+// connection of an unfinished exchange are let go; a flow-controlled pool is told that room may
+// have appeared.
 #include "common/duration.h"
 #include "control/runtime.h"
 #include "gateway/phases/phases.h"
@@ -32,6 +34,17 @@ void Settle(RequestContext& ctx) {
     rec.usage_estimated = true;
   }
   StoreCachedAnswer(ctx);
+  if (ctx.load && rec.status == 200 && rec.stream && ctx.pool) {
+    // A stream that answered teaches its endpoint's latency model (pools that predict latency).
+    const EndpointLoad::Learned learned = ctx.load->Learn(rec.usage.completion_tokens);
+    WorkerMetrics::PoolFamilies& pm = ctx.worker.metrics().pools[ctx.pool->metrics_slot];
+    if (learned.ttft_error >= 0) {
+      pm.ttft_prediction_error.Observe(learned.ttft_error, kPredictionErrorBuckets, 1e6);
+    }
+    if (learned.tpot_error >= 0) {
+      pm.tpot_prediction_error.Observe(learned.tpot_error, kPredictionErrorBuckets, 1e6);
+    }
+  }
   ctx.load.reset();
   ctx.conn.reset();  // an exchange cut short: the connection cannot be reused
   ctx.ResetResponse();
