@@ -18,6 +18,8 @@
 #include "common/request_inspector.h"
 #include "routing/endpoint_state.h"
 #include "routing/flow_controller.h"
+#include "routing/latency_predictor.h"
+#include "routing/predicted_latency_scorer.h"
 #include "routing/prefix_index.h"
 #include "routing/scheduler_config.h"
 #include "routing/scheduler_picker.h"
@@ -125,6 +127,61 @@ void BM_PickGieDefaultSampled(benchmark::State& state) {
   TimePicks(state, picker, pool, req);
 }
 BENCHMARK(BM_PickGieDefaultSampled)->Arg(1000);
+
+// The predicted-latency scorer over `n` candidates with trained models (features from each
+// endpoint's counters and fresh engine signals, two predictions, the headroom): items are
+// candidates, so the time per item is the cost per candidate.
+void BM_PredictedLatencyScore(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  FakePool pool(n);
+  std::mt19937_64 rng(7);
+  const int64_t now = MonotonicNanos();
+  for (EndpointState& s : pool.states) {
+    for (int i = 0; i < 64; ++i) {
+      LatencyFeatures f =
+          ComputeLatencyFeatures(s, static_cast<double>(rng() % 4000),
+                                 static_cast<double>(rng() % 100) / 100, now, 3'600'000'000'000);
+      s.latency.Learn(f, 0.01 + 0.03 * f.ttft[1] + 0.001 * f.ttft[3], 0.008 + 0.0005 * f.tpot[1]);
+    }
+  }
+  SloConfig slo;
+  slo.min_samples = 16;
+  PredictedLatencyScorer scorer(slo);
+  InspectedRequest req;
+  req.model = "meta-llama/Llama-3.1-8B-Instruct";
+  req.prompt_text = "user: " + Words(2000, 1) + "\n";
+  PickContext pick;
+  pick.request = &req;
+  pick.prompt_tokens = 500;
+  ScoringContext sc;
+  sc.pick = &pick;
+  sc.now_ns = now;
+  sc.stale_after_ns = 3'600'000'000'000;
+  PredictionScratch out;
+  sc.predictions = &out;
+  std::vector<double> scores(n);
+  for (auto _ : state) {
+    scorer.Score(sc, pool.candidates, scores);
+    benchmark::DoNotOptimize(scores.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+}
+BENCHMARK(BM_PredictedLatencyScore)->Arg(8)->Arg(64)->Arg(1000);
+
+// One finished stream teaching an endpoint's model (the settle phase's cost).
+void BM_LatencyModelLearn(benchmark::State& state) {
+  EndpointState s("http://10.0.0.1:8000");
+  s.in_flight = 12;
+  s.prefill_tokens = 3000;
+  LatencyFeatures f = ComputeLatencyFeatures(s, 1500, 0.5, 0, 1);
+  double y = 0.05;
+  for (auto _ : state) {
+    y = y < 0.2 ? y + 0.001 : 0.05;
+    f.ttft[1] = y * 10;
+    benchmark::DoNotOptimize(s.latency.Learn(f, y, 0.01));
+  }
+}
+BENCHMARK(BM_LatencyModelLearn);
 
 // The distribution of single picks at 1,000 endpoints, each timed on its own (the clock reads
 // add ≈ 20 ns): counters p50_us and p99_us. Arg 0: gie-default, 1: tokenway. Each pick has a
