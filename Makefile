@@ -41,7 +41,8 @@ test-asan: build-asan
 # endpoint state, prefix index and pickers, runtime snapshots, reload and drain of workers under
 # load). Only these targets are built under ThreadSanitizer, not the whole tree.
 TSAN_TESTS := routing_flow_controller_test routing_prefix_index_test routing_endpoint_state_test \
-              routing_picker_test routing_scheduler_picker_test governance_limiter_test \
+              routing_picker_test routing_scheduler_picker_test routing_latency_predictor_test \
+              governance_limiter_test \
               governance_redis_limiter_test telemetry_access_log_test control_runtime_test \
               gateway_reload_drain_test
 empty :=

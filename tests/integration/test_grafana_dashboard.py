@@ -225,7 +225,9 @@ class GrafanaDashboardTest(unittest.TestCase):
 pools:
   - name: chat
     scheduler:
-      preset: gie-default
+      scorers: [{{name: queue-depth, weight: 2}}, {{name: kv-cache, weight: 2}},
+                {{name: prefix-cache, weight: 3}}, {{name: predicted-latency, weight: 1}}]
+      slo: {{min_samples: 1}}
     flow_control:
       max_in_flight: 1
       queue_ttl: 5s
