@@ -526,6 +526,7 @@ class Loader : public YamlFields {
     };
     if (auto n = node["ttft"]) x.slo.ttft = positive(n, f + ".ttft");
     if (auto n = node["tpot"]) x.slo.tpot = positive(n, f + ".tpot");
+    x.slo.objective_set = node["ttft"] || node["tpot"];
     if (auto n = node["min_samples"]) {
       x.slo.min_samples = static_cast<uint32_t>(Unsigned(n, f + ".min_samples", 1, 1000000));
     }

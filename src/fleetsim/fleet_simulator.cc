@@ -547,6 +547,7 @@ void Simulation::AtGatewayDone(uint64_t id) {
   result_.load.records.push_back(rec);
   r.prepared.reset();  // trace requests: free the prompt
   r.waiter.reset();
+  r.watched.reset();  // a request that did not teach its model (an error, no stream)
   if (closed_loop_ && now < stop_starting_ns_) StartRequest(now);
 }
 

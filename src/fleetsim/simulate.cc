@@ -293,7 +293,7 @@ int RunSimulation(const SimulateOptions& opts, const std::atomic<bool>* stop) {
   bool interrupted = false;
   const double target = e.simulation.goodput_attainment;
   std::string goodput_table, goodput_json;
-  double first_goodput = 0;
+  double first_goodput = -1;
   for (const auto& c : e.configurations) {
     const size_t first_run = runs.size();
     for (double rate : points) {
@@ -355,7 +355,10 @@ int RunSimulation(const SimulateOptions& opts, const std::atomic<bool>* stop) {
             std::fprintf(stderr, "tokenway-bench: %s\n", s.status().message().c_str());
             return 2;
           }
-          if (stop && stop->load()) interrupted = true;
+          if (stop && stop->load()) {
+            interrupted = true;  // a point cut short says nothing about its rate
+            break;
+          }
           std::fprintf(stderr, "%s  (goodput search: attainment %.3f)\n",
                        bench::FormatTable({*s}).c_str(), s->slo_attainment);
           if (s->slo_attainment >= target) {
@@ -367,18 +370,20 @@ int RunSimulation(const SimulateOptions& opts, const std::atomic<bool>* stop) {
         }
       }
       // The maximum goodput is the highest rate served within the SLO for the target share.
-      if (first_goodput == 0) first_goodput = lo;
+      if (first_goodput < 0) first_goodput = lo;  // the first configuration's
+      char ratio[32] = "—";
+      if (first_goodput > 0) std::snprintf(ratio, sizeof ratio, "%.2f", lo / first_goodput);
       char row[320];
-      std::snprintf(row, sizeof row, "| %s | %s%s | %.1f %% | %.2f | %s |\n", c.name.c_str(),
-                    note.empty() ? "" : (note + " ").c_str(), Num(lo).c_str(), lo_att * 100,
-                    first_goodput > 0 ? lo / first_goodput : 0.0, hi > 0 ? Num(hi).c_str() : "—");
+      std::snprintf(row, sizeof row, "| %s | %s%s | %.1f %% | %s | %s |\n", c.name.c_str(),
+                    note.empty() ? "" : (note + " ").c_str(), Num(lo).c_str(), lo_att * 100, ratio,
+                    hi > 0 ? Num(hi).c_str() : "—");
       goodput_table += row;
       if (!goodput_json.empty()) goodput_json += ',';
       goodput_json += "{\"config\":";
       AppendJsonString(goodput_json, c.name);
       goodput_json += ",\"goodput\":" + Num(lo) + ",\"attainment\":" + Num(lo_att) +
-                      ",\"failing_rate\":" + Num(hi) + ",\"every_rate_passed\":" +
-                      (hi == 0 ? "true" : "false") + "}";
+                      ",\"failing_rate\":" + (hi > 0 ? Num(hi) : std::string("null")) +
+                      ",\"every_rate_passed\":" + (hi == 0 && lo > 0 ? "true" : "false") + "}";
     }
   }
 

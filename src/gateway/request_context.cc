@@ -61,8 +61,8 @@ EndpointLoad::Learned EndpointLoad::Learn(int64_t completion_tokens) {
   watched_ = false;
   const double ttft = static_cast<double>(first_event_ns_ - dispatched_ns_) / 1e9;
   double tpot = -1;
-  if (completion_tokens >= 2) {
-    tpot = static_cast<double>(MonotonicNanos() - first_event_ns_) / 1e9 /
+  if (completion_tokens >= 2 && last_event_ns_ > first_event_ns_) {
+    tpot = static_cast<double>(last_event_ns_ - first_event_ns_) / 1e9 /
            static_cast<double>(completion_tokens - 1);
   }
   if (!state_.latency.Learn(features_, ttft, tpot)) return out;
@@ -78,21 +78,21 @@ void RequestContext::Dispatch(const PoolEndpoint& ep) {
   const bool generates = inspected.operation != Operation::kEmbeddings;
   const int64_t decode =
       generates ? (inspected.max_tokens > 0 ? inspected.max_tokens : kDefaultDecodeTokens) : 0;
-  // The features are what the endpoint looked like before this request joined it, as the
-  // scorer saw them at the pick.
-  const bool watch = generates && pool && pool->predicts_latency;
+  // Only the pick's own endpoint is watched, with what it looked like before this request
+  // joined it, as the scorer saw it: a retry's or a Gateway fallback's endpoint was chosen
+  // without a prediction and its cached share is unknown, and a shadow copy (no parser) was not
+  // picked by the scorer at all.
   const bool picked = !fallbacks.empty() && pool && &pool->endpoints[fallbacks[0]] == &ep;
+  const bool watch = generates && picked && parser && pool->predicts_latency;
   LatencyFeatures features;
   if (watch) {
-    features = ComputeLatencyFeatures(state, static_cast<double>(prompt_tokens),
-                                      picked ? prediction.cached_fraction : 0.0, MonotonicNanos(),
-                                      pool->stale_after_ns);
+    features =
+        ComputeLatencyFeatures(state, static_cast<double>(prompt_tokens),
+                               prediction.cached_fraction, MonotonicNanos(), pool->stale_after_ns);
   }
   load.reset();
   load.emplace(state, prompt_tokens, decode);
-  if (watch) {
-    load->Watch(features, picked ? prediction.ttft_s : -1, picked ? prediction.tpot_s : -1);
-  }
+  if (watch) load->Watch(features, prediction.ttft_s, prediction.tpot_s);
   endpoint = &ep;
   FinishFlowRelease();  // this endpoint's counters now include the request
   state.requests_total.fetch_add(1, std::memory_order_relaxed);

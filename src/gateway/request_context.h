@@ -26,6 +26,7 @@
 #include "cache/cache_key.h"
 #include "cache/cache_stats.h"
 #include "cache/cached_response.h"
+#include "common/duration.h"
 #include "common/request_inspector.h"
 #include "common/sse.h"
 #include "common/usage.h"
@@ -174,6 +175,11 @@ class EndpointLoad {
   ~EndpointLoad();
   // The first response event: the prefill is over (and, when watched, its time is taken).
   void PrefillDone();
+  // A later response event: when watched, the stream's last token time so far (the TPOT ends
+  // at the last event read from upstream, not when the client has taken it).
+  void NextEvent() {
+    if (watched_) last_event_ns_ = MonotonicNanos();
+  }
   // Watch this attempt's latency for the endpoint's model (pools with a predicted-latency
   // scorer): what the gateway saw of the endpoint at dispatch, and what the picker predicted
   // (< 0: nothing).
@@ -195,6 +201,7 @@ class EndpointLoad {
   bool watched_ = false;
   int64_t dispatched_ns_ = 0;
   int64_t first_event_ns_ = 0;
+  int64_t last_event_ns_ = 0;
   double predicted_ttft_s_ = -1;
   double predicted_tpot_s_ = -1;
   LatencyFeatures features_;

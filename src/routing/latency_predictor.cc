@@ -46,12 +46,16 @@ double Dot(const std::array<std::atomic<double>, D>& c, const std::array<double,
 
 }  // namespace
 
+// A linear fit can extrapolate below zero; no engine answers faster than these.
+constexpr double kMinTtft = 1e-4;
+constexpr double kMinTpot = 1e-5;
+
 double LatencyModel::PredictTtft(const LatencyFeatures& f) const {
-  return std::max(0.0, Dot(ttft_coef_, f.ttft));
+  return std::max(kMinTtft, Dot(ttft_coef_, f.ttft));
 }
 
 double LatencyModel::PredictTpot(const LatencyFeatures& f) const {
-  return std::max(0.0, Dot(tpot_coef_, f.tpot));
+  return std::max(kMinTpot, Dot(tpot_coef_, f.tpot));
 }
 
 template <size_t D>
@@ -109,11 +113,13 @@ bool LatencyModel::Learn(const LatencyFeatures& f, double ttft_s, double tpot_s)
     if (!std::isfinite(v)) return false;
   }
   if (busy_.exchange(true, std::memory_order_acquire)) return false;
-  Update(ttft_fit_, f.ttft, ttft_s, ttft_coef_);
-  if (std::isfinite(tpot_s) && tpot_s > 0) Update(tpot_fit_, f.tpot, tpot_s, tpot_coef_);
+  const bool ttft = Update(ttft_fit_, f.ttft, ttft_s, ttft_coef_);
+  const bool tpot =
+      std::isfinite(tpot_s) && tpot_s > 0 && Update(tpot_fit_, f.tpot, tpot_s, tpot_coef_);
   busy_.store(false, std::memory_order_release);
-  samples_.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  if (ttft) samples_.fetch_add(1, std::memory_order_release);
+  if (tpot) tpot_samples_.fetch_add(1, std::memory_order_release);
+  return ttft;
 }
 
 }  // namespace tokenway

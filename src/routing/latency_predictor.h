@@ -7,7 +7,7 @@
 //
 // Each model is exponentially weighted ridge regression over a handful of features: the
 // sufficient statistics (XᵀWX, XᵀWy) decay by `forget` per sample and the coefficients are
-// re-solved (Cholesky, d ≤ 6) after each one. Learning takes a per-model try-lock and drops the
+// re-solved (Cholesky, d ≤ 7) after each one. Learning takes a per-model try-lock and drops the
 // sample when another worker holds it (never waits); predictions read the published
 // coefficients, relaxed atomics, without a lock — a reader may mix two consecutive fits, which is
 // harmless. A prediction is a dot product per model: tens of nanoseconds.
@@ -50,11 +50,15 @@ class LatencyModel {
   static constexpr double kForget = 0.995;  // per-sample decay: an effective window of ~200
   static constexpr double kRidge = 1e-3;
 
-  // Predictions in seconds (never below 0). Meaningful once Trained().
+  // Predictions in seconds (at least 0.1 ms and 0.01 ms: a linear fit can extrapolate below
+  // zero). Meaningful once Trained() (TTFT) and TpotTrained().
   double PredictTtft(const LatencyFeatures& f) const;
   double PredictTpot(const LatencyFeatures& f) const;
-  uint64_t samples() const { return samples_.load(std::memory_order_relaxed); }
+  // Samples learned (acquire: a reader that sees the count sees the coefficients it counts).
+  uint64_t samples() const { return samples_.load(std::memory_order_acquire); }
+  uint64_t tpot_samples() const { return tpot_samples_.load(std::memory_order_acquire); }
   bool Trained(uint64_t min_samples) const { return samples() >= min_samples; }
+  bool TpotTrained(uint64_t min_samples) const { return tpot_samples() >= min_samples; }
 
   // One finished request: its features at dispatch, its TTFT and (when it produced two tokens or
   // more, else < 0) its TPOT, in seconds. Returns false when the sample was dropped (another
@@ -74,6 +78,7 @@ class LatencyModel {
 
   std::atomic<bool> busy_{false};
   std::atomic<uint64_t> samples_{0};
+  std::atomic<uint64_t> tpot_samples_{0};
   std::array<std::atomic<double>, LatencyFeatures::kTtft> ttft_coef_{};
   std::array<std::atomic<double>, LatencyFeatures::kTpot> tpot_coef_{};
   Fit<LatencyFeatures::kTtft> ttft_fit_;  // guarded by busy_

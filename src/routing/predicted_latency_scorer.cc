@@ -43,10 +43,13 @@ void PredictedLatencyScorer::Score(const ScoringContext& ctx,
       break;
     }
   }
-  if (!lender) {
+  // Embeddings have neither a first token to wait for nor tokens to pace: abstain.
+  if (!lender || (request && request->operation == Operation::kEmbeddings)) {
     std::fill(scores.begin(), scores.end(), 1.0);
     return;
   }
+  // A request for at most one token has no time per output token to meet.
+  const bool paced = !(request && request->max_tokens >= 0 && request->max_tokens <= 1);
   const double slo_ttft = pick && pick->slo.ttft_s > 0 ? pick->slo.ttft_s : ttft_s_;
   const double slo_tpot = pick && pick->slo.tpot_s > 0 ? pick->slo.tpot_s : tpot_s_;
   double prompt_tokens = pick ? static_cast<double>(pick->prompt_tokens) : 0.0;
@@ -58,8 +61,13 @@ void PredictedLatencyScorer::Score(const ScoringContext& ctx,
         ComputeLatencyFeatures(state, prompt_tokens, out.cached[i], ctx.now_ns, ctx.stale_after_ns);
     const LatencyModel& model = state.latency.Trained(min_samples_) ? state.latency : *lender;
     const double ttft = model.PredictTtft(f);
-    const double tpot = model.PredictTpot(f);
-    const double cost = std::max(ttft / slo_ttft, tpot / slo_tpot);
+    // TPOT models learn only from streams of two tokens or more: until one is trained (its own,
+    // else the lender's), the TPOT term stays out of the cost.
+    const LatencyModel* tpot_model = state.latency.TpotTrained(min_samples_) ? &state.latency
+                                     : lender->TpotTrained(min_samples_)     ? lender
+                                                                             : nullptr;
+    const double tpot = tpot_model ? tpot_model->PredictTpot(f) : -1.0;
+    const double cost = std::max(ttft / slo_ttft, paced && tpot >= 0 ? tpot / slo_tpot : 0.0);
     scores[i] = std::clamp(1.0 - cost, 0.0, 1.0);
     best = std::min(best, cost);
     out.ttft[i] = ttft;

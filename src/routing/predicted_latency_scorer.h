@@ -5,8 +5,10 @@
 // with the prefix keeps winning until its queue eats the headroom, then requests spill to the
 // endpoint with the most room. An endpoint whose model has not seen `slo.min_samples` streams
 // borrows the model of the first trained candidate; with no trained candidate every candidate
-// scores 1 (the scorer abstains) and nothing is refused. Writes each candidate's predictions to
-// ScoringContext::predictions for the picker (report, early refusal).
+// scores 1 (the scorer abstains) and nothing is refused. The TPOT term counts once a TPOT model is
+// trained (streams of two tokens or more) and for requests that may produce more than one token;
+// embeddings are not scored. Writes each candidate's predictions to ScoringContext::predictions
+// for the picker (report, early refusal).
 #pragma once
 
 #include "routing/scheduler_config.h"

@@ -37,12 +37,16 @@ struct AffinityConfig {
 // The `predicted-latency` scorer (routing/predicted_latency_scorer.h): the objective a request
 // without x-slo-* headers is scored against, how many finished streams an endpoint's model needs
 // before its predictions count, and whether sheddable requests no endpoint is predicted to serve
-// within their objective are refused (429) instead of sent.
+// within their objective (their headers', or a configured ttft/tpot) are refused (429) instead of
+// sent.
 struct SloConfig {
   Duration ttft = std::chrono::seconds(1);
   Duration tpot = std::chrono::milliseconds(50);
   uint32_t min_samples = 32;
   bool shed = true;
+  // ttft or tpot was configured: requests without x-slo-* headers may be refused for the pool's
+  // objective too (a default objective nobody chose refuses nothing).
+  bool objective_set = false;
 };
 
 struct SchedulerConfig {

@@ -21,6 +21,8 @@ struct Scratch {
   std::vector<uint8_t> marked;     // by position in the pick's candidates; all 0 between picks
   std::vector<double> per_scorer;  // scorer-major, only when the caller asks for scores
   PredictionScratch predictions;
+  PredictionScratch all_predictions;  // a refusal's check of the candidates not scored
+  std::vector<double> all_scores;
 };
 
 Scratch& ThreadScratch() {
@@ -61,6 +63,10 @@ SchedulerPicker::SchedulerPicker(const SchedulerConfig& config, uint32_t endpoin
   if (prefix_index_) blocks_ = prefix_index_->config();
   predicts_ = config.PredictsLatency();
   shed_ = config.slo.shed;
+  pool_objective_ = config.slo.objective_set;
+  for (const auto& w : scorers_) {
+    if (w.scorer->name() == "predicted-latency") predictor_ = w.scorer.get();
+  }
   if (config.picker == "weighted-random") choice_ = Choice::kWeightedRandom;
   if (config.picker == "power-of-two") choice_ = Choice::kPowerOfTwo;
 }
@@ -189,15 +195,29 @@ void SchedulerPicker::Pick(const PickContext& ctx, std::span<const PickCandidate
       break;
   }
   if (predicts_) {
-    if (s.predictions.made && ctx.slo.sheddable && shed_ && s.predictions.best_cost > 1.0) {
-      // No endpoint is predicted to meet the objective of a request that may be refused: refuse
-      // it now rather than send it to miss its objective and delay the others.
-      if (ctx.report) {
-        ctx.report->refused = true;
-        ctx.report->prediction.made = true;
-        ctx.report->prediction.best_cost = s.predictions.best_cost;
+    // Refusal needs an objective someone set: the request's headers or the pool's scheduler.slo.
+    const bool objective = pool_objective_ || ctx.slo.ttft_s > 0 || ctx.slo.tpot_s > 0;
+    if (s.predictions.made && ctx.slo.sheddable && shed_ && objective &&
+        s.predictions.best_cost > 1.0) {
+      double best = s.predictions.best_cost;
+      if (candidates.size() != all.size() && predictor_) {
+        // A sample or a filter left endpoints out: "no endpoint" must hold for all of them.
+        ScoringContext every = sc;
+        every.predictions = &s.all_predictions;
+        s.all_scores.resize(all.size());
+        predictor_->Score(every, all, s.all_scores);
+        if (s.all_predictions.made) best = std::min(best, s.all_predictions.best_cost);
       }
-      return;
+      if (best > 1.0) {
+        // No endpoint is predicted to meet the objective of a request that may be refused:
+        // refuse it now rather than send it to miss its objective and delay the others.
+        if (ctx.report) {
+          ctx.report->refused = true;
+          ctx.report->prediction.made = true;
+          ctx.report->prediction.best_cost = best;
+        }
+        return;
+      }
     }
     if (ctx.report && first < s.predictions.cached.size()) {
       LatencyPrediction& p = ctx.report->prediction;

@@ -70,6 +70,8 @@ class SchedulerPicker final : public Picker {
   uint32_t sample_ = 0;    // pools[].scheduler.sample (0: score every candidate)
   bool predicts_ = false;  // a predicted-latency scorer is configured
   bool shed_ = false;      // scheduler.slo.shed: refuse sheddable requests no endpoint can serve
+  bool pool_objective_ = false;        // scheduler.slo.ttft or .tpot was configured
+  const Scorer* predictor_ = nullptr;  // the predicted-latency scorer, when configured
 };
 
 }  // namespace tokenway

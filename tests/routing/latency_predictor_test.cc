@@ -118,8 +118,11 @@ TEST(LatencyPredictorTest, RejectsUnusableSamplesAndNeverPredictsBelowZero) {
   f = ComputeLatencyFeatures(s, 100, 0, kNow, kStale);
   EXPECT_TRUE(s.latency.Learn(f, 0.1, -1));  // a one-token stream: TTFT only
   EXPECT_TRUE(s.latency.Trained(1));
-  EXPECT_GE(s.latency.PredictTpot(f), 0);
-  EXPECT_GE(s.latency.PredictTtft(f), 0);
+  EXPECT_FALSE(s.latency.TpotTrained(1));
+  EXPECT_EQ(s.latency.tpot_samples(), 0u);
+  EXPECT_NEAR(s.latency.PredictTtft(f), 0.1, 0.01);
+  EXPECT_TRUE(s.latency.Learn(f, 0.1, 0.02));
+  EXPECT_TRUE(s.latency.TpotTrained(1));
 }
 
 TEST(LatencyPredictorTest, ConcurrentLearnersNeverWaitAndKeepTheModelFinite) {
@@ -214,6 +217,7 @@ TEST_F(PredictedLatencyTest, SchedulerRefusesOnlySheddableRequestsNoEndpointCanS
   c.enabled = true;
   c.scorers = {{"predicted-latency", 1}};
   c.slo.min_samples = 10;
+  c.slo.objective_set = true;
   SchedulerPicker picker(c, 2, kStale);
   auto pick = [&](double slo_ttft_s, bool sheddable, PickReport& report) {
     PickContext p = Pick(slo_ttft_s, sheddable);
@@ -238,6 +242,28 @@ TEST_F(PredictedLatencyTest, SchedulerRefusesOnlySheddableRequestsNoEndpointCanS
   out = pick(1.0, true, report);  // a second: fine
   EXPECT_FALSE(out.empty());
   EXPECT_FALSE(report.refused);
+  // Without headers, the pool's default objective (nobody set it) refuses nothing.
+  c.slo.objective_set = false;
+  c.slo.ttft = std::chrono::milliseconds(10);
+  SchedulerPicker defaults(c, 2, kStale);
+  report = {};
+  out.clear();
+  PickContext no_header = Pick(0, true);
+  no_header.report = &report;
+  defaults.Pick(no_header, candidates_, out);
+  EXPECT_FALSE(out.empty());
+  EXPECT_FALSE(report.refused);
+  report = {};
+  out = [&] {  // the same objective in the request's header: refused
+    PickContext p = Pick(0.010, true);
+    p.report = &report;
+    FallbackList o;
+    defaults.Pick(p, candidates_, o);
+    return o;
+  }();
+  EXPECT_TRUE(out.empty());
+  EXPECT_TRUE(report.refused);
+  c.slo.objective_set = true;
   c.slo.shed = false;  // refusal turned off
   SchedulerPicker lenient(c, 2, kStale);
   report = {};
@@ -247,6 +273,75 @@ TEST_F(PredictedLatencyTest, SchedulerRefusesOnlySheddableRequestsNoEndpointCanS
   lenient.Pick(p, candidates_, out);
   EXPECT_FALSE(out.empty());
   EXPECT_FALSE(report.refused);
+}
+
+TEST(PredictedLatencySampleTest, ASampledPickRefusesOnlyWhenNoEndpointOfThePoolCanServe) {
+  // 200 endpoints, one of them idle, the others with 40k prefill tokens queued (≈ 1 s more);
+  // picks score a sample of 4. A 0.5 s objective only the idle endpoint meets: a sheddable
+  // request is never refused, although the sample almost never holds that endpoint.
+  constexpr int kEndpoints = 200;
+  std::deque<EndpointState> states;
+  std::vector<PickCandidate> candidates;
+  EndpointState scratch("http://t:1");
+  std::mt19937_64 rng(5);
+  std::vector<std::pair<LatencyFeatures, double>> samples;
+  for (int i = 0; i < 200; ++i) {
+    LatencyFeatures f = RandomFeatures(scratch, rng);
+    samples.emplace_back(f, TrueTtft(f));
+  }
+  for (int i = 0; i < kEndpoints; ++i) {
+    states.emplace_back("http://e" + std::to_string(i) + ":1");
+    for (const auto& [f, y] : samples) states.back().latency.Learn(f, y, TrueTpot(f));
+    states.back().prefill_tokens = i == 137 ? 0 : 40000;
+    candidates.push_back({static_cast<uint32_t>(i), &states.back()});
+  }
+  SchedulerConfig c;
+  c.enabled = true;
+  c.scorers = {{"predicted-latency", 1}};
+  c.sample = 4;
+  c.slo.min_samples = 10;
+  c.slo.objective_set = true;
+  c.slo.tpot = std::chrono::seconds(10);  // TTFT decides
+  SchedulerPicker picker(c, kEndpoints, kStale);
+  InspectedRequest request;
+  request.model = "m";
+  request.prompt_text.assign(400, 'x');
+  int refused = 0, served_by_idle = 0;
+  for (int i = 0; i < 200; ++i) {
+    PickContext p;
+    p.request = &request;
+    p.now_ns = kNow;
+    p.random = rng();
+    p.prompt_tokens = 100;
+    p.slo.ttft_s = 0.5;
+    p.slo.sheddable = true;
+    PickReport report;
+    p.report = &report;
+    FallbackList out;
+    picker.Pick(p, candidates, out);
+    refused += report.refused;
+    served_by_idle += !out.empty() && out[0] == 137;
+  }
+  EXPECT_EQ(refused, 0);
+  EXPECT_LT(served_by_idle, 100);  // the sample decides the pick; the check only the refusal
+  // With the idle endpoint loaded too, every sheddable request is refused.
+  states[137].prefill_tokens = 40000;
+  refused = 0;
+  for (int i = 0; i < 50; ++i) {
+    PickContext p;
+    p.request = &request;
+    p.now_ns = kNow;
+    p.random = rng();
+    p.prompt_tokens = 100;
+    p.slo.ttft_s = 0.5;
+    p.slo.sheddable = true;
+    PickReport report;
+    p.report = &report;
+    FallbackList out;
+    picker.Pick(p, candidates, out);
+    refused += report.refused && out.empty();
+  }
+  EXPECT_EQ(refused, 50);
 }
 
 }  // namespace

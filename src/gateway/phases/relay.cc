@@ -441,7 +441,15 @@ StreamEventAction RelayStreamEvent(RequestContext& ctx, std::string_view event) 
     }
   }
   if (data.empty()) return StreamEventAction::kKeep;
-  if (++rec.stream_events == 1 && ctx.load) ctx.load->PrefillDone();
+  if (ctx.load) {
+    if (++rec.stream_events == 1) {
+      ctx.load->PrefillDone();
+    } else {
+      ctx.load->NextEvent();
+    }
+  } else {
+    ++rec.stream_events;
+  }
   if (!StreamProcessorsRunning(ctx)) return ReportAlias(ctx, data, StreamEventAction::kKeep);
   return ReportAlias(ctx, data, FromVerdict(ctx, RunStreamProcessors(ctx, data)));
 }

@@ -42,10 +42,11 @@ bool ReadSloHeader(const RequestContext& ctx, std::span<const std::string_view> 
     std::string_view v = ctx.parser->FindHeader(ctx.base, n);
     if (v.empty()) continue;
     name = n;
+    if (v.front() == '+') v.remove_prefix(1);  // as Go's ParseFloat (GIE) accepts
     double ms = 0;
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
-    if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(ms) || ms <= 0 ||
-        ms > 86'400'000) {
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !std::isfinite(ms) ||
+        ms < 0.001 || ms > 86'400'000) {
       return false;
     }
     seconds = ms / 1000;
@@ -54,25 +55,27 @@ bool ReadSloHeader(const RequestContext& ctx, std::span<const std::string_view> 
   return true;
 }
 
-// The request's objective and whether it may be refused (priority < 0: the admission phase's
-// priority when the pool is flow-controlled, else its tenant's or its model's).
+// The request's objective from its headers, read before admission so that an unusable header is
+// answered at once rather than after a wait.
 PhaseResult ReadSlo(RequestContext& ctx, RequestSlo& slo) {
   std::string_view name;
   if (!ReadSloHeader(ctx, kSloTtftHeaders, slo.ttft_s, name) ||
       !ReadSloHeader(ctx, kSloTpotHeaders, slo.tpot_s, name)) {
     ctx.worker.metrics().Count(ClientError::kInvalidHeader);
-    return ctx.Fail(400,
-                    "header " + std::string(name) +
-                        " must be a positive number of milliseconds (at most 86400000)",
-                    "invalid_slo", name);
+    return ctx.Fail(
+        400,
+        "header " + std::string(name) + " must be a number of milliseconds from 0.001 to 86400000",
+        "invalid_slo", name);
   }
-  int32_t priority = ctx.record.priority;
-  if (!ctx.pool->flow) {
-    const Tenant* tenant = ctx.governance.tenant();
-    priority = tenant && tenant->has_priority ? tenant->priority : ctx.route->priority;
-  }
-  slo.sheddable = priority < 0;
   return PhaseResult::kContinue;
+}
+
+// May the request be refused for its objective? Sheddable: priority < 0 (the admission phase's
+// priority when the pool is flow-controlled, else its tenant's or its model's).
+bool Sheddable(const RequestContext& ctx, const Pool& pool) {
+  if (pool.flow) return ctx.record.priority < 0;
+  const Tenant* tenant = ctx.governance.tenant();
+  return (tenant && tenant->has_priority ? tenant->priority : ctx.route->priority) < 0;
 }
 
 // The pool's endpoints that may take a request now, into ctx.candidates.
@@ -189,6 +192,12 @@ asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
   rec.engine = EngineKindName(pool.engine);
   rec.pool_slot = pool.metrics_slot;
 
+  RequestSlo slo;
+  if (pool.predicts_latency) {
+    PhaseResult read = ReadSlo(ctx, slo);
+    if (read != PhaseResult::kContinue) co_return read;
+  }
+
   // 4a. Admission: under saturation, wait for room, or be shed.
   if (pool.flow) {
     PhaseResult admitted = co_await Admit(ctx, client);
@@ -225,9 +234,13 @@ asio::awaitable<PhaseResult> Route(RequestContext& ctx, ClientLink& client) {
   pick.now_ns = now;
   pick.session_key = ctx.parser->FindHeader(ctx.base, chosen_pool.session_header);
   pick.prompt_tokens = ctx.prompt_tokens;
-  if (chosen_pool.predicts_latency && ctx.parser) {
-    PhaseResult read = ReadSlo(ctx, pick.slo);
-    if (read != PhaseResult::kContinue) co_return read;
+  if (chosen_pool.predicts_latency) {
+    if (!pool.predicts_latency) {  // a newer snapshot's pool after a wait for an endpoint
+      PhaseResult read = ReadSlo(ctx, slo);
+      if (read != PhaseResult::kContinue) co_return read;
+    }
+    pick.slo = slo;
+    pick.slo.sheddable = Sheddable(ctx, chosen_pool);
   }
   if (rec.trace.sampled()) report.scores = &rec.scores;
   pick.report = &report;
