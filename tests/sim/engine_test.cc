@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "common/tokenizer.h"
+
 namespace tokenway::sim {
 namespace {
 
@@ -149,6 +151,24 @@ TEST(EngineTest, RepeatedPromptHitsThePrefixCacheAndSkipsCompute) {
   driver.RunUntilIdle();
   EXPECT_EQ(engine.stats().prefix_cache_queries, 2000u);
   EXPECT_EQ(engine.stats().prefix_cache_hits, 992u);
+}
+
+TEST(EngineTest, OutputBlocksAreCachedSoAFollowUpTurnReusesThem) {
+  Engine engine(H100Config());
+  FakeClockDriver driver(engine);
+  GenerationRequest turn = Request(32, 40);  // 2 prompt blocks, then 40 output tokens
+  const std::vector<uint32_t> prompt = turn.prompt_tokens;
+  const uint64_t first = engine.Add(std::move(turn), 0);
+  driver.RunUntilIdle();
+  // The next turn resends the conversation: prompt + the first turn's output (72 tokens, of
+  // which 71 were computed: 4 full blocks, 2 of them output).
+  GenerationRequest next = Request(0, 2);
+  next.prompt_tokens = prompt;
+  tokenizer::EncodeAppend(driver.record(first).text, next.prompt_tokens);
+  ASSERT_EQ(next.prompt_tokens.size(), 72u);
+  const uint64_t second = engine.Add(std::move(next), driver.now());
+  driver.Step();
+  EXPECT_EQ(driver.record(second).cached, 64);
 }
 
 TEST(EngineTest, FullyCachedPromptStillComputesItsLastBlock) {
