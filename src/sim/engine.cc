@@ -229,7 +229,12 @@ bool Engine::Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens) {
   // The cached leading blocks, looked up once (a fleet of engines makes every lookup a miss).
   cached_scratch_.clear();
   const std::size_t limit = std::min(max_cached_blocks, seq.block_hashes.size());
+  constexpr std::size_t kAhead = 16;  // lookups in flight at once
+  for (std::size_t i = 0; i < std::min(limit, kAhead); ++i) {
+    pool_.PrefetchCached(seq.block_hashes[i]);
+  }
   for (std::size_t i = 0; i < limit; ++i) {
+    if (i + kAhead < limit) pool_.PrefetchCached(seq.block_hashes[i + kAhead]);
     const BlockId block = pool_.FindCached(seq.block_hashes[i]);
     if (block == kNoBlock) break;
     cached_scratch_.push_back(block);

@@ -48,17 +48,12 @@ BlockId KvBlockPool::Allocate() {
   const BlockId block = head_;
   Unlink(block);
   if (has_hash_[block]) {
-    cached_.erase(hashes_[block]);
+    cached_.Erase(hashes_[block]);
     has_hash_[block] = false;
     ++evictions_;
   }
   refcounts_[block] = 1;
   return block;
-}
-
-BlockId KvBlockPool::FindCached(uint64_t hash) const {
-  auto it = cached_.find(hash);
-  return it == cached_.end() ? kNoBlock : it->second;
 }
 
 void KvBlockPool::Acquire(BlockId block) {
@@ -73,7 +68,7 @@ void KvBlockPool::Release(BlockId block) {
 
 void KvBlockPool::RegisterCached(BlockId block, uint64_t hash) {
   if (has_hash_[block]) return;
-  if (cached_.emplace(hash, block).second) {
+  if (cached_.Insert(hash, block)) {
     hashes_[block] = hash;
     has_hash_[block] = true;
   }

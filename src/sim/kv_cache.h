@@ -7,8 +7,9 @@
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
+
+#include "sim/cached_block_table.h"
 
 namespace tokenway::sim {
 
@@ -30,7 +31,9 @@ class KvBlockPool {
   // kNoBlock when every block is in use.
   BlockId Allocate();
   // Cached block holding content `hash`, or kNoBlock. Does not change the block.
-  BlockId FindCached(uint64_t hash) const;
+  BlockId FindCached(uint64_t hash) const { return cached_.Find(hash, kNoBlock); }
+  // Starts loading what FindCached(hash) will read (a caller about to look up a prompt's blocks).
+  void PrefetchCached(uint64_t hash) const { cached_.Prefetch(hash); }
   // Adds a reference to `block` (taking it off the free list when it was free).
   void Acquire(BlockId block);
   // Drops a reference; at 0 the block goes to the tail of the free list, content still cached.
@@ -52,7 +55,7 @@ class KvBlockPool {
   std::vector<BlockId> prev_, next_;  // free list, intrusive, head = least recently freed
   BlockId head_ = kNoBlock, tail_ = kNoBlock;
   int64_t num_free_ = 0;
-  std::unordered_map<uint64_t, BlockId> cached_;
+  CachedBlockTable cached_;
   uint64_t evictions_ = 0;
 };
 
