@@ -128,6 +128,7 @@ class Simulation {
   void AtGatewayFirst(uint64_t id);
   void AtGatewayDone(uint64_t id);
   void Scrape(uint32_t replica);
+  void Prefetch(const Event& next) const;
   double EngineNow(const SimulatedEngine& e) const {
     return static_cast<double>(queue_.now()) / 1e9 * e.speed;
   }
@@ -544,6 +545,24 @@ void Simulation::Scrape(uint32_t replica) {
   queue_.Push(now + scrape_ns_, kScrape, replica, 0);
 }
 
+// Starts loading what the next event will touch while this one is handled: with a thousand
+// engines and a million requests in memory, each is otherwise a cache miss on arrival.
+void Simulation::Prefetch(const Event& next) const {
+  switch (next.kind) {
+    case kStepEnd:
+      engines_[next.target].engine->PrefetchStep();
+      break;
+    case kRoute:
+    case kEngineArrival:
+    case kFirstAtGateway:
+    case kDoneAtGateway:
+      if (next.data < requests_.size()) __builtin_prefetch(&requests_[next.data]);
+      break;
+    default:
+      break;
+  }
+}
+
 void Simulation::Handle(const Event& e) {
   switch (e.kind) {
     case kArrival: {
@@ -614,6 +633,7 @@ StatusOr<FleetResult> Simulation::Run() {
   const int64_t end_ns = std::min(last_start, stop_starting_ns_) + ToNs(o.drain_s);
   while (!queue_.empty()) {
     const Event e = queue_.Pop();
+    if (!queue_.empty()) Prefetch(queue_.top());
     if (e.time_ns > end_ns) break;
     ++result_.events;
     if ((result_.events & 0xFFFF) == 0 && load_.stop &&

@@ -365,6 +365,14 @@ void Engine::RegisterFullBlocks(Running& run) {
   run.registered_blocks = static_cast<int64_t>(registered);
 }
 
+void Engine::PrefetchStep() const {
+  const char* self = reinterpret_cast<const char*>(this);
+  for (std::size_t off = 0; off < sizeof(Engine); off += 64) __builtin_prefetch(self + off);
+  const char* batch = reinterpret_cast<const char*>(running_.data());
+  const std::size_t bytes = std::min<std::size_t>(running_.size(), 32) * sizeof(Running);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(batch + off, 1);
+}
+
 const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   events_.clear();
   step_in_flight_ = false;
