@@ -548,9 +548,12 @@ void Simulation::Scrape(uint32_t replica) {
 // Starts loading what the next event will touch while this one is handled: with a thousand
 // engines and a million requests in memory, each is otherwise a cache miss on arrival.
 void Simulation::Prefetch(const Event& next) const {
+  if (const Event* after = queue_.second(); after && after->kind == kStepEnd) {
+    engines_[after->target].engine->PrefetchState();
+  }
   switch (next.kind) {
     case kStepEnd:
-      engines_[next.target].engine->PrefetchStep();
+      engines_[next.target].engine->PrefetchBatch();
       break;
     case kRoute:
     case kEngineArrival:

@@ -179,13 +179,14 @@ Engine::Running Engine::StartRunning(Sequence& seq) const {
   run.id = seq.id;
   run.sample_seed = seq.request.seed;
   run.last_token_time = seq.last_token_time;
-  run.num_computed = seq.num_computed;
-  run.len = seq.prompt_len + seq.output_len;
-  run.output_len = seq.output_len;
+  run.token_tail = seq.tokens.data() + seq.tokens.size();
+  run.num_computed = static_cast<int32_t>(seq.num_computed);
+  run.len = static_cast<int32_t>(seq.prompt_len + seq.output_len);
+  run.output_len = static_cast<int32_t>(seq.output_len);
   run.max_output = seq.request.max_output_tokens;
-  run.cached_tokens = seq.cached_tokens;
-  run.num_blocks = static_cast<int64_t>(seq.blocks.size());
-  run.registered_blocks = static_cast<int64_t>(seq.registered_blocks);
+  run.cached_tokens = static_cast<int32_t>(seq.cached_tokens);
+  run.num_blocks = static_cast<int32_t>(seq.blocks.size());
+  run.registered_blocks = static_cast<int32_t>(seq.registered_blocks);
   run.limit_is_eos = seq.request.limit_is_eos;
   run.needs_text = !seq.request.stop.empty();
   return run;
@@ -199,17 +200,18 @@ void Engine::Park(const Running& run) {
   seq.registered_blocks = static_cast<std::size_t>(run.registered_blocks);
 }
 
-void Engine::MaterializeOutput(Sequence& seq, int64_t output_len) {
+void Engine::MaterializeOutput(Sequence& seq, uint64_t request_seed, int64_t output_len) {
   const auto& vocabulary = tokenizer::PseudoWordVocabulary::Get();
   for (int64_t k = static_cast<int64_t>(seq.tokens.size()) - seq.prompt_len; k < output_len; ++k) {
-    seq.tokens.push_back(vocabulary.id(SampleIndex(seq.request.seed, k)));
+    seq.tokens.push_back(vocabulary.id(SampleIndex(request_seed, k)));
   }
 }
 
 void Engine::Preempt(Running& run) {
   Park(run);
   Sequence& seq = *run.seq;
-  MaterializeOutput(seq, seq.output_len);  // recomputed from the start, output included
+  MaterializeOutput(seq, seq.request.seed,
+                    seq.output_len);  // recomputed from the start, output included
   ReleaseBlocks(seq);
   if (seq.holds_lora) {
     lora_slots_.Release(seq.request.adapter);
@@ -279,7 +281,7 @@ double Engine::BeginStep(double now) {
   // yet (or is the one being scheduled, which ends this phase).
   for (std::size_t i = 0; i < running_.size() && budget > 0;) {
     Running& run = running_[i];
-    const int64_t n = std::min(run.len - run.num_computed, budget);
+    const int64_t n = std::min<int64_t>(run.len - run.num_computed, budget);
     const int64_t needed = (run.num_computed + n + bs - 1) / bs;
     bool self_preempted = false;
     if (needed > run.num_blocks) {
@@ -296,9 +298,9 @@ double Engine::BeginStep(double now) {
         }
       }
       if (self_preempted) break;
-      run.num_blocks = static_cast<int64_t>(seq.blocks.size());
+      run.num_blocks = static_cast<int32_t>(seq.blocks.size());
     }
-    run.step_tokens = n;
+    run.step_tokens = static_cast<int32_t>(n);
     ++num_scheduled_;
     budget -= n;
     step_tokens += n;
@@ -332,7 +334,7 @@ double Engine::BeginStep(double now) {
       Dequeued(*seq);
       if (first_admission) stats_.request_queue_time.Observe(now - seq->arrival);
       Running& run = running_.emplace_back(StartRunning(*seq));
-      run.step_tokens = n;
+      run.step_tokens = static_cast<int32_t>(n);
       ++num_scheduled_;
       budget -= n;
       step_tokens += n;
@@ -353,7 +355,8 @@ double Engine::BeginStep(double now) {
 
 void Engine::RegisterFullBlocks(Running& run) {
   Sequence& seq = *run.seq;
-  MaterializeOutput(seq, run.output_len);
+  MaterializeOutput(seq, run.sample_seed, run.output_len);
+  run.token_tail = seq.tokens.data() + seq.tokens.size();
   const std::size_t bs = static_cast<std::size_t>(pool_.block_size());
   ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
   const std::size_t full = std::min(static_cast<std::size_t>(run.num_computed) / bs,
@@ -362,14 +365,27 @@ void Engine::RegisterFullBlocks(Running& run) {
   for (; registered < full; ++registered) {
     pool_.RegisterCached(seq.blocks[registered], seq.block_hashes[registered]);
   }
-  run.registered_blocks = static_cast<int64_t>(registered);
+  run.registered_blocks = static_cast<int32_t>(registered);
 }
 
-void Engine::PrefetchStep() const {
-  const char* self = reinterpret_cast<const char*>(this);
-  for (std::size_t off = 0; off < sizeof(Engine); off += 64) __builtin_prefetch(self + off);
+void Engine::PrefetchState() const {
+  const auto range = [](const void* first, const void* last) {
+    for (auto p = reinterpret_cast<uintptr_t>(first) & ~uintptr_t{63};
+         p <= reinterpret_cast<uintptr_t>(last); p += 64) {
+      __builtin_prefetch(reinterpret_cast<const void*>(p));
+    }
+  };
+  range(&config_.profile.weights_ms, &config_.profile.lora_load_ms);
+  __builtin_prefetch(&config_.emit_text);
+  range(&pool_, reinterpret_cast<const char*>(&pool_) + sizeof(pool_) - 1);
+  range(&running_, &queued_uncached_);
+  range(&stats_, &stats_.lora_loads);
+  stats_.inter_token_latency.Prefetch();
+}
+
+void Engine::PrefetchBatch() const {
   const char* batch = reinterpret_cast<const char*>(running_.data());
-  const std::size_t bytes = std::min<std::size_t>(running_.size(), 32) * sizeof(Running);
+  const std::size_t bytes = running_.size() * sizeof(Running);
   for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(batch + off, 1);
 }
 
@@ -379,6 +395,19 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   const auto& vocabulary = tokenizer::PseudoWordVocabulary::Get();
   const int64_t bs = pool_.block_size();
   bool any_done = aborted_running_ > 0;
+  // The few sequences this step needs beyond their entry (a block to hash and register, a first
+  // or last token): start all their misses before the first.
+  for (std::size_t k = 0; k < num_scheduled_; ++k) {
+    const Running& run = running_[k];
+    const int32_t computed = run.num_computed + run.step_tokens;
+    const bool block_full = computed / bs > run.registered_blocks;
+    const bool edge =
+        computed >= run.len && (run.output_len == 0 || run.output_len + 1 >= run.max_output);
+    if (!block_full && !edge) continue;
+    const char* seq = reinterpret_cast<const char*>(run.seq);
+    for (std::size_t off = 0; off < 192; off += 64) __builtin_prefetch(seq + off);  // not request
+    if (block_full) __builtin_prefetch(run.token_tail, 1);
+  }
   for (std::size_t k = 0; k < num_scheduled_; ++k) {
     Running& run = running_[k];
     if (run.done) continue;  // aborted during the step

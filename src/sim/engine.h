@@ -95,10 +95,12 @@ class Engine {
   // the next call to FinishStep.
   const std::vector<TokenEvent>& FinishStep(double now);
 
-  // Starts loading the state FinishStep and BeginStep read first (the engine itself and the
-  // running batch): an owner that knows which engine steps next calls it ahead, so that with
-  // many engines in one process the misses overlap with other work. Changes nothing.
-  void PrefetchStep() const;
+  // Start loading what FinishStep and BeginStep read first, so that with many engines in one
+  // process the misses overlap with other work: an owner that knows which engine steps next
+  // calls PrefetchState two events ahead and PrefetchBatch (which reads the state) one event
+  // ahead. Hints only; they change nothing.
+  void PrefetchState() const;
+  void PrefetchBatch() const;
 
   bool HasWork() const { return num_running() > 0 || !waiting_.empty(); }
   bool step_in_flight() const { return step_in_flight_; }
@@ -139,17 +141,19 @@ class Engine {
   // function of the request seed and its position, so the result is the same token array.
   struct Running {
     Sequence* seq = nullptr;
+    const uint32_t* token_tail = nullptr;  // where seq->tokens grows next (a prefetch hint)
     uint64_t id = 0;
     uint64_t sample_seed = 0;  // request.seed
     double last_token_time = 0;
-    int64_t num_computed = 0;
-    int64_t len = 0;  // prompt + output tokens
-    int64_t output_len = 0;
     int64_t max_output = 0;
-    int64_t cached_tokens = 0;
-    int64_t step_tokens = 0;  // scheduled in the step in flight
-    int64_t num_blocks = 0;   // seq->blocks.size()
-    int64_t registered_blocks = 0;
+    // Token counts of one sequence fit in 32 bits (a longer one would not fit in memory).
+    int32_t num_computed = 0;
+    int32_t len = 0;  // prompt + output tokens
+    int32_t output_len = 0;
+    int32_t cached_tokens = 0;
+    int32_t step_tokens = 0;  // scheduled in the step in flight
+    int32_t num_blocks = 0;   // seq->blocks.size()
+    int32_t registered_blocks = 0;
     bool limit_is_eos = false;
     bool needs_text = false;  // stop strings: the output text is kept
     bool done = false;        // finished or aborted during the step; dropped by FinishStep
@@ -158,7 +162,7 @@ class Engine {
   bool Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens);
   Running StartRunning(Sequence& seq) const;
   void Park(const Running& run);
-  void MaterializeOutput(Sequence& seq, int64_t output_len);
+  void MaterializeOutput(Sequence& seq, uint64_t request_seed, int64_t output_len);
   void Preempt(Running& run);
   void ReleaseBlocks(Sequence& seq);
   void Finish(Sequence& seq, FinishReason reason, double now);
