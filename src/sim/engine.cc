@@ -32,20 +32,22 @@ std::string_view FinishReasonName(FinishReason reason) {
   return "";
 }
 
-struct Engine::Sequence {
+struct alignas(64) Engine::Sequence {
+  // The first cache line holds what a step needs when a block fills (the token, hash and block
+  // arrays, the prompt length and the hash seed), so FinishStep prefetches one line per sequence.
+  std::vector<uint32_t> tokens;  // prompt, then the output as far as it is materialised
+  std::vector<uint64_t> block_hashes;
+  int64_t prompt_len = 0;
+  uint64_t hash_seed = 0;
+  std::vector<BlockId> blocks;
   // While the sequence runs, its Running entry holds the current num_computed, output_len,
   // last_token_time and registered_blocks; these copies are up to date whenever it is not running.
   uint64_t id = 0;
   int64_t num_computed = 0;
   int64_t output_len = 0;
-  int64_t prompt_len = 0;
   int64_t cached_tokens = 0;
   std::size_t registered_blocks = 0;  // leading blocks already in the prefix cache
-  uint64_t hash_seed = 0;
   double last_token_time = 0;
-  std::vector<uint32_t> tokens;  // prompt, then the output as far as it is materialised
-  std::vector<uint64_t> block_hashes;
-  std::vector<BlockId> blocks;
   double arrival = 0;
   int64_t queued_tokens = 0;    // while waiting: its length, and
   int64_t queued_uncached = 0;  // the part of it not in the prefix cache when it was queued
@@ -404,8 +406,7 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
     const bool edge =
         computed >= run.len && (run.output_len == 0 || run.output_len + 1 >= run.max_output);
     if (!block_full && !edge) continue;
-    const char* seq = reinterpret_cast<const char*>(run.seq);
-    for (std::size_t off = 0; off < 192; off += 64) __builtin_prefetch(seq + off);  // not request
+    __builtin_prefetch(run.seq);
     if (block_full) __builtin_prefetch(run.token_tail, 1);
   }
   for (std::size_t k = 0; k < num_scheduled_; ++k) {
