@@ -386,6 +386,7 @@ void Engine::PrefetchState() const {
 }
 
 void Engine::PrefetchBatch() const {
+  pool_.PrefetchNextFree();
   const char* batch = reinterpret_cast<const char*>(running_.data());
   const std::size_t bytes = running_.size() * sizeof(Running);
   for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(batch + off, 1);
@@ -398,7 +399,9 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   const int64_t bs = pool_.block_size();
   bool any_done = aborted_running_ > 0;
   // The few sequences this step needs beyond their entry (a block to hash and register, a first
-  // or last token): start all their misses before the first.
+  // or last token): start all their misses before the first, then those of the arrays a full
+  // block reads (which need the sequence first).
+  touched_scratch_.clear();
   for (std::size_t k = 0; k < num_scheduled_; ++k) {
     const Running& run = running_[k];
     const int32_t computed = run.num_computed + run.step_tokens;
@@ -407,7 +410,16 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
         computed >= run.len && (run.output_len == 0 || run.output_len + 1 >= run.max_output);
     if (!block_full && !edge) continue;
     __builtin_prefetch(run.seq);
-    if (block_full) __builtin_prefetch(run.token_tail, 1);
+    if (!block_full) continue;
+    __builtin_prefetch(run.token_tail, 1);
+    touched_scratch_.push_back(&run);
+  }
+  for (const Running* run : touched_scratch_) {
+    const Sequence& seq = *run->seq;
+    if (!seq.block_hashes.empty()) __builtin_prefetch(&seq.block_hashes.back());
+    if (run->registered_blocks < run->num_blocks) {
+      __builtin_prefetch(&seq.blocks[static_cast<std::size_t>(run->registered_blocks)]);
+    }
   }
   for (std::size_t k = 0; k < num_scheduled_; ++k) {
     Running& run = running_[k];

@@ -188,6 +188,7 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> aborted_in_step_;  // freed by FinishStep
   std::vector<BlockId> cached_scratch_;                     // Admit's cache lookups
   std::vector<Sequence*> skipped_scratch_;                  // BeginStep's LoRA waiters
+  std::vector<const Running*> touched_scratch_;             // FinishStep's prefetches
   std::vector<TokenEvent> events_;
   bool step_in_flight_ = false;
   int64_t last_step_tokens_ = 0;

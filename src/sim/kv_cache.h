@@ -34,6 +34,10 @@ class KvBlockPool {
   BlockId FindCached(uint64_t hash) const { return cached_.Find(hash, kNoBlock); }
   // Starts loading what FindCached(hash) will read (a caller about to look up a prompt's blocks).
   void PrefetchCached(uint64_t hash) const { cached_.Prefetch(hash); }
+  // Starts loading what the next Allocate reads (the head of the free list) and what
+  // RegisterCached(block, ...) reads; hints for an engine among many, they change nothing.
+  void PrefetchNextFree() const;
+  void PrefetchBlock(BlockId block) const;
   // Adds a reference to `block` (taking it off the free list when it was free).
   void Acquire(BlockId block);
   // Drops a reference; at 0 the block goes to the tail of the free list, content still cached.
@@ -51,7 +55,7 @@ class KvBlockPool {
   int block_size_;
   std::vector<int32_t> refcounts_;
   std::vector<uint64_t> hashes_;
-  std::vector<bool> has_hash_;
+  std::vector<uint8_t> has_hash_;     // bytes, not bits: a block reads one byte, no word shifts
   std::vector<BlockId> prev_, next_;  // free list, intrusive, head = least recently freed
   BlockId head_ = kNoBlock, tail_ = kNoBlock;
   int64_t num_free_ = 0;
