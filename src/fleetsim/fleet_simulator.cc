@@ -409,9 +409,8 @@ void Simulation::EngineArrival(uint64_t id) {
   g.adapter = p.adapter;
   g.max_output_tokens = std::max<int64_t>(1, p.output_tokens);
   g.seed = Mix(load_.seed ^ (id + 1));
-  const uint64_t engine_id = e.engine->Add(std::move(g), EngineNow(e));
-  if (e.request_of.size() <= engine_id) e.request_of.resize(engine_id + 1 + engine_id / 2);
-  e.request_of[engine_id] = static_cast<uint32_t>(id);
+  g.tag = id;
+  e.engine->Add(std::move(g), EngineNow(e));
   if (e.step_end_ns < 0) StartStep(r.engine);
 }
 
@@ -432,10 +431,9 @@ void Simulation::StepEnd(uint32_t engine) {
   const bool stream = load_.options.stream;
   const std::vector<sim::TokenEvent>& events = e.engine->FinishStep(EngineNow(e));
   // The requests of a big fleet are scattered over memory: start every miss before the first.
-  for (const sim::TokenEvent& ev : events)
-    __builtin_prefetch(&requests_[e.request_of[ev.request_id]]);
+  for (const sim::TokenEvent& ev : events) __builtin_prefetch(&requests_[ev.tag]);
   for (const sim::TokenEvent& ev : events) {
-    const uint64_t id = e.request_of[ev.request_id];
+    const uint64_t id = ev.tag;
     Request& r = requests_[id];
     if (ev.completion_tokens == 1) {
       r.first_ns = now;

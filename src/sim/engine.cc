@@ -179,6 +179,7 @@ Engine::Running Engine::StartRunning(Sequence& seq) const {
   Running run;
   run.seq = &seq;
   run.id = seq.id;
+  run.tag = seq.request.tag;
   run.sample_seed = seq.request.seed;
   run.last_token_time = seq.last_token_time;
   run.token_tail = seq.tokens.data() + seq.tokens.size();
@@ -468,7 +469,7 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
       finish = run.limit_is_eos ? FinishReason::kStop : FinishReason::kLength;
     }
     events_.push_back(TokenEvent{run.id, text, finish, run.len - run.output_len, run.output_len,
-                                 run.cached_tokens});
+                                 run.cached_tokens, run.tag});
     if (finish != FinishReason::kNone) {
       Park(run);
       Finish(*run.seq, finish, now);

@@ -47,6 +47,7 @@ struct GenerationRequest {
   bool limit_is_eos = false;  // true: the limit stands for a sampled EOS (finish "stop")
   std::vector<std::string> stop;
   uint64_t seed = 0;  // picks the pseudo-words
+  uint64_t tag = 0;   // the owner's own name for the request, returned in its TokenEvents
 };
 
 // One output token made visible by FinishStep.
@@ -57,6 +58,7 @@ struct TokenEvent {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;  // including this token
   int64_t cached_tokens = 0;
+  uint64_t tag = 0;  // GenerationRequest::tag
 };
 
 struct EngineStats {
@@ -143,6 +145,7 @@ class Engine {
     Sequence* seq = nullptr;
     const uint32_t* token_tail = nullptr;  // where seq->tokens grows next (a prefetch hint)
     uint64_t id = 0;
+    uint64_t tag = 0;
     uint64_t sample_seed = 0;  // request.seed
     double last_token_time = 0;
     int64_t max_output = 0;

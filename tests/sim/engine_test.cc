@@ -97,6 +97,27 @@ TEST(EngineTest, EveryRunningSequenceDecodesOneTokenPerStep) {
   EXPECT_EQ(engine.stats().generation_tokens, 20u);
 }
 
+TEST(EngineTest, EveryTokenEventCarriesItsRequestsTag) {
+  Engine engine(H100Config());
+  GenerationRequest a = Request(40, 3, 1);
+  a.tag = 1001;
+  GenerationRequest b = Request(40, 3, 900);
+  b.tag = 2002;
+  const uint64_t a_id = engine.Add(std::move(a), 0);
+  engine.Add(std::move(b), 0);
+  int events = 0;
+  for (double now = 0; engine.HasWork();) {
+    const double d = engine.BeginStep(now);
+    ASSERT_GT(d, 0);
+    now += d;
+    for (const TokenEvent& event : engine.FinishStep(now)) {
+      EXPECT_EQ(event.tag, event.request_id == a_id ? 1001u : 2002u);
+      ++events;
+    }
+  }
+  EXPECT_EQ(events, 6);
+}
+
 TEST(EngineTest, AdmissionRespectsMaxNumSeqs) {
   EngineConfig config = H100Config();
   config.profile.max_num_seqs = 2;
