@@ -83,7 +83,10 @@ uint64_t Engine::Add(GenerationRequest request, double now) {
   if (seq->tokens.empty()) seq->tokens.push_back(0);  // vLLM prepends BOS; never empty
   seq->prompt_len = static_cast<int64_t>(seq->tokens.size());
   seq->request = std::move(request);
-  seq->request.max_output_tokens = std::max<int64_t>(1, seq->request.max_output_tokens);
+  // At least one token; at most what keeps a sequence's length within the 32-bit counts of
+  // the running batch (owners cap it far lower: max_model_len).
+  seq->request.max_output_tokens = std::clamp<int64_t>(
+      seq->request.max_output_tokens, 1, std::max<int64_t>(1, INT32_MAX - seq->prompt_len));
   seq->hash_seed = PrefixHashSeed(
       seq->request.adapter.empty() ? std::string_view(config_.model_name) : seq->request.adapter);
   ExtendBlockHashes(seq->hash_seed, seq->tokens, pool_.block_size(), seq->block_hashes);
@@ -289,7 +292,7 @@ double Engine::BeginStep(double now) {
     bool self_preempted = false;
     if (needed > run.num_blocks) {
       Sequence& seq = *run.seq;
-      seq.num_computed = run.num_computed;
+      seq.num_computed = run.num_computed;  // AllocateFor reads the sequence's copy
       while (!AllocateFor(seq, n)) {
         const bool self = &running_.back() == &run;
         Preempt(running_.back());

@@ -34,10 +34,9 @@ class KvBlockPool {
   BlockId FindCached(uint64_t hash) const { return cached_.Find(hash, kNoBlock); }
   // Starts loading what FindCached(hash) will read (a caller about to look up a prompt's blocks).
   void PrefetchCached(uint64_t hash) const { cached_.Prefetch(hash); }
-  // Starts loading what the next Allocate reads (the head of the free list) and what
-  // RegisterCached(block, ...) reads; hints for an engine among many, they change nothing.
+  // Starts loading what the next Allocate reads (the head of the free list and its entry); a
+  // hint for an engine among many, it changes nothing.
   void PrefetchNextFree() const;
-  void PrefetchBlock(BlockId block) const;
   // Adds a reference to `block` (taking it off the free list when it was free).
   void Acquire(BlockId block);
   // Drops a reference; at 0 the block goes to the tail of the free list, content still cached.
@@ -49,6 +48,7 @@ class KvBlockPool {
   std::size_t num_cached_blocks() const { return cached_.size(); }
 
  private:
+  void PrefetchBlock(BlockId block) const;
   void Unlink(BlockId block);
   void PushBack(BlockId block);
 
