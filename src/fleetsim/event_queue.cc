@@ -25,4 +25,11 @@ Event EventQueue::Pop() {
   return e;
 }
 
+const Event* EventQueue::second() const {
+  // The root's children hold the two candidates.
+  if (heap_.size() < 2) return nullptr;
+  if (heap_.size() == 2) return &heap_[1];
+  return Later(heap_[1], heap_[2]) ? &heap_[2] : &heap_[1];
+}
+
 }  // namespace tokenway::fleetsim

@@ -24,6 +24,10 @@ class EventQueue {
   void Push(int64_t time_ns, uint32_t kind, uint32_t target, uint64_t data);
   // Removes and returns the earliest event and advances now() to its time. Not on an empty queue.
   Event Pop();
+  // The event Pop would return next. Not on an empty queue.
+  const Event& top() const { return heap_.front(); }
+  // The event that follows top() unless a push comes between, or null (fewer than two events).
+  const Event* second() const;
   bool empty() const { return heap_.empty(); }
   size_t size() const { return heap_.size(); }
   int64_t now() const { return now_; }

@@ -23,10 +23,9 @@ namespace tokenway::fleetsim {
 // One engine of the simulated fleet and its step in progress.
 struct SimulatedEngine {
   std::unique_ptr<sim::Engine> engine;
-  double speed = 1;                  // engine seconds per virtual second
-  int64_t step_end_ns = -1;          // virtual end of the step in progress; -1: idle
-  int64_t max_waiting = 4096;        // waiting requests beyond which a request is answered 503
-  std::vector<uint32_t> request_of;  // engine request id -> simulated request index
+  double speed = 1;            // engine seconds per virtual second
+  int64_t step_end_ns = -1;    // virtual end of the step in progress; -1: idle
+  int64_t max_waiting = 4096;  // waiting requests beyond which a request is answered 503
 };
 
 // What a policy may know about the request being routed.

@@ -32,26 +32,27 @@ std::string_view FinishReasonName(FinishReason reason) {
   return "";
 }
 
-struct Engine::Sequence {
-  // What every step touches first (two cache lines), so that a fleet of engines whose sequences
-  // do not fit in the caches pays few misses per token; the request itself last.
+struct alignas(64) Engine::Sequence {
+  // The first cache line holds what a step needs when a block fills (the token, hash and block
+  // arrays, the prompt length and the hash seed), so FinishStep prefetches one line per sequence.
+  std::vector<uint32_t> tokens;  // prompt, then the output as far as it is materialised
+  std::vector<uint64_t> block_hashes;
+  int64_t prompt_len = 0;
+  uint64_t hash_seed = 0;
+  std::vector<BlockId> blocks;
+  // While the sequence runs, its Running entry holds the current num_computed, output_len,
+  // last_token_time and registered_blocks; these copies are up to date whenever it is not running.
   uint64_t id = 0;
   int64_t num_computed = 0;
   int64_t output_len = 0;
-  int64_t prompt_len = 0;
   int64_t cached_tokens = 0;
   std::size_t registered_blocks = 0;  // leading blocks already in the prefix cache
-  uint64_t hash_seed = 0;
   double last_token_time = 0;
-  std::vector<uint32_t> tokens;  // prompt then output; recomputed after preemption
-  std::vector<uint64_t> block_hashes;
-  std::vector<BlockId> blocks;
   double arrival = 0;
   int64_t queued_tokens = 0;    // while waiting: its length, and
   int64_t queued_uncached = 0;  // the part of it not in the prefix cache when it was queued
   bool ever_scheduled = false;
   bool holds_lora = false;
-  bool finished = false;
   GenerationRequest request;
   std::string output_text;  // kept only when stop strings need it
 };
@@ -61,13 +62,19 @@ Engine::Engine(EngineConfig config)
       pool_(config_.kv_blocks > 0 ? config_.kv_blocks
                                   : config_.profile.kv_pool_tokens / config_.profile.block_size,
             config_.profile.block_size),
-      lora_slots_(config_.max_loras) {
+      lora_slots_(config_.max_loras),
+      sample_mix_(config_.seed * 0x51ED27ull) {
   tokenizer::PseudoWordVocabulary::Get();  // build it now, not inside the first timed step
   max_model_len_ = std::min<int64_t>(config_.profile.max_model_len,
                                      pool_.num_blocks() * config_.profile.block_size);
 }
 
 Engine::~Engine() = default;
+
+std::size_t Engine::SampleIndex(uint64_t request_seed, int64_t output_index) const {
+  return SplitMix64(request_seed ^ (static_cast<uint64_t>(output_index) << 20) ^ sample_mix_) %
+         tokenizer::PseudoWordVocabulary::Get().size();
+}
 
 uint64_t Engine::Add(GenerationRequest request, double now) {
   auto seq = std::make_unique<Sequence>();
@@ -76,7 +83,10 @@ uint64_t Engine::Add(GenerationRequest request, double now) {
   if (seq->tokens.empty()) seq->tokens.push_back(0);  // vLLM prepends BOS; never empty
   seq->prompt_len = static_cast<int64_t>(seq->tokens.size());
   seq->request = std::move(request);
-  seq->request.max_output_tokens = std::max<int64_t>(1, seq->request.max_output_tokens);
+  // At least one token; at most what keeps a sequence's length within the 32-bit counts of
+  // the running batch (owners cap it far lower: max_model_len).
+  seq->request.max_output_tokens = std::clamp<int64_t>(
+      seq->request.max_output_tokens, 1, std::max<int64_t>(1, INT32_MAX - seq->prompt_len));
   seq->hash_seed = PrefixHashSeed(
       seq->request.adapter.empty() ? std::string_view(config_.model_name) : seq->request.adapter);
   ExtendBlockHashes(seq->hash_seed, seq->tokens, pool_.block_size(), seq->block_hashes);
@@ -97,11 +107,20 @@ void Engine::Abort(uint64_t request_id, double now) {
     Dequeued(seq);
     waiting_.erase(w);
   }
-  if (auto r = std::find(running_.begin(), running_.end(), &seq); r != running_.end()) {
-    running_.erase(r);
+  auto r = std::find_if(running_.begin(), running_.end(),
+                        [&](const Running& run) { return run.seq == &seq && !run.done; });
+  if (r != running_.end()) {
+    Park(*r);
+    if (step_in_flight_) {
+      // The step in flight may have scheduled it: FinishStep skips and drops the entry.
+      r->done = true;
+      ++aborted_running_;
+    } else {
+      running_.erase(r);
+    }
   }
   Finish(seq, FinishReason::kAbort, now);
-  // The step in flight may have scheduled it: keep it alive (finished) until FinishStep.
+  // Keep the sequence alive until FinishStep, which may still look at its entry.
   if (step_in_flight_) aborted_in_step_.push_back(std::move(it->second));
   sequences_.erase(it);
 }
@@ -159,7 +178,46 @@ void Engine::SetComputed(Sequence& seq, int64_t computed) {
   seq.num_computed = computed;
 }
 
-void Engine::Preempt(Sequence& seq) {
+Engine::Running Engine::StartRunning(Sequence& seq) const {
+  Running run;
+  run.seq = &seq;
+  run.id = seq.id;
+  run.tag = seq.request.tag;
+  run.sample_seed = seq.request.seed;
+  run.last_token_time = seq.last_token_time;
+  run.token_tail = seq.tokens.data() + seq.tokens.size();
+  run.num_computed = static_cast<int32_t>(seq.num_computed);
+  run.len = static_cast<int32_t>(seq.prompt_len + seq.output_len);
+  run.output_len = static_cast<int32_t>(seq.output_len);
+  run.max_output = seq.request.max_output_tokens;
+  run.cached_tokens = static_cast<int32_t>(seq.cached_tokens);
+  run.num_blocks = static_cast<int32_t>(seq.blocks.size());
+  run.registered_blocks = static_cast<int32_t>(seq.registered_blocks);
+  run.limit_is_eos = seq.request.limit_is_eos;
+  run.needs_text = !seq.request.stop.empty();
+  return run;
+}
+
+void Engine::Park(const Running& run) {
+  Sequence& seq = *run.seq;
+  seq.num_computed = run.num_computed;
+  seq.output_len = run.output_len;
+  seq.last_token_time = run.last_token_time;
+  seq.registered_blocks = static_cast<std::size_t>(run.registered_blocks);
+}
+
+void Engine::MaterializeOutput(Sequence& seq, uint64_t request_seed, int64_t output_len) {
+  const auto& vocabulary = tokenizer::PseudoWordVocabulary::Get();
+  for (int64_t k = static_cast<int64_t>(seq.tokens.size()) - seq.prompt_len; k < output_len; ++k) {
+    seq.tokens.push_back(vocabulary.id(SampleIndex(request_seed, k)));
+  }
+}
+
+void Engine::Preempt(Running& run) {
+  Park(run);
+  Sequence& seq = *run.seq;
+  MaterializeOutput(seq, seq.request.seed,
+                    seq.output_len);  // recomputed from the start, output included
   ReleaseBlocks(seq);
   if (seq.holds_lora) {
     lora_slots_.Release(seq.request.adapter);
@@ -179,7 +237,12 @@ bool Engine::Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens) {
   // The cached leading blocks, looked up once (a fleet of engines makes every lookup a miss).
   cached_scratch_.clear();
   const std::size_t limit = std::min(max_cached_blocks, seq.block_hashes.size());
+  constexpr std::size_t kAhead = 16;  // lookups in flight at once
+  for (std::size_t i = 0; i < std::min(limit, kAhead); ++i) {
+    pool_.PrefetchCached(seq.block_hashes[i]);
+  }
   for (std::size_t i = 0; i < limit; ++i) {
+    if (i + kAhead < limit) pool_.PrefetchCached(seq.block_hashes[i + kAhead]);
     const BlockId block = pool_.FindCached(seq.block_hashes[i]);
     if (block == kNoBlock) break;
     cached_scratch_.push_back(block);
@@ -211,46 +274,55 @@ bool Engine::Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens) {
 }
 
 double Engine::BeginStep(double now) {
-  scheduled_.clear();
+  num_scheduled_ = 0;
   int64_t budget = config_.profile.max_num_batched_tokens;
   int64_t step_tokens = 0;
   int64_t step_context = 0;
   double lora_load_ms = 0;
   bool preempted = false;
+  const int64_t bs = pool_.block_size();
 
-  // 1. Running sequences: the next prefill chunk or one decode token each.
+  // 1. Running sequences: the next prefill chunk or one decode token each. The scheduled ones
+  // stay the leading entries of running_: a preemption takes the newest, which is not scheduled
+  // yet (or is the one being scheduled, which ends this phase).
   for (std::size_t i = 0; i < running_.size() && budget > 0;) {
-    Sequence* seq = running_[i];
-    const int64_t remaining = static_cast<int64_t>(seq->tokens.size()) - seq->num_computed;
-    const int64_t n = std::min(remaining, budget);
+    Running& run = running_[i];
+    const int64_t n = std::min<int64_t>(run.len - run.num_computed, budget);
+    const int64_t needed = (run.num_computed + n + bs - 1) / bs;
     bool self_preempted = false;
-    while (!AllocateFor(*seq, n)) {
-      Sequence* victim = running_.back();
-      running_.pop_back();
-      Preempt(*victim);
-      preempted = true;
-      if (victim == seq) {
-        self_preempted = true;
-        break;
+    if (needed > run.num_blocks) {
+      Sequence& seq = *run.seq;
+      seq.num_computed = run.num_computed;  // AllocateFor reads the sequence's copy
+      while (!AllocateFor(seq, n)) {
+        const bool self = &running_.back() == &run;
+        Preempt(running_.back());
+        running_.pop_back();
+        preempted = true;
+        if (self) {
+          self_preempted = true;
+          break;
+        }
       }
+      if (self_preempted) break;
+      run.num_blocks = static_cast<int32_t>(seq.blocks.size());
     }
-    if (self_preempted) break;
-    scheduled_.push_back({seq, n});
+    run.step_tokens = static_cast<int32_t>(n);
+    ++num_scheduled_;
     budget -= n;
     step_tokens += n;
-    step_context += seq->num_computed + n;
+    step_context += run.num_computed + n;
     ++i;
   }
 
   // 2. Waiting sequences, first come first served, unless this step had to preempt.
   if (!preempted) {
-    std::vector<Sequence*> skipped;  // waiting for a LoRA slot; keep their order
+    skipped_scratch_.clear();  // waiting for a LoRA slot; keep their order
     while (!waiting_.empty() && budget > 0 &&
            static_cast<int64_t>(running_.size()) < config_.profile.max_num_seqs) {
       Sequence* seq = waiting_.front();
       const std::string& adapter = seq->request.adapter;
       if (!adapter.empty() && !lora_slots_.CanAcquire(adapter)) {
-        skipped.push_back(seq);
+        skipped_scratch_.push_back(seq);
         waiting_.pop_front();
         continue;
       }
@@ -266,85 +338,123 @@ double Engine::BeginStep(double now) {
       }
       waiting_.pop_front();
       Dequeued(*seq);
-      running_.push_back(seq);
       if (first_admission) stats_.request_queue_time.Observe(now - seq->arrival);
-      scheduled_.push_back({seq, n});
+      Running& run = running_.emplace_back(StartRunning(*seq));
+      run.step_tokens = static_cast<int32_t>(n);
+      ++num_scheduled_;
       budget -= n;
       step_tokens += n;
-      step_context += seq->num_computed + n;
+      step_context += run.num_computed + n;
     }
-    for (auto it = skipped.rbegin(); it != skipped.rend(); ++it) waiting_.push_front(*it);
+    for (auto it = skipped_scratch_.rbegin(); it != skipped_scratch_.rend(); ++it) {
+      waiting_.push_front(*it);
+    }
   }
 
   last_step_tokens_ = step_tokens;
   last_step_context_ = step_context;
-  if (scheduled_.empty()) return 0.0;
+  if (num_scheduled_ == 0) return 0.0;
   step_in_flight_ = true;
   ++stats_.steps;
   return (config_.profile.StepMs(step_tokens, step_context) + lora_load_ms) / 1000.0;
 }
 
-void Engine::RegisterFullBlocks(Sequence& seq) {
+void Engine::RegisterFullBlocks(Running& run) {
+  Sequence& seq = *run.seq;
+  MaterializeOutput(seq, run.sample_seed, run.output_len);
+  run.token_tail = seq.tokens.data() + seq.tokens.size();
   const std::size_t bs = static_cast<std::size_t>(pool_.block_size());
   ExtendBlockHashes(seq.hash_seed, seq.tokens, static_cast<int>(bs), seq.block_hashes);
-  const std::size_t full = std::min(static_cast<std::size_t>(seq.num_computed) / bs,
+  const std::size_t full = std::min(static_cast<std::size_t>(run.num_computed) / bs,
                                     std::min(seq.blocks.size(), seq.block_hashes.size()));
-  for (; seq.registered_blocks < full; ++seq.registered_blocks) {
-    pool_.RegisterCached(seq.blocks[seq.registered_blocks],
-                         seq.block_hashes[seq.registered_blocks]);
+  auto registered = static_cast<std::size_t>(run.registered_blocks);
+  for (; registered < full; ++registered) {
+    pool_.RegisterCached(seq.blocks[registered], seq.block_hashes[registered]);
   }
+  run.registered_blocks = static_cast<int32_t>(registered);
+}
+
+void Engine::PrefetchState() const {
+  const auto range = [](const void* first, const void* last) {
+    for (auto p = reinterpret_cast<uintptr_t>(first) & ~uintptr_t{63};
+         p <= reinterpret_cast<uintptr_t>(last); p += 64) {
+      __builtin_prefetch(reinterpret_cast<const void*>(p));
+    }
+  };
+  range(&config_.profile.weights_ms, &config_.profile.lora_load_ms);
+  __builtin_prefetch(&config_.emit_text);
+  range(&pool_, reinterpret_cast<const char*>(&pool_) + sizeof(pool_) - 1);
+  range(&running_, &queued_uncached_);
+  range(&stats_, &stats_.lora_loads);
+  stats_.inter_token_latency.Prefetch();
+}
+
+void Engine::PrefetchBatch() const {
+  pool_.PrefetchNextFree();
+  const char* batch = reinterpret_cast<const char*>(running_.data());
+  const std::size_t bytes = running_.size() * sizeof(Running);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(batch + off, 1);
 }
 
 const std::vector<TokenEvent>& Engine::FinishStep(double now) {
   events_.clear();
   step_in_flight_ = false;
   const auto& vocabulary = tokenizer::PseudoWordVocabulary::Get();
-  // A fleet of engines does not fit in the caches: in chunks, first start fetching every
-  // sequence, then the end of its token array (where the new token goes), then do the work, so
-  // the misses overlap instead of queueing one behind the other.
-  constexpr size_t kChunk = 32;
-  for (size_t k = 0; k < scheduled_.size(); ++k) {
-    if (k % kChunk == 0) {
-      const size_t end = std::min(scheduled_.size(), k + kChunk);
-      for (size_t j = k; j < end; ++j) {
-        // The per-token fields lead the struct; the request's seed and limits follow them.
-        const char* p = reinterpret_cast<const char*>(scheduled_[j].seq);
-        for (size_t off = 0; off < 192; off += 64) __builtin_prefetch(p + off);
-        __builtin_prefetch(&scheduled_[j].seq->request.seed);
-      }
-      for (size_t j = k; j < end; ++j) {
-        const Sequence* next = scheduled_[j].seq;
-        __builtin_prefetch(next->tokens.data() + next->tokens.size(), 1);
-      }
+  const int64_t bs = pool_.block_size();
+  bool any_done = aborted_running_ > 0;
+  // The few sequences this step needs beyond their entry (a block to hash and register, a first
+  // or last token): start all their misses before the first, then those of the arrays a full
+  // block reads (which need the sequence first).
+  touched_scratch_.clear();
+  for (std::size_t k = 0; k < num_scheduled_; ++k) {
+    const Running& run = running_[k];
+    const int32_t computed = run.num_computed + run.step_tokens;
+    const bool block_full = computed / bs > run.registered_blocks;
+    const bool edge =
+        computed >= run.len && (run.output_len == 0 || run.output_len + 1 >= run.max_output);
+    if (!block_full && !edge) continue;
+    __builtin_prefetch(run.seq);
+    if (!block_full) continue;
+    __builtin_prefetch(run.token_tail, 1);
+    touched_scratch_.push_back(&run);
+  }
+  for (const Running* run : touched_scratch_) {
+    const Sequence& seq = *run->seq;
+    if (!seq.block_hashes.empty()) __builtin_prefetch(&seq.block_hashes.back());
+    if (run->registered_blocks < run->num_blocks) {
+      __builtin_prefetch(&seq.blocks[static_cast<std::size_t>(run->registered_blocks)]);
     }
-    const ScheduledWork& work = scheduled_[k];
-    Sequence& seq = *work.seq;
-    if (seq.finished) continue;  // aborted during the step
-    SetComputed(seq, seq.num_computed + work.tokens);
-    RegisterFullBlocks(seq);
-    if (seq.num_computed < static_cast<int64_t>(seq.tokens.size())) continue;  // prefill chunk
+  }
+  for (std::size_t k = 0; k < num_scheduled_; ++k) {
+    Running& run = running_[k];
+    if (run.done) continue;  // aborted during the step
+    run.num_computed += run.step_tokens;
+    live_computed_ += run.step_tokens;
+    // A block became full: hash and register it (the only time a decode step needs the
+    // Sequence itself, apart from its first and last token).
+    if (run.num_computed / bs > run.registered_blocks) RegisterFullBlocks(run);
+    if (run.num_computed < run.len) continue;  // prefill chunk
 
     // The step computed every known token: sample the next one.
-    const std::size_t index =
-        SplitMix64(seq.request.seed ^ (static_cast<uint64_t>(seq.output_len) << 20) ^
-                   (config_.seed * 0x51ED27ull)) %
-        vocabulary.size();
-    seq.tokens.push_back(vocabulary.id(index));
     ++live_tokens_;
-    ++seq.output_len;
+    ++run.len;
+    ++run.output_len;
     ++stats_.generation_tokens;
-    if (seq.output_len == 1) {
-      stats_.time_to_first_token.Observe(now - seq.arrival);
-      stats_.prompt_tokens += static_cast<uint64_t>(seq.prompt_len);
+    if (run.output_len == 1) {
+      stats_.time_to_first_token.Observe(now - run.seq->arrival);
+      stats_.prompt_tokens += static_cast<uint64_t>(run.len - 1);
     } else {
-      stats_.inter_token_latency.Observe(now - seq.last_token_time);
+      stats_.inter_token_latency.Observe(now - run.last_token_time);
     }
-    seq.last_token_time = now;
+    run.last_token_time = now;
 
     std::string_view text;
-    if (config_.emit_text || !seq.request.stop.empty()) text = vocabulary.word(index);
     FinishReason finish = FinishReason::kNone;
-    if (!seq.request.stop.empty()) {
+    if (config_.emit_text || run.needs_text) {
+      text = vocabulary.word(SampleIndex(run.sample_seed, run.output_len - 1));
+    }
+    if (run.needs_text) {
+      Sequence& seq = *run.seq;
       const std::size_t before = seq.output_text.size();
       seq.output_text.append(text);
       for (const std::string& stop : seq.request.stop) {
@@ -358,15 +468,22 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
         }
       }
     }
-    if (finish == FinishReason::kNone && seq.output_len >= seq.request.max_output_tokens) {
-      finish = seq.request.limit_is_eos ? FinishReason::kStop : FinishReason::kLength;
+    if (finish == FinishReason::kNone && run.output_len >= run.max_output) {
+      finish = run.limit_is_eos ? FinishReason::kStop : FinishReason::kLength;
     }
-    events_.push_back(
-        TokenEvent{seq.id, text, finish, seq.prompt_len, seq.output_len, seq.cached_tokens});
-    if (finish != FinishReason::kNone) Finish(seq, finish, now);
+    events_.push_back(TokenEvent{run.id, text, finish, run.len - run.output_len, run.output_len,
+                                 run.cached_tokens, run.tag});
+    if (finish != FinishReason::kNone) {
+      Park(run);
+      Finish(*run.seq, finish, now);
+      run.done = true;
+      any_done = true;
+    }
   }
-  // Drop finished sequences from the running list and the table.
-  std::erase_if(running_, [](const Sequence* seq) { return seq->finished; });
+  num_scheduled_ = 0;
+  // Drop finished and aborted sequences from the running list and the table.
+  if (any_done) std::erase_if(running_, [](const Running& run) { return run.done; });
+  aborted_running_ = 0;
   for (const TokenEvent& event : events_) {
     if (event.finish != FinishReason::kNone) sequences_.erase(event.request_id);
   }
@@ -375,9 +492,8 @@ const std::vector<TokenEvent>& Engine::FinishStep(double now) {
 }
 
 void Engine::Finish(Sequence& seq, FinishReason reason, double now) {
-  seq.finished = true;
   ReleaseBlocks(seq);
-  live_tokens_ -= static_cast<int64_t>(seq.tokens.size());
+  live_tokens_ -= seq.prompt_len + seq.output_len;
   if (seq.holds_lora) {
     lora_slots_.Release(seq.request.adapter);
     seq.holds_lora = false;

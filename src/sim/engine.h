@@ -47,6 +47,7 @@ struct GenerationRequest {
   bool limit_is_eos = false;  // true: the limit stands for a sampled EOS (finish "stop")
   std::vector<std::string> stop;
   uint64_t seed = 0;  // picks the pseudo-words
+  uint64_t tag = 0;   // the owner's own name for the request, returned in its TokenEvents
 };
 
 // One output token made visible by FinishStep.
@@ -57,6 +58,7 @@ struct TokenEvent {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;  // including this token
   int64_t cached_tokens = 0;
+  uint64_t tag = 0;  // GenerationRequest::tag
 };
 
 struct EngineStats {
@@ -95,9 +97,16 @@ class Engine {
   // the next call to FinishStep.
   const std::vector<TokenEvent>& FinishStep(double now);
 
-  bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
+  // Start loading what FinishStep and BeginStep read first, so that with many engines in one
+  // process the misses overlap with other work: an owner that knows which engine steps next
+  // calls PrefetchState two events ahead and PrefetchBatch (which reads the state) one event
+  // ahead. Hints only; they change nothing.
+  void PrefetchState() const;
+  void PrefetchBatch() const;
+
+  bool HasWork() const { return num_running() > 0 || !waiting_.empty(); }
   bool step_in_flight() const { return step_in_flight_; }
-  std::size_t num_running() const { return running_.size(); }
+  std::size_t num_running() const { return running_.size() - aborted_running_; }
   std::size_t num_waiting() const { return waiting_.size(); }
   double kv_usage() const { return pool_.Usage(); }
   const KvBlockPool& kv_pool() const { return pool_; }
@@ -125,31 +134,64 @@ class Engine {
 
  private:
   struct Sequence;
+  // A running sequence as the step loop sees it: everything a decode step reads and writes, kept
+  // contiguous in admission order so that a step over a batch touches a few cache lines instead
+  // of one scattered Sequence per token (a fleet of engines does not fit in the caches). While a
+  // sequence runs these fields are the authoritative copy; Park writes them back to the Sequence
+  // when it leaves the batch. Output tokens are appended to Sequence::tokens only when a full
+  // block needs hashing or the sequence is preempted (MaterializeOutput): each one is a pure
+  // function of the request seed and its position, so the result is the same token array.
+  struct Running {
+    Sequence* seq = nullptr;
+    const uint32_t* token_tail = nullptr;  // where seq->tokens grows next (a prefetch hint)
+    uint64_t id = 0;
+    uint64_t tag = 0;
+    uint64_t sample_seed = 0;  // request.seed
+    double last_token_time = 0;
+    int64_t max_output = 0;
+    // Token counts of one sequence fit in 32 bits (a longer one would not fit in memory).
+    int32_t num_computed = 0;
+    int32_t len = 0;  // prompt + output tokens
+    int32_t output_len = 0;
+    int32_t cached_tokens = 0;
+    int32_t step_tokens = 0;  // scheduled in the step in flight
+    int32_t num_blocks = 0;   // seq->blocks.size()
+    int32_t registered_blocks = 0;
+    bool limit_is_eos = false;
+    bool needs_text = false;  // stop strings: the output text is kept
+    bool done = false;        // finished or aborted during the step; dropped by FinishStep
+  };
   bool AllocateFor(Sequence& seq, int64_t new_tokens);
   bool Admit(Sequence& seq, int64_t budget, int64_t& scheduled_tokens);
-  void Preempt(Sequence& seq);
+  Running StartRunning(Sequence& seq) const;
+  void Park(const Running& run);
+  void MaterializeOutput(Sequence& seq, uint64_t request_seed, int64_t output_len);
+  void Preempt(Running& run);
   void ReleaseBlocks(Sequence& seq);
   void Finish(Sequence& seq, FinishReason reason, double now);
-  void RegisterFullBlocks(Sequence& seq);
+  void RegisterFullBlocks(Running& run);
   void SetComputed(Sequence& seq, int64_t computed);
   void Enqueued(Sequence& seq);
   void Dequeued(Sequence& seq);
+  std::size_t SampleIndex(uint64_t request_seed, int64_t output_index) const;
 
   EngineConfig config_;
   KvBlockPool pool_;
   LoraSlots lora_slots_;
   int64_t max_model_len_;
+  uint64_t sample_mix_;  // the engine seed's part of every sampled token
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> sequences_;
-  std::vector<Sequence*> running_;  // admission order; the newest is preempted first
+  // Admission order; the newest is preempted first. The first num_scheduled_ entries are the
+  // step in flight. An abort during a step marks its entry done instead of removing it.
+  std::vector<Running> running_;
+  std::size_t num_scheduled_ = 0;
+  std::size_t aborted_running_ = 0;  // entries marked done by an abort during the step
   std::deque<Sequence*> waiting_;
-  struct ScheduledWork {
-    Sequence* seq;  // stays valid until FinishStep: an abort during the step parks it below
-    int64_t tokens;
-  };
-  std::vector<ScheduledWork> scheduled_;
   std::vector<std::unique_ptr<Sequence>> aborted_in_step_;  // freed by FinishStep
   std::vector<BlockId> cached_scratch_;                     // Admit's cache lookups
+  std::vector<Sequence*> skipped_scratch_;                  // BeginStep's LoRA waiters
+  std::vector<const Running*> touched_scratch_;             // FinishStep's prefetches
   std::vector<TokenEvent> events_;
   bool step_in_flight_ = false;
   int64_t last_step_tokens_ = 0;

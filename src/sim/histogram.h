@@ -2,33 +2,58 @@
 // so the simulator's latency metrics bucket exactly like a real engine's.
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace tokenway::sim {
 
+// Bounds and counts live inside the object, so an observation touches one object (an engine
+// observes one inter-token latency per running sequence and step) instead of two heap arrays.
+// Each observation counts in its own bucket; the cumulative counts are summed when read.
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> upper_bounds)
-      : upper_bounds_(std::move(upper_bounds)), counts_(upper_bounds_.size(), 0) {}
+  static constexpr std::size_t kMaxBuckets = 24;
+
+  // At most kMaxBuckets ascending bounds; any beyond are dropped.
+  explicit Histogram(const std::vector<double>& upper_bounds)
+      : num_bounds_(std::min(upper_bounds.size(), kMaxBuckets)) {
+    for (std::size_t i = 0; i < num_bounds_; ++i) bounds_[i] = upper_bounds[i];
+  }
 
   void Observe(double value) {
-    for (std::size_t i = 0; i < upper_bounds_.size(); ++i) {
-      if (value <= upper_bounds_[i]) ++counts_[i];  // stored cumulatively
-    }
+    std::size_t i = 0;
+    while (i < num_bounds_ && !(value <= bounds_[i])) ++i;
+    ++counts_[i];  // counts_[num_bounds_]: above every bound
     ++count_;
     sum_ += value;
   }
 
-  const std::vector<double>& upper_bounds() const { return upper_bounds_; }
-  // Cumulative count of observations <= upper_bounds()[i].
-  const std::vector<uint64_t>& cumulative_counts() const { return counts_; }
+  // Starts loading what Observe reads for a small value (the first bound and count, the totals).
+  void Prefetch() const {
+    __builtin_prefetch(bounds_.data());
+    __builtin_prefetch(counts_.data(), 1);
+    __builtin_prefetch(&count_, 1);
+  }
+
+  std::span<const double> upper_bounds() const { return {bounds_.data(), num_bounds_}; }
+  // Cumulative count of observations <= upper_bounds()[i], for every i.
+  std::vector<uint64_t> cumulative_counts() const {
+    std::vector<uint64_t> cumulative(num_bounds_);
+    uint64_t running = 0;
+    for (std::size_t i = 0; i < num_bounds_; ++i) cumulative[i] = running += counts_[i];
+    return cumulative;
+  }
   uint64_t count() const { return count_; }
   double sum() const { return sum_; }
 
  private:
-  std::vector<double> upper_bounds_;
-  std::vector<uint64_t> counts_;
+  std::array<double, kMaxBuckets> bounds_{};
+  std::array<uint64_t, kMaxBuckets + 1> counts_{};
+  std::size_t num_bounds_;
   uint64_t count_ = 0;
   double sum_ = 0;
 };

@@ -8,7 +8,7 @@ KvBlockPool::KvBlockPool(int64_t num_blocks, int block_size)
     : block_size_(block_size),
       refcounts_(num_blocks, 0),
       hashes_(num_blocks, 0),
-      has_hash_(num_blocks, false),
+      has_hash_(num_blocks, 0),
       prev_(num_blocks, kNoBlock),
       next_(num_blocks, kNoBlock) {
   for (BlockId b = 0; b < num_blocks; ++b) PushBack(b);
@@ -48,17 +48,25 @@ BlockId KvBlockPool::Allocate() {
   const BlockId block = head_;
   Unlink(block);
   if (has_hash_[block]) {
-    cached_.erase(hashes_[block]);
-    has_hash_[block] = false;
+    cached_.Erase(hashes_[block]);
+    has_hash_[block] = 0;
     ++evictions_;
   }
   refcounts_[block] = 1;
   return block;
 }
 
-BlockId KvBlockPool::FindCached(uint64_t hash) const {
-  auto it = cached_.find(hash);
-  return it == cached_.end() ? kNoBlock : it->second;
+void KvBlockPool::PrefetchNextFree() const {
+  if (head_ == kNoBlock) return;
+  __builtin_prefetch(&next_[head_]);
+  __builtin_prefetch(&prev_[head_]);
+  PrefetchBlock(head_);
+}
+
+void KvBlockPool::PrefetchBlock(BlockId block) const {
+  __builtin_prefetch(&hashes_[block]);
+  __builtin_prefetch(&refcounts_[block]);
+  __builtin_prefetch(&has_hash_[block]);
 }
 
 void KvBlockPool::Acquire(BlockId block) {
@@ -73,9 +81,9 @@ void KvBlockPool::Release(BlockId block) {
 
 void KvBlockPool::RegisterCached(BlockId block, uint64_t hash) {
   if (has_hash_[block]) return;
-  if (cached_.emplace(hash, block).second) {
+  if (cached_.Insert(hash, block)) {
     hashes_[block] = hash;
-    has_hash_[block] = true;
+    has_hash_[block] = 1;
   }
 }
 

@@ -7,8 +7,9 @@
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
+
+#include "sim/cached_block_table.h"
 
 namespace tokenway::sim {
 
@@ -30,7 +31,12 @@ class KvBlockPool {
   // kNoBlock when every block is in use.
   BlockId Allocate();
   // Cached block holding content `hash`, or kNoBlock. Does not change the block.
-  BlockId FindCached(uint64_t hash) const;
+  BlockId FindCached(uint64_t hash) const { return cached_.Find(hash, kNoBlock); }
+  // Starts loading what FindCached(hash) will read (a caller about to look up a prompt's blocks).
+  void PrefetchCached(uint64_t hash) const { cached_.Prefetch(hash); }
+  // Starts loading what the next Allocate reads (the head of the free list and its entry); a
+  // hint for an engine among many, it changes nothing.
+  void PrefetchNextFree() const;
   // Adds a reference to `block` (taking it off the free list when it was free).
   void Acquire(BlockId block);
   // Drops a reference; at 0 the block goes to the tail of the free list, content still cached.
@@ -42,17 +48,18 @@ class KvBlockPool {
   std::size_t num_cached_blocks() const { return cached_.size(); }
 
  private:
+  void PrefetchBlock(BlockId block) const;
   void Unlink(BlockId block);
   void PushBack(BlockId block);
 
   int block_size_;
   std::vector<int32_t> refcounts_;
   std::vector<uint64_t> hashes_;
-  std::vector<bool> has_hash_;
+  std::vector<uint8_t> has_hash_;     // bytes, not bits: a block reads one byte, no word shifts
   std::vector<BlockId> prev_, next_;  // free list, intrusive, head = least recently freed
   BlockId head_ = kNoBlock, tail_ = kNoBlock;
   int64_t num_free_ = 0;
-  std::unordered_map<uint64_t, BlockId> cached_;
+  CachedBlockTable cached_;
   uint64_t evictions_ = 0;
 };
 

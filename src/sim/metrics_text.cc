@@ -58,10 +58,11 @@ class Exposition {
     Family(name, "histogram", help);
     const std::string bucket = std::string(name) + "_bucket";
     char le[64];
-    for (std::size_t i = 0; i < histogram.upper_bounds().size(); ++i) {
+    const std::vector<uint64_t> cumulative = histogram.cumulative_counts();
+    for (std::size_t i = 0; i < cumulative.size(); ++i) {
       // Prometheus clients print bounds like 0.005 and 1.0; %g keeps the short form.
       std::snprintf(le, sizeof le, "le=\"%s\"", FormatBound(histogram.upper_bounds()[i]).c_str());
-      Sample(bucket, le, static_cast<double>(histogram.cumulative_counts()[i]));
+      Sample(bucket, le, static_cast<double>(cumulative[i]));
     }
     Sample(bucket, "le=\"+Inf\"", static_cast<double>(histogram.count()));
     Sample(std::string(name) + "_count", "", static_cast<double>(histogram.count()));

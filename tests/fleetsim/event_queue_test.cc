@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -44,6 +45,24 @@ TEST(EventQueueTest, MatchesAStableSortOfRandomEvents) {
     ASSERT_EQ(e.data, i);
   }
   EXPECT_TRUE(q.empty());
+}
+
+TEST(EventQueueTest, TopAndSecondAreTheNextTwoPops) {
+  std::mt19937_64 rng(11);
+  EventQueue q;
+  EXPECT_EQ(q.second(), nullptr);
+  for (uint64_t i = 0; i < 3000; ++i) q.Push(static_cast<int64_t>(rng() % 40), 0, 0, i);
+  while (!q.empty()) {
+    const uint64_t top = q.top().data;
+    const Event* second = q.second();
+    const uint64_t after = second ? second->data : UINT64_MAX;
+    ASSERT_EQ(q.Pop().data, top);
+    if (q.empty()) {
+      EXPECT_EQ(second, nullptr);
+      break;
+    }
+    ASSERT_EQ(q.top().data, after);
+  }
 }
 
 TEST(EventQueueTest, AnEventScheduledInThePastHappensNowAfterTheOthersDueNow) {

@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "common/tokenizer.h"
+
 namespace tokenway::sim {
 namespace {
 
@@ -95,6 +97,27 @@ TEST(EngineTest, EveryRunningSequenceDecodesOneTokenPerStep) {
   EXPECT_EQ(engine.stats().generation_tokens, 20u);
 }
 
+TEST(EngineTest, EveryTokenEventCarriesItsRequestsTag) {
+  Engine engine(H100Config());
+  GenerationRequest a = Request(40, 3, 1);
+  a.tag = 1001;
+  GenerationRequest b = Request(40, 3, 900);
+  b.tag = 2002;
+  const uint64_t a_id = engine.Add(std::move(a), 0);
+  engine.Add(std::move(b), 0);
+  int events = 0;
+  for (double now = 0; engine.HasWork();) {
+    const double d = engine.BeginStep(now);
+    ASSERT_GT(d, 0);
+    now += d;
+    for (const TokenEvent& event : engine.FinishStep(now)) {
+      EXPECT_EQ(event.tag, event.request_id == a_id ? 1001u : 2002u);
+      ++events;
+    }
+  }
+  EXPECT_EQ(events, 6);
+}
+
 TEST(EngineTest, AdmissionRespectsMaxNumSeqs) {
   EngineConfig config = H100Config();
   config.profile.max_num_seqs = 2;
@@ -149,6 +172,24 @@ TEST(EngineTest, RepeatedPromptHitsThePrefixCacheAndSkipsCompute) {
   driver.RunUntilIdle();
   EXPECT_EQ(engine.stats().prefix_cache_queries, 2000u);
   EXPECT_EQ(engine.stats().prefix_cache_hits, 992u);
+}
+
+TEST(EngineTest, OutputBlocksAreCachedSoAFollowUpTurnReusesThem) {
+  Engine engine(H100Config());
+  FakeClockDriver driver(engine);
+  GenerationRequest turn = Request(32, 40);  // 2 prompt blocks, then 40 output tokens
+  const std::vector<uint32_t> prompt = turn.prompt_tokens;
+  const uint64_t first = engine.Add(std::move(turn), 0);
+  driver.RunUntilIdle();
+  // The next turn resends the conversation: prompt + the first turn's output (72 tokens, of
+  // which 71 were computed: 4 full blocks, 2 of them output).
+  GenerationRequest next = Request(0, 2);
+  next.prompt_tokens = prompt;
+  tokenizer::EncodeAppend(driver.record(first).text, next.prompt_tokens);
+  ASSERT_EQ(next.prompt_tokens.size(), 72u);
+  const uint64_t second = engine.Add(std::move(next), driver.now());
+  driver.Step();
+  EXPECT_EQ(driver.record(second).cached, 64);
 }
 
 TEST(EngineTest, FullyCachedPromptStillComputesItsLastBlock) {
