@@ -306,8 +306,8 @@ TEST(PredictedLatencySampleTest, ASampledPickRefusesOnlyWhenNoEndpointOfThePoolC
   InspectedRequest request;
   request.model = "m";
   request.prompt_text.assign(400, 'x');
-  int refused = 0, served_by_idle = 0;
-  for (int i = 0; i < 200; ++i) {
+  // One sheddable pick with a 0.5 s objective: its first endpoint, or -1 when refused.
+  auto pick = [&] {
     PickContext p;
     p.request = &request;
     p.now_ns = kNow;
@@ -319,28 +319,21 @@ TEST(PredictedLatencySampleTest, ASampledPickRefusesOnlyWhenNoEndpointOfThePoolC
     p.report = &report;
     FallbackList out;
     picker.Pick(p, candidates, out);
-    refused += report.refused;
-    served_by_idle += !out.empty() && out[0] == 137;
+    EXPECT_EQ(report.refused, out.empty());
+    return out.empty() ? -1 : static_cast<int>(out[0]);
+  };
+  int refused = 0, served_by_idle = 0;
+  for (int i = 0; i < 200; ++i) {
+    const int chosen = pick();
+    refused += chosen < 0;
+    served_by_idle += chosen == 137;
   }
   EXPECT_EQ(refused, 0);
   EXPECT_LT(served_by_idle, 100);  // the sample decides the pick; the check only the refusal
   // With the idle endpoint loaded too, every sheddable request is refused.
   states[137].prefill_tokens = 40000;
   refused = 0;
-  for (int i = 0; i < 50; ++i) {
-    PickContext p;
-    p.request = &request;
-    p.now_ns = kNow;
-    p.random = rng();
-    p.prompt_tokens = 100;
-    p.slo.ttft_s = 0.5;
-    p.slo.sheddable = true;
-    PickReport report;
-    p.report = &report;
-    FallbackList out;
-    picker.Pick(p, candidates, out);
-    refused += report.refused && out.empty();
-  }
+  for (int i = 0; i < 50; ++i) refused += pick() < 0;
   EXPECT_EQ(refused, 50);
 }
 
