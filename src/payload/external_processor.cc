@@ -42,8 +42,7 @@ class InFlightSlot {
 
 ExternalRequestProcessor::ExternalRequestProcessor(std::string name, ProcessorMatch match,
                                                    ExternalProcessorConfig config)
-    : name_(std::move(name)),
-      match_(std::move(match)),
+    : MatchedProcessor(std::move(name), std::move(match)),
       config_(std::move(config)),
       counters_(PayloadMetrics::Global().External(name_)) {}
 

@@ -62,14 +62,10 @@ struct ExternalAnswer {
   std::string body;     // kMutate: the new request body; kDeny: a JSON error body to send as is
 };
 
-class ExternalRequestProcessor : public RequestProcessor {
+class ExternalRequestProcessor : public MatchedProcessor<RequestProcessor> {
  public:
   ExternalRequestProcessor(std::string name, ProcessorMatch match, ExternalProcessorConfig config);
 
-  std::string_view name() const override { return name_; }
-  bool Applies(std::string_view model, std::string_view tenant) const override {
-    return match_.Matches(model, tenant);
-  }
   const ExternalRequestProcessor* external() const override { return this; }
 
   // A caller without an event loop cannot wait for the service: the failure mode applies and
@@ -97,8 +93,6 @@ class ExternalRequestProcessor : public RequestProcessor {
   void ApplyFailure(ExternalCallCounters::Failure failure, std::string_view why,
                     RequestVerdict& verdict) const;
 
-  const std::string name_;
-  const ProcessorMatch match_;
   const ExternalProcessorConfig config_;
   ExternalCallCounters* const counters_;
 };

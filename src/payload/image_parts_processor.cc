@@ -34,7 +34,7 @@ bool ParseImageAction(std::string_view text, ImageAction& action) {
 
 ImagePartsProcessor::ImagePartsProcessor(std::string name, ProcessorMatch match,
                                          ImagePartsConfig config)
-    : name_(std::move(name)), match_(std::move(match)), config_(config) {
+    : MatchedProcessor(std::move(name), std::move(match)), config_(config) {
   PayloadMetrics& m = PayloadMetrics::Global();
   const char* kinds[2] = {"image_url", "data_url"};
   for (int k = 0; k < 2; ++k) {

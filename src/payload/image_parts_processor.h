@@ -29,18 +29,12 @@ struct ImagePartsConfig {
   ImageAction data_urls = ImageAction::kStrip;  // images given as data: URLs (default: `action`)
 };
 
-class ImagePartsProcessor final : public RequestProcessor {
+class ImagePartsProcessor final : public MatchedProcessor<RequestProcessor> {
  public:
   ImagePartsProcessor(std::string name, ProcessorMatch match, ImagePartsConfig config);
-  std::string_view name() const override { return name_; }
-  bool Applies(std::string_view model, std::string_view tenant) const override {
-    return match_.Matches(model, tenant);
-  }
   void Process(const PayloadRequest& request, RequestVerdict& verdict) const override;
 
  private:
-  std::string name_;
-  ProcessorMatch match_;
   ImagePartsConfig config_;
   // Verdicts by kind (0: linked image_url, 1: data_url) and action (strip, refuse).
   std::atomic<uint64_t>* stripped_[2];

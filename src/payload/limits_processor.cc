@@ -6,7 +6,7 @@ namespace tokenway {
 
 LimitsProcessor::LimitsProcessor(std::string name, ProcessorMatch match,
                                  LimitsProcessorConfig config)
-    : name_(std::move(name)), match_(std::move(match)), config_(std::move(config)) {}
+    : MatchedProcessor(std::move(name), std::move(match)), config_(std::move(config)) {}
 
 void LimitsProcessor::Process(const PayloadRequest& request, RequestVerdict& verdict) const {
   if (config_.max_prompt_tokens > 0 && request.prompt_tokens > config_.max_prompt_tokens) {

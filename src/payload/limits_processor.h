@@ -18,18 +18,12 @@ struct LimitsProcessorConfig {
   std::vector<std::string> deny_fields;  // top-level request fields refused when present
 };
 
-class LimitsProcessor final : public RequestProcessor {
+class LimitsProcessor final : public MatchedProcessor<RequestProcessor> {
  public:
   LimitsProcessor(std::string name, ProcessorMatch match, LimitsProcessorConfig config);
-  std::string_view name() const override { return name_; }
-  bool Applies(std::string_view model, std::string_view tenant) const override {
-    return match_.Matches(model, tenant);
-  }
   void Process(const PayloadRequest& request, RequestVerdict& verdict) const override;
 
  private:
-  std::string name_;
-  ProcessorMatch match_;
   LimitsProcessorConfig config_;
 };
 

@@ -101,8 +101,7 @@ ScanCounters ScanCounters::Create(const std::string& processor, const TextScanne
 ScanRequestProcessor::ScanRequestProcessor(std::string name, ProcessorMatch match,
                                            std::shared_ptr<const TextScanner> scanner,
                                            ScanCounters counters)
-    : name_(std::move(name)),
-      match_(std::move(match)),
+    : MatchedProcessor(std::move(name), std::move(match)),
       scanner_(std::move(scanner)),
       counters_(std::move(counters)) {}
 
@@ -237,8 +236,7 @@ class ScanResponseProcessor::StreamState final : public ResponseStreamState {
 ScanResponseProcessor::ScanResponseProcessor(std::string name, ProcessorMatch match,
                                              std::shared_ptr<const TextScanner> scanner,
                                              ScanCounters counters, size_t window)
-    : name_(std::move(name)),
-      match_(std::move(match)),
+    : MatchedProcessor(std::move(name), std::move(match)),
       scanner_(std::move(scanner)),
       counters_(std::move(counters)),
       window_(window) {}

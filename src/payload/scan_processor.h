@@ -35,32 +35,22 @@ struct ScanCounters {
   static ScanCounters Create(const std::string& processor, const TextScanner& scanner);
 };
 
-class ScanRequestProcessor final : public RequestProcessor {
+class ScanRequestProcessor final : public MatchedProcessor<RequestProcessor> {
  public:
   ScanRequestProcessor(std::string name, ProcessorMatch match,
                        std::shared_ptr<const TextScanner> scanner, ScanCounters counters);
-  std::string_view name() const override { return name_; }
-  bool Applies(std::string_view model, std::string_view tenant) const override {
-    return match_.Matches(model, tenant);
-  }
   void Process(const PayloadRequest& request, RequestVerdict& verdict) const override;
 
  private:
-  std::string name_;
-  ProcessorMatch match_;
   std::shared_ptr<const TextScanner> scanner_;
   ScanCounters counters_;
 };
 
-class ScanResponseProcessor final : public ResponseProcessor {
+class ScanResponseProcessor final : public MatchedProcessor<ResponseProcessor> {
  public:
   ScanResponseProcessor(std::string name, ProcessorMatch match,
                         std::shared_ptr<const TextScanner> scanner, ScanCounters counters,
                         size_t window);
-  std::string_view name() const override { return name_; }
-  bool Applies(std::string_view model, std::string_view tenant) const override {
-    return match_.Matches(model, tenant);
-  }
   ResponseVerdict Process(std::string_view data, std::string& replacement) const override;
   std::unique_ptr<ResponseStreamState> Begin() const override;
   ResponseVerdict Process(ResponseStreamState& state, std::string_view data,
@@ -73,8 +63,6 @@ class ScanResponseProcessor final : public ResponseProcessor {
   class StreamState;
   ResponseVerdict Block(StreamState& s, int choice, const std::string& released, int tool,
                         uint32_t rule, std::vector<std::string>& events) const;
-  std::string name_;
-  ProcessorMatch match_;
   std::shared_ptr<const TextScanner> scanner_;
   ScanCounters counters_;
   size_t window_;

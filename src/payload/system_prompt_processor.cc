@@ -25,7 +25,7 @@ void Reject(RequestVerdict& verdict, std::string code, std::string message) {
 
 SystemPromptProcessor::SystemPromptProcessor(std::string name, ProcessorMatch match,
                                              SystemPromptConfig config)
-    : name_(std::move(name)), match_(std::move(match)), config_(std::move(config)) {
+    : MatchedProcessor(std::move(name), std::move(match)), config_(std::move(config)) {
   message_ = R"({"role":"system","content":)";
   AppendJsonString(message_, config_.text);
   message_.push_back('}');

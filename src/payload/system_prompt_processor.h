@@ -28,18 +28,12 @@ struct SystemPromptConfig {
   ClientSystem client_system = ClientSystem::kRemove;  // enforce: remove | refuse
 };
 
-class SystemPromptProcessor final : public RequestProcessor {
+class SystemPromptProcessor final : public MatchedProcessor<RequestProcessor> {
  public:
   SystemPromptProcessor(std::string name, ProcessorMatch match, SystemPromptConfig config);
-  std::string_view name() const override { return name_; }
-  bool Applies(std::string_view model, std::string_view tenant) const override {
-    return match_.Matches(model, tenant);
-  }
   void Process(const PayloadRequest& request, RequestVerdict& verdict) const override;
 
  private:
-  std::string name_;
-  ProcessorMatch match_;
   SystemPromptConfig config_;
   std::string message_;             // the system message object, serialised once
   std::string prefix_;              // the text as a JSON string's contents (no quotes)
