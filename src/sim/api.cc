@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "common/prompt_text.h"
 #include "common/tokenizer.h"
@@ -128,19 +129,26 @@ void AppendFinish(std::string& out, std::string_view finish_reason) {
   out += ",\"stop_reason\":null";
 }
 
-}  // namespace
-
-std::variant<EmbeddingsSpec, ApiError> ParseEmbeddingsRequest(std::string_view body) {
-  simdjson::dom::parser parser;
+// The request body as a JSON object, or the 400 that says why it is not one.
+std::optional<ApiError> ParseObject(simdjson::dom::parser& parser, std::string_view body,
+                                    simdjson::dom::object& object) {
   element doc;
   if (auto error = parser.parse(body.data(), body.size()).get(doc); error != simdjson::SUCCESS) {
     return BadRequest(std::string("Invalid JSON in request body: ") +
                       simdjson::error_message(error));
   }
-  simdjson::dom::object object;
   if (doc.get_object().get(object) != simdjson::SUCCESS) {
     return BadRequest("Request body must be a JSON object");
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<EmbeddingsSpec, ApiError> ParseEmbeddingsRequest(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  if (auto error = ParseObject(parser, body, object)) return *error;
   EmbeddingsSpec spec;
   std::string_view text;
   if (object["model"].get_string().get(text) != simdjson::SUCCESS) {
@@ -244,15 +252,8 @@ std::string EmbeddingsResponse(const EmbeddingsSpec& spec, std::string_view id, 
 
 std::variant<GenerationSpec, ApiError> ParseGenerationRequest(ApiKind kind, std::string_view body) {
   simdjson::dom::parser parser;
-  element doc;
-  if (auto error = parser.parse(body.data(), body.size()).get(doc); error != simdjson::SUCCESS) {
-    return BadRequest(std::string("Invalid JSON in request body: ") +
-                      simdjson::error_message(error));
-  }
   simdjson::dom::object object;
-  if (doc.get_object().get(object) != simdjson::SUCCESS) {
-    return BadRequest("Request body must be a JSON object");
-  }
+  if (auto error = ParseObject(parser, body, object)) return *error;
   GenerationSpec spec;
   spec.kind = kind;
   std::string_view model;
